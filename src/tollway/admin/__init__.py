@@ -1,0 +1,1 @@
+"""Admin and user API handlers."""

@@ -1,0 +1,63 @@
+"""What every admin handler shares: admin authentication and ``{"detail": ...}`` errors."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import msgspec
+from starlette.requests import Request
+from starlette.responses import Response
+
+from tollway.core.errors import InternalError, InvalidRequest, PermissionDenied, TollwayError
+from tollway.routing.gateway import Gateway
+from tollway.routing.responses import JSONBytes, read_body
+
+log = logging.getLogger("tollway.admin")
+Handler = Callable[[Request, Gateway], Awaitable[Any]]
+MAX_ADMIN_BODY = 1024 * 1024
+
+
+def admin_endpoint(handler: Handler) -> Callable[[Request], Awaitable[Response]]:
+    """Require the admin secret (or an admin-role key); render errors as ``{"detail": ...}``."""
+
+    async def endpoint(request: Request) -> Response:
+        gw: Gateway = request.app.state.gateway
+        try:
+            identity = gw.identify(request.headers)
+            if not identity.is_admin:
+                raise PermissionDenied("This endpoint needs the admin key.")
+            result = await handler(request, gw)
+            return result if isinstance(result, Response) else JSONBytes(result)
+        except TollwayError as err:
+            return JSONBytes({"detail": err.message}, status_code=err.http_status)
+        except Exception:
+            log.exception("admin handler failed: %s", request.url.path)
+            return JSONBytes({"detail": InternalError("internal error").message}, status_code=500)
+
+    return endpoint
+
+
+async def json_body(request: Request) -> dict[str, Any]:
+    raw = await read_body(request, MAX_ADMIN_BODY)
+    try:
+        data = msgspec.json.decode(raw) if raw else {}
+    except msgspec.DecodeError:
+        raise InvalidRequest("body is not valid JSON") from None
+    if not isinstance(data, dict):
+        raise InvalidRequest("body must be a JSON object")
+    return data
+
+
+def int_param(value: Any, name: str, default: int | None = None, *, low: int = 0,
+              high: int | None = None) -> int | None:
+    if value in (None, ""):
+        return default
+    try:
+        n = int(value)
+    except (TypeError, ValueError):
+        raise InvalidRequest(f"{name} must be an integer", param=name) from None
+    if n < low or (high is not None and n > high):
+        raise InvalidRequest(f"{name} must be between {low} and {high}", param=name)
+    return n

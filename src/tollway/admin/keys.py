@@ -1,0 +1,82 @@
+"""Key administration: seed 004's ``/admin/api-key/*`` and seed 002's ``/admin/keys``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from starlette.requests import Request
+from starlette.routing import BaseRoute, Route
+
+from tollway.admin.base import admin_endpoint, int_param, json_body
+from tollway.auth.key_service import KeyService
+from tollway.core.errors import InvalidRequest, NotFound
+from tollway.routing.gateway import Gateway
+
+
+def _service(gw: Gateway) -> KeyService:
+    return KeyService(gw.keys)
+
+
+async def apply(request: Request, gw: Gateway) -> dict[str, Any]:
+    body = await json_body(request)
+    key, secret = await _service(gw).create(
+        name=str(body.get("name") or ""), role=str(body.get("role") or "user"), email=str(body.get("email") or ""),
+        group_id=int_param(body.get("group_id"), "group_id"),
+    )
+    gw.auth.put(key)
+    return {**key.public(), "api_key": secret}
+
+
+async def list_keys(request: Request, gw: Gateway) -> dict[str, Any]:
+    q = request.query_params
+    keys, total = await gw.keys.list(
+        q=q.get("q") or None, name=q.get("name") or None, group_id=int_param(q.get("group_id"), "group_id"),
+        role=q.get("role") or None, limit=int_param(q.get("limit"), "limit", 10, low=1, high=1000) or 10,
+        offset=int_param(q.get("offset"), "offset", 0) or 0,
+    )
+    return {"items": [k.public() for k in keys], "total": total}
+
+
+async def delete(request: Request, gw: Gateway) -> dict[str, Any]:
+    body = await json_body(request)
+    key_id = int_param(body.get("id"), "id")
+    if key_id is None:
+        raise InvalidRequest("id is required", param="id")
+    if not await _service(gw).revoke(key_id):
+        raise NotFound(f"no active key with id {key_id}")
+    gw.auth.drop(key_id)
+    return {"success": True, "id": key_id}
+
+
+async def add_key(request: Request, gw: Gateway) -> dict[str, Any]:
+    """Seed 002: ``{"key": "..."}`` imports a chosen key; without it one is generated."""
+    body = await json_body(request)
+    chosen = body.get("key")
+    if chosen is not None and not isinstance(chosen, str):
+        raise InvalidRequest("key must be a string", param="key")
+    key, secret = await _service(gw).create(name=str(body.get("name") or "ds2api"), secret=chosen)
+    gw.auth.put(key)
+    out: dict[str, Any] = {"success": True, "total_keys": await gw.keys.count_active(), "id": key.id}
+    if chosen is None:
+        out["key"] = secret
+    return out
+
+
+async def remove_key(request: Request, gw: Gateway) -> dict[str, Any]:
+    ref = request.path_params["key"]
+    key = await _service(gw).find(ref)
+    if key is None or key.revoked_at is not None:
+        raise NotFound("key not found")
+    await _service(gw).revoke(key.id)
+    gw.auth.drop(key.id)
+    return {"success": True, "total_keys": await gw.keys.count_active()}
+
+
+def key_routes() -> list[BaseRoute]:
+    return [
+        Route("/admin/api-key/apply", admin_endpoint(apply), methods=["POST"]),
+        Route("/admin/api-key/list", admin_endpoint(list_keys), methods=["GET"]),
+        Route("/admin/api-key/delete", admin_endpoint(delete), methods=["POST"]),
+        Route("/admin/keys", admin_endpoint(add_key), methods=["POST"]),
+        Route("/admin/keys/{key:path}", admin_endpoint(remove_key), methods=["DELETE"]),
+    ]

@@ -1,0 +1,84 @@
+"""Assembles the ASGI app. Every service is built once, in the lifespan, onto ``app.state``."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+
+from sqlalchemy import text
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from tollway.admin.keys import key_routes
+from tollway.auth.key_service import ensure_admin_secret
+from tollway.auth.keys import Authenticator
+from tollway.config import Settings, load_settings
+from tollway.dialects.openai.routes import openai_routes
+from tollway.middleware import RequestIdMiddleware
+from tollway.providers.registry import SPECS, build_provider, env_provider_configs
+from tollway.routing.catalog import Catalog
+from tollway.routing.gateway import Gateway
+from tollway.routing.pools import CredentialPool
+from tollway.routing.responses import JSONBytes
+from tollway.store.db import create_engine
+from tollway.store.log_buffer import RequestLogBuffer
+from tollway.store.meta import MetaRepository
+from tollway.store.request_logs import RequestLogRepository
+
+log = logging.getLogger("tollway")
+
+
+async def build_gateway(settings: Settings) -> Gateway:
+    engine = create_engine(settings.database_url)
+    admin_hash, _ = await ensure_admin_secret(MetaRepository(engine), settings.admin_key)
+    configs = {p.name: p for p in env_provider_configs(settings.env)}
+    configs.update({p.name: p for p in settings.file.providers})  # YAML replaces env config of a name
+    catalog = Catalog(SPECS, configs.values(), settings.file.models, settings.file.aliases)
+    providers = {name: build_provider(cfg, settings.timeouts) for name, cfg in configs.items()}
+    pools = {name: CredentialPool(name, cfg.credentials) for name, cfg in configs.items()}
+    logs = RequestLogBuffer(RequestLogRepository(engine), interval=settings.log_flush_interval,
+                            batch=settings.log_batch)
+    return Gateway(engine=engine, auth=Authenticator(admin_hash, []), catalog=catalog, providers=providers,
+                   pools=pools, logs=logs, max_body_bytes=settings.max_body_bytes,
+                   poll_interval=settings.change_poll_interval)
+
+
+async def healthz(request: Request) -> Response:
+    return JSONBytes({"status": "ok"})
+
+
+async def readyz(request: Request) -> Response:
+    gw: Gateway = request.app.state.gateway
+    try:
+        async with gw.engine.connect() as conn:
+            await conn.execute(text("SELECT 1"))
+    except Exception as exc:
+        return JSONBytes({"status": "unavailable", "detail": type(exc).__name__}, status_code=503)
+    return JSONBytes({"status": "ready"})
+
+
+def create_app(settings: Settings | None = None) -> Starlette:
+    settings = settings or load_settings()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        gateway = await build_gateway(settings)
+        await gateway.start()
+        app.state.gateway = gateway
+        try:
+            yield
+        finally:
+            await gateway.close()
+
+    routes = [
+        Route("/healthz", healthz, methods=["GET"]),
+        Route("/readyz", readyz, methods=["GET"]),
+        *openai_routes(),
+        *key_routes(),
+    ]
+    app = Starlette(routes=routes, lifespan=lifespan)
+    app.add_middleware(RequestIdMiddleware)
+    return app

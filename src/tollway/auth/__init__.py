@@ -1,0 +1,1 @@
+"""Keys, identities, admin secret (JWT and OAuth arrive with later issues)."""

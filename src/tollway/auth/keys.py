@@ -1,0 +1,97 @@
+"""Key secrets, hashes and the in-process identity cache.
+
+A key is ``tw-`` plus 43 URL-safe random characters (256 bits), shown once. The store keeps
+its SHA-256 (a fast hash is right for a high-entropy secret: nothing to brute-force) and a
+10-character prefix for display. Lookups hash the presented token and look the hash up in a
+dict, so lookup time says nothing about any stored secret; the admin secret is compared with
+``hmac.compare_digest``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+
+import msgspec
+
+from tollway.core.errors import AuthenticationFailed, PermissionDenied
+from tollway.core.keys import ApiKey
+
+KEY_PREFIX = "tw-"
+PREFIX_LEN = 10
+
+
+def new_secret() -> str:
+    return KEY_PREFIX + secrets.token_urlsafe(32)
+
+
+def hash_secret(secret: str) -> str:
+    return hashlib.sha256(secret.encode("utf-8")).hexdigest()
+
+
+def prefix_of(secret: str) -> str:
+    return secret[:PREFIX_LEN]
+
+
+def bearer_token(authorization: str | None, x_api_key: str | None) -> str | None:
+    """The caller's token from ``Authorization: Bearer`` or ``x-api-key``."""
+    if authorization:
+        scheme, _, value = authorization.partition(" ")
+        if scheme.lower() == "bearer" and value.strip():
+            return value.strip()
+    if x_api_key and x_api_key.strip():
+        return x_api_key.strip()
+    return None
+
+
+class Identity(msgspec.Struct, frozen=True, kw_only=True):
+    key: ApiKey | None = None
+    is_admin: bool = False
+
+    @property
+    def key_id(self) -> int | None:
+        return self.key.id if self.key else None
+
+    @property
+    def key_prefix(self) -> str | None:
+        return self.key.prefix if self.key else ("admin" if self.is_admin else None)
+
+
+ADMIN = Identity(is_admin=True)
+
+
+class Authenticator:
+    """Resolves a bearer to an identity from memory; ``reload`` swaps the whole key table."""
+
+    def __init__(self, admin_hash: str, keys: list[ApiKey]) -> None:
+        self._admin_hash = admin_hash
+        self._by_hash: dict[str, ApiKey] = {}
+        self.reload(keys)
+
+    def reload(self, keys: list[ApiKey]) -> None:
+        self._by_hash = {k.key_hash: k for k in keys if k.revoked_at is None}
+
+    def put(self, key: ApiKey) -> None:
+        table = dict(self._by_hash)
+        table[key.key_hash] = key
+        self._by_hash = table
+
+    def drop(self, key_id: int) -> None:
+        self._by_hash = {h: k for h, k in self._by_hash.items() if k.id != key_id}
+
+    def is_admin_secret(self, token: str) -> bool:
+        return hmac.compare_digest(hash_secret(token), self._admin_hash)
+
+    def identify(self, token: str | None) -> Identity:
+        if not token:
+            raise AuthenticationFailed("Missing API key: send 'Authorization: Bearer <key>' or 'x-api-key'.")
+        h = hash_secret(token)
+        key = self._by_hash.get(h)
+        if key is not None:
+            if not key.enabled:
+                raise PermissionDenied("This API key is disabled.", code="api_disabled")
+            return Identity(key=key, is_admin=key.role == "admin")
+        if hmac.compare_digest(h, self._admin_hash):
+            return ADMIN
+        raise AuthenticationFailed("Invalid API key.")

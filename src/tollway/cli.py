@@ -1,0 +1,146 @@
+"""``tollway serve | keys | migrate``: the commands call the same services as the admin API."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from tollway.auth.key_service import KeyService, ensure_admin_secret
+from tollway.config import Settings, load_settings
+from tollway.core.errors import TollwayError
+from tollway.store.db import create_engine, migrate
+from tollway.store.keys import KeyRepository
+from tollway.store.meta import MetaRepository
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    overrides = {k: getattr(args, k, None) for k in ("host", "port", "workers", "data_dir", "config_file")}
+    return load_settings(overrides)
+
+
+def _with_engine(settings: Settings, fn: Callable[[Any], Awaitable[Any]]) -> Any:
+    async def run() -> Any:
+        engine = create_engine(settings.database_url)
+        try:
+            return await fn(engine)
+        finally:
+            await engine.dispose()
+
+    return asyncio.run(run())
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    settings = _settings(args)
+    migrate(settings.database_url)
+    _, generated = _with_engine(settings, lambda e: ensure_admin_secret(MetaRepository(e), settings.admin_key))
+    # workers re-read settings from the environment: hand the flags down that way
+    os.environ.update({"TOLLWAY_HOST": settings.host, "TOLLWAY_PORT": str(settings.port),
+                       "TOLLWAY_DATA_DIR": settings.data_dir})
+    if settings.config_file:
+        os.environ["TOLLWAY_CONFIG"] = settings.config_file
+    print(f"Tollway listening on http://{settings.host}:{settings.port}", flush=True)
+    if generated:
+        print(f"admin key: {generated}   (generated now, stored hashed: this is the only time it is shown)",
+              flush=True)
+    elif settings.admin_key:
+        print("admin key: from TOLLWAY_ADMIN_KEY", flush=True)
+    else:
+        print("admin key: set at first start (stored hashed); set TOLLWAY_ADMIN_KEY to choose one", flush=True)
+    uvicorn.run(
+        "tollway.app:create_app", factory=True, host=settings.host, port=settings.port, workers=settings.workers,
+        loop="uvloop", http="httptools", log_level=args.log_level, access_log=False,
+        timeout_graceful_shutdown=30, lifespan="on",
+    )
+    return 0
+
+
+def cmd_migrate(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    migrate(settings.database_url)
+    print(f"database is at the newest revision: {settings.database_url.split('://')[0]}")
+    return 0
+
+
+def cmd_keys(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    migrate(settings.database_url)
+
+    async def run(engine: Any) -> int:
+        service = KeyService(KeyRepository(engine))
+        if args.keys_cmd == "create":
+            key, secret = await service.create(name=args.name, role=args.role, email=args.email,
+                                               group_id=args.group_id)
+            print(f"id: {key.id}\nkey: {secret}\n(shown once; stored as a hash with prefix {key.prefix})")
+        elif args.keys_cmd == "list":
+            keys, total = await service.repo.list(limit=10_000, include_revoked=args.all)
+            print(f"{'id':>4}  {'prefix':<11} {'role':<6} {'state':<8} name")
+            for k in keys:
+                state = "revoked" if k.revoked_at else ("enabled" if k.enabled else "disabled")
+                print(f"{k.id:>4}  {k.prefix:<11} {k.role:<6} {state:<8} {k.name}")
+            print(f"{total} key(s)")
+        elif args.keys_cmd == "revoke":
+            found = await service.find(args.key)
+            if found is None or not await service.revoke(found.id):
+                print(f"no active key matches {args.key!r}", file=sys.stderr)
+                return 1
+            print(f"revoked key {found.id} ({found.prefix}...)")
+        return 0
+
+    return int(_with_engine(settings, run))
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="tollway", description="Tollway LLM API gateway")
+    sub = p.add_subparsers(dest="cmd", required=True)
+
+    def common(sp: argparse.ArgumentParser) -> None:
+        sp.add_argument("--data-dir", dest="data_dir", help="state directory (TOLLWAY_DATA_DIR, ./.tollway)")
+        sp.add_argument("--config", dest="config_file", help="YAML config file (TOLLWAY_CONFIG)")
+
+    s = sub.add_parser("serve", help="run the gateway")
+    common(s)
+    s.add_argument("--host", help="bind address (127.0.0.1)")
+    s.add_argument("--port", type=int, help="port (4000)")
+    s.add_argument("--workers", type=int, help="worker processes (1)")
+    s.add_argument("--log-level", dest="log_level", default="warning")
+    s.set_defaults(fn=cmd_serve)
+
+    m = sub.add_parser("migrate", help="apply database migrations")
+    common(m)
+    m.set_defaults(fn=cmd_migrate)
+
+    k = sub.add_parser("keys", help="create, list and revoke API keys")
+    common(k)
+    ks = k.add_subparsers(dest="keys_cmd", required=True)
+    kc = ks.add_parser("create")
+    kc.add_argument("--name", default="")
+    kc.add_argument("--role", default="user", choices=["user", "admin"])
+    kc.add_argument("--email", default="")
+    kc.add_argument("--group-id", dest="group_id", type=int)
+    kl = ks.add_parser("list")
+    kl.add_argument("--all", action="store_true", help="include revoked keys")
+    kr = ks.add_parser("revoke")
+    kr.add_argument("key", help="key id, full key, or its displayed prefix")
+    for sp in (kc, kl, kr):
+        common(sp)
+    k.set_defaults(fn=cmd_keys)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        return int(args.fn(args))
+    except TollwayError as err:
+        print(f"error: {err.message}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

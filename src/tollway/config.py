@@ -1,0 +1,123 @@
+"""Settings: one typed object, from environment variables, CLI flags and an optional YAML file.
+
+Environment (all optional):
+  TOLLWAY_HOST / TOLLWAY_PORT         bind address (127.0.0.1:4000)
+  TOLLWAY_DATA_DIR                    state directory (./.tollway); the SQLite file lives here
+  TOLLWAY_DATABASE_URL                SQLAlchemy async URL (sqlite+aiosqlite:///<data>/tollway.db)
+  TOLLWAY_ADMIN_KEY                   the admin secret; generated once and stored hashed if unset
+  TOLLWAY_CONFIG                      YAML file with providers, models and aliases
+  TOLLWAY_CONNECT_TIMEOUT / TOLLWAY_FIRST_BYTE_TIMEOUT / TOLLWAY_IDLE_TIMEOUT   seconds
+  TOLLWAY_MAX_BODY_BYTES              largest request body accepted (20 MiB)
+  TOLLWAY_LOG_FLUSH_INTERVAL / TOLLWAY_LOG_BATCH   request-log batching
+  TOLLWAY_CHANGE_POLL_INTERVAL        how often caches look for changes by other processes (1 s)
+  provider variables: OPENAI_API_KEY, OPENAI_BASE_URL, DEEPSEEK_API_KEY, DEEPSEEK_BASE_URL,
+  OLLAMA_BASE_URL (see README)
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import yaml
+
+from tollway.core.catalog import Credential, ModelInfo, ProviderConfig
+from tollway.core.errors import InvalidRequest
+from tollway.providers.http import Timeouts
+from tollway.providers.registry import KINDS
+
+
+class FileConfig(msgspec.Struct, frozen=True, kw_only=True):
+    """What a YAML config file adds: providers (several credentials each), models, aliases."""
+
+    providers: tuple[ProviderConfig, ...] = ()
+    models: tuple[ModelInfo, ...] = ()
+    aliases: dict[str, str] = msgspec.field(default_factory=dict)
+
+
+class Settings(msgspec.Struct, frozen=True, kw_only=True):
+    host: str = "127.0.0.1"
+    port: int = 4000
+    workers: int = 1
+    data_dir: str = ".tollway"
+    database_url: str = ""
+    admin_key: str | None = None
+    config_file: str | None = None
+    timeouts: Timeouts = Timeouts()
+    max_body_bytes: int = 20 * 1024 * 1024
+    log_flush_interval: float = 0.5
+    log_batch: int = 500
+    change_poll_interval: float = 1.0
+    file: FileConfig = FileConfig()
+    env: dict[str, str] = msgspec.field(default_factory=dict)
+
+    @property
+    def sqlite_path(self) -> Path:
+        return Path(self.data_dir) / "tollway.db"
+
+
+def _float(env: dict[str, str], key: str, default: float) -> float:
+    return float(env[key]) if env.get(key) else default
+
+
+def _provider_from_yaml(raw: dict[str, Any], env: dict[str, str]) -> ProviderConfig:
+    name = raw.get("name")
+    kind = raw.get("kind", "openai_compatible")
+    if not isinstance(name, str) or kind not in KINDS:
+        raise InvalidRequest(f"config: provider needs a name and a kind in {sorted(KINDS)}: {raw!r}")
+    creds = []
+    for i, c in enumerate(raw.get("credentials") or []):
+        secret = c.get("api_key") or (env.get(c["api_key_env"]) if c.get("api_key_env") else None)
+        creds.append(Credential(id=str(c.get("id") or f"{name}:{i}"), secret=secret))
+    if raw.get("api_key") or raw.get("api_key_env"):
+        secret = raw.get("api_key") or env.get(raw["api_key_env"])
+        creds.append(Credential(id=f"{name}:key", secret=secret))
+    return ProviderConfig(name=name, kind=kind, base_url=str(raw.get("base_url") or ""), credentials=tuple(creds),
+                          options=dict(raw.get("options") or {}))
+
+
+def load_file_config(path: str, env: dict[str, str]) -> FileConfig:
+    with open(path, encoding="utf-8") as fh:
+        raw = yaml.safe_load(fh) or {}
+    if not isinstance(raw, dict):
+        raise InvalidRequest(f"config: {path} must hold a mapping")
+    providers = tuple(_provider_from_yaml(p, env) for p in raw.get("providers") or [])
+    models = []
+    for m in raw.get("models") or []:
+        m = dict(m)
+        m.setdefault("upstream_id", m.get("id"))
+        models.append(msgspec.convert(m, ModelInfo))
+    aliases = {str(k): str(v) for k, v in (raw.get("aliases") or {}).items()}
+    return FileConfig(providers=providers, models=tuple(models), aliases=aliases)
+
+
+def load_settings(overrides: dict[str, Any] | None = None, environ: dict[str, str] | None = None) -> Settings:
+    env = dict(os.environ if environ is None else environ)
+    o = {k: v for k, v in (overrides or {}).items() if v is not None}
+    data_dir = o.get("data_dir") or env.get("TOLLWAY_DATA_DIR") or ".tollway"
+    config_file = o.get("config_file") or env.get("TOLLWAY_CONFIG") or None
+    database_url = env.get("TOLLWAY_DATABASE_URL") or ""
+    if not database_url:
+        database_url = f"sqlite+aiosqlite:///{Path(data_dir).resolve() / 'tollway.db'}"
+    return Settings(
+        host=o.get("host") or env.get("TOLLWAY_HOST") or "127.0.0.1",
+        port=int(o.get("port") or env.get("TOLLWAY_PORT") or 4000),
+        workers=int(o.get("workers") or env.get("TOLLWAY_WORKERS") or 1),
+        data_dir=data_dir,
+        database_url=database_url,
+        admin_key=env.get("TOLLWAY_ADMIN_KEY") or None,
+        config_file=config_file,
+        timeouts=Timeouts(
+            connect=_float(env, "TOLLWAY_CONNECT_TIMEOUT", 10.0),
+            first_byte=_float(env, "TOLLWAY_FIRST_BYTE_TIMEOUT", 120.0),
+            idle=_float(env, "TOLLWAY_IDLE_TIMEOUT", 120.0),
+        ),
+        max_body_bytes=int(env.get("TOLLWAY_MAX_BODY_BYTES") or 20 * 1024 * 1024),
+        log_flush_interval=_float(env, "TOLLWAY_LOG_FLUSH_INTERVAL", 0.5),
+        log_batch=int(env.get("TOLLWAY_LOG_BATCH") or 500),
+        change_poll_interval=_float(env, "TOLLWAY_CHANGE_POLL_INTERVAL", 1.0),
+        file=load_file_config(config_file, env) if config_file else FileConfig(),
+        env=env,
+    )

@@ -1,0 +1,1 @@
+"""Canonical types and errors. Imports nothing else from tollway."""

@@ -1,0 +1,64 @@
+"""Models, providers and credentials as the gateway sees them (not as any vendor spells them)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+
+
+class EnvRequirement(msgspec.Struct, frozen=True, kw_only=True):
+    key: str
+    description: str = ""
+    required: bool = True
+
+
+class ModelInfo(msgspec.Struct, frozen=True, kw_only=True):
+    """A routable model name. ``id`` is what callers send; ``upstream_id`` what the provider gets."""
+
+    id: str
+    provider: str
+    upstream_id: str
+    display_name: str = ""
+    description: str = ""
+    category: str = "chat"
+    capabilities: tuple[str, ...] = ("chat",)
+    modalities: tuple[str, ...] = ("text", "stream", "openai")
+    tags: tuple[str, ...] = ()
+    aliases: tuple[str, ...] = ()
+    meta: dict[str, Any] = msgspec.field(default_factory=dict)
+    created: int = 1700000000
+
+
+class Credential(msgspec.Struct, frozen=True, kw_only=True):
+    """One upstream credential. ``secret`` never leaves the gateway: listings show ``id`` only."""
+
+    id: str
+    secret: str | None = None
+
+
+class ProviderConfig(msgspec.Struct, frozen=True, kw_only=True):
+    """A configured upstream: which adapter (``kind``), where, and with which credentials."""
+
+    name: str
+    kind: str
+    base_url: str = ""
+    credentials: tuple[Credential, ...] = ()
+    options: dict[str, Any] = msgspec.field(default_factory=dict)
+
+
+class ProviderSpec(msgspec.Struct, frozen=True, kw_only=True):
+    """A code-registered provider: the env it needs and the models it serves once configured."""
+
+    name: str
+    kind: str
+    env_requirements: tuple[EnvRequirement, ...] = ()
+    api_key_env: str | None = None
+    base_url_env: str | None = None
+    default_base_url: str = ""
+    models: tuple[ModelInfo, ...] = ()
+    # a caller may send "<name>/<any upstream model id>" to reach any model of this provider
+    open_catalog: bool = False
+
+    def configured(self, env: dict[str, str]) -> bool:
+        return all(env.get(r.key) for r in self.env_requirements if r.required)

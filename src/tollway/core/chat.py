@@ -1,0 +1,170 @@
+"""Canonical chat request, response and stream events.
+
+These are tollway's own types, the superset the dialects need; they copy no vendor's JSON.
+A dialect decodes its wire format into them and encodes them back; a provider adapter maps
+them to and from one upstream's wire format.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import msgspec
+
+Role = Literal["system", "user", "assistant", "tool"]
+FinishReason = Literal["stop", "length", "tool_calls", "content_filter", "error"]
+
+
+class _Block(msgspec.Struct, frozen=True, kw_only=True, tag_field="type"):
+    pass
+
+
+class TextBlock(_Block, tag="text"):
+    text: str
+
+
+class ImageBlock(_Block, tag="image"):
+    """An image: ``url`` is an http(s) URL or a ``data:`` URL; ``detail`` is a hint."""
+
+    url: str
+    detail: str | None = None
+
+
+class DocumentBlock(_Block, tag="document"):
+    """A document given inline: base64 ``data`` with its media type (application/pdf ...)."""
+
+    data: str
+    media_type: str
+    name: str | None = None
+
+
+class ReasoningBlock(_Block, tag="reasoning"):
+    text: str
+    signature: str | None = None
+
+
+class ToolCallBlock(_Block, tag="tool_call"):
+    id: str
+    name: str
+    arguments: str  # the JSON text of the arguments, as models produce it
+
+
+class ToolResultBlock(_Block, tag="tool_result"):
+    tool_call_id: str
+    content: tuple[TextBlock | ImageBlock, ...]
+    is_error: bool = False
+
+
+Block = TextBlock | ImageBlock | DocumentBlock | ReasoningBlock | ToolCallBlock | ToolResultBlock
+
+
+class Message(msgspec.Struct, frozen=True, kw_only=True):
+    role: Role
+    content: tuple[Block, ...]
+    name: str | None = None
+
+
+class Tool(msgspec.Struct, frozen=True, kw_only=True):
+    name: str
+    description: str | None = None
+    parameters: dict[str, Any] = msgspec.field(default_factory=dict)
+    strict: bool | None = None
+
+
+class ToolChoice(msgspec.Struct, frozen=True, kw_only=True):
+    """``mode`` is auto, none or required; ``name`` forces one named tool."""
+
+    mode: Literal["auto", "none", "required"] = "auto"
+    name: str | None = None
+
+
+class ChatRequest(msgspec.Struct, frozen=True, kw_only=True):
+    model: str
+    messages: tuple[Message, ...]
+    stream: bool = False
+    include_usage: bool = False
+    tools: tuple[Tool, ...] = ()
+    tool_choice: ToolChoice | None = None
+    parallel_tool_calls: bool | None = None
+    max_tokens: int | None = None
+    temperature: float | None = None
+    top_p: float | None = None
+    top_k: int | None = None
+    stop: tuple[str, ...] = ()
+    seed: int | None = None
+    response_format: dict[str, Any] | None = None
+    user: str | None = None
+    reasoning_effort: str | None = None
+    # fields the dialect understood but tollway has no canonical slot for; an adapter that
+    # cannot take one drops it and names it in the request log
+    extras: dict[str, Any] = msgspec.field(default_factory=dict)
+
+
+class Usage(msgspec.Struct, frozen=True, kw_only=True):
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cached_tokens: int = 0
+    cache_write_tokens: int = 0
+    reasoning_tokens: int = 0
+
+    @property
+    def total_tokens(self) -> int:
+        return self.input_tokens + self.output_tokens
+
+
+class ChatResponse(msgspec.Struct, frozen=True, kw_only=True):
+    id: str
+    model: str
+    created: int
+    content: tuple[Block, ...]
+    finish_reason: FinishReason
+    usage: Usage
+
+
+# --- stream events ---------------------------------------------------------------------
+
+
+class _Event(msgspec.Struct, frozen=True, kw_only=True, tag_field="event"):
+    pass
+
+
+class StreamStart(_Event, tag="start"):
+    id: str
+    model: str
+    created: int
+
+
+class TextDelta(_Event, tag="text"):
+    text: str
+
+
+class ReasoningDelta(_Event, tag="reasoning"):
+    text: str = ""
+    signature: str | None = None
+
+
+class ToolCallStart(_Event, tag="tool_call_start"):
+    index: int
+    id: str
+    name: str
+
+
+class ToolCallDelta(_Event, tag="tool_call_delta"):
+    index: int
+    arguments: str
+
+
+class Finish(_Event, tag="finish"):
+    reason: FinishReason
+
+
+class UsageReport(_Event, tag="usage"):
+    usage: Usage
+
+
+StreamEvent = StreamStart | TextDelta | ReasoningDelta | ToolCallStart | ToolCallDelta | Finish | UsageReport
+
+
+def text_of(message: Message) -> str:
+    """The concatenated text blocks of a message."""
+    return "".join(b.text for b in message.content if isinstance(b, TextBlock))

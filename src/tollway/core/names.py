@@ -1,0 +1,20 @@
+"""Provider kinds and dialect names, defined once."""
+
+from typing import Final
+
+# dialects (front doors and the wire format an upstream speaks)
+DIALECT_OPENAI: Final = "openai"
+DIALECT_PLATFORM: Final = "platform"  # OpenAI wire, seed-003 error body
+DIALECT_ANTHROPIC: Final = "anthropic"
+DIALECT_CITY: Final = "city"
+
+# provider keys
+PROVIDER_ECHO: Final = "echo"
+PROVIDER_OPENAI: Final = "openai"
+PROVIDER_DEEPSEEK: Final = "deepseek"
+PROVIDER_OLLAMA: Final = "ollama"
+PROVIDER_OPENAI_COMPATIBLE: Final = "openai_compatible"
+
+# key roles
+ROLE_USER: Final = "user"
+ROLE_ADMIN: Final = "admin"

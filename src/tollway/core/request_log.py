@@ -1,0 +1,30 @@
+"""One row per request: what happened, for whom, through which upstream, at what cost."""
+
+from __future__ import annotations
+
+import msgspec
+
+
+class RequestLog(msgspec.Struct, kw_only=True):
+    id: str
+    created_at: float
+    path: str
+    dialect: str
+    status: int = 0
+    key_id: int | None = None
+    key_prefix: str | None = None
+    studio_id: str | None = None
+    model: str | None = None
+    provider: str | None = None
+    credential: str | None = None
+    stream: bool = False
+    error_code: str | None = None
+    latency_ms: float = 0.0
+    ttft_ms: float | None = None
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cached_tokens: int = 0
+    reasoning_tokens: int = 0
+    cost_micro: int = 0
+    dropped_params: str | None = None
+    note: str | None = None

@@ -1,0 +1,1 @@
+"""Front doors: one package per wire dialect (decode, encode, stream, errors, routes)."""

@@ -1,0 +1,1 @@
+"""The OpenAI chat-completions dialect (also the platform ``/api/v1`` alias)."""

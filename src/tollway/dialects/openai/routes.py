@@ -1,0 +1,245 @@
+"""Routes of the OpenAI dialect: ``/v1/models`` and ``/v1/chat/completions``, and the same
+under ``/api/v1`` with the platform error body (seed 003).
+
+When the resolved provider speaks OpenAI's wire too, the request is a pass-through: the body
+is forwarded with the model name (and stream options) rewritten and only ``usage`` is read
+back. Otherwise it is decoded to the canonical model, served by the provider's adapter and
+encoded back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import msgspec
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import BaseRoute, Route
+
+from tollway.core.catalog import Credential, ModelInfo
+from tollway.core.chat import ChatRequest, StreamEvent, UsageReport
+from tollway.core.errors import InternalError, InvalidRequest, RateLimited, TollwayError, UpstreamError
+from tollway.core.names import DIALECT_OPENAI, DIALECT_PLATFORM
+from tollway.dialects.openai.codec import decode_request, encode_response
+from tollway.dialects.openai.errors import openai_error_body, platform_error_body
+from tollway.dialects.openai.stream import DONE, StreamEncoder, error_frame
+from tollway.dialects.openai.wire import (
+    Body,
+    body_decoder,
+    encoder,
+    request_view_decoder,
+    response_view_decoder,
+)
+from tollway.providers.base import ChatProvider, PassThroughProvider
+from tollway.providers.openai_compat import OpenAICompatProvider
+from tollway.routing.gateway import Call, Gateway
+from tollway.routing.responses import EventStreamResponse, JSONBytes, read_body
+
+log = logging.getLogger("tollway")
+
+Render = Callable[[TollwayError], dict[str, Any]]
+_USAGE_OBJECT = re.compile(rb'"usage"\s*:\s*\{')
+_INCLUDE_USAGE = msgspec.Raw(b'{"include_usage":true}')
+
+
+def error_response(err: TollwayError, render: Render) -> Response:
+    headers = {}
+    retry_after = getattr(err, "retry_after", None)
+    if isinstance(err, RateLimited | UpstreamError) and retry_after is not None:
+        headers["retry-after"] = str(max(1, round(retry_after)))
+    return JSONBytes(render(err), status_code=err.http_status, headers=headers)
+
+
+class OpenAIRoutes:
+    """The handlers, bound to one error envelope (OpenAI's or the platform's)."""
+
+    def __init__(self, dialect: str, render: Render, *, platform: bool) -> None:
+        self.dialect = dialect
+        self.render = render
+        self.platform = platform
+
+    def _guard(self, handler: Callable[[Request, Call], Awaitable[Response]]
+               ) -> Callable[[Request], Awaitable[Response]]:
+        async def endpoint(request: Request) -> Response:
+            gw: Gateway = request.app.state.gateway
+            call = gw.begin(request.scope["state"]["request_id"], request.url.path, self.dialect)
+            try:
+                return await handler(request, call)
+            except TollwayError as err:
+                call.finish(err.http_status, err)
+                return error_response(err, self.render)
+            except Exception:
+                log.exception("unhandled error in %s", request.url.path)
+                err = InternalError("The gateway failed to process this request.")
+                call.finish(500, err)
+                return error_response(err, self.render)
+
+        return endpoint
+
+    # GET /models -------------------------------------------------------------------------
+
+    async def models(self, request: Request, call: Call) -> Response:
+        gw: Gateway = request.app.state.gateway
+        call.identify(gw.identify(request.headers))
+        data = [self._model_entry(m) for m in gw.catalog.listed()]
+        call.finish(200)
+        return JSONBytes({"object": "list", "data": data})
+
+    def _model_entry(self, m: ModelInfo) -> dict[str, Any]:
+        entry: dict[str, Any] = {"id": m.id, "object": "model", "created": m.created, "owned_by": m.provider}
+        if self.platform:
+            entry.update(display_name=m.display_name or m.id, category=m.category,
+                         capabilities=list(m.capabilities), credit_cost=0)
+        entry["meta"] = m.meta
+        return entry
+
+    # POST /chat/completions --------------------------------------------------------------
+
+    async def chat(self, request: Request, call: Call) -> Response:
+        gw: Gateway = request.app.state.gateway
+        call.identify(gw.identify(request.headers))
+        raw = await read_body(request, gw.max_body_bytes)
+        try:
+            view = request_view_decoder.decode(raw)
+        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+            raise InvalidRequest(f"Invalid request body: {exc}") from None
+        if not view.model:
+            raise InvalidRequest("The 'model' field is required.", code="model_required", param="model")
+        messages = bytes(view.messages).strip()
+        if not messages.startswith(b"[") or messages.replace(b" ", b"") == b"[]":
+            raise InvalidRequest("The 'messages' field must be a non-empty array.", code="messages_required",
+                                 param="messages")
+        if view.n not in (None, 1):
+            raise InvalidRequest("Only n=1 is supported.", param="n")
+        stream = bool(view.stream)
+        call.row.stream = stream
+        route, provider, pool = gw.resolve(view.model)
+        call.row.model = route.model.id
+        if isinstance(provider, PassThroughProvider) and provider.dialect == DIALECT_OPENAI:
+            credential = call.use(route, pool)
+            body = body_decoder.decode(raw)
+            body["model"] = msgspec.Raw(encoder.encode(route.model.upstream_id))
+            if isinstance(provider, OpenAICompatProvider):
+                call.dropped(provider.adapt(body))  # type: ignore[arg-type]
+            if stream:
+                client_usage = bool(view.stream_options and view.stream_options.include_usage)
+                body["stream_options"] = _INCLUDE_USAGE
+                return await self._forward_stream(provider, body, credential, call, client_usage)
+            return await self._forward(provider, body, credential, call)
+        req = decode_request(raw)
+        credential = call.use(route, pool)
+        if stream:
+            return await self._canonical_stream(provider, req, route.model.upstream_id, credential, call)
+        resp = await provider.complete(req, upstream_model=route.model.upstream_id, credential=credential)
+        call.usage(resp.usage)
+        call.finish(200)
+        return JSONBytes(encode_response(msgspec.structs.replace(resp, model=req.model)))
+
+    async def _forward(self, provider: PassThroughProvider, body: Body, credential: Credential,
+                       call: Call) -> Response:
+        raw = await provider.forward(encoder.encode(body), credential=credential)
+        try:
+            view = response_view_decoder.decode(raw)
+        except (msgspec.DecodeError, msgspec.ValidationError):
+            raise UpstreamError(f"{provider.name} upstream sent an unreadable completion",
+                                provider=provider.name) from None
+        if view.usage is not None:
+            call.usage(view.usage.to_usage())
+        call.finish(200)
+        return JSONBytes(raw)
+
+    async def _forward_stream(self, provider: PassThroughProvider, body: Body, credential: Credential,
+                              call: Call, client_usage: bool) -> Response:
+        upstream = await provider.forward_stream(encoder.encode(body), credential=credential)
+        render = self.render
+
+        async def chunks() -> AsyncIterator[bytes]:
+            status, error, done = 200, None, False
+            try:
+                async for batch in upstream.batches():
+                    parts = []
+                    for event in batch:
+                        data = event.data
+                        if data == b"[DONE]":
+                            done = True
+                            parts.append(DONE)
+                            break
+                        if _USAGE_OBJECT.search(data):
+                            view = response_view_decoder.decode(data)
+                            if view.usage is not None:
+                                call.usage(view.usage.to_usage())
+                            if not client_usage and not view.choices:
+                                continue
+                        parts.append(b"data: " + data + b"\n\n")
+                    if parts:
+                        call.first_token()
+                        yield b"".join(parts)
+                    if done:
+                        break
+                if done:
+                    await upstream.drain()
+                else:
+                    raise UpstreamError(f"{provider.name} upstream closed the stream before it finished",
+                                        provider=provider.name)
+            except TollwayError as err:
+                status, error = err.http_status, err
+                yield error_frame(render(err))
+            except (asyncio.CancelledError, GeneratorExit):
+                status = 499
+                raise
+            except (msgspec.DecodeError, msgspec.ValidationError):
+                err = UpstreamError(f"{provider.name} upstream sent a malformed stream chunk", provider=provider.name)
+                status, error = err.http_status, err
+                yield error_frame(render(err))
+            finally:
+                upstream.close()
+                call.finish(status, error, note="client disconnected" if status == 499 else None)
+
+        return EventStreamResponse(chunks())
+
+    async def _canonical_stream(self, provider: ChatProvider, req: ChatRequest, upstream_model: str,
+                                credential: Credential, call: Call) -> Response:
+        events = provider.stream(req, upstream_model=upstream_model, credential=credential)
+        first = await anext(events)  # errors before any byte become a plain error response
+        encoder_ = StreamEncoder(model=req.model, include_usage=req.include_usage)
+        render = self.render
+
+        async def chunks() -> AsyncIterator[bytes]:
+            status, error = 200, None
+            pending: StreamEvent | None = first
+            try:
+                yield encoder_.feed(first)
+                call.first_token()
+                pending = None
+                async for event in events:
+                    if isinstance(event, UsageReport):
+                        call.usage(event.usage)
+                    yield encoder_.feed(event)
+                yield encoder_.close()
+            except TollwayError as err:
+                status, error = err.http_status, err
+                yield error_frame(render(err))
+            except (asyncio.CancelledError, GeneratorExit):
+                status = 499
+                raise
+            finally:
+                del pending
+                await events.aclose()  # type: ignore[attr-defined]
+                call.finish(status, error, note="client disconnected" if status == 499 else None)
+
+        return EventStreamResponse(chunks())
+
+    def routes(self, prefix: str) -> list[BaseRoute]:
+        return [
+            Route(f"{prefix}/models", self._guard(self.models), methods=["GET"]),
+            Route(f"{prefix}/chat/completions", self._guard(self.chat), methods=["POST"]),
+        ]
+
+
+def openai_routes() -> list[BaseRoute]:
+    return (OpenAIRoutes(DIALECT_OPENAI, openai_error_body, platform=False).routes("/v1")
+            + OpenAIRoutes(DIALECT_PLATFORM, platform_error_body, platform=True).routes("/api/v1"))

@@ -1,0 +1,1 @@
+"""Upstream adapters: one module per provider, translating the canonical model to its wire."""

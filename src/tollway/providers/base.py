@@ -1,0 +1,35 @@
+"""The narrow protocols every upstream adapter implements."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Protocol, runtime_checkable
+
+from tollway.core.catalog import Credential
+from tollway.core.chat import ChatRequest, ChatResponse, StreamEvent
+from tollway.providers.http import UpstreamStream
+
+
+class ChatProvider(Protocol):
+    """Canonical chat: every provider implements it."""
+
+    name: str
+
+    async def complete(self, req: ChatRequest, *, upstream_model: str, credential: Credential) -> ChatResponse: ...
+
+    def stream(self, req: ChatRequest, *, upstream_model: str,
+               credential: Credential) -> AsyncIterator[StreamEvent]: ...
+
+    async def close(self) -> None: ...
+
+
+@runtime_checkable
+class PassThroughProvider(Protocol):
+    """A provider whose wire is a front door's dialect: requests are forwarded as bytes."""
+
+    name: str
+    dialect: str
+
+    async def forward(self, body: bytes, *, credential: Credential) -> bytes: ...
+
+    async def forward_stream(self, body: bytes, *, credential: Credential) -> UpstreamStream: ...

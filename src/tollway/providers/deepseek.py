@@ -1,0 +1,34 @@
+"""DeepSeek: OpenAI-compatible with ``reasoning_content`` on deepseek-reasoner."""
+
+from __future__ import annotations
+
+from tollway.core.catalog import EnvRequirement, ModelInfo, ProviderConfig, ProviderSpec
+from tollway.core.names import PROVIDER_DEEPSEEK
+from tollway.providers.http import Timeouts
+from tollway.providers.openai_compat import OpenAICompatProvider, Quirks
+
+SPEC = ProviderSpec(
+    name=PROVIDER_DEEPSEEK,
+    kind=PROVIDER_DEEPSEEK,
+    env_requirements=(
+        EnvRequirement(key="DEEPSEEK_API_KEY", description="DeepSeek API key"),
+        EnvRequirement(key="DEEPSEEK_BASE_URL", description="DeepSeek base URL", required=False),
+    ),
+    api_key_env="DEEPSEEK_API_KEY",
+    base_url_env="DEEPSEEK_BASE_URL",
+    default_base_url="https://api.deepseek.com/v1",
+    models=(
+        ModelInfo(id="deepseek-chat", provider=PROVIDER_DEEPSEEK, upstream_id="deepseek-chat",
+                  display_name="DeepSeek Chat", capabilities=("chat", "tools"), tags=("deepseek",)),
+        ModelInfo(id="deepseek-reasoner", provider=PROVIDER_DEEPSEEK, upstream_id="deepseek-reasoner",
+                  display_name="DeepSeek Reasoner", capabilities=("chat", "tools", "reasoning"),
+                  tags=("deepseek",)),
+    ),
+    open_catalog=True,
+)
+
+QUIRKS = Quirks(renames={"max_completion_tokens": "max_tokens"}, drops=frozenset({"seed"}))
+
+
+def build(config: ProviderConfig, timeouts: Timeouts) -> OpenAICompatProvider:
+    return OpenAICompatProvider(config, quirks=QUIRKS, timeouts=timeouts)

@@ -1,0 +1,30 @@
+"""Ollama (and any local server at OLLAMA_BASE_URL) through its OpenAI-compatible ``/v1`` API.
+
+Its catalog is whatever the server has pulled: call ``ollama/<model>`` (for example
+``ollama/llama3.2``), or add named models in the YAML config.
+"""
+
+from __future__ import annotations
+
+from tollway.core.catalog import EnvRequirement, ProviderConfig, ProviderSpec
+from tollway.core.names import PROVIDER_OLLAMA
+from tollway.providers.http import Timeouts
+from tollway.providers.openai_compat import OpenAICompatProvider, Quirks
+
+SPEC = ProviderSpec(
+    name=PROVIDER_OLLAMA,
+    kind=PROVIDER_OLLAMA,
+    env_requirements=(EnvRequirement(key="OLLAMA_BASE_URL", description="Ollama server, e.g. http://127.0.0.1:11434"),),
+    base_url_env="OLLAMA_BASE_URL",
+    open_catalog=True,
+)
+
+QUIRKS = Quirks(renames={"max_completion_tokens": "max_tokens"})
+
+
+def build(config: ProviderConfig, timeouts: Timeouts) -> OpenAICompatProvider:
+    base = config.base_url.rstrip("/")
+    if not base.endswith("/v1"):
+        config = ProviderConfig(name=config.name, kind=config.kind, base_url=base + "/v1",
+                                credentials=config.credentials, options=config.options)
+    return OpenAICompatProvider(config, quirks=QUIRKS, timeouts=timeouts)

@@ -1,0 +1,43 @@
+"""OpenAI: the code-registered catalog, callable once OPENAI_API_KEY is set."""
+
+from __future__ import annotations
+
+from tollway.core.catalog import EnvRequirement, ModelInfo, ProviderConfig, ProviderSpec
+from tollway.core.names import PROVIDER_OPENAI
+from tollway.providers.http import Timeouts
+from tollway.providers.openai_compat import OpenAICompatProvider, Quirks
+
+
+def _model(mid: str, name: str, caps: tuple[str, ...] = ("chat", "tools", "vision")) -> ModelInfo:
+    return ModelInfo(id=mid, provider=PROVIDER_OPENAI, upstream_id=mid, display_name=name, capabilities=caps,
+                     tags=("openai",))
+
+
+SPEC = ProviderSpec(
+    name=PROVIDER_OPENAI,
+    kind=PROVIDER_OPENAI,
+    env_requirements=(
+        EnvRequirement(key="OPENAI_API_KEY", description="OpenAI API key"),
+        EnvRequirement(key="OPENAI_BASE_URL", description="OpenAI-compatible base URL", required=False),
+    ),
+    api_key_env="OPENAI_API_KEY",
+    base_url_env="OPENAI_BASE_URL",
+    default_base_url="https://api.openai.com/v1",
+    models=(
+        _model("gpt-4o-mini", "GPT-4o mini"),
+        _model("gpt-4o", "GPT-4o"),
+        _model("gpt-4.1", "GPT-4.1"),
+        _model("gpt-4.1-mini", "GPT-4.1 mini"),
+        _model("gpt-4.1-nano", "GPT-4.1 nano"),
+        _model("o4-mini", "o4-mini", ("chat", "tools", "vision", "reasoning")),
+        _model("o3", "o3", ("chat", "tools", "vision", "reasoning")),
+    ),
+    open_catalog=True,
+)
+
+# OpenAI accepts max_completion_tokens for every model and rejects max_tokens on o-series
+QUIRKS = Quirks(renames={"max_tokens": "max_completion_tokens"})
+
+
+def build(config: ProviderConfig, timeouts: Timeouts) -> OpenAICompatProvider:
+    return OpenAICompatProvider(config, quirks=QUIRKS, timeouts=timeouts)

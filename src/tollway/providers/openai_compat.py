@@ -1,0 +1,132 @@
+"""The shared adapter for every OpenAI-compatible upstream (OpenAI, DeepSeek, Ollama, vLLM ...).
+
+A provider that speaks OpenAI's chat-completions wire is this adapter plus a ``Quirks``
+object: base URL, auth header, parameter renames and drops. Requests from the OpenAI front
+door are forwarded as bytes (``forward``); requests from other dialects are encoded from the
+canonical model (``complete``/``stream``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import msgspec
+
+from tollway.core.catalog import Credential, ProviderConfig
+from tollway.core.chat import ChatRequest, ChatResponse, StreamEvent
+from tollway.core.errors import UpstreamError
+from tollway.core.names import DIALECT_OPENAI
+from tollway.dialects.openai.codec import decode_response, encode_request
+from tollway.dialects.openai.stream import StreamDecoder
+from tollway.dialects.openai.wire import error_view_decoder
+from tollway.providers.http import Timeouts, UpstreamClient, UpstreamStream
+
+_decoder = msgspec.json.Decoder()
+_encoder = msgspec.json.Encoder()
+
+
+class Quirks(msgspec.Struct, frozen=True, kw_only=True):
+    chat_path: str = "/chat/completions"
+    auth_header: str = "Authorization"
+    auth_prefix: str = "Bearer "
+    # canonical request field -> the name this upstream wants
+    renames: dict[str, str] = msgspec.field(default_factory=dict)
+    # request fields this upstream rejects; dropped and named in the request log
+    drops: frozenset[str] = frozenset()
+    extra_headers: dict[str, str] = msgspec.field(default_factory=dict)
+
+
+def parse_openai_error(body: bytes) -> str | None:
+    """The message of an OpenAI-style error body (``error.message``, ``message`` or ``detail``)."""
+    try:
+        view = error_view_decoder.decode(body)
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        text = body[:300].decode("utf-8", "replace").strip()
+        return text or None
+    err = view.error
+    if isinstance(err, str):
+        return err
+    if err is not None and err.message:
+        return err.message
+    return view.message or view.detail
+
+
+class OpenAICompatProvider:
+    dialect = DIALECT_OPENAI
+
+    def __init__(self, config: ProviderConfig, *, quirks: Quirks, timeouts: Timeouts) -> None:
+        self.name = config.name
+        self.quirks = quirks
+        self.url = config.base_url.rstrip("/") + quirks.chat_path
+        self.client = UpstreamClient(provider=config.name, timeouts=timeouts, parse_error=parse_openai_error)
+
+    def headers(self, credential: Credential) -> dict[str, str]:
+        h = {"Content-Type": "application/json", "Accept": "application/json", **self.quirks.extra_headers}
+        if credential.secret:
+            h[self.quirks.auth_header] = self.quirks.auth_prefix + credential.secret
+        return h
+
+    def adapt(self, body: dict[str, Any]) -> list[str]:
+        """Apply renames and drops to a wire body in place; return the dropped field names."""
+        for src, dst in self.quirks.renames.items():
+            if src in body:
+                body[dst] = body.pop(src)
+        dropped = [k for k in self.quirks.drops if k in body]
+        for k in dropped:
+            del body[k]
+        return dropped
+
+    # pass-through ------------------------------------------------------------------------
+
+    async def forward(self, body: bytes, *, credential: Credential) -> bytes:
+        return await self.client.post(self.url, self.headers(credential), body, secret=credential.secret)
+
+    async def forward_stream(self, body: bytes, *, credential: Credential) -> UpstreamStream:
+        return await self.client.open_stream(self.url, self.headers(credential), body, secret=credential.secret)
+
+    # canonical ---------------------------------------------------------------------------
+
+    async def complete(self, req: ChatRequest, *, upstream_model: str, credential: Credential) -> ChatResponse:
+        wire = encode_request(req, model=upstream_model)
+        wire.pop("stream", None)
+        wire.pop("stream_options", None)
+        self.adapt(wire)
+        raw = await self.forward(_encoder.encode(wire), credential=credential)
+        try:
+            return decode_response(raw)
+        except (msgspec.DecodeError, AttributeError) as exc:
+            raise UpstreamError(f"{self.name} upstream sent an unreadable completion: {exc}",
+                                provider=self.name) from None
+
+    async def stream(self, req: ChatRequest, *, upstream_model: str,
+                     credential: Credential) -> AsyncIterator[StreamEvent]:
+        wire = encode_request(req, model=upstream_model)
+        wire["stream"] = True
+        wire["stream_options"] = {"include_usage": True}
+        self.adapt(wire)
+        upstream = await self.forward_stream(_encoder.encode(wire), credential=credential)
+        decoder = StreamDecoder()
+        done = False
+        try:
+            async for event in upstream.events():
+                if event.data == b"[DONE]":
+                    done = True
+                    break
+                try:
+                    chunk = _decoder.decode(event.data)
+                except msgspec.DecodeError:
+                    raise UpstreamError(f"{self.name} upstream sent a malformed stream chunk",
+                                        provider=self.name) from None
+                for ev in decoder.feed(chunk):
+                    yield ev
+            if done:
+                await upstream.drain()
+            else:
+                raise UpstreamError(f"{self.name} upstream closed the stream before it finished",
+                                    provider=self.name)
+        finally:
+            upstream.close()
+
+    async def close(self) -> None:
+        await self.client.close()

@@ -1,0 +1,22 @@
+"""Any other OpenAI-compatible server (vLLM, Groq, LM Studio ...), configured in YAML.
+
+YAML ``options`` may set ``chat_path``, ``auth_header``, ``auth_prefix``, ``renames`` and
+``drops`` to describe the server's quirks.
+"""
+
+from __future__ import annotations
+
+import msgspec
+
+from tollway.core.catalog import ProviderConfig, ProviderSpec
+from tollway.core.names import PROVIDER_OPENAI_COMPATIBLE
+from tollway.providers.http import Timeouts
+from tollway.providers.openai_compat import OpenAICompatProvider, Quirks
+
+SPEC = ProviderSpec(name=PROVIDER_OPENAI_COMPATIBLE, kind=PROVIDER_OPENAI_COMPATIBLE, open_catalog=True)
+
+
+def build(config: ProviderConfig, timeouts: Timeouts) -> OpenAICompatProvider:
+    keys = ("chat_path", "auth_header", "auth_prefix", "renames", "drops", "extra_headers")
+    quirks = msgspec.convert({k: v for k, v in config.options.items() if k in keys}, Quirks)
+    return OpenAICompatProvider(config, quirks=quirks, timeouts=timeouts)

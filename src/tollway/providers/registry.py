@@ -1,0 +1,43 @@
+"""The code-registered providers: their specs (catalogs, env requirements) and builders."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from types import ModuleType
+
+from tollway.core.catalog import Credential, ProviderConfig, ProviderSpec
+from tollway.core.errors import InvalidRequest
+from tollway.providers import deepseek, echo, ollama, openai, openai_compatible
+from tollway.providers.base import ChatProvider
+from tollway.providers.http import Timeouts
+
+_MODULES: dict[str, ModuleType] = {m.SPEC.kind: m for m in (echo, openai, deepseek, ollama, openai_compatible)}
+SPECS: tuple[ProviderSpec, ...] = tuple(m.SPEC for m in _MODULES.values())
+KINDS: frozenset[str] = frozenset(_MODULES)
+
+
+def spec_of(kind: str) -> ProviderSpec:
+    return _MODULES[kind].SPEC  # type: ignore[no-any-return]
+
+
+def build_provider(config: ProviderConfig, timeouts: Timeouts) -> ChatProvider:
+    module = _MODULES.get(config.kind)
+    if module is None:
+        raise InvalidRequest(f"unknown provider kind {config.kind!r}; known: {sorted(KINDS)}")
+    return module.build(config, timeouts)  # type: ignore[no-any-return]
+
+
+def env_provider_configs(env: Mapping[str, str]) -> list[ProviderConfig]:
+    """Providers made callable by environment variables (the City seed's env_requirements)."""
+    out = []
+    for spec in SPECS:
+        if spec.kind == "openai_compatible":
+            continue
+        if not spec.configured(dict(env)):
+            continue
+        base_url = (env.get(spec.base_url_env) if spec.base_url_env else None) or spec.default_base_url
+        creds: tuple[Credential, ...] = ()
+        if spec.api_key_env:
+            creds = (Credential(id=f"{spec.name}:env", secret=env[spec.api_key_env]),)
+        out.append(ProviderConfig(name=spec.name, kind=spec.kind, base_url=base_url, credentials=creds))
+    return out

@@ -1,0 +1,1 @@
+"""Model resolution, credential pools and the request pipeline every dialect route calls."""

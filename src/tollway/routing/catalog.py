@@ -1,0 +1,73 @@
+"""Which names are routable, to which provider, and whether they are callable now.
+
+Built once from the code-registered specs, the live provider configs (env + YAML) and the
+YAML's models and aliases; resolution is a dict lookup. Names resolve in this order:
+exact model id, alias (YAML ``aliases`` and model ``aliases``), then ``<provider>/<upstream id>``
+for providers with an open catalog (for example ``ollama/llama3.2`` or ``openai/gpt-5``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import msgspec
+
+from tollway.core.catalog import ModelInfo, ProviderConfig, ProviderSpec
+from tollway.core.errors import ModelNotFound, ProviderNotConfigured
+
+
+class Route(msgspec.Struct, frozen=True, kw_only=True):
+    model: ModelInfo
+    provider: str  # the configured provider's name
+
+
+class Catalog:
+    def __init__(self, specs: Iterable[ProviderSpec], providers: Iterable[ProviderConfig],
+                 models: Iterable[ModelInfo] = (), aliases: dict[str, str] | None = None) -> None:
+        self.specs = {s.name: s for s in specs}
+        self.providers = {p.name: p for p in providers}
+        self._open = {name for name, p in self.providers.items()
+                      if (spec := self._spec_for(p)) is not None and spec.open_catalog}
+        # every known model (code catalogs + YAML), callable or not; YAML wins on a clash
+        known: dict[str, ModelInfo] = {}
+        for spec in self.specs.values():
+            for m in spec.models:
+                known[m.id] = m
+        for m in models:
+            known[m.id] = m
+        self.known = known
+        names: dict[str, str] = {}
+        for m in known.values():
+            names[m.id] = m.id
+            for a in m.aliases:
+                names.setdefault(a, m.id)
+        for alias, target in (aliases or {}).items():
+            names[alias] = names.get(target, target)
+        self._names = names
+
+    def _spec_for(self, p: ProviderConfig) -> ProviderSpec | None:
+        return next((s for s in self.specs.values() if s.kind == p.kind), None)
+
+    def callable(self, model: ModelInfo) -> bool:
+        return model.provider in self.providers
+
+    def resolve(self, name: str) -> Route:
+        target = self._names.get(name)
+        if target is not None:
+            model = self.known.get(target)
+            if model is not None:
+                if not self.callable(model):
+                    raise ProviderNotConfigured(
+                        f"Model '{name}' needs provider '{model.provider}', which is not configured "
+                        f"(see GET /v1/ai/models as admin for its env requirements).")
+                return Route(model=model, provider=model.provider)
+            name = target
+        prefix, sep, rest = name.partition("/")
+        if sep and rest and prefix in self._open:
+            return Route(model=ModelInfo(id=name, provider=prefix, upstream_id=rest, display_name=rest),
+                         provider=prefix)
+        raise ModelNotFound(f"The model '{name}' does not exist or is not available.")
+
+    def listed(self) -> list[ModelInfo]:
+        """Models a caller may use now, in a stable order."""
+        return [m for m in self.known.values() if self.callable(m)]

@@ -1,0 +1,97 @@
+"""ASGI response pieces shared by every dialect's routes: JSON bodies, bounded body reads,
+and a streaming response that notices a client disconnect at once."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import msgspec
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.types import Receive, Scope, Send
+
+from tollway.core.errors import PayloadTooLarge
+
+_encoder = msgspec.json.Encoder()
+
+
+class JSONBytes(Response):
+    """A JSON response from already-encoded bytes or any msgspec-encodable object."""
+
+    media_type = "application/json"
+
+    def __init__(self, content: Any, status_code: int = 200, headers: dict[str, str] | None = None) -> None:
+        body = content if isinstance(content, bytes) else _encoder.encode(content)
+        super().__init__(body, status_code=status_code, headers=headers)
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The request body, refusing more than ``limit`` bytes before reading them all."""
+    length = request.headers.get("content-length")
+    if length is not None and length.isdigit() and int(length) > limit:
+        raise PayloadTooLarge(f"Request body exceeds the {limit} byte limit.")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise PayloadTooLarge(f"Request body exceeds the {limit} byte limit.")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+class EventStreamResponse:
+    """Streams ``chunks`` as text/event-stream while watching for ``http.disconnect``.
+
+    When the client goes away, the task draining ``chunks`` is cancelled at once, so the
+    generator's ``finally`` closes the upstream connection (the upstream call is cancelled
+    within the event loop's next turn, not at the next chunk). ``on_disconnect`` runs then.
+    """
+
+    def __init__(self, chunks: AsyncIterator[bytes], *, headers: dict[str, str] | None = None,
+                 on_disconnect: Callable[[], Awaitable[None] | None] | None = None) -> None:
+        self.chunks = chunks
+        self.headers = [(b"content-type", b"text/event-stream; charset=utf-8"), (b"cache-control", b"no-cache"),
+                        (b"x-accel-buffering", b"no")]
+        for k, v in (headers or {}).items():
+            self.headers.append((k.lower().encode("latin-1"), v.encode("latin-1")))
+        self.on_disconnect = on_disconnect
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": self.headers})
+
+        async def pump() -> None:
+            async for chunk in self.chunks:
+                if chunk:
+                    await send({"type": "http.response.body", "body": chunk, "more_body": True})
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+        async def watch() -> None:
+            while True:
+                message = await receive()
+                if message["type"] == "http.disconnect":
+                    return
+
+        pumping = asyncio.ensure_future(pump())
+        watching = asyncio.ensure_future(watch())
+        try:
+            done, _ = await asyncio.wait({pumping, watching}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            if not pumping.done():
+                pumping.cancel()
+            watching.cancel()
+        if pumping in done:
+            with contextlib.suppress(OSError):
+                pumping.result()
+            return
+        with contextlib.suppress(asyncio.CancelledError, OSError):
+            await pumping
+        with contextlib.suppress(Exception):
+            await self.chunks.aclose()  # type: ignore[attr-defined]
+        if self.on_disconnect is not None:
+            result = self.on_disconnect()
+            if result is not None:
+                await result

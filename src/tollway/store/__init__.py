@@ -1,0 +1,1 @@
+"""Persistence: SQLAlchemy tables, one repository per aggregate, Alembic migrations."""
