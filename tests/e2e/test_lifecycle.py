@@ -1,0 +1,96 @@
+"""Process-level behaviour: first start, the CLI beside a running server, SIGTERM under load."""
+
+from __future__ import annotations
+
+import re
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+
+from tests.e2e.harness import GatewayProcess, fake_config
+from tests.fakes.openai_server import UPSTREAM_SECRET, Behavior, FakeOpenAI
+
+
+def chat(gw: GatewayProcess, key: str, model: str = "echo", timeout: float = 20) -> httpx.Response:
+    return httpx.post(gw.url + "/v1/chat/completions", headers={"Authorization": f"Bearer {key}"},
+                      json={"model": model, "messages": [{"role": "user", "content": "ping"}]}, timeout=timeout)
+
+
+def test_first_start_generates_prints_and_hashes_the_admin_key(tmp_path: Path) -> None:
+    gw = GatewayProcess(tmp_path, admin_key=None).start()
+    try:
+        out = gw.output()
+        assert f"Tollway listening on {gw.url}" in out
+        match = re.search(r"admin key: (tw-admin-\S+)", out)
+        assert match, out
+        secret = match.group(1)
+        assert chat(gw, secret).status_code == 200
+    finally:
+        gw.stop()
+    con = sqlite3.connect(gw.db_path)
+    stored = dict(con.execute("SELECT key, value FROM meta").fetchall())
+    con.close()
+    assert secret not in str(stored) and len(stored["admin_key_hash"]) == 64  # stored hashed only
+    again = GatewayProcess(tmp_path, admin_key=None).start()
+    try:
+        assert secret not in again.output()  # printed once
+        assert chat(again, secret).status_code == 200  # and still valid
+    finally:
+        again.stop()
+
+
+def _cli(gw: GatewayProcess, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "tollway.cli", "keys", *args], env=gw.env, cwd=gw.workdir,
+                          capture_output=True, text=True, timeout=60)
+
+
+def _wait_status(gw: GatewayProcess, key: str, status: int, timeout: float = 3.0) -> float:
+    started = time.time()
+    while time.time() - started < timeout:
+        if chat(gw, key).status_code == status:
+            return time.time() - started
+        time.sleep(0.05)
+    raise AssertionError(f"key did not reach status {status} within {timeout}s")
+
+
+def test_cli_keys_are_seen_by_the_running_server(tmp_path: Path) -> None:
+    gw = GatewayProcess(tmp_path).start()
+    try:
+        created = _cli(gw, "create", "--name", "cli-user")
+        assert created.returncode == 0, created.stderr
+        secret = re.search(r"key: (tw-\S+)", created.stdout).group(1)  # type: ignore[union-attr]
+        assert _wait_status(gw, secret, 200) < 2.0  # change poll interval is 1 s
+        listing = _cli(gw, "list")
+        assert "cli-user" in listing.stdout and secret[:10] in listing.stdout and secret not in listing.stdout
+        revoked = _cli(gw, "revoke", secret[:10])
+        assert revoked.returncode == 0, revoked.stderr
+        assert _wait_status(gw, secret, 401) < 2.0
+        assert _cli(gw, "revoke", secret[:10]).returncode == 1
+    finally:
+        gw.stop()
+
+
+def test_sigterm_under_load_flushes_every_log_row(tmp_path: Path, fake: FakeOpenAI) -> None:
+    fake.script("slow", Behavior(text="slow answer", headers_delay=0.6))
+    gw = GatewayProcess(tmp_path, config=fake_config(fake.base_url, UPSTREAM_SECRET),
+                        env={"TOLLWAY_LOG_FLUSH_INTERVAL": "600", "TOLLWAY_LOG_BATCH": "100000"}).start()
+    key = gw.create_key()
+    n = 40
+    with ThreadPoolExecutor(n) as pool:
+        futures = [pool.submit(chat, gw, key, "fake/slow") for _ in range(n)]
+        time.sleep(0.3)  # every request is now waiting on the upstream
+        gw.signal(signal.SIGTERM)
+        statuses = [f.result().status_code for f in futures]
+    assert gw.wait(30) in (0, -signal.SIGTERM)  # uvicorn re-raises the signal after a clean shutdown
+    assert statuses == [200] * n  # graceful: in-flight requests finish
+    con = sqlite3.connect(gw.db_path)
+    rows = con.execute("SELECT count(*) FROM request_logs WHERE model = 'fake/slow' AND status = 200").fetchone()[0]
+    con.close()
+    # the flush interval is 10 minutes: only the shutdown flush can have written these
+    assert rows == n
