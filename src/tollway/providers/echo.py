@@ -19,7 +19,7 @@ import secrets
 import time
 from collections.abc import AsyncIterator, Iterator
 
-from tollway.core.catalog import ModelInfo, ProviderConfig, ProviderSpec
+from tollway.core.catalog import Credential, ModelInfo, ProviderConfig, ProviderSpec
 from tollway.core.chat import (
     Block,
     ChatRequest,
@@ -41,7 +41,6 @@ from tollway.core.chat import (
     UsageReport,
     text_of,
 )
-from tollway.core.catalog import Credential
 from tollway.core.names import PROVIDER_ECHO
 from tollway.providers.http import Timeouts
 

@@ -9,6 +9,7 @@ attempt; past ``max_pending`` rows the oldest are dropped and counted.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 
 from tollway.core.request_log import RequestLog
@@ -59,10 +60,8 @@ class RequestLogBuffer:
 
     async def _run(self) -> None:
         while True:
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self.interval)
-            except TimeoutError:
-                pass
             self._wake.clear()
             try:
                 await self.flush()
@@ -72,10 +71,8 @@ class RequestLogBuffer:
     async def close(self) -> None:
         if self._task is not None:
             self._task.cancel()
-            try:
+            with contextlib.suppress(asyncio.CancelledError):
                 await self._task
-            except asyncio.CancelledError:
-                pass
             self._task = None
         for _ in range(3):
             try:

@@ -1,0 +1,77 @@
+"""Migrations and repositories on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+
+from tollway.auth.key_service import KeyService, ensure_admin_secret
+from tollway.auth.keys import hash_secret
+from tollway.core.request_log import RequestLog
+from tollway.store import changes
+from tollway.store.db import create_engine, migrate
+from tollway.store.keys import KeyRepository
+from tollway.store.log_buffer import RequestLogBuffer
+from tollway.store.meta import MetaRepository
+from tollway.store.request_logs import RequestLogRepository
+
+
+async def test_keys_and_change_counter(database_url: str) -> None:
+    await asyncio.to_thread(migrate, database_url)
+    await asyncio.to_thread(migrate, database_url)  # idempotent
+    engine = create_engine(database_url)
+    try:
+        service = KeyService(KeyRepository(engine))
+        before = await changes.current(engine)
+        key, secret = await service.create(name="alice", email="a@x.test", group_id=3)
+        assert await changes.current(engine) == before + 1
+        assert key.key_hash == hash_secret(secret) and key.prefix == secret[:10]
+        assert (await service.find(secret)) == key
+        assert (await service.find(key.prefix)) == key
+        assert (await service.find(str(key.id))) == key
+        other, _ = await service.create(name="bob", role="admin")
+        listed, total = await service.repo.list(role="admin")
+        assert [k.id for k in listed] == [other.id] and total == 1
+        listed, total = await service.repo.list(q="ali")
+        assert [k.name for k in listed] == ["alice"]
+        assert await service.revoke(key.id) is True
+        assert await service.revoke(key.id) is False
+        assert [k.name for k in await service.repo.active()] == ["bob"]
+        assert await changes.current(engine) == before + 3
+    finally:
+        await engine.dispose()
+
+
+async def test_admin_secret_is_generated_once(database_url: str) -> None:
+    await asyncio.to_thread(migrate, database_url)
+    engine = create_engine(database_url)
+    try:
+        meta = MetaRepository(engine)
+        h1, secret = await ensure_admin_secret(meta, None)
+        assert secret is not None and h1 == hash_secret(secret)
+        h2, again = await ensure_admin_secret(meta, None)
+        assert (h2, again) == (h1, None)
+        h3, _ = await ensure_admin_secret(meta, "configured-secret")
+        assert h3 == hash_secret("configured-secret")
+    finally:
+        await engine.dispose()
+
+
+async def test_log_buffer_batches_and_flushes_on_close(database_url: str) -> None:
+    await asyncio.to_thread(migrate, database_url)
+    engine = create_engine(database_url)
+    try:
+        repo = RequestLogRepository(engine)
+        buffer = RequestLogBuffer(repo, interval=3600, batch=1000)
+        buffer.start()
+        for i in range(250):
+            buffer.add(RequestLog(id=f"r{i}", created_at=1000.0 + i, path="/v1/chat/completions", dialect="openai",
+                                  status=200 if i % 5 else 502, model="echo", prompt_tokens=i))
+        assert await repo.count() == 0  # nothing written on the hot path
+        await buffer.close()
+        assert await repo.count() == 250
+        failed, total = await repo.list(status=502, limit=10)
+        assert total == 50 and all(r.status == 502 for r in failed)
+        window, total = await repo.list(since=1100.0, until=1110.0)
+        assert total == 10 and {r.id for r in window} == {f"r{i}" for i in range(100, 110)}
+    finally:
+        await engine.dispose()

@@ -1,0 +1,169 @@
+"""Catalog resolution over env-configured providers, YAML models and aliases."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tollway.config import load_file_config
+from tollway.core.catalog import Credential, ModelInfo
+from tollway.core.errors import ModelNotFound, ProviderNotConfigured
+from tollway.providers.registry import SPECS, env_provider_configs
+from tollway.routing.catalog import Catalog
+
+OPENAI_ENV = {"OPENAI_API_KEY": "sk-test"}
+
+
+def catalog(env: dict[str, str], models: tuple[ModelInfo, ...] = (), aliases: dict[str, str] | None = None,
+            ) -> Catalog:
+    return Catalog(SPECS, env_provider_configs(env), models=models, aliases=aliases)
+
+
+# --- env_provider_configs --------------------------------------------------------------------
+
+
+def test_empty_env_configures_only_echo() -> None:
+    configs = env_provider_configs({})
+    assert [(c.name, c.kind, c.credentials) for c in configs] == [("echo", "echo", ())]
+
+
+def test_openai_key_configures_openai_with_one_env_credential_and_the_default_base_url() -> None:
+    openai = {c.name: c for c in env_provider_configs(OPENAI_ENV)}["openai"]
+    assert openai.kind == "openai"
+    assert openai.base_url == "https://api.openai.com/v1"
+    assert openai.credentials == (Credential(id="openai:env", secret="sk-test"),)
+
+
+def test_openai_base_url_overrides_the_default() -> None:
+    env = {**OPENAI_ENV, "OPENAI_BASE_URL": "http://127.0.0.1:9999/v1"}
+    openai = {c.name: c for c in env_provider_configs(env)}["openai"]
+    assert openai.base_url == "http://127.0.0.1:9999/v1"
+
+
+def test_an_empty_api_key_does_not_configure_a_provider() -> None:
+    assert [c.name for c in env_provider_configs({"OPENAI_API_KEY": ""})] == ["echo"]
+
+
+def test_base_url_alone_does_not_configure_openai() -> None:
+    assert "openai" not in {c.name for c in env_provider_configs({"OPENAI_BASE_URL": "http://x/v1"})}
+
+
+def test_ollama_is_configured_by_its_base_url_without_credentials() -> None:
+    configs = {c.name: c for c in env_provider_configs({"OLLAMA_BASE_URL": "http://127.0.0.1:11434"})}
+    assert configs["ollama"].base_url == "http://127.0.0.1:11434"
+    assert configs["ollama"].credentials == ()
+
+
+# --- listing ----------------------------------------------------------------------------------
+
+
+def test_with_no_env_only_echo_is_listed() -> None:
+    assert [m.id for m in catalog({}).listed()] == ["echo"]
+
+
+def test_openai_key_lists_the_openai_catalog_but_not_other_providers() -> None:
+    ids = [m.id for m in catalog(OPENAI_ENV).listed()]
+    assert {"echo", "gpt-4o-mini", "gpt-4o", "gpt-4.1", "o3", "o4-mini"} <= set(ids)
+    assert not any(i.startswith("deepseek") for i in ids)
+    assert ids == [m.id for m in catalog(OPENAI_ENV).listed()]  # stable order
+
+
+def test_deepseek_key_lists_deepseek_models() -> None:
+    ids = {m.id for m in catalog({"DEEPSEEK_API_KEY": "k"}).listed()}
+    assert ids == {"echo", "deepseek-chat", "deepseek-reasoner"}
+
+
+# --- resolution --------------------------------------------------------------------------------
+
+
+def test_echo_resolves_without_any_env() -> None:
+    route = catalog({}).resolve("echo")
+    assert (route.provider, route.model.upstream_id) == ("echo", "echo")
+
+
+@pytest.mark.parametrize("name", ["gpt-4o-mini", "gpt-4o", "o3"])
+def test_openai_models_resolve_once_the_key_is_set(name: str) -> None:
+    route = catalog(OPENAI_ENV).resolve(name)
+    assert (route.provider, route.model.id, route.model.upstream_id) == ("openai", name, name)
+
+
+def test_a_known_model_without_its_provider_is_not_configured() -> None:
+    with pytest.raises(ProviderNotConfigured) as info:
+        catalog({}).resolve("gpt-4o")
+    assert info.value.status == 503
+    assert "openai" in info.value.message
+
+
+@pytest.mark.parametrize("name", ["no-such-model", "nowhere/gpt-4o", "echo/anything", "openai/"])
+def test_unknown_names_are_model_not_found(name: str) -> None:
+    with pytest.raises(ModelNotFound) as info:
+        catalog(OPENAI_ENV).resolve(name)
+    assert (info.value.status, info.value.param, info.value.code) == (404, "model", "model_not_available")
+
+
+def test_provider_slash_name_reaches_any_upstream_model_of_an_open_catalog() -> None:
+    route = catalog(OPENAI_ENV).resolve("openai/anything")
+    assert route.provider == "openai"
+    assert (route.model.id, route.model.upstream_id, route.model.provider) == ("openai/anything", "anything", "openai")
+
+
+def test_provider_slash_name_keeps_further_slashes_in_the_upstream_id() -> None:
+    route = catalog({"OLLAMA_BASE_URL": "http://127.0.0.1:11434"}).resolve("ollama/library/llama3.2:1b")
+    assert (route.provider, route.model.upstream_id) == ("ollama", "library/llama3.2:1b")
+
+
+def test_aliases_and_model_aliases_resolve_to_their_models() -> None:
+    big = ModelInfo(id="big", provider="openai", upstream_id="gpt-4.1", aliases=("large", "xl"))
+    cat = catalog(OPENAI_ENV, models=(big,),
+                  aliases={"fast": "gpt-4o-mini", "smart": "big", "huge": "xl", "tuned": "openai/ft:abc"})
+    assert cat.resolve("fast").model.id == "gpt-4o-mini"
+    assert cat.resolve("smart").model == big
+    assert cat.resolve("large").model == big
+    assert cat.resolve("huge").model == big
+    tuned = cat.resolve("tuned")
+    assert (tuned.provider, tuned.model.upstream_id) == ("openai", "ft:abc")
+
+
+def test_an_alias_to_an_unconfigured_model_is_not_configured() -> None:
+    with pytest.raises(ProviderNotConfigured):
+        catalog({}, aliases={"fast": "gpt-4o-mini"}).resolve("fast")
+
+
+def test_yaml_model_overrides_a_code_model_of_the_same_id() -> None:
+    pinned = ModelInfo(id="gpt-4o", provider="openai", upstream_id="gpt-4o-2024-08-06")
+    cat = catalog(OPENAI_ENV, models=(pinned,))
+    assert cat.resolve("gpt-4o").model.upstream_id == "gpt-4o-2024-08-06"
+    assert sum(1 for m in cat.listed() if m.id == "gpt-4o") == 1
+
+
+def test_an_exact_model_id_beats_another_models_alias() -> None:
+    shadow = ModelInfo(id="shadow", provider="echo", upstream_id="echo", aliases=("gpt-4o-mini",))
+    assert catalog(OPENAI_ENV, models=(shadow,)).resolve("gpt-4o-mini").model.provider == "openai"
+
+
+def test_yaml_config_file_models_and_aliases(tmp_path: Path) -> None:
+    path = tmp_path / "tollway.yaml"
+    path.write_text(
+        "models:\n"
+        "  - id: house-model\n"
+        "    provider: openai\n"
+        "    upstream_id: gpt-4.1-mini\n"
+        "    aliases: [house]\n"
+        "  - id: local-llama\n"
+        "    provider: ollama\n"
+        "aliases:\n"
+        "  default: house\n"
+        "  cheap: gpt-4o-mini\n",
+        encoding="utf-8",
+    )
+    fc = load_file_config(str(path), {})
+    cat = catalog(OPENAI_ENV, models=fc.models, aliases=fc.aliases)
+    assert cat.resolve("default").model.upstream_id == "gpt-4.1-mini"
+    assert cat.resolve("house").model.id == "house-model"
+    assert cat.resolve("cheap").model.id == "gpt-4o-mini"
+    assert "house-model" in {m.id for m in cat.listed()}
+    # a YAML model on an unconfigured provider is known but neither listed nor callable
+    assert "local-llama" not in {m.id for m in cat.listed()}
+    with pytest.raises(ProviderNotConfigured):
+        cat.resolve("local-llama")

@@ -1,0 +1,213 @@
+"""OpenAI chunk streams: StreamEncoder frames, StreamDecoder replay of a recorded stream, re-encoding."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tollway.core.chat import (
+    Finish,
+    ReasoningDelta,
+    StreamEvent,
+    StreamStart,
+    TextDelta,
+    ToolCallDelta,
+    ToolCallStart,
+    Usage,
+    UsageReport,
+)
+from tollway.core.errors import TollwayError
+from tollway.dialects.openai.codec import encode_usage
+from tollway.dialects.openai.stream import DONE, StreamDecoder, StreamEncoder
+from tollway.providers.sse import SSEFramer
+
+FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "openai" / "stream_tools.sse"
+
+
+def frames(data: bytes) -> list[Any]:
+    """SSE bytes -> the JSON payloads in order, with ``[DONE]`` kept as the string."""
+    framer = SSEFramer()
+    events = framer.feed(data) + framer.close()
+    return [e.data.decode() if e.data == b"[DONE]" else json.loads(e.data) for e in events]
+
+
+def assemble(chunks: list[Any]) -> dict[str, Any]:
+    """What a client builds from a chunk stream."""
+    out: dict[str, Any] = {"ids": set(), "model": set(), "content": "", "reasoning": "", "tools": {},
+                           "finish": [], "usage": None}
+    for c in chunks:
+        if c == "[DONE]":
+            continue
+        out["ids"].add(c["id"])
+        out["model"].add(c["model"])
+        for choice in c["choices"]:
+            delta = choice["delta"]
+            out["content"] += delta.get("content") or ""
+            out["reasoning"] += delta.get("reasoning_content") or ""
+            for call in delta.get("tool_calls") or ():
+                slot = out["tools"].setdefault(call["index"], {"id": None, "name": None, "arguments": ""})
+                slot["id"] = call.get("id") or slot["id"]
+                fn = call.get("function") or {}
+                slot["name"] = fn.get("name") or slot["name"]
+                slot["arguments"] += fn.get("arguments") or ""
+            if choice.get("finish_reason"):
+                out["finish"].append(choice["finish_reason"])
+        if c.get("usage"):
+            out["usage"] = c["usage"]
+    return out
+
+
+def encode_all(events: list[StreamEvent], *, include_usage: bool, model: str = "m") -> bytes:
+    enc = StreamEncoder(model=model, include_usage=include_usage)
+    return b"".join(enc.feed(e) for e in events) + enc.close()
+
+
+START = StreamStart(id="chatcmpl-1", model="m", created=1730000000)
+USAGE = Usage(input_tokens=9, output_tokens=4, cached_tokens=2, reasoning_tokens=1)
+TOOL_EVENTS: list[StreamEvent] = [
+    START,
+    TextDelta(text="Hi"),
+    ToolCallStart(index=0, id="call_a", name="get_weather"),
+    ToolCallDelta(index=0, arguments='{"city":'),
+    ToolCallDelta(index=0, arguments='"Paris"}'),
+    Finish(reason="tool_calls"),
+    UsageReport(usage=USAGE),
+]
+
+
+# --- encoder -------------------------------------------------------------------------------
+
+
+def test_every_frame_is_a_data_line_ending_in_a_blank_line() -> None:
+    data = encode_all(TOOL_EVENTS, include_usage=True)
+    pieces = data.split(b"\n\n")
+    assert pieces[-1] == b""
+    assert all(p.startswith(b"data: ") for p in pieces[:-1])
+
+
+def test_first_chunk_carries_role_assistant_and_later_chunks_do_not() -> None:
+    chunks = frames(encode_all(TOOL_EVENTS, include_usage=False))
+    first = chunks[0]
+    assert first["object"] == "chat.completion.chunk"
+    assert (first["id"], first["created"], first["model"]) == ("chatcmpl-1", 1730000000, "m")
+    assert first["choices"][0]["delta"] == {"role": "assistant", "content": ""}
+    assert all("role" not in c["choices"][0]["delta"] for c in chunks[1:-1])
+    assert chunks[1]["choices"][0]["delta"] == {"content": "Hi"}
+
+
+def test_role_goes_on_the_first_chunk_even_without_a_start_event() -> None:
+    enc = StreamEncoder(model="m", include_usage=False)
+    first = frames(enc.feed(TextDelta(text="x")))[0]
+    second = frames(enc.feed(TextDelta(text="y")))[0]
+    assert first["choices"][0]["delta"] == {"role": "assistant", "content": "x"}
+    assert second["choices"][0]["delta"] == {"content": "y"}
+
+
+def test_tool_call_first_delta_has_id_type_and_name_and_argument_deltas_only_index_and_arguments() -> None:
+    chunks = frames(encode_all(TOOL_EVENTS, include_usage=False))
+    start, arg1, arg2 = (c["choices"][0]["delta"]["tool_calls"] for c in chunks[2:5])
+    assert start == [{"index": 0, "id": "call_a", "type": "function",
+                      "function": {"name": "get_weather", "arguments": ""}}]
+    assert arg1 == [{"index": 0, "function": {"arguments": '{"city":'}}]
+    assert arg2 == [{"index": 0, "function": {"arguments": '"Paris"}'}}]
+
+
+def test_finish_chunk_has_empty_delta_and_the_reason() -> None:
+    chunks = frames(encode_all(TOOL_EVENTS, include_usage=False))
+    finish = chunks[5]["choices"][0]
+    assert (finish["delta"], finish["finish_reason"]) == ({}, "tool_calls")
+    assert all(c["choices"][0]["finish_reason"] is None for c in chunks[:5])
+
+
+def test_with_include_usage_a_final_usage_chunk_with_no_choices_precedes_done() -> None:
+    data = encode_all(TOOL_EVENTS, include_usage=True)
+    chunks = frames(data)
+    assert data.endswith(DONE) and chunks[-1] == "[DONE]"
+    usage_chunk = chunks[-2]
+    assert usage_chunk["choices"] == []
+    assert usage_chunk["usage"] == encode_usage(USAGE)
+    assert usage_chunk["id"] == "chatcmpl-1"
+    assert sum(1 for c in chunks if isinstance(c, dict) and "usage" in c) == 1
+
+
+def test_without_include_usage_there_is_no_usage_chunk() -> None:
+    enc = StreamEncoder(model="m", include_usage=False)
+    body = b"".join(enc.feed(e) for e in TOOL_EVENTS)
+    assert enc.close() == DONE
+    assert b"usage" not in body
+    assert all(c["choices"] for c in frames(body))
+
+
+def test_usage_chunk_reports_zeros_when_no_usage_arrived() -> None:
+    chunks = frames(encode_all([START, Finish(reason="stop")], include_usage=True))
+    assert chunks[-2]["usage"]["total_tokens"] == 0
+
+
+def test_empty_reasoning_delta_emits_nothing() -> None:
+    enc = StreamEncoder(model="m", include_usage=False)
+    enc.feed(START)
+    assert enc.feed(ReasoningDelta(text="", signature="sig")) == b""
+    assert frames(enc.feed(ReasoningDelta(text="hmm")))[0]["choices"][0]["delta"] == {"reasoning_content": "hmm"}
+
+
+# --- decoder: replay of a recorded stream ------------------------------------------------------
+
+
+def replay() -> list[StreamEvent]:
+    dec = StreamDecoder()
+    events: list[StreamEvent] = []
+    for chunk in frames(FIXTURE.read_bytes()):
+        if chunk != "[DONE]":
+            events.extend(dec.feed(chunk))
+    return events
+
+
+def test_recorded_stream_decodes_to_the_canonical_events() -> None:
+    assert replay() == [
+        StreamStart(id="chatcmpl-S1", model="deepseek-reasoner", created=1730000300),
+        ReasoningDelta(text="The user wants "),
+        ReasoningDelta(text="two cities."),
+        TextDelta(text="Checking "),
+        TextDelta(text="both."),
+        ToolCallStart(index=0, id="call_paris", name="get_weather"),
+        ToolCallDelta(index=0, arguments='{"ci'),
+        ToolCallStart(index=1, id="call_tokyo", name="get_weather"),
+        ToolCallDelta(index=1, arguments='{"city"'),
+        ToolCallDelta(index=0, arguments='ty": "Par'),
+        ToolCallDelta(index=1, arguments=': "Tokyo"}'),
+        ToolCallDelta(index=0, arguments='is"}'),
+        Finish(reason="tool_calls"),
+        UsageReport(usage=Usage(input_tokens=57, output_tokens=31, cached_tokens=32, reasoning_tokens=6)),
+    ]
+
+
+def test_re_encoding_the_replay_assembles_to_the_same_answer() -> None:
+    original = assemble(frames(FIXTURE.read_bytes()))
+    again = assemble(frames(encode_all(replay(), include_usage=True, model="deepseek-reasoner")))
+    assert again == original
+    # and the assembly is the one the recording holds
+    assert original["content"] == "Checking both."
+    assert original["reasoning"] == "The user wants two cities."
+    assert {i: json.loads(t["arguments"]) for i, t in original["tools"].items()} == {
+        0: {"city": "Paris"}, 1: {"city": "Tokyo"}}
+    assert original["finish"] == ["tool_calls"]
+
+
+def test_tool_call_without_an_id_gets_a_stable_one_and_one_start_per_index() -> None:
+    dec = StreamDecoder()
+    first = dec.feed({"choices": [{"delta": {"tool_calls": [{"index": 2, "function": {"name": "f",
+                                                                                          "arguments": "{"}}]}}]})
+    more = dec.feed({"choices": [{"delta": {"tool_calls": [{"index": 2, "function": {"arguments": "}"}}]}}]})
+    assert first[1:] == [ToolCallStart(index=2, id="call_2", name="f"), ToolCallDelta(index=2, arguments="{")]
+    assert more == [ToolCallDelta(index=2, arguments="}")]
+
+
+@pytest.mark.parametrize("error", [{"message": "overloaded", "type": "server_error"}, "overloaded"])
+def test_an_error_chunk_raises(error: Any) -> None:
+    with pytest.raises(TollwayError, match="overloaded") as info:
+        StreamDecoder().feed({"error": error})
+    assert info.value.status == 502
+    assert info.value.blame == "upstream"
