@@ -249,18 +249,14 @@ def test_n_equal_one_is_accepted() -> None:
     assert decode_request({"model": "m", "messages": [_USER], "n": 1}).model == "m"
 
 
-# --- known bugs --------------------------------------------------------------------------------
+# --- regressions (bugs found by these tests, since fixed) -------------------------------------
 
 
-@pytest.mark.xfail(reason="bug: codec.decode_request reads max_completion_tokens=null as 'no limit' and "
-                          "ignores max_tokens", strict=True)
 def test_null_max_completion_tokens_falls_back_to_max_tokens() -> None:
     req = decode_request({"model": "m", "messages": [_USER], "max_completion_tokens": None, "max_tokens": 50})
     assert req.max_tokens == 50
 
 
-@pytest.mark.xfail(reason="bug: 'functions' is in codec._KNOWN but never mapped, so legacy function "
-                          "definitions are silently dropped while 'function_call' passes through", strict=True)
 def test_legacy_functions_are_not_silently_dropped() -> None:
     wire = {"model": "m", "messages": [_USER], "functions": [{"name": "f", "parameters": {"type": "object"}}],
             "function_call": "auto"}

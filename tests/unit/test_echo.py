@@ -201,8 +201,6 @@ async def test_usage_counts_words_in_and_words_plus_argument_chunks_out(echo: Ec
     assert len(deltas) == 4 and all(len(d.arguments) <= 8 for d in deltas)
 
 
-@pytest.mark.xfail(reason="bug: echo stream drops the newline between /think lines that complete() keeps "
-                          "('ab' vs 'a\\nb')", strict=True)
 async def test_several_think_lines_stream_the_same_reasoning_as_complete(echo: EchoProvider) -> None:
     req = request("/think first idea\n/think second idea\nanswer")
     streamed = assemble(await stream(echo, req))["reasoning"]

@@ -19,18 +19,18 @@ class _Block(msgspec.Struct, frozen=True, kw_only=True, tag_field="type"):
     pass
 
 
-class TextBlock(_Block, tag="text"):
+class TextBlock(_Block, frozen=True, kw_only=True, tag="text"):
     text: str
 
 
-class ImageBlock(_Block, tag="image"):
+class ImageBlock(_Block, frozen=True, kw_only=True, tag="image"):
     """An image: ``url`` is an http(s) URL or a ``data:`` URL; ``detail`` is a hint."""
 
     url: str
     detail: str | None = None
 
 
-class DocumentBlock(_Block, tag="document"):
+class DocumentBlock(_Block, frozen=True, kw_only=True, tag="document"):
     """A document given inline: base64 ``data`` with its media type (application/pdf ...)."""
 
     data: str
@@ -38,18 +38,18 @@ class DocumentBlock(_Block, tag="document"):
     name: str | None = None
 
 
-class ReasoningBlock(_Block, tag="reasoning"):
+class ReasoningBlock(_Block, frozen=True, kw_only=True, tag="reasoning"):
     text: str
     signature: str | None = None
 
 
-class ToolCallBlock(_Block, tag="tool_call"):
+class ToolCallBlock(_Block, frozen=True, kw_only=True, tag="tool_call"):
     id: str
     name: str
     arguments: str  # the JSON text of the arguments, as models produce it
 
 
-class ToolResultBlock(_Block, tag="tool_result"):
+class ToolResultBlock(_Block, frozen=True, kw_only=True, tag="tool_result"):
     tool_call_id: str
     content: tuple[TextBlock | ImageBlock, ...]
     is_error: bool = False
@@ -128,37 +128,37 @@ class _Event(msgspec.Struct, frozen=True, kw_only=True, tag_field="event"):
     pass
 
 
-class StreamStart(_Event, tag="start"):
+class StreamStart(_Event, frozen=True, kw_only=True, tag="start"):
     id: str
     model: str
     created: int
 
 
-class TextDelta(_Event, tag="text"):
+class TextDelta(_Event, frozen=True, kw_only=True, tag="text"):
     text: str
 
 
-class ReasoningDelta(_Event, tag="reasoning"):
+class ReasoningDelta(_Event, frozen=True, kw_only=True, tag="reasoning"):
     text: str = ""
     signature: str | None = None
 
 
-class ToolCallStart(_Event, tag="tool_call_start"):
+class ToolCallStart(_Event, frozen=True, kw_only=True, tag="tool_call_start"):
     index: int
     id: str
     name: str
 
 
-class ToolCallDelta(_Event, tag="tool_call_delta"):
+class ToolCallDelta(_Event, frozen=True, kw_only=True, tag="tool_call_delta"):
     index: int
     arguments: str
 
 
-class Finish(_Event, tag="finish"):
+class Finish(_Event, frozen=True, kw_only=True, tag="finish"):
     reason: FinishReason
 
 
-class UsageReport(_Event, tag="usage"):
+class UsageReport(_Event, frozen=True, kw_only=True, tag="usage"):
     usage: Usage
 
 

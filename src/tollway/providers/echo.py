@@ -151,7 +151,9 @@ class EchoProvider:
                      credential: Credential) -> AsyncIterator[StreamEvent]:
         plan = _Plan(req)
         yield StreamStart(id=plan.id, model=req.model, created=plan.created)
-        for r in plan.reasoning:
+        for i, r in enumerate(plan.reasoning):
+            if i:
+                yield ReasoningDelta(text="\n")
             for w in _words(r):
                 yield ReasoningDelta(text=w)
         for w in plan.words:

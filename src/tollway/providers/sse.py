@@ -2,7 +2,8 @@
 
 Upstream streams arrive as arbitrary byte chunks. ``SSEFramer`` cuts them into events
 (``event:`` name plus joined ``data:`` lines) per the WHATWG rules that LLM APIs use
-(LF, CRLF or CR line ends; blank line ends an event; ``:`` comments ignored), without
+(LF, CRLF or CR line ends; a leading BOM skipped; a blank line ends an event that has data;
+``:`` comments ignored), without
 decoding to text, so a pass-through stream forwards the upstream's bytes untouched.
 """
 
@@ -22,12 +23,20 @@ class SSEEvent(msgspec.Struct, frozen=True):
 
 class SSEFramer:
     def __init__(self) -> None:
+        self._started = False
         self._buf = b""
         self._event: str | None = None
         self._data: list[bytes] = []
 
     def feed(self, chunk: bytes) -> list[SSEEvent]:
         buf = self._buf + chunk if self._buf else chunk
+        if not self._started:
+            if len(buf) < 3 and b"\xef\xbb\xbf".startswith(buf):
+                self._buf = buf  # maybe the start of a byte order mark: wait for more
+                return []
+            self._started = True
+            if buf.startswith(b"\xef\xbb\xbf"):
+                buf = buf[3:]
         out: list[SSEEvent] = []
         pos = 0
         if b"\r" not in buf:  # the common case: LF only
@@ -48,7 +57,7 @@ class SSEFramer:
 
     def _line(self, line: bytes, out: list[SSEEvent]) -> None:
         if not line:
-            if self._data or self._event is not None:
+            if self._data:
                 out.append(SSEEvent(self._event, b"\n".join(self._data)))
             self._event, self._data = None, []
             return
@@ -66,7 +75,7 @@ class SSEFramer:
         """Events left when the stream ends (an unterminated last event is dispatched)."""
         out: list[SSEEvent] = []
         if self._buf:
-            self._line(self._buf, out)
+            self._line(self._buf.rstrip(b"\r"), out)
             self._buf = b""
         self._line(b"", out)
         return out

@@ -66,6 +66,8 @@ class Catalog:
         if sep and rest and prefix in self._open:
             return Route(model=ModelInfo(id=name, provider=prefix, upstream_id=rest, display_name=rest),
                          provider=prefix)
+        if sep and rest and prefix in self.specs and prefix not in self.providers:
+            raise ProviderNotConfigured(f"Model '{name}' needs provider '{prefix}', which is not configured.")
         raise ModelNotFound(f"The model '{name}' does not exist or is not available.")
 
     def listed(self) -> list[ModelInfo]:

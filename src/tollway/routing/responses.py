@@ -43,7 +43,7 @@ async def read_body(request: Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
-class EventStreamResponse:
+class EventStreamResponse:  # an ASGI app, like starlette's Response
     """Streams ``chunks`` as text/event-stream while watching for ``http.disconnect``.
 
     When the client goes away, the task draining ``chunks`` is cancelled at once, so the

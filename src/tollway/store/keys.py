@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from sqlalchemy import func, or_, select
+from sqlalchemy import ColumnElement, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tollway.core.keys import ApiKey
@@ -54,7 +54,7 @@ class KeyRepository:
     async def list(self, *, q: str | None = None, name: str | None = None, group_id: int | None = None,
                    role: str | None = None, limit: int = 10, offset: int = 0,
                    include_revoked: bool = False) -> tuple[list[ApiKey], int]:
-        cond = [] if include_revoked else [api_keys.c.revoked_at.is_(None)]
+        cond: list[ColumnElement[bool]] = [] if include_revoked else [api_keys.c.revoked_at.is_(None)]
         if q:
             like = f"%{q}%"
             cond.append(or_(api_keys.c.name.like(like), api_keys.c.email.like(like), api_keys.c.prefix.like(like)))

@@ -21,7 +21,7 @@ class MetaRepository:
         async with self.engine.begin() as conn:
             existing = (await conn.execute(select(meta.c.value).where(meta.c.key == key))).scalar()
             if existing is not None:
-                return existing
+                return str(existing)
             await conn.execute(meta.insert().values(key=key, value=value))
             return value
 

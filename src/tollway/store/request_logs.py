@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import msgspec
-from sqlalchemy import func, select
+from sqlalchemy import ColumnElement, func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tollway.core.request_log import RequestLog
@@ -27,7 +27,7 @@ class RequestLogRepository:
     async def list(self, *, key_id: int | None = None, model: str | None = None, status: int | None = None,
                    since: float | None = None, until: float | None = None, limit: int = 50,
                    offset: int = 0) -> tuple[list[RequestLog], int]:
-        cond = []
+        cond: list[ColumnElement[bool]] = []
         if key_id is not None:
             cond.append(request_logs.c.key_id == key_id)
         if model:

@@ -8,6 +8,7 @@ no I/O, no clock, no settings.
 from __future__ import annotations
 
 import base64
+from collections.abc import Sequence
 from typing import Any
 
 import msgspec
@@ -38,7 +39,7 @@ _KNOWN = frozenset(
     {
         "model", "messages", "stream", "stream_options", "tools", "tool_choice",
         "parallel_tool_calls", "max_tokens", "max_completion_tokens", "temperature", "top_p",
-        "stop", "seed", "response_format", "user", "n", "reasoning_effort", "functions",
+        "stop", "seed", "response_format", "user", "n", "reasoning_effort",
     }
 )
 _FINISH_IN: dict[str, FinishReason] = {
@@ -61,9 +62,9 @@ def decode_request(body: bytes | dict[str, Any]) -> ChatRequest:
     except msgspec.DecodeError as exc:
         raise InvalidRequest(f"Request body is not valid JSON: {exc}") from None
     _want(isinstance(data, dict), "Request body must be a JSON object")
-    model = data.get("model")
+    model: Any = data.get("model")
     _want(isinstance(model, str) and model != "", "you must provide a model parameter", "model")
-    raw_messages = data.get("messages")
+    raw_messages: Any = data.get("messages")
     _want(isinstance(raw_messages, list) and len(raw_messages) > 0, "messages must be a non-empty array",
           "messages")
     n = data.get("n")
@@ -71,7 +72,9 @@ def decode_request(body: bytes | dict[str, Any]) -> ChatRequest:
     messages = tuple(_decode_message(m, i) for i, m in enumerate(raw_messages))
     tools = tuple(_decode_tool(t) for t in data.get("tools") or ())
     stream_options = data.get("stream_options") or {}
-    max_tokens = data.get("max_completion_tokens", data.get("max_tokens"))
+    max_tokens = data.get("max_completion_tokens")
+    if max_tokens is None:
+        max_tokens = data.get("max_tokens")
     stop = data.get("stop")
     stops = (stop,) if isinstance(stop, str) else tuple(stop or ())
     return ChatRequest(
@@ -136,7 +139,7 @@ def _decode_parts(content: Any, i: int) -> list[Block]:
             blocks.append(TextBlock(text=part.get("text") or ""))
         elif kind == "image_url":
             img = part.get("image_url")
-            url = img.get("url") if isinstance(img, dict) else img
+            url: Any = img.get("url") if isinstance(img, dict) else img
             _want(isinstance(url, str), f"messages[{i}] image_url.url is required")
             blocks.append(ImageBlock(url=url, detail=img.get("detail") if isinstance(img, dict) else None))
         elif kind == "file":
@@ -150,7 +153,7 @@ def _decode_parts(content: Any, i: int) -> list[Block]:
 
 
 def _decode_file(f: dict[str, Any], i: int) -> DocumentBlock:
-    data = f.get("file_data")
+    data: Any = f.get("file_data")
     _want(isinstance(data, str), f"messages[{i}] file.file_data is required (file_id is not supported)")
     media_type = "application/pdf"
     if data.startswith("data:"):
@@ -249,7 +252,7 @@ def _encode_part(b: Block) -> dict[str, Any]:
     raise InvalidRequest(f"a {type(b).__name__} cannot be sent as OpenAI message content")
 
 
-def _encode_content(blocks: list[Block]) -> str | list[dict[str, Any]] | None:
+def _encode_content(blocks: Sequence[Block]) -> str | list[dict[str, Any]] | None:
     if not blocks:
         return None
     if all(isinstance(b, TextBlock) for b in blocks):

@@ -62,9 +62,9 @@ class OpenAIRoutes:
         self.render = render
         self.platform = platform
 
-    def _guard(self, handler: Callable[[Request, Call], Awaitable[Response]]
-               ) -> Callable[[Request], Awaitable[Response]]:
-        async def endpoint(request: Request) -> Response:
+    def _guard(self, handler: Callable[[Request, Call], Awaitable[Response | EventStreamResponse]]
+               ) -> Callable[[Request], Awaitable[Response | EventStreamResponse]]:
+        async def endpoint(request: Request) -> Response | EventStreamResponse:
             gw: Gateway = request.app.state.gateway
             call = gw.begin(request.scope["state"]["request_id"], request.url.path, self.dialect)
             try:
@@ -74,9 +74,9 @@ class OpenAIRoutes:
                 return error_response(err, self.render)
             except Exception:
                 log.exception("unhandled error in %s", request.url.path)
-                err = InternalError("The gateway failed to process this request.")
-                call.finish(500, err)
-                return error_response(err, self.render)
+                internal = InternalError("The gateway failed to process this request.")
+                call.finish(500, internal)
+                return error_response(internal, self.render)
 
         return endpoint
 
@@ -99,7 +99,7 @@ class OpenAIRoutes:
 
     # POST /chat/completions --------------------------------------------------------------
 
-    async def chat(self, request: Request, call: Call) -> Response:
+    async def chat(self, request: Request, call: Call) -> Response | EventStreamResponse:
         gw: Gateway = request.app.state.gateway
         call.identify(gw.identify(request.headers))
         raw = await read_body(request, gw.max_body_bytes)
@@ -124,7 +124,7 @@ class OpenAIRoutes:
             body = body_decoder.decode(raw)
             body["model"] = msgspec.Raw(encoder.encode(route.model.upstream_id))
             if isinstance(provider, OpenAICompatProvider):
-                call.dropped(provider.adapt(body))  # type: ignore[arg-type]
+                call.dropped(provider.adapt(body))
             if stream:
                 client_usage = bool(view.stream_options and view.stream_options.include_usage)
                 body["stream_options"] = _INCLUDE_USAGE
@@ -153,7 +153,7 @@ class OpenAIRoutes:
         return JSONBytes(raw)
 
     async def _forward_stream(self, provider: PassThroughProvider, body: Body, credential: Credential,
-                              call: Call, client_usage: bool) -> Response:
+                              call: Call, client_usage: bool) -> EventStreamResponse:
         upstream = await provider.forward_stream(encoder.encode(body), credential=credential)
         render = self.render
 
@@ -192,9 +192,9 @@ class OpenAIRoutes:
                 status = 499
                 raise
             except (msgspec.DecodeError, msgspec.ValidationError):
-                err = UpstreamError(f"{provider.name} upstream sent a malformed stream chunk", provider=provider.name)
-                status, error = err.http_status, err
-                yield error_frame(render(err))
+                bad = UpstreamError(f"{provider.name} upstream sent a malformed stream chunk", provider=provider.name)
+                status, error = bad.http_status, bad
+                yield error_frame(render(bad))
             finally:
                 upstream.close()
                 call.finish(status, error, note="client disconnected" if status == 499 else None)
@@ -202,7 +202,7 @@ class OpenAIRoutes:
         return EventStreamResponse(chunks())
 
     async def _canonical_stream(self, provider: ChatProvider, req: ChatRequest, upstream_model: str,
-                                credential: Credential, call: Call) -> Response:
+                                credential: Credential, call: Call) -> EventStreamResponse:
         events = provider.stream(req, upstream_model=upstream_model, credential=credential)
         first = await anext(events)  # errors before any byte become a plain error response
         encoder_ = StreamEncoder(model=req.model, include_usage=req.include_usage)
