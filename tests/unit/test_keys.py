@@ -81,74 +81,96 @@ def test_bearer_token_prefers_authorization_bearer_then_x_api_key(
 # --- Authenticator ---------------------------------------------------------------------------------
 
 
-def test_the_admin_secret_is_accepted_as_admin() -> None:
+async def test_the_admin_secret_is_accepted_as_admin() -> None:
     auth = Authenticator(hash_secret(ADMIN_SECRET), [])
-    ident = auth.identify(ADMIN_SECRET)
+    ident = await auth.identify(ADMIN_SECRET)
     assert ident.is_admin and ident.key is None
     assert (ident.key_id, ident.key_prefix) == (None, "admin")
     assert auth.is_admin_secret(ADMIN_SECRET)
     assert not auth.is_admin_secret(ADMIN_SECRET + "x")
 
 
-def test_a_valid_key_identifies_its_key(secrets_: tuple[str, str, str]) -> None:
+async def test_a_valid_key_identifies_its_key(secrets_: tuple[str, str, str]) -> None:
     s1, s2, _ = secrets_
     k1, k2 = make_key(1, s1), make_key(2, s2, role="admin")
     auth = Authenticator(hash_secret(ADMIN_SECRET), [k1, k2])
-    ident = auth.identify(s1)
+    ident = await auth.identify(s1)
     assert ident.key == k1 and not ident.is_admin
     assert (ident.key_id, ident.key_prefix) == (1, s1[:10])
-    assert auth.identify(s2).is_admin  # an admin-role key is an admin identity
+    assert (await auth.identify(s2)).is_admin  # an admin-role key is an admin identity
     assert not auth.is_admin_secret(s2)
 
 
-def test_a_disabled_key_is_denied_with_api_disabled(secrets_: tuple[str, str, str]) -> None:
+async def test_a_disabled_key_is_denied_with_api_disabled(secrets_: tuple[str, str, str]) -> None:
     s1 = secrets_[0]
     auth = Authenticator(hash_secret(ADMIN_SECRET), [make_key(1, s1, enabled=False)])
     with pytest.raises(PermissionDenied) as info:
-        auth.identify(s1)
+        await auth.identify(s1)
     assert (info.value.code, info.value.status) == ("api_disabled", 403)
 
 
 @pytest.mark.parametrize("token", ["tw-not-a-key", ADMIN_SECRET.upper(), ADMIN_SECRET + " "])
-def test_an_unknown_token_fails_authentication(token: str) -> None:
+async def test_an_unknown_token_fails_authentication(token: str) -> None:
     auth = Authenticator(hash_secret(ADMIN_SECRET), [make_key(1, new_secret())])
     with pytest.raises(AuthenticationFailed) as info:
-        auth.identify(token)
+        await auth.identify(token)
     assert (info.value.code, info.value.status) == ("invalid_api_key", 401)
 
 
 @pytest.mark.parametrize("token", [None, ""])
-def test_a_missing_token_fails_authentication(token: str | None) -> None:
+async def test_a_missing_token_fails_authentication(token: str | None) -> None:
     with pytest.raises(AuthenticationFailed, match="Missing API key"):
-        Authenticator(hash_secret(ADMIN_SECRET), []).identify(token)
+        await Authenticator(hash_secret(ADMIN_SECRET), []).identify(token)
 
 
-def test_revoked_keys_are_never_loaded(secrets_: tuple[str, str, str]) -> None:
+async def test_revoked_keys_are_never_loaded(secrets_: tuple[str, str, str]) -> None:
     s1, s2, _ = secrets_
     auth = Authenticator(hash_secret(ADMIN_SECRET), [make_key(1, s1), make_key(2, s2, revoked_at=1.0)])
-    assert auth.identify(s1).key_id == 1
+    assert (await auth.identify(s1)).key_id == 1
     with pytest.raises(AuthenticationFailed):
-        auth.identify(s2)
+        await auth.identify(s2)
 
 
-def test_reload_swaps_the_table_and_drops_revoked_keys(secrets_: tuple[str, str, str]) -> None:
+async def test_reload_swaps_the_table_and_drops_revoked_keys(secrets_: tuple[str, str, str]) -> None:
     s1, s2, s3 = secrets_
     auth = Authenticator(hash_secret(ADMIN_SECRET), [make_key(1, s1), make_key(2, s2)])
-    assert auth.identify(s2).key_id == 2
+    assert (await auth.identify(s2)).key_id == 2
     auth.reload([make_key(1, s1), make_key(2, s2, revoked_at=1700000000.0), make_key(3, s3)])
     with pytest.raises(AuthenticationFailed):
-        auth.identify(s2)
-    assert auth.identify(s1).key_id == 1
-    assert auth.identify(s3).key_id == 3
-    assert auth.identify(ADMIN_SECRET).is_admin  # the admin secret survives a reload
+        await auth.identify(s2)
+    assert (await auth.identify(s1)).key_id == 1
+    assert (await auth.identify(s3)).key_id == 3
+    assert (await auth.identify(ADMIN_SECRET)).is_admin  # the admin secret survives a reload
 
 
-def test_put_and_drop_update_single_keys(secrets_: tuple[str, str, str]) -> None:
+async def test_put_and_drop_update_single_keys(secrets_: tuple[str, str, str]) -> None:
     s1, s2, _ = secrets_
     auth = Authenticator(hash_secret(ADMIN_SECRET), [make_key(1, s1)])
     auth.put(make_key(2, s2))
-    assert auth.identify(s2).key_id == 2
+    assert (await auth.identify(s2)).key_id == 2
     auth.drop(1)
     with pytest.raises(AuthenticationFailed):
-        auth.identify(s1)
-    assert auth.identify(s2).key_id == 2
+        await auth.identify(s1)
+    assert (await auth.identify(s2)).key_id == 2
+
+
+async def test_a_miss_is_looked_up_once_then_remembered_until_reload(secrets_: tuple[str, str, str]) -> None:
+    s1, s2, _ = secrets_
+    store = {hash_secret(s1): make_key(1, s1)}
+    calls: list[str] = []
+
+    async def lookup(h: str) -> ApiKey | None:
+        calls.append(h)
+        return store.get(h)
+
+    auth = Authenticator(hash_secret(ADMIN_SECRET), [], lookup)
+    assert (await auth.identify(s1)).key_id == 1  # created elsewhere: found in the store
+    assert (await auth.identify(s1)).key_id == 1  # now from memory
+    assert calls == [hash_secret(s1)]
+    for _ in range(3):
+        with pytest.raises(AuthenticationFailed):
+            await auth.identify(s2)
+    assert calls == [hash_secret(s1), hash_secret(s2)]  # an unknown token costs one lookup
+    store[hash_secret(s2)] = make_key(2, s2)
+    auth.reload([])
+    assert (await auth.identify(s2)).key_id == 2  # a reload forgets misses

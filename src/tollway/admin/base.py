@@ -25,7 +25,7 @@ def admin_endpoint(handler: Handler) -> Callable[[Request], Awaitable[Response]]
     async def endpoint(request: Request) -> Response:
         gw: Gateway = request.app.state.gateway
         try:
-            identity = gw.identify(request.headers)
+            identity = await gw.identify(request.headers)
             if not identity.is_admin:
                 raise PermissionDenied("This endpoint needs the admin key.")
             result = await handler(request, gw)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
+from collections.abc import Awaitable, Callable
 
 import msgspec
 
@@ -61,21 +62,38 @@ class Identity(msgspec.Struct, frozen=True, kw_only=True):
 ADMIN = Identity(is_admin=True)
 
 
-class Authenticator:
-    """Resolves a bearer to an identity from memory; ``reload`` swaps the whole key table."""
+KeyLookup = Callable[[str], Awaitable[ApiKey | None]]
+MAX_MISSES = 10_000
 
-    def __init__(self, admin_hash: str, keys: list[ApiKey]) -> None:
+
+class Authenticator:
+    """Resolves a bearer to an identity from memory; ``reload`` swaps the whole key table.
+
+    A token whose hash is not in memory is looked up once in the store (``lookup``): another
+    process (a worker, a replica, the CLI) may have created it since the last reload. Hashes
+    found nowhere are remembered until the next reload, so unknown tokens cost one query each
+    per reload interval at most, and known keys never touch the database.
+    """
+
+    def __init__(self, admin_hash: str, keys: list[ApiKey], lookup: KeyLookup | None = None) -> None:
         self._admin_hash = admin_hash
         self._by_hash: dict[str, ApiKey] = {}
+        self._misses: set[str] = set()
+        self._lookup = lookup
         self.reload(keys)
+
+    def set_lookup(self, lookup: KeyLookup) -> None:
+        self._lookup = lookup
 
     def reload(self, keys: list[ApiKey]) -> None:
         self._by_hash = {k.key_hash: k for k in keys if k.revoked_at is None}
+        self._misses = set()
 
     def put(self, key: ApiKey) -> None:
         table = dict(self._by_hash)
         table[key.key_hash] = key
         self._by_hash = table
+        self._misses.discard(key.key_hash)
 
     def drop(self, key_id: int) -> None:
         self._by_hash = {h: k for h, k in self._by_hash.items() if k.id != key_id}
@@ -83,15 +101,28 @@ class Authenticator:
     def is_admin_secret(self, token: str) -> bool:
         return hmac.compare_digest(hash_secret(token), self._admin_hash)
 
-    def identify(self, token: str | None) -> Identity:
+    async def identify(self, token: str | None) -> Identity:
         if not token:
             raise AuthenticationFailed("Missing API key: send 'Authorization: Bearer <key>' or 'x-api-key'.")
         h = hash_secret(token)
         key = self._by_hash.get(h)
-        if key is not None:
-            if not key.enabled:
-                raise PermissionDenied("This API key is disabled.", code="api_disabled")
-            return Identity(key=key, is_admin=key.role == "admin")
-        if hmac.compare_digest(h, self._admin_hash):
-            return ADMIN
-        raise AuthenticationFailed("Invalid API key.")
+        if key is None:
+            if hmac.compare_digest(h, self._admin_hash):
+                return ADMIN
+            key = await self._find(h)
+            if key is None:
+                raise AuthenticationFailed("Invalid API key.")
+        if not key.enabled:
+            raise PermissionDenied("This API key is disabled.", code="api_disabled")
+        return Identity(key=key, is_admin=key.role == "admin")
+
+    async def _find(self, h: str) -> ApiKey | None:
+        if self._lookup is None or h in self._misses:
+            return None
+        key = await self._lookup(h)
+        if key is None or key.revoked_at is not None:
+            if len(self._misses) < MAX_MISSES:
+                self._misses.add(h)
+            return None
+        self.put(key)
+        return key

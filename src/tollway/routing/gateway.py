@@ -101,6 +101,7 @@ class Gateway:
         self.pools = pools
         self.logs = logs
         self.keys = KeyRepository(engine)
+        auth.set_lookup(self.keys.by_hash)
         self.max_body_bytes = max_body_bytes
         self.poll_interval = poll_interval
         self._revision = -1
@@ -110,8 +111,8 @@ class Gateway:
         return Call(self, RequestLog(id=request_id, created_at=time.time(), path=path, dialect=dialect,
                                      stream=stream))
 
-    def identify(self, headers: Mapping[str, str]) -> Identity:
-        return self.auth.identify(bearer_token(headers.get("authorization"), headers.get("x-api-key")))
+    async def identify(self, headers: Mapping[str, str]) -> Identity:
+        return await self.auth.identify(bearer_token(headers.get("authorization"), headers.get("x-api-key")))
 
     def resolve(self, model: str) -> tuple[Route, ChatProvider, CredentialPool]:
         route = self.catalog.resolve(model)

@@ -13,7 +13,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
-from tollway.core.errors import PayloadTooLarge
+from tollway.core.errors import PayloadTooLarge, TollwayError
+from tollway.routing.gateway import Call
 
 _encoder = msgspec.json.Encoder()
 
@@ -95,3 +96,25 @@ class EventStreamResponse:  # an ASGI app, like starlette's Response
             result = self.on_disconnect()
             if result is not None:
                 await result
+
+
+async def guard_stream(chunks: AsyncIterator[bytes], call: Call, error_frame: Callable[[TollwayError], bytes],
+                       close: Callable[[], Awaitable[None]]) -> AsyncIterator[bytes]:
+    """Wraps a dialect's stream body: a tollway error after the headers becomes the dialect's
+    in-stream error frame; a client that goes away is logged as 499; whatever happens, the
+    upstream is closed and the call's log row written (which releases its credential)."""
+    status, error = 200, None
+    try:
+        async for chunk in chunks:
+            yield chunk
+    except TollwayError as err:
+        status, error = err.http_status, err
+        yield error_frame(err)
+    except (asyncio.CancelledError, GeneratorExit):
+        status = 499
+        raise
+    finally:
+        try:
+            await close()
+        finally:
+            call.finish(status, error, note="client disconnected" if status == 499 else None)

@@ -9,7 +9,6 @@ encoded back.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -21,7 +20,7 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from tollway.core.catalog import Credential, ModelInfo
-from tollway.core.chat import ChatRequest, StreamEvent, UsageReport
+from tollway.core.chat import ChatRequest, UsageReport
 from tollway.core.errors import InternalError, InvalidRequest, RateLimited, TollwayError, UpstreamError
 from tollway.core.names import DIALECT_OPENAI, DIALECT_PLATFORM
 from tollway.dialects.openai.codec import decode_request, encode_response
@@ -37,7 +36,7 @@ from tollway.dialects.openai.wire import (
 from tollway.providers.base import ChatProvider, PassThroughProvider
 from tollway.providers.openai_compat import OpenAICompatProvider
 from tollway.routing.gateway import Call, Gateway
-from tollway.routing.responses import EventStreamResponse, JSONBytes, read_body
+from tollway.routing.responses import EventStreamResponse, JSONBytes, guard_stream, read_body
 
 log = logging.getLogger("tollway")
 
@@ -84,7 +83,7 @@ class OpenAIRoutes:
 
     async def models(self, request: Request, call: Call) -> Response:
         gw: Gateway = request.app.state.gateway
-        call.identify(gw.identify(request.headers))
+        call.identify(await gw.identify(request.headers))
         data = [self._model_entry(m) for m in gw.catalog.listed()]
         call.finish(200)
         return JSONBytes({"object": "list", "data": data})
@@ -101,7 +100,7 @@ class OpenAIRoutes:
 
     async def chat(self, request: Request, call: Call) -> Response | EventStreamResponse:
         gw: Gateway = request.app.state.gateway
-        call.identify(gw.identify(request.headers))
+        call.identify(await gw.identify(request.headers))
         raw = await read_body(request, gw.max_body_bytes)
         try:
             view = request_view_decoder.decode(raw)
@@ -155,83 +154,65 @@ class OpenAIRoutes:
     async def _forward_stream(self, provider: PassThroughProvider, body: Body, credential: Credential,
                               call: Call, client_usage: bool) -> EventStreamResponse:
         upstream = await provider.forward_stream(encoder.encode(body), credential=credential)
-        render = self.render
 
         async def chunks() -> AsyncIterator[bytes]:
-            status, error, done = 200, None, False
-            try:
-                async for batch in upstream.batches():
-                    parts = []
-                    for event in batch:
-                        data = event.data
-                        if data == b"[DONE]":
-                            done = True
-                            parts.append(DONE)
-                            break
-                        if _USAGE_OBJECT.search(data):
-                            view = response_view_decoder.decode(data)
-                            if view.usage is not None:
-                                call.usage(view.usage.to_usage())
-                            if not client_usage and not view.choices:
-                                continue
-                        parts.append(b"data: " + data + b"\n\n")
-                    if parts:
-                        call.first_token()
-                        yield b"".join(parts)
-                    if done:
+            done = False
+            async for batch in upstream.batches():
+                parts = []
+                for event in batch:
+                    data = event.data
+                    if data == b"[DONE]":
+                        done = True
+                        parts.append(DONE)
                         break
+                    if _USAGE_OBJECT.search(data):
+                        try:
+                            view = response_view_decoder.decode(data)
+                        except (msgspec.DecodeError, msgspec.ValidationError):
+                            raise UpstreamError(f"{provider.name} upstream sent a malformed stream chunk",
+                                                provider=provider.name) from None
+                        if view.usage is not None:
+                            call.usage(view.usage.to_usage())
+                        if not client_usage and not view.choices:
+                            continue
+                    parts.append(b"data: " + data + b"\n\n")
+                if parts:
+                    call.first_token()
+                    yield b"".join(parts)
                 if done:
-                    await upstream.drain()
-                else:
-                    raise UpstreamError(f"{provider.name} upstream closed the stream before it finished",
-                                        provider=provider.name)
-            except TollwayError as err:
-                status, error = err.http_status, err
-                yield error_frame(render(err))
-            except (asyncio.CancelledError, GeneratorExit):
-                status = 499
-                raise
-            except (msgspec.DecodeError, msgspec.ValidationError):
-                bad = UpstreamError(f"{provider.name} upstream sent a malformed stream chunk", provider=provider.name)
-                status, error = bad.http_status, bad
-                yield error_frame(render(bad))
-            finally:
-                upstream.close()
-                call.finish(status, error, note="client disconnected" if status == 499 else None)
+                    break
+            if not done:
+                raise UpstreamError(f"{provider.name} upstream closed the stream before it finished",
+                                    provider=provider.name)
+            await upstream.drain()
 
-        return EventStreamResponse(chunks())
+        async def close() -> None:
+            upstream.close()
+
+        return EventStreamResponse(guard_stream(chunks(), call, self._error_frame, close))
 
     async def _canonical_stream(self, provider: ChatProvider, req: ChatRequest, upstream_model: str,
                                 credential: Credential, call: Call) -> EventStreamResponse:
         events = provider.stream(req, upstream_model=upstream_model, credential=credential)
         first = await anext(events)  # errors before any byte become a plain error response
-        encoder_ = StreamEncoder(model=req.model, include_usage=req.include_usage)
-        render = self.render
+        stream = StreamEncoder(model=req.model, include_usage=req.include_usage)
 
         async def chunks() -> AsyncIterator[bytes]:
-            status, error = 200, None
-            pending: StreamEvent | None = first
-            try:
-                yield encoder_.feed(first)
-                call.first_token()
-                pending = None
-                async for event in events:
-                    if isinstance(event, UsageReport):
-                        call.usage(event.usage)
-                    yield encoder_.feed(event)
-                yield encoder_.close()
-            except TollwayError as err:
-                status, error = err.http_status, err
-                yield error_frame(render(err))
-            except (asyncio.CancelledError, GeneratorExit):
-                status = 499
-                raise
-            finally:
-                del pending
-                await events.aclose()  # type: ignore[attr-defined]
-                call.finish(status, error, note="client disconnected" if status == 499 else None)
+            yield stream.feed(first)
+            call.first_token()
+            async for event in events:
+                if isinstance(event, UsageReport):
+                    call.usage(event.usage)
+                yield stream.feed(event)
+            yield stream.close()
 
-        return EventStreamResponse(chunks())
+        async def close() -> None:
+            await events.aclose()  # type: ignore[attr-defined]
+
+        return EventStreamResponse(guard_stream(chunks(), call, self._error_frame, close))
+
+    def _error_frame(self, err: TollwayError) -> bytes:
+        return error_frame(self.render(err))
 
     def routes(self, prefix: str) -> list[BaseRoute]:
         return [
