@@ -61,6 +61,20 @@ async def readyz(request: Request) -> Response:
     return JSONBytes({"status": "ready"})
 
 
+async def unrouted(request: Request, exc: Exception) -> Response:
+    """404/405 in the shape of the surface the path belongs to."""
+    status = getattr(exc, "status_code", 404)
+    path = request.url.path
+    message = (f"Unknown path {path}" if status == 404 else f"Method {request.method} is not allowed on {path}")
+    code = "not_found" if status == 404 else "method_not_allowed"
+    if path.startswith("/admin"):
+        return JSONBytes({"detail": message}, status_code=status)
+    if path.startswith("/api/"):
+        return JSONBytes({"error": {"message": message, "type": code, "code": code}}, status_code=status)
+    return JSONBytes({"error": {"message": message, "type": "invalid_request_error", "param": None, "code": code}},
+                     status_code=status)
+
+
 def create_app(settings: Settings | None = None) -> Starlette:
     settings = settings or load_settings()
 
@@ -84,6 +98,6 @@ def create_app(settings: Settings | None = None) -> Starlette:
         *openai_routes(),
         *key_routes(),
     ]
-    app = Starlette(routes=routes, lifespan=lifespan)
+    app = Starlette(routes=routes, lifespan=lifespan, exception_handlers={404: unrouted, 405: unrouted})
     app.add_middleware(RequestIdMiddleware)
     return app

@@ -143,3 +143,14 @@ def test_x_api_key_header_is_accepted(gateway: GatewayProcess, user_key: str) ->
 
 def test_admin_secret_is_accepted_as_a_bearer_on_chat(gateway: GatewayProcess) -> None:
     assert _chat_status(gateway, ADMIN_KEY) == 200
+
+
+def test_unknown_paths_answer_in_the_surface_shape(gateway: GatewayProcess, user_key: str) -> None:
+    r = httpx.get(gateway.url + "/v1/nope")
+    assert r.status_code == 404 and r.json()["error"]["code"] == "not_found"
+    r = httpx.get(gateway.url + "/api/v1/nope")
+    assert r.status_code == 404 and r.json()["error"]["type"] == "not_found"
+    r = httpx.get(gateway.url + "/admin/nope")
+    assert r.status_code == 404 and "detail" in r.json()
+    r = httpx.get(gateway.url + "/v1/chat/completions")
+    assert r.status_code == 405 and r.json()["error"]["code"] == "method_not_allowed"
