@@ -59,6 +59,9 @@ class ProviderSpec(msgspec.Struct, frozen=True, kw_only=True):
     models: tuple[ModelInfo, ...] = ()
     # a caller may send "<name>/<any upstream model id>" to reach any model of this provider
     open_catalog: bool = False
+    # what the adapter supports, as data: the conformance suite runs exactly these scenarios
+    # against it (chat, stream, tools, reasoning, usage, errors, images)
+    features: frozenset[str] = frozenset()
 
     def configured(self, env: dict[str, str]) -> bool:
         return all(env.get(r.key) for r in self.env_requirements if r.required)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from tollway.core.catalog import EnvRequirement, ModelInfo, ProviderConfig, ProviderSpec
 from tollway.core.names import PROVIDER_DEEPSEEK
 from tollway.providers.http import Timeouts
-from tollway.providers.openai_compat import OpenAICompatProvider, Quirks
+from tollway.providers.openai_compat import OPENAI_WIRE_FEATURES, OpenAICompatProvider, Quirks
 
 SPEC = ProviderSpec(
     name=PROVIDER_DEEPSEEK,
@@ -25,6 +25,7 @@ SPEC = ProviderSpec(
                   tags=("deepseek",)),
     ),
     open_catalog=True,
+    features=OPENAI_WIRE_FEATURES,
 )
 
 QUIRKS = Quirks(renames={"max_completion_tokens": "max_tokens"}, drops=frozenset({"seed"}))

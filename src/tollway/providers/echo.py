@@ -47,6 +47,7 @@ from tollway.providers.http import Timeouts
 SPEC = ProviderSpec(
     name=PROVIDER_ECHO,
     kind=PROVIDER_ECHO,
+    features=frozenset({"chat", "stream", "tools", "reasoning", "usage"}),
     models=(
         ModelInfo(
             id="echo", provider=PROVIDER_ECHO, upstream_id="echo", display_name="Echo (test model)",

@@ -9,7 +9,7 @@ from __future__ import annotations
 from tollway.core.catalog import EnvRequirement, ProviderConfig, ProviderSpec
 from tollway.core.names import PROVIDER_OLLAMA
 from tollway.providers.http import Timeouts
-from tollway.providers.openai_compat import OpenAICompatProvider, Quirks
+from tollway.providers.openai_compat import OPENAI_WIRE_FEATURES, OpenAICompatProvider, Quirks
 
 SPEC = ProviderSpec(
     name=PROVIDER_OLLAMA,
@@ -17,6 +17,7 @@ SPEC = ProviderSpec(
     env_requirements=(EnvRequirement(key="OLLAMA_BASE_URL", description="Ollama server, e.g. http://127.0.0.1:11434"),),
     base_url_env="OLLAMA_BASE_URL",
     open_catalog=True,
+    features=OPENAI_WIRE_FEATURES,
 )
 
 QUIRKS = Quirks(renames={"max_completion_tokens": "max_tokens"})

@@ -5,7 +5,7 @@ from __future__ import annotations
 from tollway.core.catalog import EnvRequirement, ModelInfo, ProviderConfig, ProviderSpec
 from tollway.core.names import PROVIDER_OPENAI
 from tollway.providers.http import Timeouts
-from tollway.providers.openai_compat import OpenAICompatProvider, Quirks
+from tollway.providers.openai_compat import OPENAI_WIRE_FEATURES, OpenAICompatProvider, Quirks
 
 
 def _model(mid: str, name: str, caps: tuple[str, ...] = ("chat", "tools", "vision")) -> ModelInfo:
@@ -33,6 +33,7 @@ SPEC = ProviderSpec(
         _model("o3", "o3", ("chat", "tools", "vision", "reasoning")),
     ),
     open_catalog=True,
+    features=OPENAI_WIRE_FEATURES,
 )
 
 # OpenAI accepts max_completion_tokens for every model and rejects max_tokens on o-series

@@ -26,6 +26,10 @@ _decoder = msgspec.json.Decoder()
 _encoder = msgspec.json.Encoder()
 
 
+# everything the OpenAI chat wire carries, so every OpenAI-compatible adapter supports it
+OPENAI_WIRE_FEATURES = frozenset({"chat", "stream", "tools", "reasoning", "usage", "errors", "images"})
+
+
 class Quirks(msgspec.Struct, frozen=True, kw_only=True):
     chat_path: str = "/chat/completions"
     auth_header: str = "Authorization"

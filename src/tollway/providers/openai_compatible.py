@@ -11,9 +11,10 @@ import msgspec
 from tollway.core.catalog import ProviderConfig, ProviderSpec
 from tollway.core.names import PROVIDER_OPENAI_COMPATIBLE
 from tollway.providers.http import Timeouts
-from tollway.providers.openai_compat import OpenAICompatProvider, Quirks
+from tollway.providers.openai_compat import OPENAI_WIRE_FEATURES, OpenAICompatProvider, Quirks
 
-SPEC = ProviderSpec(name=PROVIDER_OPENAI_COMPATIBLE, kind=PROVIDER_OPENAI_COMPATIBLE, open_catalog=True)
+SPEC = ProviderSpec(name=PROVIDER_OPENAI_COMPATIBLE, kind=PROVIDER_OPENAI_COMPATIBLE, open_catalog=True,
+                    features=OPENAI_WIRE_FEATURES)
 
 
 def build(config: ProviderConfig, timeouts: Timeouts) -> OpenAICompatProvider:
