@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -13,10 +14,11 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
-from tollway.core.errors import PayloadTooLarge, TollwayError
+from tollway.core.errors import InternalError, PayloadTooLarge, TollwayError
 from tollway.routing.gateway import Call
 
 _encoder = msgspec.json.Encoder()
+log = logging.getLogger("tollway")
 
 
 class JSONBytes(Response):
@@ -49,22 +51,25 @@ class EventStreamResponse:  # an ASGI app, like starlette's Response
 
     When the client goes away, the task draining ``chunks`` is cancelled at once, so the
     generator's ``finally`` closes the upstream connection (the upstream call is cancelled
-    within the event loop's next turn, not at the next chunk). ``on_disconnect`` runs then.
+    within the event loop's next turn, not at the next chunk). If the client is gone before
+    the generator even started, ``on_abandon`` does that clean-up instead.
     """
 
     def __init__(self, chunks: AsyncIterator[bytes], *, headers: dict[str, str] | None = None,
-                 on_disconnect: Callable[[], Awaitable[None] | None] | None = None) -> None:
+                 on_abandon: Callable[[], Awaitable[None]] | None = None) -> None:
         self.chunks = chunks
         self.headers = [(b"content-type", b"text/event-stream; charset=utf-8"), (b"cache-control", b"no-cache"),
                         (b"x-accel-buffering", b"no")]
         for k, v in (headers or {}).items():
             self.headers.append((k.lower().encode("latin-1"), v.encode("latin-1")))
-        self.on_disconnect = on_disconnect
+        self.on_abandon = on_abandon
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        await send({"type": "http.response.start", "status": 200, "headers": self.headers})
+        started = False
 
         async def pump() -> None:
+            nonlocal started
+            started = True
             async for chunk in self.chunks:
                 if chunk:
                     await send({"type": "http.response.body", "body": chunk, "more_body": True})
@@ -76,45 +81,62 @@ class EventStreamResponse:  # an ASGI app, like starlette's Response
                 if message["type"] == "http.disconnect":
                     return
 
-        pumping = asyncio.ensure_future(pump())
-        watching = asyncio.ensure_future(watch())
         try:
-            done, _ = await asyncio.wait({pumping, watching}, return_when=asyncio.FIRST_COMPLETED)
+            await send({"type": "http.response.start", "status": 200, "headers": self.headers})
+            pumping = asyncio.ensure_future(pump())
+            watching = asyncio.ensure_future(watch())
+            try:
+                done, _ = await asyncio.wait({pumping, watching}, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                if not pumping.done():
+                    pumping.cancel()
+                watching.cancel()
+            if pumping in done:
+                with contextlib.suppress(OSError):
+                    pumping.result()
+                return
+            with contextlib.suppress(asyncio.CancelledError, OSError):
+                await pumping
         finally:
-            if not pumping.done():
-                pumping.cancel()
-            watching.cancel()
-        if pumping in done:
-            with contextlib.suppress(OSError):
-                pumping.result()
-            return
-        with contextlib.suppress(asyncio.CancelledError, OSError):
-            await pumping
-        with contextlib.suppress(Exception):
-            await self.chunks.aclose()  # type: ignore[attr-defined]
-        if self.on_disconnect is not None:
-            result = self.on_disconnect()
-            if result is not None:
-                await result
+            if started:
+                with contextlib.suppress(Exception):
+                    await self.chunks.aclose()  # type: ignore[attr-defined]
+            elif self.on_abandon is not None:
+                await self.on_abandon()
 
 
-async def guard_stream(chunks: AsyncIterator[bytes], call: Call, error_frame: Callable[[TollwayError], bytes],
-                       close: Callable[[], Awaitable[None]]) -> AsyncIterator[bytes]:
-    """Wraps a dialect's stream body: a tollway error after the headers becomes the dialect's
-    in-stream error frame; a client that goes away is logged as 499; whatever happens, the
-    upstream is closed and the call's log row written (which releases its credential)."""
-    status, error = 200, None
-    try:
-        async for chunk in chunks:
-            yield chunk
-    except TollwayError as err:
-        status, error = err.http_status, err
-        yield error_frame(err)
-    except (asyncio.CancelledError, GeneratorExit):
-        status = 499
-        raise
-    finally:
+def guarded_stream(chunks: AsyncIterator[bytes], call: Call, error_frame: Callable[[TollwayError], bytes],
+                   close: Callable[[], Awaitable[None]]) -> EventStreamResponse:
+    """A dialect's stream body, guarded: a tollway error after the headers becomes the dialect's
+    in-stream error frame; an unexpected one, an internal-error frame; a client that goes away is
+    logged as 499; whatever happens (even a client gone before the first byte), the upstream is
+    closed and the call's log row written, which releases its credential."""
+
+    async def guard() -> AsyncIterator[bytes]:
+        status, error = 200, None
+        try:
+            async for chunk in chunks:
+                yield chunk
+        except TollwayError as err:
+            status, error = err.http_status, err
+            yield error_frame(err)
+        except (asyncio.CancelledError, GeneratorExit):
+            status = 499
+            raise
+        except Exception:
+            log.exception("stream failed")
+            status, error = 500, InternalError("The gateway failed while streaming this response.")
+            yield error_frame(error)
+        finally:
+            try:
+                await close()
+            finally:
+                call.finish(status, error, note="client disconnected" if status == 499 else None)
+
+    async def abandon() -> None:
         try:
             await close()
         finally:
-            call.finish(status, error, note="client disconnected" if status == 499 else None)
+            call.finish(499, note="client disconnected before the stream started")
+
+    return EventStreamResponse(guard(), on_abandon=abandon)

@@ -36,7 +36,7 @@ from tollway.dialects.openai.wire import (
 from tollway.providers.base import ChatProvider, PassThroughProvider
 from tollway.providers.openai_compat import OpenAICompatProvider
 from tollway.routing.gateway import Call, Gateway
-from tollway.routing.responses import EventStreamResponse, JSONBytes, guard_stream, read_body
+from tollway.routing.responses import EventStreamResponse, JSONBytes, guarded_stream, read_body
 
 log = logging.getLogger("tollway")
 
@@ -189,7 +189,7 @@ class OpenAIRoutes:
         async def close() -> None:
             upstream.close()
 
-        return EventStreamResponse(guard_stream(chunks(), call, self._error_frame, close))
+        return guarded_stream(chunks(), call, self._error_frame, close)
 
     async def _canonical_stream(self, provider: ChatProvider, req: ChatRequest, upstream_model: str,
                                 credential: Credential, call: Call) -> EventStreamResponse:
@@ -209,7 +209,7 @@ class OpenAIRoutes:
         async def close() -> None:
             await events.aclose()  # type: ignore[attr-defined]
 
-        return EventStreamResponse(guard_stream(chunks(), call, self._error_frame, close))
+        return guarded_stream(chunks(), call, self._error_frame, close)
 
     def _error_frame(self, err: TollwayError) -> bytes:
         return error_frame(self.render(err))

@@ -1,0 +1,143 @@
+"""The guarded event stream: every way a stream can end releases the credential, closes the
+upstream and writes exactly one log row with the right status."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+
+from tollway.core.catalog import Credential, ModelInfo
+from tollway.core.errors import TollwayError, UpstreamError
+from tollway.core.request_log import RequestLog
+from tollway.routing.catalog import Route
+from tollway.routing.gateway import Call
+from tollway.routing.pools import CredentialPool
+from tollway.routing.responses import guarded_stream
+
+
+class _Logs:
+    def __init__(self) -> None:
+        self.rows: list[RequestLog] = []
+
+    def add(self, row: RequestLog) -> None:
+        self.rows.append(row)
+
+
+class _Gateway:
+    def __init__(self) -> None:
+        self.logs = _Logs()
+
+
+def _call() -> tuple[Call, CredentialPool, _Gateway]:
+    gw = _Gateway()
+    call = Call(gw, RequestLog(id="r1", created_at=0.0, path="/v1/chat/completions", dialect="openai"))  # type: ignore[arg-type]
+    pool = CredentialPool("p", (Credential(id="c1"),))
+    call.use(Route(model=ModelInfo(id="m", provider="p", upstream_id="m"), provider="p"), pool)
+    assert pool.in_flight["c1"] == 1
+    return call, pool, gw
+
+
+def _frame(err: TollwayError) -> bytes:
+    return f"error:{err.code}".encode()
+
+
+class _Client:
+    """An ASGI peer: records what is sent; disconnects when told to."""
+
+    def __init__(self, *, fail_on_start: bool = False) -> None:
+        self.sent: list[dict[str, Any]] = []
+        self.gone = asyncio.Event()
+        self.fail_on_start = fail_on_start
+
+    async def send(self, message: dict[str, Any]) -> None:
+        if self.fail_on_start and message["type"] == "http.response.start":
+            raise OSError("connection reset")
+        self.sent.append(message)
+
+    async def receive(self) -> dict[str, Any]:
+        await self.gone.wait()
+        return {"type": "http.disconnect"}
+
+    def body(self) -> bytes:
+        return b"".join(m.get("body", b"") for m in self.sent if m["type"] == "http.response.body")
+
+
+async def test_normal_end() -> None:
+    call, pool, gw = _call()
+    closed: list[bool] = []
+
+    async def chunks() -> AsyncIterator[bytes]:
+        yield b"a"
+        yield b"b"
+
+    async def close() -> None:
+        closed.append(True)
+
+    client = _Client()
+    await guarded_stream(chunks(), call, _frame, close)({}, client.receive, client.send)
+    assert client.body() == b"ab" and closed == [True]
+    assert [r.status for r in gw.logs.rows] == [200] and pool.in_flight["c1"] == 0
+
+
+@pytest.mark.parametrize(("exc", "status", "frame"), [
+    (UpstreamError("cut", provider="p"), 502, b"error:provider_error"),
+    (ValueError("bug"), 500, b"error:internal_error"),
+])
+async def test_failure_mid_stream_becomes_an_error_frame(exc: Exception, status: int, frame: bytes) -> None:
+    call, pool, gw = _call()
+
+    async def chunks() -> AsyncIterator[bytes]:
+        yield b"a"
+        raise exc
+
+    async def close() -> None:
+        return None
+
+    client = _Client()
+    await guarded_stream(chunks(), call, _frame, close)({}, client.receive, client.send)
+    assert client.body() == b"a" + frame
+    assert [r.status for r in gw.logs.rows] == [status] and pool.in_flight["c1"] == 0
+
+
+async def test_client_gone_mid_stream_cancels_and_closes_at_once() -> None:
+    call, pool, gw = _call()
+    closed: list[bool] = []
+    stalled = asyncio.Event()
+
+    async def chunks() -> AsyncIterator[bytes]:
+        yield b"a"
+        stalled.set()
+        await asyncio.sleep(3600)  # an upstream that never sends again
+        yield b"never"
+
+    async def close() -> None:
+        closed.append(True)
+
+    client = _Client()
+    task = asyncio.create_task(guarded_stream(chunks(), call, _frame, close)({}, client.receive, client.send))
+    await stalled.wait()
+    client.gone.set()
+    await asyncio.wait_for(task, 1.0)
+    assert closed == [True] and client.body() == b"a"
+    assert [(r.status, r.note) for r in gw.logs.rows] == [(499, "client disconnected")]
+    assert pool.in_flight["c1"] == 0
+
+
+async def test_client_gone_before_the_first_byte_still_cleans_up() -> None:
+    call, pool, gw = _call()
+    closed: list[bool] = []
+
+    async def chunks() -> AsyncIterator[bytes]:
+        yield b"a"
+
+    async def close() -> None:
+        closed.append(True)
+
+    client = _Client(fail_on_start=True)
+    with pytest.raises(OSError):
+        await guarded_stream(chunks(), call, _frame, close)({}, client.receive, client.send)
+    assert closed == [True]
+    assert [r.status for r in gw.logs.rows] == [499] and pool.in_flight["c1"] == 0
