@@ -1,7 +1,7 @@
-"""Database URLs for store tests: SQLite always; PostgreSQL when reachable.
+"""Database URLs for tests: SQLite always; PostgreSQL when reachable.
 
 PostgreSQL: TOLLWAY_TEST_POSTGRES_URL (default postgresql+asyncpg://127.0.0.1:5432/test). Each
-run creates and drops its own database. If PostgreSQL cannot be reached the tests skip with a
+test creates and drops its own database. If PostgreSQL cannot be reached the tests skip with a
 message, unless TOLLWAY_REQUIRE_SERVICES=1 (CI sets it), which turns the skip into a failure.
 """
 
@@ -24,7 +24,7 @@ def _plain(url: str) -> str:
     return url.replace("postgresql+asyncpg://", "postgresql://")
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture
 def postgres_url() -> Iterator[str]:
     name = "tollway_test_" + secrets.token_hex(4)
 
