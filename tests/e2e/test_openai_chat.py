@@ -245,6 +245,21 @@ def test_connection_dropped_mid_stream_becomes_an_in_stream_error(gateway: Gatew
     assert row["status"] == 502 and row["error_code"] == "provider_error"
 
 
+def test_upstream_error_frame_mid_stream_is_rendered_redacted_and_logged(
+        gateway: GatewayProcess, user_key: str, fake: FakeOpenAI) -> None:
+    fake.script("upstream-chat", Behavior(text="one two three four", error_in_stream_after=2))
+    raw = client(gateway, user_key).chat.completions.with_raw_response.create(
+        model="fake-chat", stream=True, messages=[{"role": "user", "content": "x"}])
+    received = ""
+    with pytest.raises(openai.APIError) as exc:
+        for chunk in raw.parse():
+            received += chunk.choices[0].delta.content or "" if chunk.choices else ""
+    assert received == "one two "
+    assert "overloaded mid-stream" in exc.value.message and UPSTREAM_SECRET not in exc.value.message
+    row = wait_for_row(gateway, raw.headers["x-request-id"])
+    assert row["status"] == 502 and row["error_code"] == "provider_error"
+
+
 def test_stalled_stream_hits_the_idle_timeout(gateway: GatewayProcess, user_key: str, fake: FakeOpenAI) -> None:
     fake.script("stall", Behavior(text="a b c d e", hang_after=2))
     fake.disconnects.pop("stall", None)

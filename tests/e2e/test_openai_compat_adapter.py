@@ -123,3 +123,12 @@ async def test_deepseek_quirks_rename_and_drop(fake: FakeOpenAI) -> None:
     await p.close()
     body = fake.seen("deepseek-chat")[-1].body
     assert body["max_tokens"] == 64 and "seed" not in body and "max_completion_tokens" not in body
+
+
+async def test_an_error_frame_mid_stream_raises_redacted(provider, fake: FakeOpenAI) -> None:  # type: ignore[no-untyped-def]
+    fake.script("adapter-errframe", Behavior(text="a b c d", error_in_stream_after=2))
+    with pytest.raises(UpstreamError) as exc:
+        async for _ in provider.stream(request(stream=True), upstream_model="adapter-errframe", credential=CRED):
+            pass
+    await provider.close()
+    assert "overloaded mid-stream" in exc.value.message and UPSTREAM_SECRET not in exc.value.message

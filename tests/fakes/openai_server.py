@@ -39,6 +39,7 @@ class Behavior:
     completion_tokens: int | None = None
     usage_in_final_chunk: bool = False  # vLLM style: usage on the finish chunk, not a separate one
     echo_secret_in_error: bool = False
+    error_in_stream_after: int | None = None  # send an in-stream {"error": ...} frame after N chunks
 
 
 @dataclass
@@ -87,6 +88,10 @@ class FakeOpenAI:
             self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
             ready.set()
             loop.run_forever()
+            pending = asyncio.all_tasks(loop)
+            for task in pending:
+                task.cancel()
+            loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
             loop.run_until_complete(self._runner.cleanup())
             loop.close()
 
@@ -187,6 +192,13 @@ class FakeOpenAI:
                 if b.drop_after is not None and n > b.drop_after:
                     assert request.transport is not None
                     request.transport.abort()
+                    return resp
+                if b.error_in_stream_after is not None and n > b.error_in_stream_after:
+                    err = {"error": {"message": f"overloaded mid-stream (key {UPSTREAM_SECRET})",
+                                     "type": "server_error", "param": None, "code": None}}
+                    self._check("ErrorResponse", err)
+                    await resp.write(b"data: " + json.dumps(err).encode() + b"\n\n")
+                    await resp.write_eof()
                     return resp
                 if b.hang_after is not None and n > b.hang_after:
                     await self._wait_for_disconnect(request, model)

@@ -75,3 +75,21 @@ async def test_log_buffer_batches_and_flushes_on_close(database_url: str) -> Non
         assert total == 10 and {r.id for r in window} == {f"r{i}" for i in range(100, 110)}
     finally:
         await engine.dispose()
+
+
+async def test_a_refused_row_does_not_block_the_log(database_url: str) -> None:
+    await asyncio.to_thread(migrate, database_url)
+    engine = create_engine(database_url)
+    try:
+        repo = RequestLogRepository(engine)
+        buffer = RequestLogBuffer(repo, interval=3600, batch=1000)
+        row = RequestLog(id="dup", created_at=1.0, path="/p", dialect="openai", status=200)
+        buffer.add(row)
+        await buffer.flush()
+        buffer.add(RequestLog(id="a", created_at=2.0, path="/p", dialect="openai", status=200))
+        buffer.add(row)  # the same primary key again: the database refuses this row
+        buffer.add(RequestLog(id="b", created_at=3.0, path="/p", dialect="openai", status=200))
+        await buffer.flush()
+        assert await repo.count() == 3 and buffer.dropped == 1 and buffer.pending == 0
+    finally:
+        await engine.dispose()

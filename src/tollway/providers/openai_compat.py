@@ -20,7 +20,7 @@ from tollway.core.names import DIALECT_OPENAI
 from tollway.dialects.openai.codec import decode_response, encode_request
 from tollway.dialects.openai.stream import StreamDecoder
 from tollway.dialects.openai.wire import error_view_decoder
-from tollway.providers.http import Timeouts, UpstreamClient, UpstreamStream
+from tollway.providers.http import Timeouts, UpstreamClient, UpstreamStream, redact
 
 _decoder = msgspec.json.Decoder()
 _encoder = msgspec.json.Encoder()
@@ -122,7 +122,12 @@ class OpenAICompatProvider:
                 except msgspec.DecodeError:
                     raise UpstreamError(f"{self.name} upstream sent a malformed stream chunk",
                                         provider=self.name) from None
-                for ev in decoder.feed(chunk):
+                try:
+                    events = decoder.feed(chunk)
+                except UpstreamError as err:
+                    raise UpstreamError(f"{self.name} upstream reported an error mid-stream: "
+                                        f"{redact(err.message, credential.secret)}", provider=self.name) from None
+                for ev in events:
                     yield ev
             if done:
                 await upstream.drain()

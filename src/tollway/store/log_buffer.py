@@ -2,8 +2,9 @@
 
 ``add`` appends to an in-memory list (no I/O); a background task inserts the list every
 ``interval`` seconds or as soon as ``batch`` rows wait. ``close`` flushes everything left,
-so a graceful shutdown (SIGTERM) loses no row. A failed insert keeps its rows for the next
-attempt; past ``max_pending`` rows the oldest are dropped and counted.
+so a graceful shutdown (SIGTERM) loses no row. When the database is unreachable the rows are
+kept for the next attempt (past ``max_pending`` the oldest are dropped and counted); when it
+refuses a batch, the rows go in one by one so a single bad row cannot block the log.
 """
 
 from __future__ import annotations
@@ -12,10 +13,18 @@ import asyncio
 import contextlib
 import logging
 
+from sqlalchemy.exc import DBAPIError, OperationalError
+
 from tollway.core.request_log import RequestLog
 from tollway.store.request_logs import RequestLogRepository
 
 log = logging.getLogger("tollway.request_log")
+
+
+def _is_connection_error(exc: Exception) -> bool:
+    """Worth retrying later (the database is away), as opposed to a row it refuses."""
+    return isinstance(exc, OSError | TimeoutError | DBAPIError) and (
+        not isinstance(exc, DBAPIError) or exc.connection_invalidated or isinstance(exc, OperationalError))
 
 
 class RequestLogBuffer:
@@ -49,14 +58,33 @@ class RequestLogBuffer:
                 rows, self._rows = self._rows[: self.batch * 4], self._rows[self.batch * 4 :]
                 try:
                     await self.repo.insert_many(rows)
-                except Exception:
-                    log.exception("request log insert failed; %d rows kept for retry", len(rows))
-                    self._rows[:0] = rows
-                    overflow = len(self._rows) - self.max_pending
-                    if overflow > 0:
-                        del self._rows[:overflow]
-                        self.dropped += overflow
+                except Exception as exc:
+                    if _is_connection_error(exc):
+                        self._keep(rows)
+                        raise
+                    await self._insert_one_by_one(rows)
+
+    def _keep(self, rows: list[RequestLog]) -> None:
+        """The database is unreachable: keep the rows for the next attempt, within bounds."""
+        log.warning("request log insert failed (database unreachable); %d rows kept for retry", len(rows))
+        self._rows[:0] = rows
+        overflow = len(self._rows) - self.max_pending
+        if overflow > 0:
+            del self._rows[:overflow]
+            self.dropped += overflow
+
+    async def _insert_one_by_one(self, rows: list[RequestLog]) -> None:
+        """A batch the database refused (a bad row): insert row by row so one bad row cannot
+        block every later batch; rows refused on their own are dropped and counted."""
+        for row in rows:
+            try:
+                await self.repo.insert_many([row])
+            except Exception as exc:
+                if _is_connection_error(exc):
+                    self._keep([row])
                     raise
+                self.dropped += 1
+                log.error("request log row %s refused by the database: %s", row.id, type(exc).__name__)
 
     async def _run(self) -> None:
         while True:

@@ -30,10 +30,12 @@ from tollway.dialects.openai.wire import (
     Body,
     body_decoder,
     encoder,
+    error_view_decoder,
     request_view_decoder,
     response_view_decoder,
 )
 from tollway.providers.base import ChatProvider, PassThroughProvider
+from tollway.providers.http import redact
 from tollway.providers.openai_compat import OpenAICompatProvider
 from tollway.routing.gateway import Call, Gateway
 from tollway.routing.responses import EventStreamResponse, JSONBytes, guarded_stream, read_body
@@ -51,6 +53,20 @@ def error_response(err: TollwayError, render: Render) -> Response:
     if isinstance(err, RateLimited | UpstreamError) and retry_after is not None:
         headers["retry-after"] = str(max(1, round(retry_after)))
     return JSONBytes(render(err), status_code=err.http_status, headers=headers)
+
+
+def _raise_stream_error(provider: str, data: bytes, secret: str | None) -> None:
+    """An upstream that reports an error inside its stream: re-raise it as ours (redacted)."""
+    try:
+        view = error_view_decoder.decode(data)
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        return
+    err = view.error
+    if err is None:
+        return
+    message = err if isinstance(err, str) else (err.message or "error")
+    raise UpstreamError(f"{provider} upstream reported an error mid-stream: {redact(message, secret)}",
+                        provider=provider)
 
 
 class OpenAIRoutes:
@@ -165,6 +181,8 @@ class OpenAIRoutes:
                         done = True
                         parts.append(DONE)
                         break
+                    if b'"error"' in data:  # an "error" key: quotes inside string values are escaped
+                        _raise_stream_error(provider.name, data, credential.secret)
                     if _USAGE_OBJECT.search(data):
                         try:
                             view = response_view_decoder.decode(data)

@@ -23,7 +23,7 @@ from tollway.core.chat import (
     Usage,
     UsageReport,
 )
-from tollway.core.errors import TollwayError
+from tollway.core.errors import UpstreamError
 from tollway.dialects.openai.codec import decode_usage, encode_usage, finish_reason_in
 
 _encoder = msgspec.json.Encoder()
@@ -104,7 +104,7 @@ class StreamDecoder:
         if "error" in chunk and chunk["error"]:
             err = chunk["error"]
             message = err.get("message") if isinstance(err, dict) else str(err)
-            raise _StreamReportedError(message or "upstream reported an error in the stream")
+            raise UpstreamError(message or "upstream reported an error in the stream", provider="upstream")
         if not self._started:
             self._started = True
             events.append(StreamStart(id=chunk.get("id") or "", model=chunk.get("model") or "",
@@ -128,9 +128,3 @@ class StreamDecoder:
         if chunk.get("usage"):
             events.append(UsageReport(usage=decode_usage(chunk["usage"])))
         return events
-
-
-class _StreamReportedError(TollwayError):
-    status = 502
-    default_code = "provider_error"
-    blame = "upstream"
