@@ -44,7 +44,7 @@ async def build_gateway(settings: Settings) -> Gateway:
                             batch=settings.log_batch)
     return Gateway(engine=engine, auth=Authenticator(admin_hash, []), catalog=catalog, providers=providers,
                    pools=pools, logs=logs, max_body_bytes=settings.max_body_bytes,
-                   poll_interval=settings.change_poll_interval)
+                   poll_interval=settings.change_poll_interval, discovery_interval=settings.discovery_interval)
 
 
 async def healthz(request: Request) -> Response:

@@ -18,7 +18,8 @@ from tests.fakes.openai_server import UPSTREAM_SECRET, Behavior, FakeOpenAI
 def env_gateway(fake: FakeOpenAI, tmp_path_factory: pytest.TempPathFactory) -> Iterator[GatewayProcess]:
     gw = GatewayProcess(tmp_path_factory.mktemp("envgw"), workers=2, env={
         "DEEPSEEK_API_KEY": UPSTREAM_SECRET, "DEEPSEEK_BASE_URL": fake.base_url,
-        "OLLAMA_BASE_URL": fake.base_url.removesuffix("/v1"), "TOLLWAY_LOG_FLUSH_INTERVAL": "0.1"}).start()
+        "OLLAMA_BASE_URL": fake.base_url.removesuffix("/v1"), "TOLLWAY_LOG_FLUSH_INTERVAL": "0.1",
+        "TOLLWAY_DISCOVERY_INTERVAL": "0.3"}).start()
     yield gw
     gw.stop()
 
@@ -54,6 +55,13 @@ def test_ollama_models_by_prefix(env_gateway: GatewayProcess, fake: FakeOpenAI) 
         model="ollama/llama3.2", stream=True, messages=[{"role": "user", "content": "hi"}]) if ch.choices)
     assert text == "local answer"
     assert fake.seen("llama3.2")[-1].body["model"] == "llama3.2"
+    deadline = time.time() + 3  # the server's own model list (GET /v1/models) shows up in ours
+    ids: set[str] = set()
+    while "ollama/llama3.2" not in ids and time.time() < deadline:
+        ids = {m.id for m in c.models.list().data}
+        time.sleep(0.1)
+    assert "ollama/llama3.2" in ids
+    assert next(m for m in c.models.list().data if m.id == "ollama/llama3.2").owned_by == "ollama"
 
 
 def test_every_worker_sees_key_changes_within_the_poll_interval(env_gateway: GatewayProcess) -> None:

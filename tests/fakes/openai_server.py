@@ -77,6 +77,7 @@ class FakeOpenAI:
 
         def run() -> None:
             loop = asyncio.new_event_loop()
+            asyncio.set_event_loop(loop)
             self._loop = loop
             app = web.Application()
             app.router.add_post("/v1/chat/completions", self._chat)

@@ -62,6 +62,8 @@ class ProviderSpec(msgspec.Struct, frozen=True, kw_only=True):
     # what the adapter supports, as data: the conformance suite runs exactly these scenarios
     # against it (chat, stream, tools, reasoning, usage, errors, images)
     features: frozenset[str] = frozenset()
+    # ask the server which models it has (GET /models) and list them as "<name>/<id>"
+    discover_models: bool = False
 
     def configured(self, env: dict[str, str]) -> bool:
         return all(env.get(r.key) for r in self.env_requirements if r.required)

@@ -33,3 +33,12 @@ class PassThroughProvider(Protocol):
     async def forward(self, body: bytes, *, credential: Credential) -> bytes: ...
 
     async def forward_stream(self, body: bytes, *, credential: Credential) -> UpstreamStream: ...
+
+
+@runtime_checkable
+class ModelLister(Protocol):
+    """A provider that can say which models its server has (Ollama, vLLM ...)."""
+
+    name: str
+
+    async def list_models(self, *, credential: Credential) -> list[str]: ...

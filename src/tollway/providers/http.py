@@ -146,9 +146,10 @@ class UpstreamClient:
             provider=self.provider, upstream_status=resp.status, retry_after=retry_after_of(resp.headers),
         )
 
-    async def _send(self, url: str, headers: dict[str, str], body: bytes) -> aiohttp.ClientResponse:
+    async def _send(self, url: str, headers: dict[str, str], body: bytes | None,
+                    method: str = "POST") -> aiohttp.ClientResponse:
         try:
-            return await self._get_session().post(url, data=body, headers=headers)
+            return await self._get_session().request(method, url, data=body, headers=headers)
         except (aiohttp.ConnectionTimeoutError, aiohttp.ServerTimeoutError):
             raise UpstreamTimeout(f"{self.provider} upstream connect timed out", provider=self.provider) from None
         except aiohttp.ClientError as exc:
@@ -157,9 +158,14 @@ class UpstreamClient:
 
     async def post(self, url: str, headers: dict[str, str], body: bytes, *, secret: str | None) -> bytes:
         """A non-stream call: the whole body, or a tollway error."""
+        return await self.fetch("POST", url, headers, body, secret=secret)
+
+    async def fetch(self, method: str, url: str, headers: dict[str, str], body: bytes | None = None, *,
+                    secret: str | None) -> bytes:
+        """Any non-stream request: the whole body, or a tollway error."""
         try:
             async with asyncio.timeout(self.timeouts.first_byte):
-                resp = await self._send(url, headers, body)
+                resp = await self._send(url, headers, body, method)
                 if resp.status >= 400:
                     raise await self._error(resp, secret)
                 try:

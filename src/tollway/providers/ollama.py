@@ -18,6 +18,7 @@ SPEC = ProviderSpec(
     base_url_env="OLLAMA_BASE_URL",
     open_catalog=True,
     features=OPENAI_WIRE_FEATURES,
+    discover_models=True,
 )
 
 QUIRKS = Quirks(renames={"max_completion_tokens": "max_tokens"})

@@ -26,6 +26,17 @@ _decoder = msgspec.json.Decoder()
 _encoder = msgspec.json.Encoder()
 
 
+class _ListedModel(msgspec.Struct):
+    id: str
+
+
+class _ModelList(msgspec.Struct):
+    data: list[_ListedModel]
+
+
+_model_list_decoder = msgspec.json.Decoder(_ModelList)
+
+
 # everything the OpenAI chat wire carries, so every OpenAI-compatible adapter supports it
 OPENAI_WIRE_FEATURES = frozenset({"chat", "stream", "tools", "reasoning", "usage", "errors", "images"})
 
@@ -63,6 +74,7 @@ class OpenAICompatProvider:
         self.name = config.name
         self.quirks = quirks
         self.url = config.base_url.rstrip("/") + quirks.chat_path
+        self.models_url = config.base_url.rstrip("/") + "/models"
         self.client = UpstreamClient(provider=config.name, timeouts=timeouts, parse_error=parse_openai_error)
 
     def headers(self, credential: Credential) -> dict[str, str]:
@@ -136,6 +148,15 @@ class OpenAICompatProvider:
                                     provider=self.name)
         finally:
             upstream.close()
+
+    async def list_models(self, *, credential: Credential) -> list[str]:
+        """Model ids from the server's OpenAI-style ``GET /models``."""
+        raw = await self.client.fetch("GET", self.models_url, self.headers(credential), secret=credential.secret)
+        try:
+            listing = _model_list_decoder.decode(raw)
+        except (msgspec.DecodeError, msgspec.ValidationError):
+            raise UpstreamError(f"{self.name} upstream sent an unreadable model list", provider=self.name) from None
+        return [m.id for m in listing.data]
 
     async def close(self) -> None:
         await self.client.close()

@@ -14,7 +14,7 @@ from tollway.providers.http import Timeouts
 from tollway.providers.openai_compat import OPENAI_WIRE_FEATURES, OpenAICompatProvider, Quirks
 
 SPEC = ProviderSpec(name=PROVIDER_OPENAI_COMPATIBLE, kind=PROVIDER_OPENAI_COMPATIBLE, open_catalog=True,
-                    features=OPENAI_WIRE_FEATURES)
+                    features=OPENAI_WIRE_FEATURES, discover_models=True)
 
 
 def build(config: ProviderConfig, timeouts: Timeouts) -> OpenAICompatProvider:

@@ -44,9 +44,25 @@ class Catalog:
         for alias, target in (aliases or {}).items():
             names[alias] = names.get(target, target)
         self._names = names
+        self._discovered: dict[str, ModelInfo] = {}
 
     def _spec_for(self, p: ProviderConfig) -> ProviderSpec | None:
         return next((s for s in self.specs.values() if s.kind == p.kind), None)
+
+    def discovering(self) -> list[str]:
+        """Configured providers whose servers are asked for their models."""
+        return [name for name, p in self.providers.items()
+                if (spec := self._spec_for(p)) is not None and spec.discover_models]
+
+    def set_discovered(self, provider: str, upstream_ids: list[str]) -> None:
+        """Replace what ``provider``'s server said it has (listed as ``<provider>/<id>``)."""
+        table = {k: m for k, m in self._discovered.items() if m.provider != provider}
+        for uid in upstream_ids:
+            mid = f"{provider}/{uid}"
+            if mid not in self.known:
+                table[mid] = ModelInfo(id=mid, provider=provider, upstream_id=uid, display_name=uid,
+                                       tags=(provider, "discovered"))
+        self._discovered = table
 
     def callable(self, model: ModelInfo) -> bool:
         return model.provider in self.providers
@@ -72,4 +88,4 @@ class Catalog:
 
     def listed(self) -> list[ModelInfo]:
         """Models a caller may use now, in a stable order."""
-        return [m for m in self.known.values() if self.callable(m)]
+        return [m for m in self.known.values() if self.callable(m)] + list(self._discovered.values())

@@ -20,7 +20,7 @@ from tollway.core.catalog import Credential
 from tollway.core.chat import Usage
 from tollway.core.errors import TollwayError
 from tollway.core.request_log import RequestLog
-from tollway.providers.base import ChatProvider
+from tollway.providers.base import ChatProvider, ModelLister
 from tollway.routing.catalog import Catalog, Route
 from tollway.routing.pools import CredentialPool
 from tollway.store import changes
@@ -93,7 +93,8 @@ class Call:
 class Gateway:
     def __init__(self, *, engine: AsyncEngine, auth: Authenticator, catalog: Catalog,
                  providers: Mapping[str, ChatProvider], pools: Mapping[str, CredentialPool],
-                 logs: RequestLogBuffer, max_body_bytes: int, poll_interval: float) -> None:
+                 logs: RequestLogBuffer, max_body_bytes: int, poll_interval: float,
+                 discovery_interval: float = 60.0) -> None:
         self.engine = engine
         self.auth = auth
         self.catalog = catalog
@@ -104,8 +105,9 @@ class Gateway:
         auth.set_lookup(self.keys.by_hash)
         self.max_body_bytes = max_body_bytes
         self.poll_interval = poll_interval
+        self.discovery_interval = discovery_interval
         self._revision = -1
-        self._watcher: asyncio.Task[None] | None = None
+        self._tasks: list[asyncio.Task[None]] = []
 
     def begin(self, request_id: str, path: str, dialect: str, *, stream: bool = False) -> Call:
         return Call(self, RequestLog(id=request_id, created_at=time.time(), path=path, dialect=dialect,
@@ -135,14 +137,35 @@ class Gateway:
             except Exception:
                 log.exception("change poll failed")
 
+    async def discover(self) -> None:
+        """Ask each discovering provider's server for its models (Ollama, vLLM ...)."""
+        for name in self.catalog.discovering():
+            provider = self.providers[name]
+            if not isinstance(provider, ModelLister):
+                continue
+            try:
+                async with asyncio.timeout(10):
+                    ids = await provider.list_models(credential=self.pools[name].credentials[0])
+            except (TollwayError, TimeoutError) as exc:
+                log.warning("model discovery for %s failed: %s", name, getattr(exc, "message", "timeout"))
+                continue
+            self.catalog.set_discovered(name, ids)
+
+    async def _discover_forever(self) -> None:
+        while True:
+            await self.discover()
+            await asyncio.sleep(self.discovery_interval)
+
     async def start(self) -> None:
         await self.reload()
         self.logs.start()
-        self._watcher = asyncio.create_task(self._watch(), name="change-watcher")
+        self._tasks.append(asyncio.create_task(self._watch(), name="change-watcher"))
+        if self.catalog.discovering():
+            self._tasks.append(asyncio.create_task(self._discover_forever(), name="model-discovery"))
 
     async def close(self) -> None:
-        if self._watcher is not None:
-            self._watcher.cancel()
+        for task in self._tasks:
+            task.cancel()
         await self.logs.close()
         for provider in self.providers.values():
             await provider.close()
