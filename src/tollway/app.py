@@ -17,6 +17,7 @@ from tollway.admin.keys import key_routes
 from tollway.auth.key_service import ensure_admin_secret
 from tollway.auth.keys import Authenticator
 from tollway.config import Settings, load_settings
+from tollway.core.catalog import ProviderConfig
 from tollway.dialects.openai.routes import openai_routes
 from tollway.middleware import RequestIdMiddleware
 from tollway.providers.registry import SPECS, build_provider, env_provider_configs
@@ -32,12 +33,22 @@ from tollway.store.request_logs import RequestLogRepository
 log = logging.getLogger("tollway")
 
 
+def provider_configs(settings: Settings) -> dict[str, ProviderConfig]:
+    """Providers configured by env variables, then the YAML file (which wins on a name)."""
+    configs = {p.name: p for p in env_provider_configs(settings.env)}
+    configs.update({p.name: p for p in settings.file.providers})
+    return configs
+
+
+def build_catalog(settings: Settings) -> Catalog:
+    return Catalog(SPECS, provider_configs(settings).values(), settings.file.models, settings.file.aliases)
+
+
 async def build_gateway(settings: Settings) -> Gateway:
     engine = create_engine(settings.database_url)
     admin_hash, _ = await ensure_admin_secret(MetaRepository(engine), settings.admin_key)
-    configs = {p.name: p for p in env_provider_configs(settings.env)}
-    configs.update({p.name: p for p in settings.file.providers})  # YAML replaces env config of a name
-    catalog = Catalog(SPECS, configs.values(), settings.file.models, settings.file.aliases)
+    configs = provider_configs(settings)
+    catalog = build_catalog(settings)
     providers = {name: build_provider(cfg, settings.timeouts) for name, cfg in configs.items()}
     pools = {name: CredentialPool(name, cfg.credentials) for name, cfg in configs.items()}
     logs = RequestLogBuffer(RequestLogRepository(engine), interval=settings.log_flush_interval,

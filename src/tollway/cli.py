@@ -95,6 +95,26 @@ def cmd_keys(args: argparse.Namespace) -> int:
     return int(_with_engine(settings, run))
 
 
+def cmd_models(args: argparse.Namespace) -> int:
+    from tollway.app import build_catalog
+
+    settings = _settings(args)
+    catalog = build_catalog(settings)
+    print(f"{'model':<28} {'provider':<12} {'callable':<9} needs")
+    for model in sorted(catalog.known.values(), key=lambda m: (m.provider, m.id)):
+        ok = catalog.callable(model)
+        if not ok and not args.all:
+            continue
+        spec = catalog.specs.get(model.provider)
+        needs = ", ".join(r.key for r in (spec.env_requirements if spec else ()) if r.required)
+        print(f"{model.id:<28} {model.provider:<12} {'yes' if ok else 'no':<9} {needs}")
+    open_providers = sorted(p for p in catalog.providers if (s := catalog.specs.get(
+        catalog.providers[p].kind)) is not None and s.open_catalog)
+    if open_providers:
+        print("also callable as <provider>/<model>: " + ", ".join(open_providers))
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="tollway", description="Tollway LLM API gateway")
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -114,6 +134,11 @@ def parser() -> argparse.ArgumentParser:
     m = sub.add_parser("migrate", help="apply database migrations")
     common(m)
     m.set_defaults(fn=cmd_migrate)
+
+    mo = sub.add_parser("models", help="list the model catalog and what each model needs")
+    common(mo)
+    mo.add_argument("--all", action="store_true", help="also models whose provider is not configured")
+    mo.set_defaults(fn=cmd_models)
 
     k = sub.add_parser("keys", help="create, list and revoke API keys")
     common(k)

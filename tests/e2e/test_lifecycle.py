@@ -94,3 +94,21 @@ def test_sigterm_under_load_flushes_every_log_row(tmp_path: Path, fake: FakeOpen
     con.close()
     # the flush interval is 10 minutes: only the shutdown flush can have written these
     assert rows == n
+
+
+def test_cli_models_shows_what_is_callable_and_what_it_needs(tmp_path: Path) -> None:
+    gw = GatewayProcess(tmp_path)  # only for its clean environment; not started
+
+    def models(*args: str, **env: str) -> str:
+        out = subprocess.run([sys.executable, "-m", "tollway.cli", "models", *args], env={**gw.env, **env},
+                             cwd=tmp_path, capture_output=True, text=True, timeout=60)
+        assert out.returncode == 0, out.stderr
+        return out.stdout
+
+    plain = models()
+    assert "echo" in plain and "gpt-4o-mini" not in plain
+    everything = models("--all")
+    row = next(line.split() for line in everything.splitlines() if line.startswith("deepseek-chat "))
+    assert row[1:] == ["deepseek", "no", "DEEPSEEK_API_KEY"]
+    configured = models(DEEPSEEK_API_KEY="x")
+    assert next(line.split() for line in configured.splitlines() if line.startswith("deepseek-chat "))[2] == "yes"
