@@ -55,7 +55,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     uvicorn.run(
         "tollway.app:create_app", factory=True, host=settings.host, port=settings.port, workers=settings.workers,
         loop="uvloop", http="httptools", log_level=args.log_level, access_log=False,
-        timeout_graceful_shutdown=30, lifespan="on",
+        timeout_graceful_shutdown=max(1, round(settings.shutdown_grace)), lifespan="on",
     )
     return 0
 

@@ -10,6 +10,7 @@ Environment (all optional):
   TOLLWAY_MAX_BODY_BYTES              largest request body accepted (20 MiB)
   TOLLWAY_LOG_FLUSH_INTERVAL / TOLLWAY_LOG_BATCH   request-log batching
   TOLLWAY_CHANGE_POLL_INTERVAL        how often caches look for changes by other processes (1 s)
+  TOLLWAY_SHUTDOWN_GRACE              seconds in-flight requests get to finish after SIGTERM (30)
   TOLLWAY_DISCOVERY_INTERVAL          how often Ollama / OpenAI-compatible servers are asked for models (60 s)
   provider variables: OPENAI_API_KEY, OPENAI_BASE_URL, DEEPSEEK_API_KEY, DEEPSEEK_BASE_URL,
   OLLAMA_BASE_URL (see README)
@@ -52,6 +53,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     log_batch: int = 500
     change_poll_interval: float = 1.0
     discovery_interval: float = 60.0
+    shutdown_grace: float = 30.0
     file: FileConfig = FileConfig()
     env: dict[str, str] = msgspec.field(default_factory=dict)
 
@@ -121,6 +123,7 @@ def load_settings(overrides: dict[str, Any] | None = None, environ: dict[str, st
         log_batch=int(env.get("TOLLWAY_LOG_BATCH") or 500),
         change_poll_interval=_float(env, "TOLLWAY_CHANGE_POLL_INTERVAL", 1.0),
         discovery_interval=_float(env, "TOLLWAY_DISCOVERY_INTERVAL", 60.0),
+        shutdown_grace=_float(env, "TOLLWAY_SHUTDOWN_GRACE", 30.0),
         file=load_file_config(config_file, env) if config_file else FileConfig(),
         env=env,
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import re
 import signal
 import sqlite3
@@ -112,3 +113,22 @@ def test_cli_models_shows_what_is_callable_and_what_it_needs(tmp_path: Path) -> 
     assert row[1:] == ["deepseek", "no", "DEEPSEEK_API_KEY"]
     configured = models(DEEPSEEK_API_KEY="x")
     assert next(line.split() for line in configured.splitlines() if line.startswith("deepseek-chat "))[2] == "yes"
+
+
+def test_requests_cut_by_the_shutdown_grace_still_leave_a_row(tmp_path: Path, fake: FakeOpenAI) -> None:
+    fake.script("forever", Behavior(headers_delay=8.0))
+    gw = GatewayProcess(tmp_path, config=fake_config(fake.base_url, UPSTREAM_SECRET),
+                        env={"TOLLWAY_SHUTDOWN_GRACE": "1", "TOLLWAY_LOG_FLUSH_INTERVAL": "600"}).start()
+    key = gw.create_key()
+    with ThreadPoolExecutor(2) as pool:
+        futures = [pool.submit(chat, gw, key, "fake/forever"), pool.submit(chat, gw, key, "echo")]
+        time.sleep(0.5)
+        gw.signal(signal.SIGTERM)
+        gw.wait(20)
+        for f in futures:
+            with contextlib.suppress(httpx.HTTPError):
+                f.result()
+    con = sqlite3.connect(gw.db_path)
+    rows = dict(con.execute("SELECT model, status FROM request_logs WHERE model IN ('fake/forever', 'echo')"))
+    con.close()
+    assert rows == {"fake/forever": 499, "echo": 200}

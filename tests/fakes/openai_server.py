@@ -40,6 +40,10 @@ class Behavior:
     usage_in_final_chunk: bool = False  # vLLM style: usage on the finish chunk, not a separate one
     echo_secret_in_error: bool = False
     error_in_stream_after: int | None = None  # send an in-stream {"error": ...} frame after N chunks
+    error_text: str | None = None  # a text/plain error body instead of OpenAI's JSON
+    error_body_delay: float = 0.0  # error status and headers at once, the body this much later
+    ok_but_error_body: bool = False  # HTTP 200 whose body is an error object, not a completion
+    linger_after_done: float = 0.0  # keep the stream's body open this long after [DONE]
 
 
 @dataclass
@@ -121,8 +125,18 @@ class FakeOpenAI:
         self._check("CreateChatCompletionRequest", body)
         model = body.get("model", "")
         b = self.behaviors.get(model, Behavior())
-        if b.headers_delay:
-            await asyncio.sleep(b.headers_delay)
+        if b.headers_delay and await self._client_left_during(request, model, b.headers_delay):
+            return web.Response(status=499)
+        if b.ok_but_error_body:
+            return web.json_response({"error": {"message": "quota exhausted", "type": "insufficient_quota",
+                                                "param": None, "code": None}})
+        if b.status != 200 and (b.error_text is not None or b.error_body_delay):
+            resp = web.StreamResponse(status=b.status, headers={"Content-Type": "text/plain"})
+            await resp.prepare(request)
+            await asyncio.sleep(b.error_body_delay)
+            await resp.write((b.error_text or "late error").encode())
+            await resp.write_eof()
+            return resp
         if b.status != 200:
             message = b.error_message + (f" (key {UPSTREAM_SECRET})" if b.echo_secret_in_error else "")
             err = {"error": {"message": message, "type": "server_error", "param": None, "code": None}}
@@ -192,6 +206,7 @@ class FakeOpenAI:
             for n, frame in enumerate(frames):
                 if b.drop_after is not None and n > b.drop_after:
                     assert request.transport is not None
+                    await asyncio.sleep(0.05)  # let what was written reach the peer; abort() discards buffers
                     request.transport.abort()
                     return resp
                 if b.error_in_stream_after is not None and n > b.error_in_stream_after:
@@ -207,11 +222,24 @@ class FakeOpenAI:
                 await resp.write(frame)
                 if b.chunk_delay:
                     await asyncio.sleep(b.chunk_delay)
+            if b.linger_after_done:
+                await asyncio.sleep(b.linger_after_done)
             await resp.write_eof()
         except (ConnectionResetError, asyncio.CancelledError):
             self.disconnects.setdefault(model, time.time())
             raise
         return resp
+
+    async def _client_left_during(self, request: web.Request, model: str, seconds: float) -> bool:
+        """Sleep ``seconds``; True (and recorded) if the client went away meanwhile."""
+        deadline = time.time() + seconds
+        while time.time() < deadline:
+            transport = request.transport
+            if transport is None or transport.is_closing():
+                self.disconnects[model] = time.time()
+                return True
+            await asyncio.sleep(0.02)
+        return False
 
     async def _wait_for_disconnect(self, request: web.Request, model: str) -> None:
         for _ in range(3000):  # at most 60 s

@@ -93,3 +93,18 @@ async def test_a_refused_row_does_not_block_the_log(database_url: str) -> None:
         assert await repo.count() == 3 and buffer.dropped == 1 and buffer.pending == 0
     finally:
         await engine.dispose()
+
+
+async def test_rows_with_hostile_values_are_stored_cleaned(database_url: str) -> None:
+    await asyncio.to_thread(migrate, database_url)
+    engine = create_engine(database_url)
+    try:
+        repo = RequestLogRepository(engine)
+        await repo.insert_many([RequestLog(id="h1", created_at=1.0, path="/v1/chat/completions", dialect="openai",
+                                           status=404, model="nope\x00x" + "a" * 500, note="bad\x00note",
+                                           prompt_tokens=2**40, cost_micro=2**70)])
+        (row,), total = await repo.list()
+        assert total == 1 and row.model == ("nopex" + "a" * 500)[:200] and row.note == "badnote"
+        assert row.prompt_tokens == 2**31 - 1 and row.cost_micro == 2**63 - 1
+    finally:
+        await engine.dispose()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import re
 
@@ -174,3 +175,30 @@ async def test_a_miss_is_looked_up_once_then_remembered_until_reload(secrets_: t
     store[hash_secret(s2)] = make_key(2, s2)
     auth.reload([])
     assert (await auth.identify(s2)).key_id == 2  # a reload forgets misses
+
+
+async def test_lookups_of_unknown_tokens_are_rate_limited_and_single_flight(secrets_: tuple[str, str, str]) -> None:
+    s1, _, _ = secrets_
+    now = [0.0]
+    calls: list[str] = []
+    gate = asyncio.Event()
+
+    async def lookup(h: str) -> ApiKey | None:
+        calls.append(h)
+        await gate.wait()
+        return make_key(1, s1) if h == hash_secret(s1) else None
+
+    auth = Authenticator(hash_secret(ADMIN_SECRET), [], lookup, lookups_per_second=2, clock=lambda: now[0])
+    same = [asyncio.create_task(auth.identify(s1)) for _ in range(5)]
+    await asyncio.sleep(0)
+    gate.set()
+    assert [(await t).key_id for t in same] == [1] * 5
+    assert calls == [hash_secret(s1)]  # five concurrent callers, one query
+    for i in range(5):  # budget: 2 per second, one already spent
+        with pytest.raises(AuthenticationFailed):
+            await auth.identify(f"tw-made-up-{i}")
+    assert len(calls) == 2
+    now[0] += 1.0  # the bucket refills
+    with pytest.raises(AuthenticationFailed):
+        await auth.identify("tw-made-up-later")
+    assert len(calls) == 3

@@ -9,9 +9,11 @@ dict, so lookup time says nothing about any stored secret; the admin secret is c
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import secrets
+import time
 from collections.abc import Awaitable, Callable
 
 import msgspec
@@ -64,6 +66,7 @@ ADMIN = Identity(is_admin=True)
 
 KeyLookup = Callable[[str], Awaitable[ApiKey | None]]
 MAX_MISSES = 10_000
+LOOKUPS_PER_SECOND = 20.0
 
 
 class Authenticator:
@@ -71,15 +74,24 @@ class Authenticator:
 
     A token whose hash is not in memory is looked up once in the store (``lookup``): another
     process (a worker, a replica, the CLI) may have created it since the last reload. Hashes
-    found nowhere are remembered until the next reload, so unknown tokens cost one query each
-    per reload interval at most, and known keys never touch the database.
+    found nowhere are remembered until the next reload. Lookups are single-flight per token and
+    limited to ``lookups_per_second`` in all (a token bucket), so a flood of made-up tokens cannot
+    become database load; past the budget an unknown token is refused at once (a brand-new key
+    then works after the next change poll). Known keys never touch the database.
     """
 
-    def __init__(self, admin_hash: str, keys: list[ApiKey], lookup: KeyLookup | None = None) -> None:
+    def __init__(self, admin_hash: str, keys: list[ApiKey], lookup: KeyLookup | None = None, *,
+                 lookups_per_second: float = LOOKUPS_PER_SECOND,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self._admin_hash = admin_hash
         self._by_hash: dict[str, ApiKey] = {}
         self._misses: set[str] = set()
         self._lookup = lookup
+        self._rate = lookups_per_second
+        self._budget = lookups_per_second
+        self._clock = clock
+        self._budget_at = clock()
+        self._pending: dict[str, asyncio.Future[ApiKey | None]] = {}
         self.reload(keys)
 
     def set_lookup(self, lookup: KeyLookup) -> None:
@@ -116,10 +128,29 @@ class Authenticator:
             raise PermissionDenied("This API key is disabled.", code="api_disabled")
         return Identity(key=key, is_admin=key.role == "admin")
 
+    def _spend(self) -> bool:
+        now = self._clock()
+        self._budget = min(self._rate, self._budget + (now - self._budget_at) * self._rate)
+        self._budget_at = now
+        if self._budget < 1.0:
+            return False
+        self._budget -= 1.0
+        return True
+
     async def _find(self, h: str) -> ApiKey | None:
         if self._lookup is None or h in self._misses:
             return None
-        key = await self._lookup(h)
+        pending = self._pending.get(h)
+        if pending is not None:
+            return await asyncio.shield(pending)
+        if not self._spend():
+            return None
+        future = asyncio.ensure_future(self._lookup(h))
+        self._pending[h] = future
+        try:
+            key = await asyncio.shield(future)
+        finally:
+            self._pending.pop(h, None)
         if key is None or key.revoked_at is not None:
             if len(self._misses) < MAX_MISSES:
                 self._misses.add(h)

@@ -20,6 +20,7 @@ TollwayError
  +-- PoolExhausted             429  pool_exhausted
  +-- AllUpstreamsFailed        502  provider_error (every attempt's error)
  +-- PayloadTooLarge           413  payload_too_large
+ +-- ClientGone                499  client_closed_request
  +-- InternalError             500  internal_error
 """
 
@@ -179,6 +180,14 @@ class AllUpstreamsFailed(TollwayError):
     def __init__(self, message: str, *, attempts: list[TollwayError]) -> None:
         super().__init__(message)
         self.attempts = attempts
+
+
+class ClientGone(TollwayError):
+    """The caller disconnected before the answer (nginx's 499); nobody reads the error body."""
+
+    status = 499
+    default_code = "client_closed_request"
+    blame = "client"
 
 
 class InternalError(TollwayError):

@@ -12,6 +12,7 @@ the whole body for non-stream calls), ``idle`` (gap between two stream reads).
 from __future__ import annotations
 
 import asyncio
+import math
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -37,12 +38,20 @@ def redact(text: str, secret: str | None) -> str:
     return text
 
 
+MAX_RETRY_AFTER = 3600.0
+MAX_MESSAGE = 500
+
+
 def retry_after_of(headers: Any) -> float | None:
+    """The upstream's Retry-After in seconds (delta form), clamped to 0..1 h; None if absent or odd."""
     value = headers.get("retry-after") if headers is not None else None
     try:
-        return float(value) if value is not None else None
+        seconds = float(value) if value is not None else None
     except ValueError:
         return None
+    if seconds is None or not math.isfinite(seconds):
+        return None
+    return min(max(seconds, 0.0), MAX_RETRY_AFTER)
 
 
 class UpstreamStream:
@@ -99,6 +108,18 @@ class UpstreamStream:
         except (TimeoutError, aiohttp.ClientError):
             pass
 
+    def finish(self) -> None:
+        """After the stream's last event: read to the end of the body in the background (so the
+        connection goes back to the pool) without holding up the client's response."""
+        if self.complete:
+            self._resp.release()
+            return
+        self._client.background(self._drain_and_close())
+
+    async def _drain_and_close(self) -> None:
+        await self.drain()
+        self.close()
+
     def close(self) -> None:
         if self.complete:
             self._resp.release()
@@ -114,6 +135,12 @@ class UpstreamClient:
         self._parse_error = parse_error
         self._max_connections = max_connections
         self._session: aiohttp.ClientSession | None = None
+        self._background: set[asyncio.Task[None]] = set()
+
+    def background(self, work: Any) -> None:
+        task: asyncio.Task[None] = asyncio.ensure_future(work)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
 
     def _get_session(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
@@ -129,6 +156,8 @@ class UpstreamClient:
         return self._session
 
     async def close(self) -> None:
+        for task in list(self._background):
+            task.cancel()
         if self._session is not None:
             await self._session.close()
             self._session = None
@@ -140,16 +169,18 @@ class UpstreamClient:
             body = b""
         finally:
             resp.close()
-        detail = self._parse_error(body) or resp.reason or "error"
+        if secret and len(secret) >= 4:
+            body = body.replace(secret.encode(), b"***")  # before any parsing or cutting
+        detail = redact(self._parse_error(body) or resp.reason or "error", secret)[:MAX_MESSAGE]
         return UpstreamError(
-            f"{self.provider} upstream returned HTTP {resp.status}: {redact(detail, secret)}",
+            f"{self.provider} upstream returned HTTP {resp.status}: {detail}",
             provider=self.provider, upstream_status=resp.status, retry_after=retry_after_of(resp.headers),
         )
 
     async def _send(self, url: str, headers: dict[str, str], body: bytes | None,
                     method: str = "POST") -> aiohttp.ClientResponse:
         try:
-            return await self._get_session().request(method, url, data=body, headers=headers)
+            return await self._get_session().request(method, url, data=body, headers=headers, allow_redirects=False)
         except (aiohttp.ConnectionTimeoutError, aiohttp.ServerTimeoutError):
             raise UpstreamTimeout(f"{self.provider} upstream connect timed out", provider=self.provider) from None
         except aiohttp.ClientError as exc:
@@ -185,9 +216,9 @@ class UpstreamClient:
         try:
             async with asyncio.timeout(self.timeouts.first_byte):
                 resp = await self._send(url, headers, body)
+                if resp.status >= 400:
+                    raise await self._error(resp, secret)
         except TimeoutError:
             raise UpstreamTimeout(f"{self.provider} upstream sent no headers within "
                                   f"{self.timeouts.first_byte:g}s", provider=self.provider) from None
-        if resp.status >= 400:
-            raise await self._error(resp, secret)
         return UpstreamStream(resp, self, secret)

@@ -141,13 +141,14 @@ class OpenAICompatProvider:
                                         f"{redact(err.message, credential.secret)}", provider=self.name) from None
                 for ev in events:
                     yield ev
-            if done:
-                await upstream.drain()
-            else:
+            if not done:
                 raise UpstreamError(f"{self.name} upstream closed the stream before it finished",
                                     provider=self.name)
         finally:
-            upstream.close()
+            if done:
+                upstream.finish()
+            else:
+                upstream.close()
 
     async def list_models(self, *, credential: Credential) -> list[str]:
         """Model ids from the server's OpenAI-style ``GET /models``."""

@@ -7,14 +7,14 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any
+from typing import Any, TypeVar
 
 import msgspec
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
-from tollway.core.errors import InternalError, PayloadTooLarge, TollwayError
+from tollway.core.errors import ClientGone, InternalError, PayloadTooLarge, TollwayError
 from tollway.routing.gateway import Call
 
 _encoder = msgspec.json.Encoder()
@@ -44,6 +44,34 @@ async def read_body(request: Request, limit: int) -> bytes:
             raise PayloadTooLarge(f"Request body exceeds the {limit} byte limit.")
         chunks.append(chunk)
     return b"".join(chunks)
+
+
+T = TypeVar("T")
+
+
+async def _disconnected(receive: Receive) -> None:
+    while (await receive())["type"] != "http.disconnect":
+        pass
+
+
+async def unless_disconnected(request: Request, work: Awaitable[T]) -> T:
+    """Await ``work`` (an upstream call) unless the client goes away first; then cancel it at
+    once and raise ``ClientGone``. Call only once the request body has been read."""
+    task = asyncio.ensure_future(work)
+    watcher = asyncio.ensure_future(_disconnected(request.receive))
+    try:
+        done, _ = await asyncio.wait({task, watcher}, return_when=asyncio.FIRST_COMPLETED)
+    except BaseException:  # this request is being cancelled itself: take the upstream call along
+        task.cancel()
+        watcher.cancel()
+        raise
+    watcher.cancel()
+    if task in done:
+        return task.result()
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    raise ClientGone("The client closed the connection before the upstream answered.")
 
 
 class EventStreamResponse:  # an ASGI app, like starlette's Response

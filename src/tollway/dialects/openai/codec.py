@@ -59,8 +59,16 @@ def _want(cond: bool, message: str, param: str | None = None) -> None:
 def decode_request(body: bytes | dict[str, Any]) -> ChatRequest:
     try:
         data = _decoder.decode(body) if isinstance(body, bytes | bytearray) else body
-    except msgspec.DecodeError as exc:
+    except (msgspec.DecodeError, UnicodeDecodeError) as exc:
         raise InvalidRequest(f"Request body is not valid JSON: {exc}") from None
+    try:
+        return _decode_request(data)
+    except (TypeError, AttributeError, ValueError, KeyError) as exc:
+        # a field of the wrong shape that the checks above did not name
+        raise InvalidRequest(f"Malformed request: {type(exc).__name__}: {exc}") from None
+
+
+def _decode_request(data: Any) -> ChatRequest:
     _want(isinstance(data, dict), "Request body must be a JSON object")
     model: Any = data.get("model")
     _want(isinstance(model, str) and model != "", "you must provide a model parameter", "model")

@@ -9,6 +9,7 @@ encoded back.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -38,7 +39,13 @@ from tollway.providers.base import ChatProvider, PassThroughProvider
 from tollway.providers.http import redact
 from tollway.providers.openai_compat import OpenAICompatProvider
 from tollway.routing.gateway import Call, Gateway
-from tollway.routing.responses import EventStreamResponse, JSONBytes, guarded_stream, read_body
+from tollway.routing.responses import (
+    EventStreamResponse,
+    JSONBytes,
+    guarded_stream,
+    read_body,
+    unless_disconnected,
+)
 
 log = logging.getLogger("tollway")
 
@@ -87,6 +94,9 @@ class OpenAIRoutes:
             except TollwayError as err:
                 call.finish(err.http_status, err)
                 return error_response(err, self.render)
+            except asyncio.CancelledError:  # the server is shutting down past its grace period
+                call.finish(499, note="cancelled before the response (server shutdown)")
+                raise
             except Exception:
                 log.exception("unhandled error in %s", request.url.path)
                 internal = InternalError("The gateway failed to process this request.")
@@ -119,8 +129,9 @@ class OpenAIRoutes:
         call.identify(await gw.identify(request.headers))
         raw = await read_body(request, gw.max_body_bytes)
         try:
+            raw.decode("utf-8")  # the pass-through forwards bytes it does not decode: check them once
             view = request_view_decoder.decode(raw)
-        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+        except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError) as exc:
             raise InvalidRequest(f"Invalid request body: {exc}") from None
         if not view.model:
             raise InvalidRequest("The 'model' field is required.", code="model_required", param="model")
@@ -138,40 +149,48 @@ class OpenAIRoutes:
             credential = call.use(route, pool)
             body = body_decoder.decode(raw)
             body["model"] = msgspec.Raw(encoder.encode(route.model.upstream_id))
+            client_usage = bool(view.stream_options and view.stream_options.include_usage)
+            if stream:
+                body["stream_options"] = _INCLUDE_USAGE
             if isinstance(provider, OpenAICompatProvider):
                 call.dropped(provider.adapt(body))
             if stream:
-                client_usage = bool(view.stream_options and view.stream_options.include_usage)
-                body["stream_options"] = _INCLUDE_USAGE
-                return await self._forward_stream(provider, body, credential, call, client_usage)
-            return await self._forward(provider, body, credential, call)
+                return await self._forward_stream(request, provider, body, credential, call, client_usage)
+            return await self._forward(request, provider, body, credential, call)
         req = decode_request(raw)
         credential = call.use(route, pool)
         if stream:
-            return await self._canonical_stream(provider, req, route.model.upstream_id, credential, call)
-        resp = await provider.complete(req, upstream_model=route.model.upstream_id, credential=credential)
+            return await self._canonical_stream(request, provider, req, route.model.upstream_id, credential, call)
+        resp = await unless_disconnected(
+            request, provider.complete(req, upstream_model=route.model.upstream_id, credential=credential))
         call.usage(resp.usage)
         call.finish(200)
         return JSONBytes(encode_response(msgspec.structs.replace(resp, model=req.model)))
 
-    async def _forward(self, provider: PassThroughProvider, body: Body, credential: Credential,
+    async def _forward(self, request: Request, provider: PassThroughProvider, body: Body, credential: Credential,
                        call: Call) -> Response:
-        raw = await provider.forward(encoder.encode(body), credential=credential)
+        raw = await unless_disconnected(request, provider.forward(encoder.encode(body), credential=credential))
         try:
             view = response_view_decoder.decode(raw)
         except (msgspec.DecodeError, msgspec.ValidationError):
             raise UpstreamError(f"{provider.name} upstream sent an unreadable completion",
                                 provider=provider.name) from None
+        if view.choices is None:  # a 200 that is not a completion: an error body, or nothing we know
+            _raise_stream_error(provider.name, raw, credential.secret)
+            raise UpstreamError(f"{provider.name} upstream sent a 200 without choices", provider=provider.name)
         if view.usage is not None:
             call.usage(view.usage.to_usage())
         call.finish(200)
         return JSONBytes(raw)
 
-    async def _forward_stream(self, provider: PassThroughProvider, body: Body, credential: Credential,
-                              call: Call, client_usage: bool) -> EventStreamResponse:
-        upstream = await provider.forward_stream(encoder.encode(body), credential=credential)
+    async def _forward_stream(self, request: Request, provider: PassThroughProvider, body: Body,
+                              credential: Credential, call: Call, client_usage: bool) -> EventStreamResponse:
+        upstream = await unless_disconnected(
+            request, provider.forward_stream(encoder.encode(body), credential=credential))
+        finished = False
 
         async def chunks() -> AsyncIterator[bytes]:
+            nonlocal finished
             done = False
             async for batch in upstream.batches():
                 parts = []
@@ -202,17 +221,21 @@ class OpenAIRoutes:
             if not done:
                 raise UpstreamError(f"{provider.name} upstream closed the stream before it finished",
                                     provider=provider.name)
-            await upstream.drain()
+            finished = True
 
         async def close() -> None:
-            upstream.close()
+            if finished:
+                upstream.finish()  # read the body's end in the background, keep the connection
+            else:
+                upstream.close()
 
         return guarded_stream(chunks(), call, self._error_frame, close)
 
-    async def _canonical_stream(self, provider: ChatProvider, req: ChatRequest, upstream_model: str,
-                                credential: Credential, call: Call) -> EventStreamResponse:
+    async def _canonical_stream(self, request: Request, provider: ChatProvider, req: ChatRequest,
+                                upstream_model: str, credential: Credential, call: Call) -> EventStreamResponse:
         events = provider.stream(req, upstream_model=upstream_model, credential=credential)
-        first = await anext(events)  # errors before any byte become a plain error response
+        # errors before any byte become a plain error response
+        first = await unless_disconnected(request, anext(events))
         stream = StreamEncoder(model=req.model, include_usage=req.include_usage)
 
         async def chunks() -> AsyncIterator[bytes]:
