@@ -114,17 +114,21 @@ class UpstreamStream:
         if self.complete:
             self._resp.release()
             return
-        self._client.background(self._drain_and_close())
+        self._client.background(self._drain_then_release())
 
-    async def _drain_and_close(self) -> None:
-        await self.drain()
-        self.close()
+    async def _drain_then_release(self) -> None:
+        try:
+            await self.drain()
+        finally:
+            if self.complete:
+                self._resp.release()
+            else:
+                self._resp.close()
 
     def close(self) -> None:
-        if self.complete:
-            self._resp.release()
-        else:
-            self._resp.close()  # unread data: drop the connection, which also cancels upstream work
+        """Abort: drop the connection (unread data, or a stream cut short), which also cancels
+        the upstream's work."""
+        self._resp.close()
 
 
 class UpstreamClient:
@@ -156,8 +160,10 @@ class UpstreamClient:
         return self._session
 
     async def close(self) -> None:
-        for task in list(self._background):
+        pending = list(self._background)
+        for task in pending:
             task.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
         if self._session is not None:
             await self._session.close()
             self._session = None

@@ -201,6 +201,9 @@ class OpenAIRoutes:
                         parts.append(DONE)
                         break
                     if b'"error"' in data:  # an "error" key: quotes inside string values are escaped
+                        if parts:  # what came before the error still reaches the client
+                            yield b"".join(parts)
+                            parts = []
                         _raise_stream_error(provider.name, data, credential.secret)
                     if _USAGE_OBJECT.search(data):
                         try:
