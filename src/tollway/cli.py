@@ -36,7 +36,10 @@ def _with_engine(settings: Settings, fn: Callable[[Any], Awaitable[Any]]) -> Any
 def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
+    from tollway.app import build_catalog
+
     settings = _settings(args)
+    build_catalog(settings)  # a config that cannot work fails here, before anything starts
     migrate(settings.database_url)
     _, generated = _with_engine(settings, lambda e: ensure_admin_secret(MetaRepository(e), settings.admin_key))
     # workers re-read settings from the environment: hand the flags down that way

@@ -26,7 +26,7 @@ import msgspec
 import yaml
 
 from tollway.core.catalog import Credential, ModelInfo, ProviderConfig
-from tollway.core.errors import InvalidRequest
+from tollway.core.errors import ConfigError
 from tollway.providers.http import Timeouts
 from tollway.providers.registry import KINDS
 
@@ -63,14 +63,37 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
 
 
 def _float(env: dict[str, str], key: str, default: float) -> float:
-    return float(env[key]) if env.get(key) else default
+    if not env.get(key):
+        return default
+    try:
+        value = float(env[key])
+    except ValueError:
+        raise ConfigError(f"{key} must be a number, not {env[key]!r}") from None
+    if not value > 0:
+        raise ConfigError(f"{key} must be greater than 0, not {env[key]!r}")
+    return value
+
+
+def _int(value: object, key: str, default: int) -> int:
+    if value in (None, ""):
+        return default
+    try:
+        return int(str(value))
+    except ValueError:
+        raise ConfigError(f"{key} must be an integer, not {value!r}") from None
 
 
 def _provider_from_yaml(raw: dict[str, Any], env: dict[str, str]) -> ProviderConfig:
+    if not isinstance(raw, dict):
+        raise ConfigError(f"each provider must be a mapping, not {raw!r}")
     name = raw.get("name")
     kind = raw.get("kind", "openai_compatible")
-    if not isinstance(name, str) or kind not in KINDS:
-        raise InvalidRequest(f"config: provider needs a name and a kind in {sorted(KINDS)}: {raw!r}")
+    if not isinstance(name, str) or not name or "/" in name:
+        raise ConfigError(f"a provider needs a name without '/': {raw!r}")
+    if kind not in KINDS:
+        raise ConfigError(f"provider {name!r}: kind must be one of {sorted(KINDS)}, not {kind!r}")
+    if kind in ("openai_compatible", "ollama") and not raw.get("base_url"):
+        raise ConfigError(f"provider {name!r}: a {kind} provider needs base_url")
     creds = []
     for i, c in enumerate(raw.get("credentials") or []):
         secret = c.get("api_key") or (env.get(c["api_key_env"]) if c.get("api_key_env") else None)
@@ -83,17 +106,33 @@ def _provider_from_yaml(raw: dict[str, Any], env: dict[str, str]) -> ProviderCon
 
 
 def load_file_config(path: str, env: dict[str, str]) -> FileConfig:
-    with open(path, encoding="utf-8") as fh:
-        raw = yaml.safe_load(fh) or {}
-    if not isinstance(raw, dict):
-        raise InvalidRequest(f"config: {path} must hold a mapping")
-    providers = tuple(_provider_from_yaml(p, env) for p in raw.get("providers") or [])
-    models = []
-    for m in raw.get("models") or []:
-        m = dict(m)
-        m.setdefault("upstream_id", m.get("id"))
-        models.append(msgspec.convert(m, ModelInfo))
-    aliases = {str(k): str(v) for k, v in (raw.get("aliases") or {}).items()}
+    """The YAML config; any problem is a ConfigError naming the file and what is wrong."""
+    try:
+        with open(path, encoding="utf-8") as fh:
+            raw = yaml.safe_load(fh) or {}
+    except OSError as exc:
+        raise ConfigError(f"config {path}: cannot read it ({exc.strerror})") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"config {path}: not valid YAML: {' '.join(str(exc).split())}") from None
+    try:
+        if not isinstance(raw, dict):
+            raise ConfigError("the file must hold a mapping (providers, models, aliases)")
+        providers = tuple(_provider_from_yaml(p, env) for p in raw.get("providers") or [])
+        models = []
+        for m in raw.get("models") or []:
+            if not isinstance(m, dict):
+                raise ConfigError(f"each model must be a mapping, not {m!r}")
+            m = dict(m)
+            m.setdefault("upstream_id", m.get("id"))
+            models.append(msgspec.convert(m, ModelInfo))
+        aliases_raw = raw.get("aliases") or {}
+        if not isinstance(aliases_raw, dict):
+            raise ConfigError("aliases must be a mapping of name: model")
+        aliases = {str(k): str(v) for k, v in aliases_raw.items()}
+    except ConfigError as exc:
+        raise ConfigError(f"config {path}: {exc.message}") from None
+    except msgspec.ValidationError as exc:
+        raise ConfigError(f"config {path}: a model is malformed: {exc}") from None
     return FileConfig(providers=providers, models=tuple(models), aliases=aliases)
 
 
@@ -107,8 +146,8 @@ def load_settings(overrides: dict[str, Any] | None = None, environ: dict[str, st
         database_url = f"sqlite+aiosqlite:///{Path(data_dir).resolve() / 'tollway.db'}"
     return Settings(
         host=o.get("host") or env.get("TOLLWAY_HOST") or "127.0.0.1",
-        port=int(o.get("port") or env.get("TOLLWAY_PORT") or 4000),
-        workers=int(o.get("workers") or env.get("TOLLWAY_WORKERS") or 1),
+        port=_int(o.get("port") or env.get("TOLLWAY_PORT"), "TOLLWAY_PORT", 4000),
+        workers=_int(o.get("workers") or env.get("TOLLWAY_WORKERS"), "TOLLWAY_WORKERS", 1),
         data_dir=data_dir,
         database_url=database_url,
         admin_key=env.get("TOLLWAY_ADMIN_KEY") or None,
@@ -118,9 +157,9 @@ def load_settings(overrides: dict[str, Any] | None = None, environ: dict[str, st
             first_byte=_float(env, "TOLLWAY_FIRST_BYTE_TIMEOUT", 120.0),
             idle=_float(env, "TOLLWAY_IDLE_TIMEOUT", 120.0),
         ),
-        max_body_bytes=int(env.get("TOLLWAY_MAX_BODY_BYTES") or 20 * 1024 * 1024),
+        max_body_bytes=_int(env.get("TOLLWAY_MAX_BODY_BYTES"), "TOLLWAY_MAX_BODY_BYTES", 20 * 1024 * 1024),
         log_flush_interval=_float(env, "TOLLWAY_LOG_FLUSH_INTERVAL", 0.5),
-        log_batch=int(env.get("TOLLWAY_LOG_BATCH") or 500),
+        log_batch=_int(env.get("TOLLWAY_LOG_BATCH"), "TOLLWAY_LOG_BATCH", 500),
         change_poll_interval=_float(env, "TOLLWAY_CHANGE_POLL_INTERVAL", 1.0),
         discovery_interval=_float(env, "TOLLWAY_DISCOVERY_INTERVAL", 60.0),
         shutdown_grace=_float(env, "TOLLWAY_SHUTDOWN_GRACE", 30.0),

@@ -13,6 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
+import pytest
 
 from tests.e2e.harness import GatewayProcess, fake_config
 from tests.fakes.openai_server import UPSTREAM_SECRET, Behavior, FakeOpenAI
@@ -132,3 +133,29 @@ def test_requests_cut_by_the_shutdown_grace_still_leave_a_row(tmp_path: Path, fa
     rows = dict(con.execute("SELECT model, status FROM request_logs WHERE model IN ('fake/forever', 'echo')"))
     con.close()
     assert rows == {"fake/forever": 499, "echo": 200}
+
+
+@pytest.mark.parametrize(("yaml_text", "env", "message"), [
+    ("providers:\n  - name: x\n    kind: nope\n", {}, "kind must be one of"),
+    ("providers: [\n", {}, "not valid YAML"),
+    ("providers:\n  - name: v\n    kind: openai_compatible\n", {}, "needs base_url"),
+    ("models:\n  - id: m\n    provider: ghost\n", {}, "provider 'ghost' is neither configured nor known"),
+    ("aliases:\n  a: no-such-model\n", {}, "alias 'a'"),
+    ("- just\n- a list\n", {}, "must hold a mapping"),
+    (None, {"TOLLWAY_CONFIG": "/nonexistent/tollway.yaml"}, "cannot read it"),
+    ("", {"TOLLWAY_FIRST_BYTE_TIMEOUT": "soon"}, "TOLLWAY_FIRST_BYTE_TIMEOUT must be a number"),
+    ("", {"TOLLWAY_PORT": "abc"}, "TOLLWAY_PORT must be an integer"),
+])
+def test_a_config_that_cannot_work_fails_fast_with_one_line(tmp_path: Path, yaml_text: str | None,
+                                                            env: dict[str, str], message: str) -> None:
+    gw = GatewayProcess(tmp_path)
+    run_env = dict(gw.env)
+    if yaml_text is not None:
+        (tmp_path / "bad.yaml").write_text(yaml_text)
+        run_env["TOLLWAY_CONFIG"] = str(tmp_path / "bad.yaml")
+    run_env.update(env)
+    out = subprocess.run([sys.executable, "-m", "tollway.cli", "serve"], env=run_env,
+                         cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 2
+    assert message in out.stderr and "Traceback" not in out.stderr
+    assert len(out.stderr.strip().splitlines()) == 1

@@ -21,6 +21,7 @@ TollwayError
  +-- AllUpstreamsFailed        502  provider_error (every attempt's error)
  +-- PayloadTooLarge           413  payload_too_large
  +-- ClientGone                499  client_closed_request
+ +-- ConfigError               500  config_error (settings or YAML that cannot work; raised at start)
  +-- InternalError             500  internal_error
 """
 
@@ -188,6 +189,12 @@ class ClientGone(TollwayError):
     status = 499
     default_code = "client_closed_request"
     blame = "client"
+
+
+class ConfigError(TollwayError):
+    status = 500
+    default_code = "config_error"
+    blame = "gateway"
 
 
 class InternalError(TollwayError):

@@ -13,7 +13,7 @@ from collections.abc import Iterable
 import msgspec
 
 from tollway.core.catalog import ModelInfo, ProviderConfig, ProviderSpec
-from tollway.core.errors import ModelNotFound, ProviderNotConfigured
+from tollway.core.errors import ConfigError, ModelNotFound, ProviderNotConfigured
 
 
 class Route(msgspec.Struct, frozen=True, kw_only=True):
@@ -41,7 +41,13 @@ class Catalog:
             names[m.id] = m.id
             for a in m.aliases:
                 names.setdefault(a, m.id)
+        for m in models:
+            if m.provider not in self.providers and m.provider not in self.specs:
+                raise ConfigError(f"model {m.id!r}: provider {m.provider!r} is neither configured nor known")
         for alias, target in (aliases or {}).items():
+            prefix, sep, _ = target.partition("/")
+            if target not in names and not (sep and (prefix in self.providers or prefix in self.specs)):
+                raise ConfigError(f"alias {alias!r}: {target!r} is not a model")
             names[alias] = names.get(target, target)
         self._names = names
         self._discovered: dict[str, ModelInfo] = {}
