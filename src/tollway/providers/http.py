@@ -114,7 +114,7 @@ class UpstreamStream:
         if self.complete:
             self._resp.release()
             return
-        self._client.background(self._drain_then_release())
+        self._client.drain_later(self)
 
     async def _drain_then_release(self) -> None:
         try:
@@ -139,12 +139,13 @@ class UpstreamClient:
         self._parse_error = parse_error
         self._max_connections = max_connections
         self._session: aiohttp.ClientSession | None = None
-        self._background: set[asyncio.Task[None]] = set()
+        self._draining: dict[asyncio.Task[None], UpstreamStream] = {}
 
-    def background(self, work: Any) -> None:
-        task: asyncio.Task[None] = asyncio.ensure_future(work)
-        self._background.add(task)
-        task.add_done_callback(self._background.discard)
+    def drain_later(self, stream: UpstreamStream) -> None:
+        """Finish reading a stream's body in the background; ``close`` aborts what is left."""
+        task = asyncio.ensure_future(stream._drain_then_release())
+        self._draining[task] = stream
+        task.add_done_callback(lambda t: self._draining.pop(t, None))
 
     def _get_session(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
@@ -160,10 +161,10 @@ class UpstreamClient:
         return self._session
 
     async def close(self) -> None:
-        pending = list(self._background)
-        for task in pending:
+        for task, stream in list(self._draining.items()):
             task.cancel()
-        await asyncio.gather(*pending, return_exceptions=True)
+            stream.close()  # the task may be cancelled before it ever ran: close here, not there
+        self._draining.clear()
         if self._session is not None:
             await self._session.close()
             self._session = None
