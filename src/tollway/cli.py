@@ -9,9 +9,9 @@ import sys
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from tollway.auth.key_service import KeyService, ensure_admin_secret
+from tollway.auth.key_service import KeyService, admin_hash_of, ensure_admin_secret
 from tollway.config import Settings, load_settings
-from tollway.core.errors import TollwayError
+from tollway.core.errors import ConfigError, TollwayError
 from tollway.store.db import create_engine, migrate
 from tollway.store.keys import KeyRepository
 from tollway.store.meta import MetaRepository
@@ -20,6 +20,16 @@ from tollway.store.meta import MetaRepository
 def _settings(args: argparse.Namespace) -> Settings:
     overrides = {k: getattr(args, k, None) for k in ("host", "port", "workers", "data_dir", "config_file")}
     return load_settings(overrides)
+
+
+def _migrate(settings: Settings) -> None:
+    """Migrations, with a database or data-directory problem as one line instead of a traceback."""
+    try:
+        migrate(settings.database_url)
+    except Exception as exc:
+        scheme = settings.database_url.split("://", 1)[0]
+        detail = " ".join(str(exc).split())[:300]
+        raise ConfigError(f"database ({scheme}) is not usable: {type(exc).__name__}: {detail}") from None
 
 
 def _with_engine(settings: Settings, fn: Callable[[Any], Awaitable[Any]]) -> Any:
@@ -40,7 +50,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     settings = _settings(args)
     build_catalog(settings)  # a config that cannot work fails here, before anything starts
-    migrate(settings.database_url)
+    _migrate(settings)
     _, generated = _with_engine(settings, lambda e: ensure_admin_secret(MetaRepository(e), settings.admin_key))
     # workers re-read settings from the environment: hand the flags down that way
     os.environ.update({"TOLLWAY_HOST": settings.host, "TOLLWAY_PORT": str(settings.port),
@@ -65,17 +75,18 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 def cmd_migrate(args: argparse.Namespace) -> int:
     settings = _settings(args)
-    migrate(settings.database_url)
+    _migrate(settings)
     print(f"database is at the newest revision: {settings.database_url.split('://')[0]}")
     return 0
 
 
 def cmd_keys(args: argparse.Namespace) -> int:
     settings = _settings(args)
-    migrate(settings.database_url)
+    _migrate(settings)
 
     async def run(engine: Any) -> int:
-        service = KeyService(KeyRepository(engine))
+        admin_hash = await admin_hash_of(MetaRepository(engine), settings.admin_key)
+        service = KeyService(KeyRepository(engine), admin_hash=admin_hash)
         if args.keys_cmd == "create":
             key, secret = await service.create(name=args.name, role=args.role, email=args.email,
                                                group_id=args.group_id)
@@ -150,7 +161,7 @@ def parser() -> argparse.ArgumentParser:
     kc.add_argument("--name", default="")
     kc.add_argument("--role", default="user", choices=["user", "admin"])
     kc.add_argument("--email", default="")
-    kc.add_argument("--group-id", dest="group_id", type=int)
+    kc.add_argument("--group-id", dest="group_id", type=int, help="0..2147483647")
     kl = ks.add_parser("list")
     kl.add_argument("--all", action="store_true", help="include revoked keys")
     kr = ks.add_parser("revoke")

@@ -18,6 +18,7 @@ Environment (all optional):
 
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
 from typing import Any
@@ -62,25 +63,34 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
         return Path(self.data_dir) / "tollway.db"
 
 
-def _float(env: dict[str, str], key: str, default: float) -> float:
+def _float(env: dict[str, str], key: str, default: float, high: float = 86400.0) -> float:
     if not env.get(key):
         return default
     try:
         value = float(env[key])
     except ValueError:
         raise ConfigError(f"{key} must be a number, not {env[key]!r}") from None
-    if not value > 0:
-        raise ConfigError(f"{key} must be greater than 0, not {env[key]!r}")
+    if not (math.isfinite(value) and 0 < value <= high):
+        raise ConfigError(f"{key} must be a number greater than 0 and at most {high:g}, not {env[key]!r}")
     return value
 
 
-def _int(value: object, key: str, default: int) -> int:
-    if value in (None, ""):
+def _int(value: object, key: str, default: int, low: int = 1, high: int = 2**31 - 1) -> int:
+    if value is None or value == "":
         return default
     try:
-        return int(str(value))
+        n = int(str(value))
     except ValueError:
         raise ConfigError(f"{key} must be an integer, not {value!r}") from None
+    if not low <= n <= high:
+        raise ConfigError(f"{key} must be between {low} and {high}, not {n}")
+    return n
+
+
+def _secret(value: object, where: str) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise ConfigError(f"{where}: an api_key must be a non-empty string")
+    return value
 
 
 def _provider_from_yaml(raw: dict[str, Any], env: dict[str, str]) -> ProviderConfig:
@@ -92,17 +102,44 @@ def _provider_from_yaml(raw: dict[str, Any], env: dict[str, str]) -> ProviderCon
         raise ConfigError(f"a provider needs a name without '/': {raw!r}")
     if kind not in KINDS:
         raise ConfigError(f"provider {name!r}: kind must be one of {sorted(KINDS)}, not {kind!r}")
+    if name == "echo":
+        raise ConfigError("provider name 'echo' is reserved for the built-in test model")
     if kind in ("openai_compatible", "ollama") and not raw.get("base_url"):
         raise ConfigError(f"provider {name!r}: a {kind} provider needs base_url")
-    creds = []
-    for i, c in enumerate(raw.get("credentials") or []):
-        secret = c.get("api_key") or (env.get(c["api_key_env"]) if c.get("api_key_env") else None)
-        creds.append(Credential(id=str(c.get("id") or f"{name}:{i}"), secret=secret))
+    base_url = raw.get("base_url") or ""
+    if base_url and not (isinstance(base_url, str) and base_url.startswith(("http://", "https://"))):
+        raise ConfigError(f"provider {name!r}: base_url must be an http(s) URL, not {base_url!r}")
+    creds = [_credential(c, name, i, env) for i, c in enumerate(_list(raw.get("credentials"), f"{name}.credentials"))]
     if raw.get("api_key") or raw.get("api_key_env"):
-        secret = raw.get("api_key") or env.get(raw["api_key_env"])
-        creds.append(Credential(id=f"{name}:key", secret=secret))
-    return ProviderConfig(name=name, kind=kind, base_url=str(raw.get("base_url") or ""), credentials=tuple(creds),
-                          options=dict(raw.get("options") or {}))
+        creds.append(_credential({"id": f"{name}:key", "api_key": raw.get("api_key"),
+                                  "api_key_env": raw.get("api_key_env")}, name, len(creds), env))
+    options = raw.get("options") or {}
+    if not isinstance(options, dict):
+        raise ConfigError(f"provider {name!r}: options must be a mapping")
+    return ProviderConfig(name=name, kind=kind, base_url=base_url, credentials=tuple(creds), options=dict(options))
+
+
+def _list(value: object, where: str) -> list[Any]:
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise ConfigError(f"{where} must be a list")
+    return value
+
+
+def _credential(c: object, provider: str, i: int, env: dict[str, str]) -> Credential:
+    where = f"provider {provider!r} credential {i}"
+    if not isinstance(c, dict):
+        raise ConfigError(f"{where} must be a mapping with api_key or api_key_env")
+    if c.get("api_key") is not None:
+        secret = _secret(c["api_key"], where)
+    elif c.get("api_key_env"):
+        if not env.get(str(c["api_key_env"])):
+            raise ConfigError(f"{where}: environment variable {c['api_key_env']} is not set")
+        secret = env[str(c["api_key_env"])]
+    else:
+        raise ConfigError(f"{where} needs api_key or api_key_env")
+    return Credential(id=str(c.get("id") or f"{provider}:{i}"), secret=secret)
 
 
 def load_file_config(path: str, env: dict[str, str]) -> FileConfig:
@@ -117,9 +154,9 @@ def load_file_config(path: str, env: dict[str, str]) -> FileConfig:
     try:
         if not isinstance(raw, dict):
             raise ConfigError("the file must hold a mapping (providers, models, aliases)")
-        providers = tuple(_provider_from_yaml(p, env) for p in raw.get("providers") or [])
+        providers = tuple(_provider_from_yaml(p, env) for p in _list(raw.get("providers"), "providers"))
         models = []
-        for m in raw.get("models") or []:
+        for m in _list(raw.get("models"), "models"):
             if not isinstance(m, dict):
                 raise ConfigError(f"each model must be a mapping, not {m!r}")
             m = dict(m)
@@ -146,8 +183,8 @@ def load_settings(overrides: dict[str, Any] | None = None, environ: dict[str, st
         database_url = f"sqlite+aiosqlite:///{Path(data_dir).resolve() / 'tollway.db'}"
     return Settings(
         host=o.get("host") or env.get("TOLLWAY_HOST") or "127.0.0.1",
-        port=_int(o.get("port") or env.get("TOLLWAY_PORT"), "TOLLWAY_PORT", 4000),
-        workers=_int(o.get("workers") or env.get("TOLLWAY_WORKERS"), "TOLLWAY_WORKERS", 1),
+        port=_int(o.get("port") or env.get("TOLLWAY_PORT"), "TOLLWAY_PORT", 4000, high=65535),
+        workers=_int(o.get("workers") or env.get("TOLLWAY_WORKERS"), "TOLLWAY_WORKERS", 1, high=64),
         data_dir=data_dir,
         database_url=database_url,
         admin_key=env.get("TOLLWAY_ADMIN_KEY") or None,

@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 import asyncpg
+import httpx
 import openai
 
 from tests.e2e.harness import GatewayProcess
@@ -44,5 +45,19 @@ def test_gateway_on_postgres(tmp_path: Path, postgres_url: str) -> None:
             time.sleep(0.05)
         assert _count(postgres_url, "SELECT count(*) FROM request_logs WHERE id=$1 AND status=200", rid) == 1
         assert _count(postgres_url, "SELECT count(*) FROM api_keys WHERE name='pg'") == 1
+        assert httpx.get(gw.url + "/readyz").json() == {"status": "ready"}
+        base, _, name = postgres_url.rpartition("/")
+        asyncio.run(_drop(f"{base}/test", name))
+        ready = httpx.get(gw.url + "/readyz", timeout=30)
+        assert ready.status_code == 503 and ready.json()["status"] == "unavailable"
+        assert httpx.get(gw.url + "/healthz").status_code == 200  # alive, just not ready
     finally:
         gw.stop()
+
+
+async def _drop(admin_url: str, name: str) -> None:
+    conn = await asyncpg.connect(admin_url.replace("postgresql+asyncpg://", "postgresql://"))
+    try:
+        await conn.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+    finally:
+        await conn.close()

@@ -98,7 +98,10 @@ def test_admin_api_key_lifecycle(gateway: GatewayProcess) -> None:
         assert secret.startswith("tw-") and created["prefix"] == secret[:10]
         assert _chat_status(gateway, secret) == 200
         listed = admin.get("/admin/api-key/list", params={"name": "jack", "limit": 10}).json()
-        assert listed["total"] >= 1
+        assert listed["total"] >= 1 and {i["name"] for i in listed["items"]} == {"jack"}  # the filter filters
+        assert {i["role"] for i in admin.get("/admin/api-key/list", params={"role": "admin", "limit": 1000})
+                .json()["items"]} <= {"admin"}
+        assert all(i["group_id"] == 1 for i in admin.get("/admin/api-key/list", params={"group_id": 1}).json()["items"])
         item = next(i for i in listed["items"] if i["id"] == created["id"])
         assert "key_hash" not in item and secret not in str(listed)  # shown once, never listed
         assert item["group_id"] == 1 and item["email"] == "j@example.com"
@@ -154,3 +157,56 @@ def test_unknown_paths_answer_in_the_surface_shape(gateway: GatewayProcess, user
     assert r.status_code == 404 and "detail" in r.json()
     r = httpx.get(gateway.url + "/v1/chat/completions")
     assert r.status_code == 405 and r.json()["error"]["code"] == "method_not_allowed"
+
+
+def test_the_admin_secret_cannot_become_a_user_key(gateway: GatewayProcess) -> None:
+    with gateway.admin() as admin:
+        r = admin.post("/admin/keys", json={"key": ADMIN_KEY})
+        assert r.status_code == 400 and "admin secret" in r.json()["detail"]
+        assert admin.get("/admin/api-key/list").status_code == 200
+
+
+def test_an_all_digit_imported_key_is_deleted_by_its_value_not_as_an_id(gateway: GatewayProcess) -> None:
+    with gateway.admin() as admin:
+        victim = admin.post("/admin/api-key/apply", json={"name": "victim"}).json()
+        assert admin.post("/admin/keys", json={"key": "00000001"}).status_code == 200
+        assert admin.delete("/admin/keys/00000001").status_code == 200
+        assert _chat_status(gateway, "00000001") == 401
+        assert _chat_status(gateway, victim["api_key"]) == 200  # untouched
+        listed = str(admin.get("/admin/api-key/list", params={"limit": 1000}).json())
+        assert "00000001" not in listed
+
+
+def test_an_ambiguous_prefix_is_refused(gateway: GatewayProcess) -> None:
+    with gateway.admin() as admin:
+        for k in ("same-prefix-key-one", "same-prefix-key-two"):
+            assert admin.post("/admin/keys", json={"key": k}).status_code == 200
+        r = admin.delete("/admin/keys/same")  # both show the prefix "same"
+        assert r.status_code == 400 and "share the prefix" in r.json()["detail"]
+        assert _chat_status(gateway, "same-prefix-key-one") == 200
+
+
+@pytest.mark.parametrize(("method", "path", "body"), [
+    ("post", "/admin/api-key/delete", {"id": 3.9}),
+    ("post", "/admin/api-key/delete", {"id": True}),
+    ("post", "/admin/api-key/delete", {"id": "abc"}),
+    ("post", "/admin/api-key/delete", {"id": 99999999999999999999}),
+    ("post", "/admin/api-key/apply", {"name": {"a": 1}}),
+    ("post", "/admin/api-key/apply", {"name": "x" * 300}),
+    ("post", "/admin/api-key/apply", {"name": "a\u0000b"}),
+    ("post", "/admin/api-key/apply", {"group_id": 2**63}),
+    ("post", "/admin/api-key/apply", {"group_id": True}),
+    ("post", "/admin/api-key/apply", {"role": "root"}),
+    ("post", "/admin/api-key/apply", [1, 2]),
+    ("post", "/admin/keys", {"key": "short"}),
+    ("post", "/admin/keys", {"key": "has space inside"}),
+    ("get", "/admin/api-key/list?offset=99999999999999999999", None),
+    ("get", "/admin/api-key/list?limit=-1", None),
+    ("get", "/admin/api-key/list?group_id=x", None),
+])
+def test_bad_admin_input_is_400(gateway: GatewayProcess, method: str, path: str, body: object) -> None:
+    with gateway.admin() as admin:
+        r = admin.request(method.upper(), path, json=body) if body is not None else admin.request(method.upper(),
+                                                                                                   path)
+        assert r.status_code == 400, r.text
+        assert set(r.json()) == {"detail"}

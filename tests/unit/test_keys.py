@@ -49,8 +49,11 @@ def test_hash_is_64_hex_chars_of_sha256() -> None:
     assert hash_secret("tw-example2") != h
 
 
-def test_prefix_is_the_first_ten_characters() -> None:
-    assert prefix_of("tw-abcdefghijk") == "tw-abcdefg"
+def test_prefix_shows_ten_characters_of_a_long_key_and_a_quarter_of_a_short_one() -> None:
+    secret = new_secret()
+    assert prefix_of(secret) == secret[:10]
+    assert prefix_of("00000001") == "00"  # an 8-character imported key: 2 shown, never most of it
+    assert prefix_of("my-own-key-123") == "my-"
 
 
 # --- bearer_token --------------------------------------------------------------------------------

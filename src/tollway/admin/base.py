@@ -50,14 +50,32 @@ async def json_body(request: Request) -> dict[str, Any]:
     return data
 
 
+MAX_INT = 2**31 - 1
+
+
 def int_param(value: Any, name: str, default: int | None = None, *, low: int = 0,
-              high: int | None = None) -> int | None:
-    if value in (None, ""):
+              high: int = MAX_INT) -> int | None:
+    """An integer from JSON (a real int, not a bool or a float) or a query string."""
+    if value is None or value == "":
         return default
-    try:
-        n = int(value)
-    except (TypeError, ValueError):
-        raise InvalidRequest(f"{name} must be an integer", param=name) from None
-    if n < low or (high is not None and n > high):
+    if isinstance(value, bool) or not isinstance(value, int | str):
+        raise InvalidRequest(f"{name} must be an integer", param=name)
+    if isinstance(value, str) and not value.lstrip("-").isdigit():
+        raise InvalidRequest(f"{name} must be an integer", param=name)
+    if isinstance(value, str) and len(value) > 12:
+        raise InvalidRequest(f"{name} must be between {low} and {high}", param=name)
+    n = int(value)
+    if not low <= n <= high:
         raise InvalidRequest(f"{name} must be between {low} and {high}", param=name)
     return n
+
+
+def str_param(value: Any, name: str, limit: int = 320) -> str:
+    """A text field: a string (or absent), at most ``limit`` characters, without NUL."""
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        raise InvalidRequest(f"{name} must be a string", param=name)
+    if len(value) > limit or "\x00" in value:
+        raise InvalidRequest(f"{name} must be at most {limit} characters, without NUL", param=name)
+    return value

@@ -7,21 +7,21 @@ from typing import Any
 from starlette.requests import Request
 from starlette.routing import BaseRoute, Route
 
-from tollway.admin.base import admin_endpoint, int_param, json_body
+from tollway.admin.base import admin_endpoint, int_param, json_body, str_param
 from tollway.auth.key_service import KeyService
 from tollway.core.errors import InvalidRequest, NotFound
 from tollway.routing.gateway import Gateway
 
 
 def _service(gw: Gateway) -> KeyService:
-    return KeyService(gw.keys)
+    return KeyService(gw.keys, admin_hash=gw.auth.admin_hash)
 
 
 async def apply(request: Request, gw: Gateway) -> dict[str, Any]:
     body = await json_body(request)
     key, secret = await _service(gw).create(
-        name=str(body.get("name") or ""), role=str(body.get("role") or "user"), email=str(body.get("email") or ""),
-        group_id=int_param(body.get("group_id"), "group_id"),
+        name=str_param(body.get("name"), "name"), role=str_param(body.get("role"), "role") or "user",
+        email=str_param(body.get("email"), "email"), group_id=int_param(body.get("group_id"), "group_id"),
     )
     gw.auth.put(key)
     return {**key.public(), "api_key": secret}
@@ -30,8 +30,9 @@ async def apply(request: Request, gw: Gateway) -> dict[str, Any]:
 async def list_keys(request: Request, gw: Gateway) -> dict[str, Any]:
     q = request.query_params
     keys, total = await gw.keys.list(
-        q=q.get("q") or None, name=q.get("name") or None, group_id=int_param(q.get("group_id"), "group_id"),
-        role=q.get("role") or None, limit=int_param(q.get("limit"), "limit", 10, low=1, high=1000) or 10,
+        q=str_param(q.get("q"), "q") or None, name=str_param(q.get("name"), "name") or None,
+        group_id=int_param(q.get("group_id"), "group_id"), role=str_param(q.get("role"), "role") or None,
+        limit=int_param(q.get("limit"), "limit", 10, low=1, high=1000) or 10,
         offset=int_param(q.get("offset"), "offset", 0) or 0,
     )
     return {"items": [k.public() for k in keys], "total": total}
@@ -54,7 +55,7 @@ async def add_key(request: Request, gw: Gateway) -> dict[str, Any]:
     chosen = body.get("key")
     if chosen is not None and not isinstance(chosen, str):
         raise InvalidRequest("key must be a string", param="key")
-    key, secret = await _service(gw).create(name=str(body.get("name") or "ds2api"), secret=chosen)
+    key, secret = await _service(gw).create(name=str_param(body.get("name"), "name") or "ds2api", secret=chosen)
     gw.auth.put(key)
     out: dict[str, Any] = {"success": True, "total_keys": await gw.keys.count_active(), "id": key.id}
     if chosen is None:

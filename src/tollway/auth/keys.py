@@ -34,7 +34,9 @@ def hash_secret(secret: str) -> str:
 
 
 def prefix_of(secret: str) -> str:
-    return secret[:PREFIX_LEN]
+    """The part of a key that listings show: 10 characters of a generated key, at most a
+    quarter of a short imported one (so a listing never reveals most of a secret)."""
+    return secret[: min(PREFIX_LEN, len(secret) // 4)]
 
 
 def bearer_token(authorization: str | None, x_api_key: str | None) -> str | None:
@@ -110,6 +112,10 @@ class Authenticator:
     def drop(self, key_id: int) -> None:
         self._by_hash = {h: k for h, k in self._by_hash.items() if k.id != key_id}
 
+    @property
+    def admin_hash(self) -> str:
+        return self._admin_hash
+
     def is_admin_secret(self, token: str) -> bool:
         return hmac.compare_digest(hash_secret(token), self._admin_hash)
 
@@ -117,10 +123,10 @@ class Authenticator:
         if not token:
             raise AuthenticationFailed("Missing API key: send 'Authorization: Bearer <key>' or 'x-api-key'.")
         h = hash_secret(token)
+        if hmac.compare_digest(h, self._admin_hash):  # first: no key can shadow the admin secret
+            return ADMIN
         key = self._by_hash.get(h)
         if key is None:
-            if hmac.compare_digest(h, self._admin_hash):
-                return ADMIN
             key = await self._find(h)
             if key is None:
                 raise AuthenticationFailed("Invalid API key.")

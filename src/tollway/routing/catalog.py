@@ -81,7 +81,7 @@ class Catalog:
                 if not self.callable(model):
                     raise ProviderNotConfigured(
                         f"Model '{name}' needs provider '{model.provider}', which is not configured "
-                        f"(see GET /v1/ai/models as admin for its env requirements).")
+                        f"(`tollway models --all` shows what it needs).")
                 return Route(model=model, provider=model.provider)
             name = target
         prefix, sep, rest = name.partition("/")
