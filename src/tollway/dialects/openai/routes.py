@@ -62,8 +62,9 @@ def error_response(err: TollwayError, render: Render) -> Response:
     return JSONBytes(render(err), status_code=err.http_status, headers=headers)
 
 
-def _raise_stream_error(provider: str, data: bytes, secret: str | None) -> None:
-    """An upstream that reports an error inside its stream: re-raise it as ours (redacted)."""
+def _raise_reported_error(provider: str, data: bytes, secret: str | None, where: str) -> None:
+    """An upstream that reports an error in a body it sent with 200 (inside its stream, or as
+    the whole completion): re-raise it as ours, redacted. Returns if ``data`` holds no error."""
     try:
         view = error_view_decoder.decode(data)
     except (msgspec.DecodeError, msgspec.ValidationError):
@@ -72,7 +73,7 @@ def _raise_stream_error(provider: str, data: bytes, secret: str | None) -> None:
     if err is None:
         return
     message = err if isinstance(err, str) else (err.message or "error")
-    raise UpstreamError(f"{provider} upstream reported an error mid-stream: {redact(message, secret)}",
+    raise UpstreamError(f"{provider} upstream reported an error {where}: {redact(message, secret)}",
                         provider=provider)
 
 
@@ -176,7 +177,7 @@ class OpenAIRoutes:
             raise UpstreamError(f"{provider.name} upstream sent an unreadable completion",
                                 provider=provider.name) from None
         if view.choices is None:  # a 200 that is not a completion: an error body, or nothing we know
-            _raise_stream_error(provider.name, raw, credential.secret)
+            _raise_reported_error(provider.name, raw, credential.secret, "instead of a completion")
             raise UpstreamError(f"{provider.name} upstream sent a 200 without choices", provider=provider.name)
         if view.usage is not None:
             call.usage(view.usage.to_usage())
@@ -204,7 +205,7 @@ class OpenAIRoutes:
                         if parts:  # what came before the error still reaches the client
                             yield b"".join(parts)
                             parts = []
-                        _raise_stream_error(provider.name, data, credential.secret)
+                        _raise_reported_error(provider.name, data, credential.secret, "mid-stream")
                     if _USAGE_OBJECT.search(data):
                         try:
                             view = response_view_decoder.decode(data)
