@@ -79,17 +79,24 @@ def test_cli_keys_are_seen_by_the_running_server(tmp_path: Path) -> None:
 
 
 def test_sigterm_under_load_flushes_every_log_row(tmp_path: Path, fake: FakeOpenAI) -> None:
-    fake.script("slow", Behavior(text="slow answer", headers_delay=0.6))
+    fake.script("slow", Behavior(text="slow answer", headers_delay=2.0))
     gw = GatewayProcess(tmp_path, config=fake_config(fake.base_url, UPSTREAM_SECRET),
                         env={"TOLLWAY_LOG_FLUSH_INTERVAL": "600", "TOLLWAY_LOG_BATCH": "100000"}).start()
-    key = gw.create_key()
-    n = 40
-    with ThreadPoolExecutor(n) as pool:
-        futures = [pool.submit(chat, gw, key, "fake/slow") for _ in range(n)]
-        time.sleep(0.3)  # every request is now waiting on the upstream
-        gw.signal(signal.SIGTERM)
-        statuses = [f.result().status_code for f in futures]
-    assert gw.wait(30) in (0, -signal.SIGTERM)  # uvicorn re-raises the signal after a clean shutdown
+    try:
+        key = gw.create_key()
+        n = 40
+        seen_before = len(fake.seen("slow"))
+        with ThreadPoolExecutor(n) as pool:
+            futures = [pool.submit(chat, gw, key, "fake/slow") for _ in range(n)]
+            deadline = time.time() + 1.8
+            while len(fake.seen("slow")) - seen_before < n and time.time() < deadline:
+                time.sleep(0.01)
+            assert len(fake.seen("slow")) - seen_before == n  # every request is waiting on the upstream
+            gw.signal(signal.SIGTERM)
+            statuses = [f.result().status_code for f in futures]
+        assert gw.wait(30) in (0, -signal.SIGTERM)  # uvicorn re-raises the signal after a clean shutdown
+    finally:
+        gw.stop()
     assert statuses == [200] * n  # graceful: in-flight requests finish
     con = sqlite3.connect(gw.db_path)
     rows = con.execute("SELECT count(*) FROM request_logs WHERE model = 'fake/slow' AND status = 200").fetchone()[0]
