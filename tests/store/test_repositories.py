@@ -6,6 +6,7 @@ import asyncio
 
 from tollway.auth.key_service import KeyService, ensure_admin_secret
 from tollway.auth.keys import hash_secret
+from tollway.core.errors import InvalidRequest
 from tollway.core.request_log import RequestLog
 from tollway.store import changes
 from tollway.store.db import create_engine, migrate
@@ -106,5 +107,20 @@ async def test_rows_with_hostile_values_are_stored_cleaned(database_url: str) ->
         (row,), total = await repo.list()
         assert total == 1 and row.model == ("nopex" + "a" * 500)[:200] and row.note == "badnote"
         assert row.prompt_tokens == 2**31 - 1 and row.cost_micro == 2**63 - 1
+    finally:
+        await engine.dispose()
+
+
+async def test_a_key_imported_concurrently_is_created_once(database_url: str) -> None:
+    await asyncio.to_thread(migrate, database_url)
+    engine = create_engine(database_url)
+    try:
+        service = KeyService(KeyRepository(engine))
+        results = await asyncio.gather(*[service.create(name="dup", secret="sk-duplicate-key-0001") for _ in range(8)],
+                                       return_exceptions=True)
+        created = [r for r in results if not isinstance(r, BaseException)]
+        refused = [r for r in results if isinstance(r, BaseException)]
+        assert len(created) == 1
+        assert refused and all(isinstance(r, InvalidRequest) and "already exists" in r.message for r in refused)
     finally:
         await engine.dispose()

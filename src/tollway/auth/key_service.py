@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import secrets
 
+from sqlalchemy.exc import IntegrityError
+
 from tollway.auth.keys import hash_secret, new_secret, prefix_of
 from tollway.core.errors import InvalidRequest
 from tollway.core.keys import ApiKey
@@ -51,8 +53,11 @@ class KeyService:
             raise InvalidRequest("this key is the admin secret and cannot be a user key", param="key")
         if await self.repo.by_hash(key_hash) is not None:
             raise InvalidRequest("this key already exists", param="key")
-        key = await self.repo.create(name=name, key_hash=key_hash, prefix=prefix_of(secret), role=role, email=email,
-                                     group_id=group_id, studio_id=studio_id)
+        try:
+            key = await self.repo.create(name=name, key_hash=key_hash, prefix=prefix_of(secret), role=role,
+                                         email=email, group_id=group_id, studio_id=studio_id)
+        except IntegrityError:  # the same key imported concurrently: the database's unique index decides
+            raise InvalidRequest("this key already exists", param="key") from None
         return key, secret
 
     async def find(self, ref: str) -> ApiKey | None:
