@@ -40,15 +40,16 @@ def provider_configs(settings: Settings) -> dict[str, ProviderConfig]:
     return configs
 
 
-def build_catalog(settings: Settings) -> Catalog:
-    return Catalog(SPECS, provider_configs(settings).values(), settings.file.models, settings.file.aliases)
+def build_catalog(settings: Settings, configs: dict[str, ProviderConfig] | None = None) -> Catalog:
+    configs = provider_configs(settings) if configs is None else configs
+    return Catalog(SPECS, configs.values(), settings.file.models, settings.file.aliases)
 
 
 async def build_gateway(settings: Settings) -> Gateway:
     engine = create_engine(settings.database_url)
     admin_hash, _ = await ensure_admin_secret(MetaRepository(engine), settings.admin_key)
     configs = provider_configs(settings)
-    catalog = build_catalog(settings)
+    catalog = build_catalog(settings, configs)
     providers = {name: build_provider(cfg, settings.timeouts) for name, cfg in configs.items()}
     pools = {name: CredentialPool(name, cfg.credentials) for name, cfg in configs.items()}
     logs = RequestLogBuffer(RequestLogRepository(engine), interval=settings.log_flush_interval,

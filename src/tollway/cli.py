@@ -122,8 +122,7 @@ def cmd_models(args: argparse.Namespace) -> int:
         spec = catalog.specs.get(model.provider)
         needs = ", ".join(r.key for r in (spec.env_requirements if spec else ()) if r.required)
         print(f"{model.id:<28} {model.provider:<12} {'yes' if ok else 'no':<9} {needs}")
-    open_providers = sorted(p for p in catalog.providers if (s := catalog.specs.get(
-        catalog.providers[p].kind)) is not None and s.open_catalog)
+    open_providers = catalog.open_providers()
     if open_providers:
         print("also callable as <provider>/<model>: " + ", ".join(open_providers))
     return 0

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 from tollway.core.catalog import Credential
 from tollway.core.chat import ChatRequest, ChatResponse, StreamEvent
@@ -29,6 +29,10 @@ class PassThroughProvider(Protocol):
 
     name: str
     dialect: str
+
+    def adapt(self, body: dict[str, Any]) -> list[str]:
+        """Apply the upstream's quirks to a wire body in place; return the fields dropped."""
+        ...
 
     async def forward(self, body: bytes, *, credential: Credential) -> bytes: ...
 

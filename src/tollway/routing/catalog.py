@@ -55,6 +55,10 @@ class Catalog:
     def _spec_for(self, p: ProviderConfig) -> ProviderSpec | None:
         return next((s for s in self.specs.values() if s.kind == p.kind), None)
 
+    def open_providers(self) -> list[str]:
+        """Configured providers callable as ``<name>/<any upstream id>``."""
+        return sorted(self._open)
+
     def discovering(self) -> list[str]:
         """Configured providers whose servers are asked for their models."""
         return [name for name, p in self.providers.items()

@@ -7,7 +7,6 @@ in-flight calls; caps, queueing, cooldowns and pinning build on the same object.
 from __future__ import annotations
 
 from tollway.core.catalog import Credential
-from tollway.core.errors import ProviderNotConfigured
 
 
 class CredentialPool:
@@ -19,8 +18,6 @@ class CredentialPool:
 
     def acquire(self) -> Credential:
         creds = self.credentials
-        if not creds:
-            raise ProviderNotConfigured(f"provider '{self.provider}' has no credentials")
         n = len(creds)
         if n == 1:
             chosen = creds[0]

@@ -37,7 +37,6 @@ from tollway.dialects.openai.wire import (
 )
 from tollway.providers.base import ChatProvider, PassThroughProvider
 from tollway.providers.http import redact
-from tollway.providers.openai_compat import OpenAICompatProvider
 from tollway.routing.gateway import Call, Gateway
 from tollway.routing.responses import (
     EventStreamResponse,
@@ -153,8 +152,7 @@ class OpenAIRoutes:
             client_usage = bool(view.stream_options and view.stream_options.include_usage)
             if stream:
                 body["stream_options"] = _INCLUDE_USAGE
-            if isinstance(provider, OpenAICompatProvider):
-                call.dropped(provider.adapt(body))
+            call.dropped(provider.adapt(body))
             if stream:
                 return await self._forward_stream(request, provider, body, credential, call, client_usage)
             return await self._forward(request, provider, body, credential, call)

@@ -23,8 +23,6 @@ class RequestView(msgspec.Struct, kw_only=True):
     stream: bool | None = False
     stream_options: StreamOptions | None = None
     messages: msgspec.Raw = msgspec.Raw()
-    max_tokens: int | None = None
-    max_completion_tokens: int | None = None
     n: int | None = None
 
 
