@@ -20,6 +20,8 @@ from tollway.config import Settings, load_settings
 from tollway.core.catalog import ProviderConfig
 from tollway.dialects.openai.routes import openai_routes
 from tollway.middleware import RequestIdMiddleware
+from tollway.providers.base import ProviderContext
+from tollway.providers.media import MediaFetcher
 from tollway.providers.registry import SPECS, build_provider, env_provider_configs
 from tollway.routing.catalog import Catalog
 from tollway.routing.gateway import Gateway
@@ -42,7 +44,8 @@ def provider_configs(settings: Settings) -> dict[str, ProviderConfig]:
 
 def build_catalog(settings: Settings, configs: dict[str, ProviderConfig] | None = None) -> Catalog:
     configs = provider_configs(settings) if configs is None else configs
-    return Catalog(SPECS, configs.values(), settings.file.models, settings.file.aliases)
+    return Catalog(SPECS, configs.values(), settings.file.models, settings.file.aliases,
+                   settings.file.claude_mapping)
 
 
 async def build_gateway(settings: Settings) -> Gateway:
@@ -50,13 +53,15 @@ async def build_gateway(settings: Settings) -> Gateway:
     admin_hash, _ = await ensure_admin_secret(MetaRepository(engine), settings.admin_key)
     configs = provider_configs(settings)
     catalog = build_catalog(settings, configs)
-    providers = {name: build_provider(cfg, settings.timeouts) for name, cfg in configs.items()}
+    ctx = ProviderContext(timeouts=settings.timeouts, media=MediaFetcher(settings.media))
+    providers = {name: build_provider(cfg, ctx) for name, cfg in configs.items()}
     pools = {name: CredentialPool(name, cfg.credentials) for name, cfg in configs.items()}
     logs = RequestLogBuffer(RequestLogRepository(engine), interval=settings.log_flush_interval,
                             batch=settings.log_batch)
     return Gateway(engine=engine, auth=Authenticator(admin_hash, []), catalog=catalog, providers=providers,
                    pools=pools, logs=logs, max_body_bytes=settings.max_body_bytes,
-                   poll_interval=settings.change_poll_interval, discovery_interval=settings.discovery_interval)
+                   poll_interval=settings.change_poll_interval, discovery_interval=settings.discovery_interval,
+                   media=ctx.media)
 
 
 async def healthz(request: Request) -> Response:

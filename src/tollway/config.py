@@ -11,6 +11,8 @@ Environment (all optional):
   TOLLWAY_LOG_FLUSH_INTERVAL / TOLLWAY_LOG_BATCH   request-log batching
   TOLLWAY_CHANGE_POLL_INTERVAL        how often caches look for changes by other processes (1 s)
   TOLLWAY_SHUTDOWN_GRACE              seconds in-flight requests get to finish after SIGTERM (30)
+  TOLLWAY_MEDIA_MAX_BYTES / TOLLWAY_MEDIA_TIMEOUT   limits on images/documents fetched by URL
+  TOLLWAY_MEDIA_ALLOW_PRIVATE         let those fetches reach private/loopback addresses (tests only)
   TOLLWAY_DISCOVERY_INTERVAL          how often Ollama / OpenAI-compatible servers are asked for models (60 s)
   provider variables: OPENAI_API_KEY, OPENAI_BASE_URL, DEEPSEEK_API_KEY, DEEPSEEK_BASE_URL,
   OLLAMA_BASE_URL (see README)
@@ -29,6 +31,7 @@ import yaml
 from tollway.core.catalog import Credential, ModelInfo, ProviderConfig
 from tollway.core.errors import ConfigError
 from tollway.providers.http import Timeouts
+from tollway.providers.media import MediaPolicy
 from tollway.providers.registry import KINDS
 
 
@@ -38,6 +41,9 @@ class FileConfig(msgspec.Struct, frozen=True, kw_only=True):
     providers: tuple[ProviderConfig, ...] = ()
     models: tuple[ModelInfo, ...] = ()
     aliases: dict[str, str] = msgspec.field(default_factory=dict)
+    # seed 002's claude_mapping: {fast: model, slow: model}. A Claude model name that is not a
+    # configured model goes to "slow" when it names an opus/reasoner/slow family, else "fast"
+    claude_mapping: dict[str, str] = msgspec.field(default_factory=dict)
 
 
 class Settings(msgspec.Struct, frozen=True, kw_only=True):
@@ -55,6 +61,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     change_poll_interval: float = 1.0
     discovery_interval: float = 60.0
     shutdown_grace: float = 30.0
+    media: MediaPolicy = MediaPolicy()
     file: FileConfig = FileConfig()
     env: dict[str, str] = msgspec.field(default_factory=dict)
 
@@ -85,6 +92,15 @@ def _int(value: object, key: str, default: int, low: int = 1, high: int = 2**31 
     if not low <= n <= high:
         raise ConfigError(f"{key} must be between {low} and {high}, not {n}")
     return n
+
+
+def _flag(env: dict[str, str], key: str) -> bool:
+    value = env.get(key, "").strip().lower()
+    if value in ("", "0", "false", "no", "off"):
+        return False
+    if value in ("1", "true", "yes", "on"):
+        return True
+    raise ConfigError(f"{key} must be 1/0, true/false, yes/no or on/off, not {env[key]!r}")
 
 
 def _secret(value: object, where: str) -> str:
@@ -166,11 +182,15 @@ def load_file_config(path: str, env: dict[str, str]) -> FileConfig:
         if not isinstance(aliases_raw, dict):
             raise ConfigError("aliases must be a mapping of name: model")
         aliases = {str(k): str(v) for k, v in aliases_raw.items()}
+        mapping_raw = raw.get("claude_mapping") or {}
+        if not isinstance(mapping_raw, dict) or not set(mapping_raw) <= {"fast", "slow"}:
+            raise ConfigError("claude_mapping must be a mapping with the keys fast and/or slow")
+        claude_mapping = {str(k): str(v) for k, v in mapping_raw.items()}
     except ConfigError as exc:
         raise ConfigError(f"config {path}: {exc.message}") from None
     except msgspec.ValidationError as exc:
         raise ConfigError(f"config {path}: a model is malformed: {exc}") from None
-    return FileConfig(providers=providers, models=tuple(models), aliases=aliases)
+    return FileConfig(providers=providers, models=tuple(models), aliases=aliases, claude_mapping=claude_mapping)
 
 
 def load_settings(overrides: dict[str, Any] | None = None, environ: dict[str, str] | None = None) -> Settings:
@@ -200,6 +220,11 @@ def load_settings(overrides: dict[str, Any] | None = None, environ: dict[str, st
         change_poll_interval=_float(env, "TOLLWAY_CHANGE_POLL_INTERVAL", 1.0),
         discovery_interval=_float(env, "TOLLWAY_DISCOVERY_INTERVAL", 60.0),
         shutdown_grace=_float(env, "TOLLWAY_SHUTDOWN_GRACE", 30.0),
+        media=MediaPolicy(
+            max_bytes=_int(env.get("TOLLWAY_MEDIA_MAX_BYTES"), "TOLLWAY_MEDIA_MAX_BYTES", 20 * 1024 * 1024),
+            timeout=_float(env, "TOLLWAY_MEDIA_TIMEOUT", 10.0, high=300.0),
+            allow_private=_flag(env, "TOLLWAY_MEDIA_ALLOW_PRIVATE"),
+        ),
         file=load_file_config(config_file, env) if config_file else FileConfig(),
         env=env,
     )

@@ -35,6 +35,9 @@ class Credential(msgspec.Struct, frozen=True, kw_only=True):
 
     id: str
     secret: str | None = None
+    # a second part some providers need beside the secret (Bedrock: access_key_id, region,
+    # session_token); never listed, like the secret
+    extra: dict[str, str] = msgspec.field(default_factory=dict)
 
 
 class ProviderConfig(msgspec.Struct, frozen=True, kw_only=True):

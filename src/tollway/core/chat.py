@@ -31,16 +31,23 @@ class ImageBlock(_Block, frozen=True, kw_only=True, tag="image"):
 
 
 class DocumentBlock(_Block, frozen=True, kw_only=True, tag="document"):
-    """A document given inline: base64 ``data`` with its media type (application/pdf ...)."""
+    """A document: base64 ``data`` with its media type (application/pdf, text/plain ...), or
+    an http(s) ``url`` that an adapter whose upstream needs bytes fetches (SSRF-guarded)."""
 
-    data: str
-    media_type: str
+    data: str = ""
+    media_type: str = "application/pdf"
     name: str | None = None
+    url: str | None = None
 
 
 class ReasoningBlock(_Block, frozen=True, kw_only=True, tag="reasoning"):
-    text: str
+    """Model reasoning. ``signature`` is the upstream's opaque proof (Anthropic's thinking
+    signature, Gemini's thoughtSignature), returned to it unchanged on the next turn;
+    ``redacted_data`` is an encrypted block (Anthropic's redacted_thinking) with no text."""
+
+    text: str = ""
     signature: str | None = None
+    redacted_data: str | None = None
 
 
 class ToolCallBlock(_Block, frozen=True, kw_only=True, tag="tool_call"):
@@ -95,12 +102,19 @@ class ChatRequest(msgspec.Struct, frozen=True, kw_only=True):
     response_format: dict[str, Any] | None = None
     user: str | None = None
     reasoning_effort: str | None = None
-    # fields the dialect understood but tollway has no canonical slot for; an adapter that
-    # cannot take one drops it and names it in the request log
+    # a token budget for reasoning (Anthropic's thinking.budget_tokens, Gemini's thinkingBudget)
+    reasoning_budget: int | None = None
+    # fields of the caller's dialect that have no canonical slot: an upstream speaking that
+    # same dialect gets them; any other drops them and names them in the request log
     extras: dict[str, Any] = msgspec.field(default_factory=dict)
+    dialect: str = "openai"  # the wire ``extras`` belong to
 
 
 class Usage(msgspec.Struct, frozen=True, kw_only=True):
+    """Token counts in OpenAI's sense: ``input_tokens`` includes cached reads
+    (``cached_tokens``) and cache writes (``cache_write_tokens``); ``output_tokens`` includes
+    ``reasoning_tokens``. Anthropic counts them apart; its codec converts."""
+
     input_tokens: int = 0
     output_tokens: int = 0
     cached_tokens: int = 0
@@ -119,6 +133,7 @@ class ChatResponse(msgspec.Struct, frozen=True, kw_only=True):
     content: tuple[Block, ...]
     finish_reason: FinishReason
     usage: Usage
+    stop_sequence: str | None = None  # the stop sequence that ended the answer, when known
 
 
 # --- stream events ---------------------------------------------------------------------
@@ -139,8 +154,12 @@ class TextDelta(_Event, frozen=True, kw_only=True, tag="text"):
 
 
 class ReasoningDelta(_Event, frozen=True, kw_only=True, tag="reasoning"):
+    """Reasoning text, and/or the signature that closes a reasoning block, or a whole
+    redacted block (``redacted_data``)."""
+
     text: str = ""
     signature: str | None = None
+    redacted_data: str | None = None
 
 
 class ToolCallStart(_Event, frozen=True, kw_only=True, tag="tool_call_start"):
@@ -156,6 +175,7 @@ class ToolCallDelta(_Event, frozen=True, kw_only=True, tag="tool_call_delta"):
 
 class Finish(_Event, frozen=True, kw_only=True, tag="finish"):
     reason: FinishReason
+    stop_sequence: str | None = None
 
 
 class UsageReport(_Event, frozen=True, kw_only=True, tag="usage"):

@@ -7,13 +7,26 @@ from typing import Any, Protocol, runtime_checkable
 
 from tollway.core.catalog import Credential
 from tollway.core.chat import ChatRequest, ChatResponse, StreamEvent
-from tollway.providers.http import UpstreamStream
+from tollway.providers.http import Timeouts, UpstreamStream
+from tollway.providers.media import MediaFetcher
+
+
+class ProviderContext:
+    """What the gateway hands every adapter it builds: timeouts and the shared media fetcher."""
+
+    def __init__(self, *, timeouts: Timeouts, media: MediaFetcher) -> None:
+        self.timeouts = timeouts
+        self.media = media
 
 
 class ChatProvider(Protocol):
     """Canonical chat: every provider implements it."""
 
     name: str
+
+    def unsupported(self, req: ChatRequest) -> list[str]:
+        """The request parameters this upstream will not receive (dropped, named in the log)."""
+        ...
 
     async def complete(self, req: ChatRequest, *, upstream_model: str, credential: Credential) -> ChatResponse: ...
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from tollway.core.catalog import EnvRequirement, ModelInfo, ProviderConfig, ProviderSpec
 from tollway.core.names import PROVIDER_DEEPSEEK
-from tollway.providers.http import Timeouts
+from tollway.providers.base import ProviderContext
 from tollway.providers.openai_compat import OPENAI_WIRE_FEATURES, OpenAICompatProvider, Quirks
 
 SPEC = ProviderSpec(
@@ -31,5 +31,5 @@ SPEC = ProviderSpec(
 QUIRKS = Quirks(renames={"max_completion_tokens": "max_tokens"}, drops=frozenset({"seed"}))
 
 
-def build(config: ProviderConfig, timeouts: Timeouts) -> OpenAICompatProvider:
-    return OpenAICompatProvider(config, quirks=QUIRKS, timeouts=timeouts)
+def build(config: ProviderConfig, ctx: ProviderContext) -> OpenAICompatProvider:
+    return OpenAICompatProvider(config, quirks=QUIRKS, timeouts=ctx.timeouts)

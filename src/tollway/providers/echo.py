@@ -42,7 +42,7 @@ from tollway.core.chat import (
     text_of,
 )
 from tollway.core.names import PROVIDER_ECHO
-from tollway.providers.http import Timeouts
+from tollway.providers.base import ProviderContext
 
 SPEC = ProviderSpec(
     name=PROVIDER_ECHO,
@@ -138,6 +138,9 @@ class EchoProvider:
     def __init__(self, config: ProviderConfig) -> None:
         self.name = config.name
 
+    def unsupported(self, req: ChatRequest) -> list[str]:
+        return []  # echo reads every field it understands and ignores the rest by design
+
     async def complete(self, req: ChatRequest, *, upstream_model: str, credential: Credential) -> ChatResponse:
         plan = _Plan(req)
         blocks: list[Block] = [ReasoningBlock(text="\n".join(plan.reasoning))] if plan.reasoning else []
@@ -170,5 +173,5 @@ class EchoProvider:
         return None
 
 
-def build(config: ProviderConfig, timeouts: Timeouts) -> EchoProvider:
+def build(config: ProviderConfig, ctx: ProviderContext) -> EchoProvider:
     return EchoProvider(config)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from tollway.core.catalog import EnvRequirement, ProviderConfig, ProviderSpec
 from tollway.core.names import PROVIDER_OLLAMA
-from tollway.providers.http import Timeouts
+from tollway.providers.base import ProviderContext
 from tollway.providers.openai_compat import OPENAI_WIRE_FEATURES, OpenAICompatProvider, Quirks
 
 SPEC = ProviderSpec(
@@ -24,9 +24,9 @@ SPEC = ProviderSpec(
 QUIRKS = Quirks(renames={"max_completion_tokens": "max_tokens"})
 
 
-def build(config: ProviderConfig, timeouts: Timeouts) -> OpenAICompatProvider:
+def build(config: ProviderConfig, ctx: ProviderContext) -> OpenAICompatProvider:
     base = config.base_url.rstrip("/")
     if not base.endswith("/v1"):
         config = ProviderConfig(name=config.name, kind=config.kind, base_url=base + "/v1",
                                 credentials=config.credentials, options=config.options)
-    return OpenAICompatProvider(config, quirks=QUIRKS, timeouts=timeouts)
+    return OpenAICompatProvider(config, quirks=QUIRKS, timeouts=ctx.timeouts)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from tollway.core.catalog import EnvRequirement, ModelInfo, ProviderConfig, ProviderSpec
 from tollway.core.names import PROVIDER_OPENAI
-from tollway.providers.http import Timeouts
+from tollway.providers.base import ProviderContext
 from tollway.providers.openai_compat import OPENAI_WIRE_FEATURES, OpenAICompatProvider, Quirks
 
 
@@ -40,5 +40,5 @@ SPEC = ProviderSpec(
 QUIRKS = Quirks(renames={"max_tokens": "max_completion_tokens"})
 
 
-def build(config: ProviderConfig, timeouts: Timeouts) -> OpenAICompatProvider:
-    return OpenAICompatProvider(config, quirks=QUIRKS, timeouts=timeouts)
+def build(config: ProviderConfig, ctx: ProviderContext) -> OpenAICompatProvider:
+    return OpenAICompatProvider(config, quirks=QUIRKS, timeouts=ctx.timeouts)

@@ -17,7 +17,7 @@ from tollway.core.catalog import Credential, ProviderConfig
 from tollway.core.chat import ChatRequest, ChatResponse, StreamEvent
 from tollway.core.errors import UpstreamError
 from tollway.core.names import DIALECT_OPENAI
-from tollway.dialects.openai.codec import decode_response, encode_request
+from tollway.dialects.openai.codec import decode_response, encode_request, unencoded
 from tollway.dialects.openai.stream import StreamDecoder
 from tollway.dialects.openai.wire import error_view_decoder
 from tollway.providers.http import Timeouts, UpstreamClient, UpstreamStream, redact
@@ -91,6 +91,11 @@ class OpenAICompatProvider:
         dropped = [k for k in self.quirks.drops if k in body]
         for k in dropped:
             del body[k]
+        return dropped
+
+    def unsupported(self, req: ChatRequest) -> list[str]:
+        dropped = unencoded(req)
+        dropped.extend(k for k in self.quirks.drops if getattr(req, k, None) not in (None, (), {}))
         return dropped
 
     # pass-through ------------------------------------------------------------------------

@@ -10,14 +10,14 @@ import msgspec
 
 from tollway.core.catalog import ProviderConfig, ProviderSpec
 from tollway.core.names import PROVIDER_OPENAI_COMPATIBLE
-from tollway.providers.http import Timeouts
+from tollway.providers.base import ProviderContext
 from tollway.providers.openai_compat import OPENAI_WIRE_FEATURES, OpenAICompatProvider, Quirks
 
 SPEC = ProviderSpec(name=PROVIDER_OPENAI_COMPATIBLE, kind=PROVIDER_OPENAI_COMPATIBLE, open_catalog=True,
                     features=OPENAI_WIRE_FEATURES, discover_models=True)
 
 
-def build(config: ProviderConfig, timeouts: Timeouts) -> OpenAICompatProvider:
+def build(config: ProviderConfig, ctx: ProviderContext) -> OpenAICompatProvider:
     keys = ("chat_path", "auth_header", "auth_prefix", "renames", "drops", "extra_headers")
     quirks = msgspec.convert({k: v for k, v in config.options.items() if k in keys}, Quirks)
-    return OpenAICompatProvider(config, quirks=quirks, timeouts=timeouts)
+    return OpenAICompatProvider(config, quirks=quirks, timeouts=ctx.timeouts)

@@ -8,8 +8,7 @@ from types import ModuleType
 from tollway.core.catalog import Credential, ProviderConfig, ProviderSpec
 from tollway.core.errors import InvalidRequest
 from tollway.providers import deepseek, echo, ollama, openai, openai_compatible
-from tollway.providers.base import ChatProvider
-from tollway.providers.http import Timeouts
+from tollway.providers.base import ChatProvider, ProviderContext
 
 _MODULES: dict[str, ModuleType] = {m.SPEC.kind: m for m in (echo, openai, deepseek, ollama, openai_compatible)}
 SPECS: tuple[ProviderSpec, ...] = tuple(m.SPEC for m in _MODULES.values())
@@ -20,11 +19,11 @@ def spec_of(kind: str) -> ProviderSpec:
     return _MODULES[kind].SPEC  # type: ignore[no-any-return]
 
 
-def build_provider(config: ProviderConfig, timeouts: Timeouts) -> ChatProvider:
+def build_provider(config: ProviderConfig, ctx: ProviderContext) -> ChatProvider:
     module = _MODULES.get(config.kind)
     if module is None:
         raise InvalidRequest(f"unknown provider kind {config.kind!r}; known: {sorted(KINDS)}")
-    return module.build(config, timeouts)  # type: ignore[no-any-return]
+    return module.build(config, ctx)  # type: ignore[no-any-return]
 
 
 def env_provider_configs(env: Mapping[str, str]) -> list[ProviderConfig]:

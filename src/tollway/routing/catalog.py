@@ -23,7 +23,8 @@ class Route(msgspec.Struct, frozen=True, kw_only=True):
 
 class Catalog:
     def __init__(self, specs: Iterable[ProviderSpec], providers: Iterable[ProviderConfig],
-                 models: Iterable[ModelInfo] = (), aliases: dict[str, str] | None = None) -> None:
+                 models: Iterable[ModelInfo] = (), aliases: dict[str, str] | None = None,
+                 claude_mapping: dict[str, str] | None = None) -> None:
         self.specs = {s.name: s for s in specs}
         self.providers = {p.name: p for p in providers}
         self._open = {name for name, p in self.providers.items()
@@ -50,6 +51,11 @@ class Catalog:
                 raise ConfigError(f"alias {alias!r}: {target!r} is not a model")
             names[alias] = names.get(target, target)
         self._names = names
+        self.claude_mapping = dict(claude_mapping or {})
+        for family, target in self.claude_mapping.items():
+            prefix, sep, _ = target.partition("/")
+            if target not in names and not (sep and (prefix in self.providers or prefix in self.specs)):
+                raise ConfigError(f"claude_mapping {family!r}: {target!r} is not a model")
         self._discovered: dict[str, ModelInfo] = {}
 
     def _spec_for(self, p: ProviderConfig) -> ProviderSpec | None:
@@ -77,8 +83,18 @@ class Catalog:
     def callable(self, model: ModelInfo) -> bool:
         return model.provider in self.providers
 
+    def _claude_family(self, name: str) -> str | None:
+        """Seed 002's claude_mapping: an unconfigured Claude name -> the fast or slow model."""
+        if not self.claude_mapping or not name.lower().startswith("claude"):
+            return None
+        slow = any(word in name.lower() for word in ("opus", "reasoner", "slow"))
+        return self.claude_mapping.get("slow" if slow else "fast") or next(iter(self.claude_mapping.values()))
+
     def resolve(self, name: str) -> Route:
         target = self._names.get(name)
+        # an unknown Claude name, or a known one whose provider is not configured: the mapping decides
+        if (target is None or not self._reachable(target)) and (mapped := self._claude_family(name)) is not None:
+            target = self._names.get(mapped, mapped)
         if target is not None:
             model = self.known.get(target)
             if model is not None:
@@ -95,6 +111,10 @@ class Catalog:
         if sep and rest and prefix in self.specs and prefix not in self.providers:
             raise ProviderNotConfigured(f"Model '{name}' needs provider '{prefix}', which is not configured.")
         raise ModelNotFound(f"The model '{name}' does not exist or is not available.")
+
+    def _reachable(self, target: str) -> bool:
+        model = self.known.get(target)
+        return model is None or self.callable(model)
 
     def listed(self) -> list[ModelInfo]:
         """Models a caller may use now, in a stable order."""

@@ -21,6 +21,7 @@ from tollway.core.chat import Usage
 from tollway.core.errors import TollwayError
 from tollway.core.request_log import RequestLog
 from tollway.providers.base import ChatProvider, ModelLister
+from tollway.providers.media import MediaFetcher
 from tollway.routing.catalog import Catalog, Route
 from tollway.routing.pools import CredentialPool
 from tollway.store import changes
@@ -94,7 +95,7 @@ class Gateway:
     def __init__(self, *, engine: AsyncEngine, auth: Authenticator, catalog: Catalog,
                  providers: Mapping[str, ChatProvider], pools: Mapping[str, CredentialPool],
                  logs: RequestLogBuffer, max_body_bytes: int, poll_interval: float,
-                 discovery_interval: float = 60.0) -> None:
+                 discovery_interval: float = 60.0, media: MediaFetcher | None = None) -> None:
         self.engine = engine
         self.auth = auth
         self.catalog = catalog
@@ -106,6 +107,7 @@ class Gateway:
         self.max_body_bytes = max_body_bytes
         self.poll_interval = poll_interval
         self.discovery_interval = discovery_interval
+        self.media = media
         self._revision = -1
         self._tasks: list[asyncio.Task[None]] = []
 
@@ -169,4 +171,6 @@ class Gateway:
         await self.logs.close()
         for provider in self.providers.values():
             await provider.close()
+        if self.media is not None:
+            await self.media.close()
         await self.engine.dispose()

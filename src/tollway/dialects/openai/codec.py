@@ -30,6 +30,7 @@ from tollway.core.chat import (
     Usage,
 )
 from tollway.core.errors import InvalidRequest
+from tollway.core.names import DIALECT_OPENAI
 
 _decoder = msgspec.json.Decoder()
 _encoder = msgspec.json.Encoder()
@@ -231,7 +232,16 @@ def encode_request(req: ChatRequest, *, model: str | None = None) -> dict[str, A
         out["max_tokens"] = req.max_tokens
     if req.stop:
         out["stop"] = list(req.stop)
-    out.update(req.extras)
+    if req.dialect == DIALECT_OPENAI:
+        out.update(req.extras)
+    return out
+
+
+def unencoded(req: ChatRequest) -> list[str]:
+    """Canonical request fields OpenAI's chat wire has no place for (dropped by ``encode_request``)."""
+    out = [name for name in ("top_k", "reasoning_budget") if getattr(req, name) is not None]
+    if req.dialect != DIALECT_OPENAI:
+        out.extend(req.extras)
     return out
 
 
