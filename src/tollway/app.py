@@ -5,19 +5,21 @@ from __future__ import annotations
 import contextlib
 import gc
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 from sqlalchemy import text
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Route
 
 from tollway.admin.keys import key_routes
 from tollway.auth.key_service import ensure_admin_secret
 from tollway.auth.keys import Authenticator
 from tollway.config import Settings, load_settings
 from tollway.core.catalog import ProviderConfig
+from tollway.dialects.anthropic.routes import anthropic_routes
+from tollway.dialects.anthropic.routes import v1_models as anthropic_v1_models
 from tollway.dialects.openai.routes import openai_routes
 from tollway.middleware import RequestIdMiddleware
 from tollway.providers.base import ProviderContext
@@ -86,10 +88,27 @@ async def unrouted(request: Request, exc: Exception) -> Response:
     code = "not_found" if status == 404 else "method_not_allowed"
     if path.startswith("/admin"):
         return JSONBytes({"detail": message}, status_code=status)
+    if path.startswith(("/anthropic/", "/v1/messages")):
+        return JSONBytes({"type": "error", "error": {"type": "not_found_error" if status == 404 else
+                                                     "invalid_request_error", "message": message},
+                          "request_id": None}, status_code=status)
     if path.startswith("/api/"):
         return JSONBytes({"error": {"message": message, "type": code, "code": code}}, status_code=status)
     return JSONBytes({"error": {"message": message, "type": "invalid_request_error", "param": None, "code": code}},
                      status_code=status)
+
+
+def models_by_dialect(openai: list[BaseRoute]) -> Callable[[Request], Awaitable[Response]]:
+    """``GET /v1/models`` serves OpenAI's list, or Anthropic's page to a caller that sends
+    ``anthropic-version`` (every Anthropic SDK does)."""
+    openai_models = next(r.endpoint for r in openai if isinstance(r, Route) and r.path == "/v1/models")
+
+    async def endpoint(request: Request) -> Response:
+        if "anthropic-version" in request.headers:
+            return await anthropic_v1_models(request)  # type: ignore[return-value]
+        return await openai_models(request)  # type: ignore[no-any-return]
+
+    return endpoint
 
 
 def create_app(settings: Settings | None = None) -> Starlette:
@@ -109,10 +128,13 @@ def create_app(settings: Settings | None = None) -> Starlette:
         finally:
             await gateway.close()
 
+    openai = openai_routes()
     routes = [
         Route("/healthz", healthz, methods=["GET"]),
         Route("/readyz", readyz, methods=["GET"]),
-        *openai_routes(),
+        Route("/v1/models", models_by_dialect(openai), methods=["GET"]),
+        *openai,
+        *anthropic_routes(),
         *key_routes(),
     ]
     app = Starlette(routes=routes, lifespan=lifespan, exception_handlers={404: unrouted, 405: unrouted})

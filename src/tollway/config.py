@@ -155,7 +155,21 @@ def _credential(c: object, provider: str, i: int, env: dict[str, str]) -> Creden
         secret = env[str(c["api_key_env"])]
     else:
         raise ConfigError(f"{where} needs api_key or api_key_env")
-    return Credential(id=str(c.get("id") or f"{provider}:{i}"), secret=secret)
+    extra = {}
+    for field in _CREDENTIAL_EXTRA:  # a second part some providers need (Bedrock's access key id)
+        value = c.get(field)
+        if value is None and c.get(f"{field}_env"):
+            value = env.get(str(c[f"{field}_env"]))
+            if not value:
+                raise ConfigError(f"{where}: environment variable {c[f'{field}_env']} is not set")
+        if value is not None:
+            if not isinstance(value, str) or not value:
+                raise ConfigError(f"{where}: {field} must be a non-empty string")
+            extra[field] = value
+    return Credential(id=str(c.get("id") or f"{provider}:{i}"), secret=secret, extra=extra)
+
+
+_CREDENTIAL_EXTRA = ("access_key_id", "session_token")
 
 
 def load_file_config(path: str, env: dict[str, str]) -> FileConfig:

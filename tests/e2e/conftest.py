@@ -6,7 +6,12 @@ from pathlib import Path
 import pytest
 
 from tests.e2e.harness import GatewayProcess, fake_config
+from tests.fakes.anthropic_server import FakeAnthropic
+from tests.fakes.bedrock_server import FakeBedrock
+from tests.fakes.gemini_server import FakeGemini
 from tests.fakes.openai_server import UPSTREAM_SECRET, FakeOpenAI
+
+FAKES = ("fake", "fake_anthropic", "fake_gemini", "fake_bedrock")
 
 
 @pytest.fixture(scope="session")
@@ -17,16 +22,38 @@ def fake() -> Iterator[FakeOpenAI]:
     server.stop()
 
 
+@pytest.fixture(scope="session")
+def fake_anthropic() -> Iterator[FakeAnthropic]:
+    server = FakeAnthropic()
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def fake_gemini() -> Iterator[FakeGemini]:
+    server = FakeGemini()
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def fake_bedrock() -> Iterator[FakeBedrock]:
+    server = FakeBedrock()
+    server.start()
+    yield server
+    server.stop()
+
+
 @pytest.fixture(autouse=True)
 def _no_spec_errors(request: pytest.FixtureRequest) -> Iterator[None]:
-    """Every test: the fake upstream saw and sent only spec-conforming payloads."""
-    if "fake" not in request.fixturenames:
-        yield
-        return
-    server: FakeOpenAI = request.getfixturevalue("fake")
-    before = len(server.spec_errors)
+    """Every test: each fake upstream it used saw and sent only spec-conforming payloads."""
+    servers = [request.getfixturevalue(name) for name in FAKES if name in request.fixturenames]
+    before = [len(s.spec_errors) for s in servers]
     yield
-    assert server.spec_errors[before:] == []
+    for server, n in zip(servers, before, strict=True):
+        assert server.spec_errors[n:] == [], type(server).__name__
 
 
 @pytest.fixture(scope="module")

@@ -1,8 +1,10 @@
 """One scenario suite over every registered provider, through a real gateway process.
 
 Each provider declares its features in its spec (``ProviderSpec.features``); the suite runs
-exactly those scenarios against it and fails if a registered provider declares none. Upstream
-providers are pointed at the fake OpenAI server; ``echo`` answers by itself.
+exactly those scenarios against it and fails if a registered provider declares none. Providers
+that speak OpenAI's wire are pointed at the fake OpenAI server here; ``echo`` answers by itself.
+Providers with a wire of their own (Anthropic, Gemini, Bedrock) run the same scenarios, and
+more, against their own fakes in ``test_pairing_matrix``, for both client dialects.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import openai
 import pytest
 
 from tests.e2e.harness import GatewayProcess
+from tests.e2e.test_pairing_matrix import KINDS as PAIRING_KINDS
 from tests.fakes.openai_server import UPSTREAM_SECRET, Behavior, FakeOpenAI
 from tollway.core.names import PROVIDER_ECHO
 from tollway.providers.registry import SPECS
@@ -22,7 +25,9 @@ from tollway.providers.registry import SPECS
 SCENARIOS = ("chat", "stream", "tools", "reasoning", "usage", "errors", "images")
 TOOL = {"type": "function", "function": {"name": "lookup", "parameters": {"type": "object", "properties": {
     "q": {"type": "string"}}}}}
-MATRIX = [(spec.kind, feature) for spec in SPECS for feature in sorted(spec.features)]
+OWN_WIRE = frozenset({"anthropic", "gemini", "bedrock"})  # covered with their own fakes by the pairing matrix
+OPENAI_WIRE = [spec for spec in SPECS if spec.kind not in OWN_WIRE]
+MATRIX = [(spec.kind, feature) for spec in OPENAI_WIRE for feature in sorted(spec.features)]
 
 
 def test_every_registered_provider_declares_scenarios() -> None:
@@ -30,6 +35,8 @@ def test_every_registered_provider_declares_scenarios() -> None:
     for spec in SPECS:
         assert spec.features, f"provider {spec.kind} declares no conformance scenarios"
         assert spec.features <= set(SCENARIOS), f"{spec.kind} declares unknown scenarios"
+        if spec.kind in OWN_WIRE:
+            assert spec.kind in PAIRING_KINDS, f"{spec.kind} has its own wire but no place in the pairing matrix"
 
 
 @pytest.fixture(scope="module")
@@ -37,7 +44,7 @@ def matrix_gateway(fake: FakeOpenAI, tmp_path_factory: pytest.TempPathFactory) -
     creds = [{"id": "m", "api_key": UPSTREAM_SECRET}]
     providers = [{"name": f"m-{spec.kind}", "kind": spec.kind, "credentials": creds,
                   "base_url": fake.base_url.removesuffix("/v1") if spec.kind == "ollama" else fake.base_url}
-                 for spec in SPECS if spec.kind != PROVIDER_ECHO]
+                 for spec in OPENAI_WIRE if spec.kind != PROVIDER_ECHO]
     gw = GatewayProcess(tmp_path_factory.mktemp("matrix"), config={"providers": providers},
                         env={"TOLLWAY_FIRST_BYTE_TIMEOUT": "5"}).start()
     yield gw

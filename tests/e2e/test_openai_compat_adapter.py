@@ -30,7 +30,9 @@ from tollway.core.chat import (
 )
 from tollway.core.errors import UpstreamError, UpstreamTimeout
 from tollway.providers import deepseek, openai
+from tollway.providers.base import ProviderContext
 from tollway.providers.http import Timeouts
+from tollway.providers.media import MediaFetcher, MediaPolicy
 
 CRED = Credential(id="c1", secret=UPSTREAM_SECRET)
 TOOL = Tool(name="lookup", description="look it up",
@@ -55,7 +57,8 @@ def request(**kw: object) -> ChatRequest:
 @pytest.fixture
 def provider(fake: FakeOpenAI):  # type: ignore[no-untyped-def]
     p = openai.build(ProviderConfig(name="openai", kind="openai", base_url=fake.base_url, credentials=(CRED,)),
-                     Timeouts(connect=2, first_byte=1.0, idle=1.0))
+                     ProviderContext(timeouts=Timeouts(connect=2, first_byte=1.0, idle=1.0),
+                                     media=MediaFetcher(MediaPolicy())))
     yield p
 
 
@@ -114,7 +117,7 @@ async def test_errors_and_timeouts_map_to_tollway_errors(provider, fake: FakeOpe
 
 async def test_deepseek_quirks_rename_and_drop(fake: FakeOpenAI) -> None:
     p = deepseek.build(ProviderConfig(name="deepseek", kind="deepseek", base_url=fake.base_url, credentials=(CRED,)),
-                       Timeouts())
+                       ProviderContext(timeouts=Timeouts(), media=MediaFetcher(MediaPolicy())))
     fake.script("deepseek-chat", Behavior(text="ok"))
     wire = {"model": "deepseek-chat", "max_completion_tokens": 5, "seed": 1}
     assert p.adapt(wire) == ["seed"]

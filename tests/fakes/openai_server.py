@@ -36,6 +36,8 @@ class Behavior:
     tool_calls: list[tuple[str, str]] = field(default_factory=list)
     reasoning: str = ""
     prompt_tokens: int = 11
+    cached_tokens: int = 3  # prompt_tokens_details.cached_tokens (part of prompt_tokens)
+    finish_reason: str | None = None  # default: tool_calls with tool calls, else stop
     completion_tokens: int | None = None
     usage_in_final_chunk: bool = False  # vLLM style: usage on the finish chunk, not a separate one
     echo_secret_in_error: bool = False
@@ -147,7 +149,7 @@ class FakeOpenAI:
         completion = b.completion_tokens if b.completion_tokens is not None else len(words)
         usage = {"prompt_tokens": b.prompt_tokens, "completion_tokens": completion,
                  "total_tokens": b.prompt_tokens + completion,
-                 "prompt_tokens_details": {"cached_tokens": 3},
+                 "prompt_tokens_details": {"cached_tokens": b.cached_tokens},
                  "completion_tokens_details": {"reasoning_tokens": len(_words(b.reasoning))}}
         cid = f"chatcmpl-fake-{len(self.requests)}"
         if not body.get("stream"):
@@ -161,7 +163,7 @@ class FakeOpenAI:
                                          for i, (n, a) in enumerate(b.tool_calls)]
             resp = {"id": cid, "object": "chat.completion", "created": int(time.time()), "model": model,
                     "choices": [{"index": 0, "message": message, "logprobs": None,
-                                 "finish_reason": "tool_calls" if b.tool_calls else "stop"}],
+                                 "finish_reason": b.finish_reason or ("tool_calls" if b.tool_calls else "stop")}],
                     "usage": usage}
             self._check("CreateChatCompletionResponse", {k: v for k, v in resp.items()} | {
                 "choices": [{**resp["choices"][0], "message": {k: v for k, v in message.items()
@@ -191,7 +193,7 @@ class FakeOpenAI:
                                                  "function": {"name": name, "arguments": ""}}]}))
             frames += [chunk({"tool_calls": [{"index": i, "function": {"arguments": args[j:j + 5]}}]})
                        for j in range(0, len(args), 5)]
-        finish = "tool_calls" if b.tool_calls else "stop"
+        finish = b.finish_reason or ("tool_calls" if b.tool_calls else "stop")
         if b.usage_in_final_chunk:
             frames.append(chunk({}, finish, usage=usage))
         else:

@@ -7,6 +7,8 @@ DIALECT_OPENAI: Final = "openai"
 DIALECT_PLATFORM: Final = "platform"  # OpenAI wire, seed-003 error body
 DIALECT_ANTHROPIC: Final = "anthropic"
 DIALECT_CITY: Final = "city"
+DIALECT_GEMINI: Final = "gemini"  # upstream wires only: no front door speaks them
+DIALECT_BEDROCK: Final = "bedrock"
 
 # provider keys
 PROVIDER_ECHO: Final = "echo"
@@ -14,6 +16,9 @@ PROVIDER_OPENAI: Final = "openai"
 PROVIDER_DEEPSEEK: Final = "deepseek"
 PROVIDER_OLLAMA: Final = "ollama"
 PROVIDER_OPENAI_COMPATIBLE: Final = "openai_compatible"
+PROVIDER_ANTHROPIC: Final = "anthropic"
+PROVIDER_GEMINI: Final = "gemini"
+PROVIDER_BEDROCK: Final = "bedrock"
 
 # key roles
 ROLE_USER: Final = "user"

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from typing import Any, Protocol, runtime_checkable
 
 from tollway.core.catalog import Credential
@@ -47,9 +47,13 @@ class PassThroughProvider(Protocol):
         """Apply the upstream's quirks to a wire body in place; return the fields dropped."""
         ...
 
-    async def forward(self, body: bytes, *, credential: Credential) -> bytes: ...
+    async def forward(self, body: bytes, *, credential: Credential,
+                      headers: Mapping[str, str] | None = None) -> bytes:
+        """``headers``: the caller's request headers; an adapter hands on those its API defines."""
+        ...
 
-    async def forward_stream(self, body: bytes, *, credential: Credential) -> UpstreamStream: ...
+    async def forward_stream(self, body: bytes, *, credential: Credential,
+                             headers: Mapping[str, str] | None = None) -> UpstreamStream: ...
 
 
 @runtime_checkable

@@ -95,6 +95,27 @@ class UpstreamStream:
             raise UpstreamError(f"upstream stream broke: {type(exc).__name__}",
                                 provider=self._client.provider) from None
 
+    async def chunks(self) -> AsyncIterator[bytes]:
+        """The raw body, one upstream read at a time (binary framings: AWS event streams), with
+        the same idle timeout and error translation as ``batches``."""
+        content = self._resp.content
+        idle = self._client.timeouts.idle
+        try:
+            while True:
+                try:
+                    async with asyncio.timeout(idle):
+                        chunk = await content.readany()
+                except TimeoutError:
+                    raise UpstreamTimeout(f"upstream stream idle for more than {idle:g}s",
+                                          provider=self._client.provider) from None
+                if not chunk:
+                    break
+                yield chunk
+            self.complete = True
+        except aiohttp.ClientError as exc:
+            raise UpstreamError(f"upstream stream broke: {type(exc).__name__}",
+                                provider=self._client.provider) from None
+
     async def drain(self, timeout: float = 1.0) -> None:
         """Read to the end of the body after the stream's last event, so the connection can
         go back to the pool instead of being dropped."""

@@ -1,20 +1,50 @@
 """Images and documents an upstream needs as bytes: ``data:`` URLs decoded, http(s) URLs fetched.
 
 Gemini and Bedrock take media only inline, so a caller's image URL is fetched by the gateway
-on the caller's behalf. That fetch is an SSRF risk and is guarded: only http(s); the host's
-every resolved address must be public (no private, loopback, link-local, multicast,
-reserved or cloud-metadata address) unless ``allow_private`` is set (tests); redirects are
-followed by hand, each hop checked again; a size cap and a total timeout.
+on the caller's behalf. That fetch is a server-side request forgery risk and is guarded:
+
+- only http and https; a redirect to any other scheme is refused;
+- every address the host resolves to must be public (no private, loopback, link-local,
+  carrier-grade NAT, multicast, reserved, unspecified or cloud-metadata address, nor one of
+  those inside an IPv6 form: ``::ffff:127.0.0.1``, NAT64, 6to4), unless ``allow_private`` is
+  set (tests). A literal IP in the URL, in any spelling the resolver accepts (``2130706433``,
+  ``0177.0.0.1``), is normalised and checked before any connection;
+- resolution and connection use the same vetted addresses: the media session's connector
+  resolves through ``GuardedResolver``, which checks every address it returns, so there is no
+  window for DNS rebinding between a check and the connection;
+- redirects are followed by hand, at most ``max_redirects``, each hop checked again;
+- a size cap (Content-Length first, then counted while streaming) and one total timeout;
+- no cookies are kept between fetches, and no proxy is taken from the environment.
+
+Every refusal is an ``InvalidRequest`` (400) that says what was refused and why.
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
+import ipaddress
+import socket
+from typing import Final
 
+import aiohttp
 import msgspec
+from aiohttp.abc import AbstractResolver, ResolveResult
+from aiohttp.resolver import DefaultResolver
+from yarl import URL
 
 from tollway.core.errors import InvalidRequest
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+MAX_SHOWN_URL: Final = 200
+REDIRECT_STATUSES: Final = frozenset({301, 302, 303, 307, 308})
+CHUNK: Final = 64 * 1024
+REQUEST_HEADERS: Final = {
+    "Accept": "image/*, application/pdf;q=0.9, */*;q=0.5",
+    "User-Agent": "tollway-media-fetch",
+}
 
 
 class Media(msgspec.Struct, frozen=True, kw_only=True):
@@ -45,16 +75,311 @@ def decode_data_url(url: str) -> Media:
     return Media(media_type=media_type, data=data)
 
 
-class MediaFetcher:
-    """Turns a URL from a request into bytes. One per gateway, shared by every adapter."""
+# --- which addresses may be fetched ------------------------------------------------------
 
-    def __init__(self, policy: MediaPolicy) -> None:
-        self.policy = policy
+_METADATA: Final = frozenset(ipaddress.ip_address(a) for a in ("169.254.169.254", "fd00:ec2::254", "100.100.100.200"))
 
-    async def load(self, url: str) -> Media:
-        if url.startswith("data:"):
-            return decode_data_url(url)
-        raise InvalidRequest("Fetching media by URL is not available yet.")
+_V4_BLOCKED: Final = tuple((ipaddress.IPv4Network(net), why) for net, why in (
+    ("0.0.0.0/8", "an unspecified ('this network') address"),
+    ("10.0.0.0/8", "a private address"),
+    ("100.64.0.0/10", "a carrier-grade NAT address"),
+    ("127.0.0.0/8", "a loopback address"),
+    ("169.254.0.0/16", "a link-local address"),
+    ("172.16.0.0/12", "a private address"),
+    ("192.0.0.0/24", "a reserved (IETF protocol) address"),
+    ("192.0.2.0/24", "a reserved (documentation) address"),
+    ("192.88.99.0/24", "a reserved (6to4 relay) address"),
+    ("192.168.0.0/16", "a private address"),
+    ("198.18.0.0/15", "a reserved (benchmarking) address"),
+    ("198.51.100.0/24", "a reserved (documentation) address"),
+    ("203.0.113.0/24", "a reserved (documentation) address"),
+    ("224.0.0.0/4", "a multicast address"),
+    ("240.0.0.0/4", "a reserved address"),
+))
+
+_V6_BLOCKED: Final = tuple((ipaddress.IPv6Network(net), why) for net, why in (
+    ("::/128", "an unspecified address"),
+    ("::1/128", "a loopback address"),
+    ("::/8", "a reserved address"),
+    ("64:ff9b:1::/48", "a local NAT64 address"),
+    ("100::/64", "a reserved (discard) address"),
+    ("2001::/23", "a reserved (IETF protocol) address"),
+    ("2001:db8::/32", "a reserved (documentation) address"),
+    ("fc00::/7", "a private (unique local) address"),
+    ("fe80::/10", "a link-local address"),
+    ("fec0::/10", "a site-local address"),
+    ("ff00::/8", "a multicast address"),
+))
+
+_NAT64: Final = ipaddress.IPv6Network("64:ff9b::/96")
+_COMPAT: Final = ipaddress.IPv6Network("::/96")
+
+
+def _embedded_v4(ip: ipaddress.IPv6Address) -> tuple[ipaddress.IPv4Address, str] | None:
+    """The IPv4 address an IPv6 address stands for, if it is one of the forms that reach it."""
+    if ip.ipv4_mapped is not None:
+        return ip.ipv4_mapped, "IPv4-mapped"
+    if ip in _NAT64:
+        return ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF), "NAT64"
+    if ip.sixtofour is not None:
+        return ip.sixtofour, "6to4"
+    if ip in _COMPAT and int(ip) > 1:
+        return ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF), "IPv4-compatible"
+    return None
+
+
+def address_refusal(ip: IPAddress) -> str | None:
+    """Why ``ip`` may not be fetched from ("a loopback address" ...), or None when it is public."""
+    if isinstance(ip, ipaddress.IPv6Address) and ip.scope_id:
+        ip = ipaddress.IPv6Address(int(ip))  # the zone (fe80::1%eth0) changes nothing here
+    if ip in _METADATA:
+        return "a cloud metadata address"
+    if isinstance(ip, ipaddress.IPv6Address):
+        embedded = _embedded_v4(ip)
+        if embedded is not None:
+            v4, form = embedded
+            inner = address_refusal(v4)
+            return f"{inner} in {form} form ({v4})" if inner else None
+        for net6, why in _V6_BLOCKED:
+            if ip in net6:
+                return why
+    else:
+        for net4, why in _V4_BLOCKED:
+            if ip in net4:
+                return why
+    if not ip.is_global or ip.is_multicast or ip.is_reserved:
+        return "not a public address"
+    return None
+
+
+def _parse_address(text: str) -> IPAddress | None:
+    try:
+        return ipaddress.ip_address(text)
+    except ValueError:
+        return None
+
+
+def _numeric_host(host: str) -> IPAddress | None:
+    """The address a literal IP host stands for, however it is spelled; None for a name.
+
+    Hosts the HTTP client would treat as an address (all digits and dots, or with a colon)
+    but that are not canonical (``2130706433``, ``0177.0.0.1``, ``127.1``) are normalised by the
+    C library's own numeric parser, as a connection to them would be."""
+    ip = _parse_address(host)
+    if ip is not None:
+        return ip
+    if ":" not in host and not host.replace(".", "").isdigit():
+        return None
+    try:
+        infos = socket.getaddrinfo(host, None, proto=socket.IPPROTO_TCP, flags=socket.AI_NUMERICHOST)
+    except (OSError, UnicodeError):
+        raise InvalidRequest(f"The media URL's host {host[:64]!r} is not a valid IP address.") from None
+    ip = _parse_address(str(infos[0][4][0]))
+    if ip is None:  # pragma: no cover - getaddrinfo returned something ipaddress cannot read
+        raise InvalidRequest(f"The media URL's host {host[:64]!r} is not a valid IP address.")
+    return ip
+
+
+class AddressRefused(OSError):
+    """Raised by ``GuardedResolver`` (an OSError, so aiohttp wraps it as a connector error)."""
+
+    def __init__(self, host: str, address: str, reason: str) -> None:
+        super().__init__(f"{host} resolves to {address}, {reason}")
+        self.host = host
+        self.address = address
+        self.reason = reason
+
+
+class GuardedResolver(AbstractResolver):
+    """Wraps a resolver and refuses a host when any address it resolves to is not public.
+
+    The connector connects only to the addresses this returns, so the addresses checked are
+    the addresses used."""
+
+    def __init__(self, inner: AbstractResolver, *, allow_private: bool = False) -> None:
+        self._inner = inner
+        self._allow_private = allow_private
+
+    async def resolve(self, host: str, port: int = 0,
+                      family: socket.AddressFamily = socket.AF_INET) -> list[ResolveResult]:
+        results = await self._inner.resolve(host, port, family)
+        if not self._allow_private:
+            for result in results:
+                ip = _parse_address(result["host"])
+                reason = "not a valid address" if ip is None else address_refusal(ip)
+                if reason:
+                    raise AddressRefused(host, result["host"], reason)
+        return results
 
     async def close(self) -> None:
-        return None
+        await self._inner.close()
+
+
+# --- the fetcher ---------------------------------------------------------------------------
+
+
+def shown_url(url: str | URL) -> str:
+    """A URL fit for an error message: without user:password, cut to MAX_SHOWN_URL characters."""
+    text = str(url)
+    try:
+        parsed = url if isinstance(url, URL) else URL(text)
+        if parsed.user is not None or parsed.password is not None:
+            text = str(parsed.with_user(None))
+    except (ValueError, TypeError):
+        pass
+    return text if len(text) <= MAX_SHOWN_URL else text[:MAX_SHOWN_URL] + "..."
+
+
+_MAGIC: Final = (
+    (b"\x89PNG\r\n\x1a\n", "image/png"),
+    (b"\xff\xd8\xff", "image/jpeg"),
+    (b"GIF87a", "image/gif"),
+    (b"GIF89a", "image/gif"),
+    (b"%PDF-", "application/pdf"),
+)
+
+
+def sniff_media_type(data: bytes) -> str:
+    """The media type told by the first bytes (PNG, JPEG, GIF, WEBP, PDF), else octet-stream."""
+    for magic, media_type in _MAGIC:
+        if data.startswith(magic):
+            return media_type
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "image/webp"
+    return "application/octet-stream"
+
+
+class MediaFetcher:
+    """Turns a URL from a request into bytes. One per gateway, shared by every adapter.
+
+    ``resolver`` is the name resolver to wrap (aiohttp's default resolver when None); tests
+    pass a stub so that a made-up public name resolves to loopback."""
+
+    def __init__(self, policy: MediaPolicy, *, resolver: AbstractResolver | None = None) -> None:
+        self.policy = policy
+        self._inner_resolver = resolver
+        self._resolver: GuardedResolver | None = None
+        self._session: aiohttp.ClientSession | None = None
+
+    def _get_session(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            if self._resolver is None:
+                inner = self._inner_resolver or DefaultResolver()
+                self._resolver = GuardedResolver(inner, allow_private=self.policy.allow_private)
+            connector = aiohttp.TCPConnector(resolver=self._resolver, limit=64, ttl_dns_cache=10)
+            self._session = aiohttp.ClientSession(
+                connector=connector,
+                timeout=aiohttp.ClientTimeout(total=self.policy.timeout),
+                cookie_jar=aiohttp.DummyCookieJar(),
+                trust_env=False,
+                auto_decompress=True,
+            )
+        return self._session
+
+    async def load(self, url: str) -> Media:
+        if url[:5].lower() == "data:":
+            return decode_data_url(url)
+        try:
+            async with asyncio.timeout(self.policy.timeout):
+                return await self._fetch(url)
+        except TimeoutError:
+            raise InvalidRequest(f"Fetching media from {shown_url(url)} took longer than "
+                                 f"{self.policy.timeout:g}s.") from None
+
+    def _check_url(self, raw: str | URL, hop: int) -> URL:
+        """The URL to request, or a refusal: scheme, host, and a literal IP's address."""
+        try:
+            url = raw if isinstance(raw, URL) else URL(raw)
+            scheme, host = url.scheme.lower(), url.host
+        except (ValueError, TypeError):
+            raise InvalidRequest(f"The media URL {shown_url(str(raw))} is not a valid URL.") from None
+        via = " (reached by a redirect)" if hop else ""
+        if scheme not in ("http", "https"):
+            what = f"scheme {scheme!r}" if scheme else "no scheme"
+            raise InvalidRequest(f"Media URL {shown_url(url)}{via} refused: it has {what}; only http and https "
+                                 "URLs are fetched.")
+        if not host:
+            raise InvalidRequest(f"Media URL {shown_url(url)}{via} refused: it has no host.")
+        ip = _numeric_host(host)
+        if ip is not None and not self.policy.allow_private:
+            reason = address_refusal(ip)
+            if reason:
+                raise InvalidRequest(f"Media URL {shown_url(url)}{via} refused: {ip} is {reason}; only public "
+                                     "addresses are fetched.")
+        return url
+
+    async def _fetch(self, raw: str) -> Media:
+        session = self._get_session()
+        target: str | URL = raw
+        for hop in range(self.policy.max_redirects + 1):
+            url = self._check_url(target, hop)
+            resp = await self._open(session, url, hop)
+            try:
+                if resp.status in REDIRECT_STATUSES:
+                    location = resp.headers.get("Location")
+                    if not location:
+                        raise InvalidRequest(f"Media URL {shown_url(url)} answered HTTP {resp.status} "
+                                             "without a Location to redirect to.")
+                    try:
+                        target = url.join(URL(location))
+                    except (ValueError, TypeError):
+                        raise InvalidRequest(f"Media URL {shown_url(url)} redirected to an invalid URL "
+                                             f"{shown_url(location)}.") from None
+                    continue
+                if not 200 <= resp.status < 300:
+                    raise InvalidRequest(f"Media URL {shown_url(url)} answered HTTP {resp.status}"
+                                         f"{' ' + resp.reason if resp.reason else ''}; expected 200.")
+                data = await self._read_body(resp, url)
+                resp.release()  # read to the end: the connection may be reused
+            finally:
+                resp.close()  # a redirect's or an error's unread body: drop the connection (no-op after release)
+            header = resp.headers.get("Content-Type", "").split(";")[0].strip().lower()
+            if not header or header in ("application/octet-stream", "binary/octet-stream"):
+                header = sniff_media_type(data)
+            return Media(media_type=header, data=data)
+        raise InvalidRequest(f"Media URL {shown_url(raw)} refused: more than {self.policy.max_redirects} "
+                             "redirects.")
+
+    async def _open(self, session: aiohttp.ClientSession, url: URL, hop: int) -> aiohttp.ClientResponse:
+        via = " (reached by a redirect)" if hop else ""
+        try:
+            return await session.get(url, allow_redirects=False, headers=REQUEST_HEADERS)
+        except aiohttp.ClientConnectorError as exc:
+            if isinstance(exc.os_error, AddressRefused):
+                refused = exc.os_error
+                raise InvalidRequest(f"Media URL {shown_url(url)}{via} refused: its host resolves to "
+                                     f"{refused.address}, {refused.reason}; only public addresses are "
+                                     "fetched.") from None
+            raise InvalidRequest(f"Media URL {shown_url(url)}{via} could not be reached "
+                                 f"({type(exc).__name__}).") from None
+        except TimeoutError:
+            raise
+        except (aiohttp.ClientError, ValueError) as exc:
+            raise InvalidRequest(f"Fetching media from {shown_url(url)}{via} failed "
+                                 f"({type(exc).__name__}).") from None
+
+    async def _read_body(self, resp: aiohttp.ClientResponse, url: URL) -> bytes:
+        cap = self.policy.max_bytes
+        too_big = f"Media at {shown_url(url)} refused: it is larger than the {cap}-byte limit."
+        if resp.content_length is not None and resp.content_length > cap:
+            raise InvalidRequest(too_big)
+        body = bytearray()
+        try:
+            async for chunk in resp.content.iter_chunked(CHUNK):
+                body += chunk
+                if len(body) > cap:
+                    raise InvalidRequest(too_big)
+        except aiohttp.ClientError as exc:
+            if isinstance(exc, TimeoutError):
+                raise
+            raise InvalidRequest(f"Fetching media from {shown_url(url)} failed while reading "
+                                 f"({type(exc).__name__}).") from None
+        return bytes(body)
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+        if self._resolver is not None:
+            await self._resolver.close()
+            self._resolver = None

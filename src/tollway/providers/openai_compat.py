@@ -8,7 +8,7 @@ canonical model (``complete``/``stream``).
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 import msgspec
@@ -100,10 +100,12 @@ class OpenAICompatProvider:
 
     # pass-through ------------------------------------------------------------------------
 
-    async def forward(self, body: bytes, *, credential: Credential) -> bytes:
+    async def forward(self, body: bytes, *, credential: Credential,
+                      headers: Mapping[str, str] | None = None) -> bytes:
         return await self.client.post(self.url, self.headers(credential), body, secret=credential.secret)
 
-    async def forward_stream(self, body: bytes, *, credential: Credential) -> UpstreamStream:
+    async def forward_stream(self, body: bytes, *, credential: Credential,
+                             headers: Mapping[str, str] | None = None) -> UpstreamStream:
         return await self.client.open_stream(self.url, self.headers(credential), body, secret=credential.secret)
 
     # canonical ---------------------------------------------------------------------------

@@ -14,8 +14,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
-from tollway.core.errors import ClientGone, InternalError, PayloadTooLarge, TollwayError
-from tollway.routing.gateway import Call
+from tollway.core.errors import ClientGone, InternalError, PayloadTooLarge, RateLimited, TollwayError, UpstreamError
+from tollway.routing.gateway import Call, Gateway
 
 _encoder = msgspec.json.Encoder()
 log = logging.getLogger("tollway")
@@ -29,6 +29,44 @@ class JSONBytes(Response):
     def __init__(self, content: Any, status_code: int = 200, headers: dict[str, str] | None = None) -> None:
         body = content if isinstance(content, bytes) else _encoder.encode(content)
         super().__init__(body, status_code=status_code, headers=headers)
+
+
+Render = Callable[[TollwayError], dict[str, Any]]
+Handler = Callable[[Request, Call], Awaitable["Response | EventStreamResponse"]]
+
+
+def error_response(err: TollwayError, render: Render) -> Response:
+    """An error in a dialect's envelope, with Retry-After when the error carries one."""
+    headers = {}
+    retry_after = getattr(err, "retry_after", None)
+    if isinstance(err, RateLimited | UpstreamError) and retry_after is not None:
+        headers["retry-after"] = str(max(1, round(retry_after)))
+    return JSONBytes(render(err), status_code=err.http_status, headers=headers)
+
+
+def dialect_endpoint(dialect: str, render: Render,
+                     handler: Handler) -> Callable[[Request], Awaitable[Response | EventStreamResponse]]:
+    """A route handler of one dialect, guarded: its request-log row is begun first and always
+    finished; a tollway error becomes that dialect's error body; anything else a 500."""
+
+    async def endpoint(request: Request) -> Response | EventStreamResponse:
+        gw: Gateway = request.app.state.gateway
+        call = gw.begin(request.scope["state"]["request_id"], request.url.path, dialect)
+        try:
+            return await handler(request, call)
+        except TollwayError as err:
+            call.finish(err.http_status, err)
+            return error_response(err, render)
+        except asyncio.CancelledError:  # the server is shutting down past its grace period
+            call.finish(499, note="cancelled before the response (server shutdown)")
+            raise
+        except Exception:
+            log.exception("unhandled error in %s", request.url.path)
+            internal = InternalError("The gateway failed to process this request.")
+            call.finish(500, internal)
+            return error_response(internal, render)
+
+    return endpoint
 
 
 async def read_body(request: Request, limit: int) -> bytes:

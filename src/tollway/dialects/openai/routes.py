@@ -9,7 +9,6 @@ encoded back.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -22,7 +21,7 @@ from starlette.routing import BaseRoute, Route
 
 from tollway.core.catalog import Credential, ModelInfo
 from tollway.core.chat import ChatRequest, UsageReport
-from tollway.core.errors import InternalError, InvalidRequest, RateLimited, TollwayError, UpstreamError
+from tollway.core.errors import InvalidRequest, TollwayError, UpstreamError
 from tollway.core.names import DIALECT_OPENAI, DIALECT_PLATFORM
 from tollway.dialects.openai.codec import decode_request, encode_response
 from tollway.dialects.openai.errors import openai_error_body, platform_error_body
@@ -40,7 +39,10 @@ from tollway.providers.http import redact
 from tollway.routing.gateway import Call, Gateway
 from tollway.routing.responses import (
     EventStreamResponse,
+    Handler,
     JSONBytes,
+    Render,
+    dialect_endpoint,
     guarded_stream,
     read_body,
     unless_disconnected,
@@ -48,17 +50,8 @@ from tollway.routing.responses import (
 
 log = logging.getLogger("tollway")
 
-Render = Callable[[TollwayError], dict[str, Any]]
 _USAGE_OBJECT = re.compile(rb'"usage"\s*:\s*\{')
 _INCLUDE_USAGE = msgspec.Raw(b'{"include_usage":true}')
-
-
-def error_response(err: TollwayError, render: Render) -> Response:
-    headers = {}
-    retry_after = getattr(err, "retry_after", None)
-    if isinstance(err, RateLimited | UpstreamError) and retry_after is not None:
-        headers["retry-after"] = str(max(1, round(retry_after)))
-    return JSONBytes(render(err), status_code=err.http_status, headers=headers)
 
 
 def _raise_reported_error(provider: str, data: bytes, secret: str | None, where: str) -> None:
@@ -84,26 +77,8 @@ class OpenAIRoutes:
         self.render = render
         self.platform = platform
 
-    def _guard(self, handler: Callable[[Request, Call], Awaitable[Response | EventStreamResponse]]
-               ) -> Callable[[Request], Awaitable[Response | EventStreamResponse]]:
-        async def endpoint(request: Request) -> Response | EventStreamResponse:
-            gw: Gateway = request.app.state.gateway
-            call = gw.begin(request.scope["state"]["request_id"], request.url.path, self.dialect)
-            try:
-                return await handler(request, call)
-            except TollwayError as err:
-                call.finish(err.http_status, err)
-                return error_response(err, self.render)
-            except asyncio.CancelledError:  # the server is shutting down past its grace period
-                call.finish(499, note="cancelled before the response (server shutdown)")
-                raise
-            except Exception:
-                log.exception("unhandled error in %s", request.url.path)
-                internal = InternalError("The gateway failed to process this request.")
-                call.finish(500, internal)
-                return error_response(internal, self.render)
-
-        return endpoint
+    def _guard(self, handler: Handler) -> Callable[[Request], Awaitable[Response | EventStreamResponse]]:
+        return dialect_endpoint(self.dialect, self.render, handler)
 
     # GET /models -------------------------------------------------------------------------
 

@@ -1,0 +1,26 @@
+"""Anthropic's error envelope: ``{"type": "error", "error": {"type", "message"}, "request_id"}``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tollway.core.errors import TollwayError
+
+_TYPES = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    402: "billing_error",
+    403: "permission_error",
+    404: "not_found_error",
+    413: "invalid_request_error",  # the docs name request_too_large; the spec's ErrorResponse does not
+    429: "rate_limit_error",
+    499: "invalid_request_error",
+    504: "timeout_error",
+    529: "overloaded_error",
+}
+
+
+def anthropic_error_body(err: TollwayError, request_id: str | None = None) -> dict[str, Any]:
+    status = err.http_status
+    kind = _TYPES.get(status, "api_error" if status >= 500 else "invalid_request_error")
+    return {"type": "error", "error": {"type": kind, "message": err.message}, "request_id": request_id}

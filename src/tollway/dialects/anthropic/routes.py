@@ -1,0 +1,295 @@
+"""Routes of the Anthropic dialect: ``/v1/messages``, ``/v1/messages/count_tokens`` and the
+same under ``/anthropic``, plus ``/anthropic/v1/models`` (and ``/v1/models`` for a caller that
+sends ``anthropic-version``).
+
+When the resolved provider speaks Anthropic's wire too, a message is a pass-through: the body
+is forwarded with only ``model`` rewritten and only usage is read back, so thinking
+signatures, cache_control and server tools reach Anthropic untouched. Otherwise it is decoded
+to the canonical model, served by the provider's adapter and encoded back.
+"""
+
+from __future__ import annotations
+
+import datetime
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import msgspec
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import BaseRoute, Route
+
+from tollway.core.catalog import Credential, ModelInfo
+from tollway.core.chat import ChatRequest, UsageReport
+from tollway.core.errors import InvalidRequest, TollwayError, UpstreamError
+from tollway.core.names import DIALECT_ANTHROPIC
+from tollway.dialects.anthropic.codec import check_request, decode_request, encode_response, loads
+from tollway.dialects.anthropic.errors import anthropic_error_body
+from tollway.dialects.anthropic.stream import ERROR_STATUS, StreamEncoder, error_event
+from tollway.dialects.anthropic.wire import Body, UsageView, body_decoder, encoder, event_view_decoder
+from tollway.providers.base import ChatProvider, PassThroughProvider
+from tollway.providers.http import redact
+from tollway.routing.gateway import Call, Gateway
+from tollway.routing.responses import (
+    EventStreamResponse,
+    Handler,
+    JSONBytes,
+    dialect_endpoint,
+    guarded_stream,
+    read_body,
+    unless_disconnected,
+)
+from tollway.routing.tokens import count_tokens
+
+_USAGE = b'"usage"'
+_MODELS_PAGE_MAX = 1000
+
+
+def _render(err: TollwayError) -> dict[str, Any]:
+    return anthropic_error_body(err)
+
+
+def _guard(handler: Handler) -> Callable[[Request], Awaitable[Response | EventStreamResponse]]:
+    return dialect_endpoint(DIALECT_ANTHROPIC, _render, handler)
+
+
+def _error_frame(err: TollwayError) -> bytes:
+    return error_event(anthropic_error_body(err))
+
+
+def _is_anthropic(provider: ChatProvider) -> bool:
+    return isinstance(provider, PassThroughProvider) and provider.dialect == DIALECT_ANTHROPIC
+
+
+def _raise_reported_error(provider: str, data: bytes, secret: str | None, where: str) -> None:
+    """An Anthropic error object inside a 200 (a stream's ``error`` event): re-raise as ours."""
+    try:
+        view = event_view_decoder.decode(data)
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        return
+    if view.type != "error" and view.error is None:
+        return
+    err = view.error
+    etype = (err.type if err else None) or "api_error"
+    message = redact((err.message if err else None) or etype, secret)
+    raise UpstreamError(f"{provider} upstream reported an error {where}: {message}", provider=provider,
+                        upstream_status=ERROR_STATUS.get(etype, 500))
+
+
+# POST /v1/messages -------------------------------------------------------------------------
+
+
+async def messages(request: Request, call: Call) -> Response | EventStreamResponse:
+    gw: Gateway = request.app.state.gateway
+    call.identify(await gw.identify(request.headers))
+    raw = await read_body(request, gw.max_body_bytes)
+    data = loads(raw)
+    check_request(data)
+    stream = bool(data.get("stream"))
+    call.row.stream = stream
+    route, provider, pool = gw.resolve(data["model"])
+    call.row.model = route.model.id
+    if _is_anthropic(provider):
+        assert isinstance(provider, PassThroughProvider)
+        credential = call.use(route, pool)
+        body = body_decoder.decode(raw)
+        body["model"] = msgspec.Raw(encoder.encode(route.model.upstream_id))
+        if stream:
+            return await _forward_stream(request, provider, body, credential, call)
+        return await _forward(request, provider, body, credential, call)
+    req = decode_request(data)
+    call.dropped(provider.unsupported(req))
+    credential = call.use(route, pool)
+    if stream:
+        return await _canonical_stream(request, provider, req, route.model.upstream_id, credential, call)
+    resp = await unless_disconnected(
+        request, provider.complete(req, upstream_model=route.model.upstream_id, credential=credential))
+    call.usage(resp.usage)
+    call.finish(200)
+    return JSONBytes(encode_response(msgspec.structs.replace(resp, model=req.model)))
+
+
+async def _forward(request: Request, provider: PassThroughProvider, body: Body, credential: Credential,
+                   call: Call) -> Response:
+    raw = await unless_disconnected(
+        request, provider.forward(encoder.encode(body), credential=credential, headers=request.headers))
+    try:
+        view = event_view_decoder.decode(raw)
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        raise UpstreamError(f"{provider.name} upstream sent an unreadable message", provider=provider.name) from None
+    if view.type != "message":
+        _raise_reported_error(provider.name, raw, credential.secret, "instead of a message")
+        raise UpstreamError(f"{provider.name} upstream sent a 200 that is not a message", provider=provider.name)
+    if view.usage is not None:
+        call.usage(view.usage.to_usage())
+    call.finish(200)
+    return JSONBytes(raw)
+
+
+async def _forward_stream(request: Request, provider: PassThroughProvider, body: Body, credential: Credential,
+                          call: Call) -> EventStreamResponse:
+    upstream = await unless_disconnected(
+        request, provider.forward_stream(encoder.encode(body), credential=credential, headers=request.headers))
+    finished = False
+
+    async def chunks() -> AsyncIterator[bytes]:
+        nonlocal finished
+        usage = UsageView()
+        done = False
+        async for batch in upstream.batches():
+            parts: list[bytes] = []
+            for event in batch:
+                name, data = event.event or "message", event.data
+                if name == "error" or b'"error"' in data:
+                    if parts:  # what came before the error still reaches the client
+                        yield b"".join(parts)
+                        parts = []
+                    _raise_reported_error(provider.name, data, credential.secret, "mid-stream")
+                if _USAGE in data:
+                    try:
+                        view = event_view_decoder.decode(data)
+                    except (msgspec.DecodeError, msgspec.ValidationError):
+                        raise UpstreamError(f"{provider.name} upstream sent a malformed stream event",
+                                            provider=provider.name) from None
+                    found = view.usage or (view.message.usage if view.message else None)
+                    if found is not None:
+                        usage = usage.merge(found)
+                        call.usage(usage.to_usage())
+                parts.append(b"event: " + name.encode() + b"\ndata: " + data + b"\n\n")
+                if name == "message_stop":
+                    done = True
+                    break
+            if parts:
+                call.first_token()
+                yield b"".join(parts)
+            if done:
+                break
+        if not done:
+            raise UpstreamError(f"{provider.name} upstream closed the stream before it finished",
+                                provider=provider.name)
+        finished = True
+
+    async def close() -> None:
+        if finished:
+            upstream.finish()
+        else:
+            upstream.close()
+
+    return guarded_stream(chunks(), call, _error_frame, close)
+
+
+async def _canonical_stream(request: Request, provider: ChatProvider, req: ChatRequest, upstream_model: str,
+                            credential: Credential, call: Call) -> EventStreamResponse:
+    events = provider.stream(req, upstream_model=upstream_model, credential=credential)
+    first = await unless_disconnected(request, anext(events))  # errors before any byte: a plain error
+    encoder_ = StreamEncoder(model=req.model)
+
+    async def chunks() -> AsyncIterator[bytes]:
+        yield encoder_.feed(first)
+        call.first_token()
+        async for event in events:
+            if isinstance(event, UsageReport):
+                call.usage(event.usage)
+            out = encoder_.feed(event)
+            if out:
+                yield out
+        yield encoder_.close()
+
+    async def close() -> None:
+        await events.aclose()  # type: ignore[attr-defined]
+
+    return guarded_stream(chunks(), call, _error_frame, close)
+
+
+# POST /v1/messages/count_tokens -----------------------------------------------------------
+
+
+async def count(request: Request, call: Call) -> Response:
+    gw: Gateway = request.app.state.gateway
+    call.identify(await gw.identify(request.headers))
+    raw = await read_body(request, gw.max_body_bytes)
+    data = loads(raw)
+    if not isinstance(data, dict):
+        raise InvalidRequest("Request body must be a JSON object.")
+    data = {**data, "max_tokens": 1, "stream": False}  # not part of a count request
+    check_request(data)
+    call.row.model = gw.catalog.resolve(data["model"]).model.id  # an unknown model is a 404, as upstream
+    req = decode_request(data)
+    total = count_tokens(req)
+    call.finish(200)
+    return JSONBytes({"input_tokens": total})
+
+
+# GET /anthropic/v1/models ------------------------------------------------------------------
+
+
+def _created_at(m: ModelInfo) -> str:
+    return datetime.datetime.fromtimestamp(m.created, datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _model_entry(m: ModelInfo) -> dict[str, Any]:
+    """Anthropic's ModelInfo, plus the OpenAI-style fields seed 002 lists (object, created, owned_by)."""
+    return {"type": "model", "id": m.id, "display_name": m.display_name or m.id, "created_at": _created_at(m),
+            "capabilities": None, "max_input_tokens": None, "max_tokens": None,
+            "object": "model", "created": m.created, "owned_by": m.provider}
+
+
+def models_page(gw: Gateway, request: Request) -> dict[str, Any]:
+    """Anthropic's page (``data``, ``first_id``, ``last_id``, ``has_more``; ``limit``,
+    ``after_id``, ``before_id``), which also carries seed 002's ``object: list``."""
+    listed = gw.catalog.listed()
+    names = {m.id for m in listed}
+    if gw.catalog.claude_mapping:  # Claude names answer through the mapping: list them too
+        listed += [m for m in gw.catalog.known.values() if m.id.startswith("claude") and m.id not in names]
+    q = request.query_params
+    try:
+        limit = int(q.get("limit") or 20)
+    except ValueError:
+        raise InvalidRequest("limit: must be an integer") from None
+    if not 1 <= limit <= _MODELS_PAGE_MAX:
+        raise InvalidRequest(f"limit: must be between 1 and {_MODELS_PAGE_MAX}")
+    ids = [m.id for m in listed]
+    start, end = 0, len(listed)
+    if q.get("after_id"):
+        if q["after_id"] not in ids:
+            raise InvalidRequest(f"after_id: unknown model {q['after_id']!r}")
+        start = ids.index(q["after_id"]) + 1
+    if q.get("before_id"):
+        if q["before_id"] not in ids:
+            raise InvalidRequest(f"before_id: unknown model {q['before_id']!r}")
+        end = ids.index(q["before_id"])
+        start = max(start, end - limit)
+    page = listed[start:end][:limit]
+    has_more = start + len(page) < end if not q.get("before_id") else start > 0
+    return {"object": "list", "data": [_model_entry(m) for m in page],
+            "first_id": page[0].id if page else None, "last_id": page[-1].id if page else None,
+            "has_more": has_more}
+
+
+async def models(request: Request, call: Call) -> Response:
+    """Seed 002: no key needed on /anthropic/v1/models."""
+    gw: Gateway = request.app.state.gateway
+    page = models_page(gw, request)
+    call.finish(200)
+    return JSONBytes(page)
+
+
+async def models_with_key(request: Request, call: Call) -> Response:
+    """``GET /v1/models`` from an Anthropic SDK: the same page, behind a key like every /v1 route."""
+    gw: Gateway = request.app.state.gateway
+    call.identify(await gw.identify(request.headers))
+    page = models_page(gw, request)
+    call.finish(200)
+    return JSONBytes(page)
+
+
+v1_models = _guard(models_with_key)
+
+
+def anthropic_routes() -> list[BaseRoute]:
+    out: list[BaseRoute] = []
+    for prefix in ("/v1", "/anthropic/v1"):
+        out.append(Route(f"{prefix}/messages", _guard(messages), methods=["POST"]))
+        out.append(Route(f"{prefix}/messages/count_tokens", _guard(count), methods=["POST"]))
+    out.append(Route("/anthropic/v1/models", _guard(models), methods=["GET"]))
+    return out

@@ -1,0 +1,154 @@
+"""Anthropic streams: the encoder's output is what the anthropic SDK's own accumulator builds
+a message from, and the decoder turns an upstream's events back into canonical ones."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from anthropic.lib.streaming._messages import accumulate_event
+from anthropic.types import RawMessageStreamEvent
+from pydantic import TypeAdapter
+
+from tollway.core.chat import (
+    Finish,
+    ReasoningDelta,
+    StreamEvent,
+    StreamStart,
+    TextDelta,
+    ToolCallDelta,
+    ToolCallStart,
+    Usage,
+    UsageReport,
+)
+from tollway.core.errors import UpstreamError
+from tollway.dialects.anthropic.stream import StreamDecoder, StreamEncoder
+
+_events = TypeAdapter(RawMessageStreamEvent)
+
+
+def frames(data: bytes) -> list[tuple[str, dict[str, Any]]]:
+    out = []
+    for block in data.decode().split("\n\n"):
+        if not block.strip():
+            continue
+        lines = dict(line.split(": ", 1) for line in block.split("\n"))
+        out.append((lines["event"], json.loads(lines["data"])))
+    return out
+
+
+def encode(events: list[StreamEvent], model: str = "m") -> list[tuple[str, dict[str, Any]]]:
+    enc = StreamEncoder(model=model)
+    raw = b"".join(enc.feed(e) for e in events) + enc.close()
+    return frames(raw)
+
+
+def accumulate(pairs: list[tuple[str, dict[str, Any]]]) -> Any:
+    snapshot, bufs = None, {}
+    for name, data in pairs:
+        assert name == data["type"]  # the event line names the JSON's type, as Anthropic's do
+        if name == "ping":
+            continue
+        snapshot = accumulate_event(event=_events.validate_python(data), current_snapshot=snapshot, json_bufs=bufs)
+    return snapshot
+
+
+STREAM: list[StreamEvent] = [
+    StreamStart(id="chatcmpl-9", model="up", created=1),
+    ReasoningDelta(text="let me "), ReasoningDelta(text="think"), ReasoningDelta(signature="sig-1"),
+    TextDelta(text="Hello"), TextDelta(text=" world"),
+    ToolCallStart(index=0, id="call_a", name="get"), ToolCallDelta(index=0, arguments='{"city": '),
+    ToolCallDelta(index=0, arguments='"Paris"}'),
+    ToolCallStart(index=1, id="call_b", name="get"), ToolCallDelta(index=1, arguments='{"city": "Rome"}'),
+    Finish(reason="tool_calls"),
+    UsageReport(usage=Usage(input_tokens=40, output_tokens=12, cached_tokens=30)),
+]
+
+
+def test_the_sdk_accumulates_the_encoded_stream_into_the_right_message() -> None:
+    pairs = encode(STREAM, model="claude-x")
+    names = [n for n, _ in pairs]
+    assert names[:2] == ["message_start", "ping"] and names[-2:] == ["message_delta", "message_stop"]
+    assert names.count("content_block_start") == names.count("content_block_stop") == 4
+    msg = accumulate(pairs)
+    assert msg.id.startswith("msg_") and msg.model == "claude-x"
+    assert [b.type for b in msg.content] == ["thinking", "text", "tool_use", "tool_use"]
+    assert msg.content[0].thinking == "let me think" and msg.content[0].signature == "sig-1"
+    assert msg.content[1].text == "Hello world"
+    assert (msg.content[2].name, msg.content[2].input) == ("get", {"city": "Paris"})
+    assert msg.content[3].input == {"city": "Rome"}
+    assert msg.stop_reason == "tool_use"
+    assert msg.usage.input_tokens == 10 and msg.usage.cache_read_input_tokens == 30 and msg.usage.output_tokens == 12
+
+
+def test_an_empty_stream_still_opens_and_closes_a_message() -> None:
+    pairs = encode([Finish(reason="length")])
+    assert [n for n, _ in pairs] == ["message_start", "ping", "message_delta", "message_stop"]
+    assert accumulate(pairs).stop_reason == "max_tokens"
+
+
+def test_redacted_thinking_is_its_own_block() -> None:
+    pairs = encode([StreamStart(id="x", model="m", created=0), ReasoningDelta(redacted_data="opaque"),
+                    TextDelta(text="ok"), Finish(reason="stop", stop_sequence="END")])
+    msg = accumulate(pairs)
+    assert [b.type for b in msg.content] == ["redacted_thinking", "text"]
+    assert msg.content[0].data == "opaque" and msg.stop_reason == "stop_sequence" and msg.stop_sequence == "END"
+
+
+def upstream_events() -> list[dict[str, Any]]:
+    return [
+        {"type": "message_start", "message": {"id": "msg_1", "model": "claude-up", "usage": {
+            "input_tokens": 5, "cache_read_input_tokens": 20, "output_tokens": 1}}},
+        {"type": "content_block_start", "index": 0, "content_block": {"type": "thinking", "thinking": ""}},
+        {"type": "content_block_delta", "index": 0, "delta": {"type": "thinking_delta", "thinking": "hm"}},
+        {"type": "content_block_delta", "index": 0, "delta": {"type": "signature_delta", "signature": "S"}},
+        {"type": "content_block_stop", "index": 0},
+        {"type": "ping"},
+        {"type": "content_block_start", "index": 1, "content_block": {"type": "text", "text": ""}},
+        {"type": "content_block_delta", "index": 1, "delta": {"type": "text_delta", "text": "Hi"}},
+        {"type": "content_block_stop", "index": 1},
+        {"type": "content_block_start", "index": 2,
+         "content_block": {"type": "tool_use", "id": "toolu_1", "name": "f", "input": {}}},
+        {"type": "content_block_delta", "index": 2, "delta": {"type": "input_json_delta", "partial_json": "{\"a\""}},
+        {"type": "content_block_delta", "index": 2, "delta": {"type": "input_json_delta", "partial_json": ": 1}"}},
+        {"type": "content_block_stop", "index": 2},
+        {"type": "message_delta", "delta": {"stop_reason": "tool_use", "stop_sequence": None},
+         "usage": {"output_tokens": 9}},
+        {"type": "message_stop"},
+    ]
+
+
+def test_decoder_turns_upstream_events_into_canonical_ones() -> None:
+    dec = StreamDecoder("anthropic")
+    out: list[StreamEvent] = []
+    for data in upstream_events():
+        out.extend(dec.feed(data))
+    assert dec.done
+    assert out == [
+        StreamStart(id="msg_1", model="claude-up", created=0),
+        ReasoningDelta(text="hm"), ReasoningDelta(signature="S"),
+        TextDelta(text="Hi"),
+        ToolCallStart(index=0, id="toolu_1", name="f"),
+        ToolCallDelta(index=0, arguments='{"a"'), ToolCallDelta(index=0, arguments=": 1}"),
+        Finish(reason="tool_calls", stop_sequence=None),
+        UsageReport(usage=Usage(input_tokens=25, output_tokens=9, cached_tokens=20)),
+    ]
+
+
+def test_decoder_then_encoder_gives_back_the_same_message() -> None:
+    dec = StreamDecoder("anthropic")
+    events = [e for data in upstream_events() for e in dec.feed(data)]
+    msg = accumulate(encode(events, model="claude-up"))
+    assert [b.type for b in msg.content] == ["thinking", "text", "tool_use"]
+    assert msg.content[0].signature == "S" and msg.content[2].input == {"a": 1}
+    assert msg.usage.input_tokens == 5 and msg.usage.cache_read_input_tokens == 20 and msg.usage.output_tokens == 9
+
+
+@pytest.mark.parametrize("etype, status", [("overloaded_error", 529), ("rate_limit_error", 429),
+                                           ("api_error", 500)])
+def test_an_error_event_raises_with_its_status(etype: str, status: int) -> None:
+    dec = StreamDecoder("anthropic")
+    with pytest.raises(UpstreamError) as exc:
+        dec.feed({"type": "error", "error": {"type": etype, "message": "busy"}})
+    assert exc.value.upstream_status == status and "busy" in exc.value.message
