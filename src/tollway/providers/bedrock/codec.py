@@ -1,15 +1,4 @@
-"""AWS Bedrock: the Converse and ConverseStream APIs, signed with SigV4.
-
-Configuration: the region comes from ``ProviderConfig.options["region"]`` (the env config
-fills it from AWS_REGION), or per credential from ``Credential.extra["region"]``. A credential
-is the secret access key in ``secret`` plus ``extra["access_key_id"]`` and, for temporary
-credentials, ``extra["session_token"]``; ``env_credentials`` and ``env_options`` build them
-from AWS_* variables. The endpoint is ``base_url`` (BEDROCK_BASE_URL) or
-``https://bedrock-runtime.{region}.amazonaws.com``.
-
-Signing is botocore's SigV4 (service ``bedrock``); the event stream of ConverseStream is
-decoded by botocore's ``EventStreamBuffer``. The model id is quoted as one path segment and
-the URL is signed in the exact form aiohttp sends it (yarl turns ``%3A`` back into ``:``).
+"""Bedrock Converse <-> canonical: the request body, the response, error bodies. Pure: no I/O.
 
 Canonical -> Converse, and what has no place there:
 
@@ -36,107 +25,30 @@ Canonical -> Converse, and what has no place there:
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import binascii
 import re
-import time
-import uuid
-from collections.abc import AsyncIterator, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any, Final
-from urllib.parse import quote
 
 import msgspec
-from botocore.auth import SigV4Auth  # type: ignore[import-untyped]
-from botocore.awsrequest import AWSRequest  # type: ignore[import-untyped]
-from botocore.credentials import Credentials  # type: ignore[import-untyped]
-from botocore.eventstream import EventStreamBuffer, ParserError  # type: ignore[import-untyped]
-from yarl import URL
 
-from tollway.core.catalog import Credential, EnvRequirement, ModelInfo, ProviderConfig, ProviderSpec
 from tollway.core.chat import (
     Block,
     ChatRequest,
     ChatResponse,
     DocumentBlock,
-    Finish,
     FinishReason,
     ImageBlock,
     ReasoningBlock,
-    ReasoningDelta,
-    StreamEvent,
-    StreamStart,
     TextBlock,
-    TextDelta,
     ToolCallBlock,
-    ToolCallDelta,
-    ToolCallStart,
     ToolResultBlock,
     Usage,
-    UsageReport,
 )
-from tollway.core.errors import ConfigError, InvalidRequest, ProviderNotConfigured, UpstreamError
-from tollway.core.names import DIALECT_BEDROCK, PROVIDER_BEDROCK
-from tollway.providers.base import ProviderContext
-from tollway.providers.http import UpstreamClient, redact
+from tollway.core.errors import InvalidRequest
+from tollway.core.names import DIALECT_BEDROCK
 from tollway.providers.media import Media
-
-SIGNING_SERVICE: Final = "bedrock"
-JSON: Final = "application/json"
-EVENT_STREAM: Final = "application/vnd.amazon.eventstream"
-
-
-def _model(mid: str, upstream: str, name: str, caps: tuple[str, ...]) -> ModelInfo:
-    return ModelInfo(id=mid, provider=PROVIDER_BEDROCK, upstream_id=upstream, display_name=name, capabilities=caps,
-                     tags=("bedrock",))
-
-
-SPEC = ProviderSpec(
-    name=PROVIDER_BEDROCK,
-    kind=PROVIDER_BEDROCK,
-    env_requirements=(
-        EnvRequirement(key="AWS_ACCESS_KEY_ID", description="AWS access key id"),
-        EnvRequirement(key="AWS_SECRET_ACCESS_KEY", description="AWS secret access key"),
-        EnvRequirement(key="AWS_REGION", description="AWS region of the Bedrock runtime (us-east-1 ...)"),
-        EnvRequirement(key="AWS_SESSION_TOKEN", description="AWS session token (temporary credentials)",
-                       required=False),
-        EnvRequirement(key="BEDROCK_BASE_URL", description="Bedrock runtime endpoint override", required=False),
-    ),
-    api_key_env="AWS_SECRET_ACCESS_KEY",
-    base_url_env="BEDROCK_BASE_URL",
-    default_base_url="",  # https://bedrock-runtime.{region}.amazonaws.com
-    models=(
-        # Claude 4.5 models take on-demand calls only through an inference profile
-        _model("bedrock/claude-sonnet-4-5", "global.anthropic.claude-sonnet-4-5-20250929-v1:0",
-               "Claude Sonnet 4.5 (Bedrock)", ("chat", "tools", "vision", "reasoning")),
-        _model("bedrock/claude-haiku-4-5", "global.anthropic.claude-haiku-4-5-20251001-v1:0",
-               "Claude Haiku 4.5 (Bedrock)", ("chat", "tools", "vision", "reasoning")),
-        _model("bedrock/claude-3-5-haiku", "us.anthropic.claude-3-5-haiku-20241022-v1:0",
-               "Claude 3.5 Haiku (Bedrock)", ("chat", "tools")),
-        _model("bedrock/nova-pro", "amazon.nova-pro-v1:0", "Amazon Nova Pro", ("chat", "tools", "vision")),
-        _model("bedrock/nova-lite", "amazon.nova-lite-v1:0", "Amazon Nova Lite", ("chat", "tools", "vision")),
-        _model("bedrock/nova-micro", "amazon.nova-micro-v1:0", "Amazon Nova Micro", ("chat", "tools")),
-    ),
-    open_catalog=True,
-    features=frozenset({"chat", "stream", "tools", "reasoning", "usage", "errors", "images"}),
-)
-
-
-def env_credentials(env: Mapping[str, str]) -> tuple[Credential, ...]:
-    """The credential AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY (/ AWS_SESSION_TOKEN) make, if set."""
-    key_id, secret = env.get("AWS_ACCESS_KEY_ID"), env.get("AWS_SECRET_ACCESS_KEY")
-    if not key_id or not secret:
-        return ()
-    extra = {"access_key_id": key_id}
-    if env.get("AWS_SESSION_TOKEN"):
-        extra["session_token"] = env["AWS_SESSION_TOKEN"]
-    return (Credential(id=f"{PROVIDER_BEDROCK}:env", secret=secret, extra=extra),)
-
-
-def env_options(env: Mapping[str, str]) -> dict[str, Any]:
-    """ProviderConfig.options from the environment: the region."""
-    return {"region": env["AWS_REGION"]} if env.get("AWS_REGION") else {}
-
 
 # --- model families ----------------------------------------------------------------------
 
@@ -415,7 +327,7 @@ def encode_request(req: ChatRequest, *, upstream_model: str, media: Mapping[str,
 # --- Converse -> canonical ---------------------------------------------------------------
 
 
-class _Usage(msgspec.Struct):
+class ConverseUsage(msgspec.Struct):
     inputTokens: int = 0
     outputTokens: int = 0
     cacheReadInputTokens: int = 0
@@ -427,7 +339,7 @@ class _Usage(msgspec.Struct):
                      cache_write_tokens=cw)
 
 
-class _ToolUse(msgspec.Struct):
+class ConverseToolUse(msgspec.Struct):
     toolUseId: str
     name: str
     input: Any = None
@@ -445,7 +357,7 @@ class _Reasoning(msgspec.Struct):
 
 class _Content(msgspec.Struct):
     text: str | None = None
-    toolUse: _ToolUse | None = None
+    toolUse: ConverseToolUse | None = None
     reasoningContent: _Reasoning | None = None
 
 
@@ -460,7 +372,7 @@ class _Output(msgspec.Struct):
 class _Response(msgspec.Struct):
     output: _Output
     stopReason: str
-    usage: _Usage = msgspec.field(default_factory=_Usage)
+    usage: ConverseUsage = msgspec.field(default_factory=ConverseUsage)
     additionalModelResponseFields: dict[str, Any] | None = None
 
 
@@ -519,257 +431,3 @@ def parse_bedrock_error(body: bytes) -> str | None:
     except (msgspec.DecodeError, msgspec.ValidationError):
         return body[:300].decode("utf-8", "replace").strip() or None
     return err.message or err.Message
-
-
-# --- ConverseStream events -> canonical --------------------------------------------------
-
-
-class _BlockStart(msgspec.Struct):
-    toolUse: _ToolUse | None = None
-
-
-class _StartEvent(msgspec.Struct):
-    contentBlockIndex: int
-    start: _BlockStart
-
-
-class _ToolInput(msgspec.Struct):
-    input: str = ""
-
-
-class _ReasoningPiece(msgspec.Struct):
-    text: str | None = None
-    signature: str | None = None
-    redactedContent: str | None = None
-
-
-class _Delta(msgspec.Struct):
-    text: str | None = None
-    toolUse: _ToolInput | None = None
-    reasoningContent: _ReasoningPiece | None = None
-
-
-class _DeltaEvent(msgspec.Struct):
-    contentBlockIndex: int
-    delta: _Delta
-
-
-class _StopEvent(msgspec.Struct):
-    stopReason: str
-    additionalModelResponseFields: dict[str, Any] | None = None
-
-
-class _MetadataEvent(msgspec.Struct):
-    usage: _Usage = msgspec.field(default_factory=_Usage)
-
-
-_start_decoder = msgspec.json.Decoder(_StartEvent)
-_delta_decoder = msgspec.json.Decoder(_DeltaEvent)
-_stop_decoder = msgspec.json.Decoder(_StopEvent)
-_metadata_decoder = msgspec.json.Decoder(_MetadataEvent)
-
-# ConverseStream's exception events and the HTTP status each stands for (the service model's)
-STREAM_EXCEPTIONS: Final = {
-    "throttlingException": 429, "validationException": 400, "modelStreamErrorException": 424,
-    "internalServerException": 500, "serviceUnavailableException": 503, "modelTimeoutException": 408,
-    "accessDeniedException": 403, "resourceNotFoundException": 404,
-}
-
-
-class StreamDecoder:
-    """ConverseStream messages (headers, payload) -> canonical events. ``done`` once both
-    messageStop and metadata were seen; exceptions raise ``UpstreamError``."""
-
-    def __init__(self, *, provider: str, response_id: str, model: str, created: int,
-                 secrets: tuple[str | None, ...] = ()) -> None:
-        self.provider = provider
-        self._start = StreamStart(id=response_id, model=model, created=created)
-        self._secrets = secrets
-        self._started = False
-        self._tools: dict[int, int] = {}  # content block index -> tool call index
-        self.stopped = False
-        self.metadata = False
-
-    @property
-    def done(self) -> bool:
-        return self.stopped and self.metadata
-
-    def _scrub(self, text: str) -> str:
-        for s in self._secrets:
-            text = redact(text, s)
-        return text
-
-    def feed(self, headers: Mapping[str, Any], payload: bytes) -> list[StreamEvent]:
-        kind = headers.get(":message-type")
-        if kind == "exception":
-            name = str(headers.get(":exception-type") or "exception")
-            message = parse_bedrock_error(payload) or "no message"
-            raise UpstreamError(f"{self.provider} upstream reported {name} mid-stream: {self._scrub(message)}"[:600],
-                                provider=self.provider, upstream_status=STREAM_EXCEPTIONS.get(name, 500))
-        if kind == "error":
-            code, message = headers.get(":error-code") or "error", headers.get(":error-message") or ""
-            raise UpstreamError(f"{self.provider} upstream reported {code} mid-stream: {self._scrub(str(message))}"
-                                [:600], provider=self.provider, upstream_status=500)
-        events: list[StreamEvent] = []
-        if not self._started:
-            self._started = True
-            events.append(self._start)
-        try:
-            events.extend(self._event(str(headers.get(":event-type")), payload))
-        except (msgspec.DecodeError, msgspec.ValidationError):
-            raise UpstreamError(f"{self.provider} upstream sent a malformed stream event",
-                                provider=self.provider) from None
-        return events
-
-    def _event(self, kind: str, payload: bytes) -> list[StreamEvent]:
-        if kind == "contentBlockStart":
-            start = _start_decoder.decode(payload)
-            if start.start.toolUse is None:
-                return []
-            index = self._tools[start.contentBlockIndex] = len(self._tools)
-            return [ToolCallStart(index=index, id=start.start.toolUse.toolUseId, name=start.start.toolUse.name)]
-        if kind == "contentBlockDelta":
-            event = _delta_decoder.decode(payload)
-            d = event.delta
-            if d.text is not None:
-                return [TextDelta(text=d.text)] if d.text else []
-            if d.toolUse is not None:
-                call = self._tools.get(event.contentBlockIndex)
-                if call is None:
-                    raise UpstreamError(f"{self.provider} upstream sent tool input for a block it never started",
-                                        provider=self.provider)
-                return [ToolCallDelta(index=call, arguments=d.toolUse.input)] if d.toolUse.input else []
-            if d.reasoningContent is not None:
-                r = d.reasoningContent
-                return [ReasoningDelta(text=r.text or "", signature=r.signature, redacted_data=r.redactedContent)]
-            return []
-        if kind == "messageStop":
-            stop = _stop_decoder.decode(payload)
-            self.stopped = True
-            reason, sequence = finish_of(stop.stopReason, stop.additionalModelResponseFields)
-            return [Finish(reason=reason, stop_sequence=sequence)]
-        if kind == "metadata":
-            self.metadata = True
-            return [UsageReport(usage=_metadata_decoder.decode(payload).usage.canonical())]
-        return []  # messageStart, contentBlockStop, and events added later
-
-
-# --- the adapter -------------------------------------------------------------------------
-
-
-class BedrockProvider:
-    def __init__(self, config: ProviderConfig, ctx: ProviderContext) -> None:
-        self.name = config.name
-        self.region: str | None = config.options.get("region") or None
-        self.base_url = config.base_url.rstrip("/")
-        self.media = ctx.media
-        for c in config.credentials:
-            if not (c.extra.get("region") or self.region):
-                raise ConfigError(f"provider {config.name!r}: no region (options.region, or region on "
-                                  f"credential {c.id!r})")
-            if not c.extra.get("access_key_id") or not c.secret:
-                raise ConfigError(f"provider {config.name!r}: credential {c.id!r} needs a secret access key and "
-                                  "extra.access_key_id")
-        self.client = UpstreamClient(provider=config.name, timeouts=ctx.timeouts, parse_error=parse_bedrock_error)
-
-    def unsupported(self, req: ChatRequest) -> list[str]:
-        return dropped_fields(req, upstream_model=self._upstream_guess(req.model))
-
-    def _upstream_guess(self, model: str) -> str:
-        """The upstream id a public model name stands for, as far as the name tells."""
-        known = next((m.upstream_id for m in SPEC.models if m.id == model), None)
-        if known is not None:
-            return known
-        prefix, sep, rest = model.partition("/")
-        return rest if sep and prefix == self.name else model
-
-    # signing ------------------------------------------------------------------------------
-
-    def _signed(self, credential: Credential, upstream_model: str, operation: str, body: bytes,
-                accept: str) -> tuple[str, dict[str, str]]:
-        """The URL as sent on the wire and the SigV4-signed headers for one call."""
-        key_id, secret = credential.extra.get("access_key_id"), credential.secret
-        region = credential.extra.get("region") or self.region
-        if not key_id or not secret or not region:
-            raise ProviderNotConfigured(f"{self.name} credential {credential.id!r} lacks an access key id, "
-                                        "a secret access key or a region")
-        endpoint = self.base_url or f"https://bedrock-runtime.{region}.amazonaws.com"
-        url = str(URL(f"{endpoint}/model/{quote(upstream_model, safe='')}/{operation}"))
-        request = AWSRequest(method="POST", url=url, data=body, headers={"Content-Type": JSON, "Accept": accept})
-        creds = Credentials(key_id, secret, credential.extra.get("session_token") or None)
-        SigV4Auth(creds, SIGNING_SERVICE, region).add_auth(request)
-        return url, {str(k): str(v) for k, v in request.headers.items()}
-
-    def _scrubbed(self, err: UpstreamError, credential: Credential) -> UpstreamError:
-        """The error with the session token (the client redacts the secret) taken out of its message."""
-        token = credential.extra.get("session_token")
-        message = redact(err.message, token)
-        if message == err.message:
-            return err
-        return type(err)(message, provider=err.provider, upstream_status=err.upstream_status,
-                         retry_after=err.retry_after)
-
-    async def _prepare(self, req: ChatRequest, upstream_model: str) -> bytes:
-        urls = media_urls(req)
-        loaded = await asyncio.gather(*(self.media.load(u) for u in urls))
-        body = encode_request(req, upstream_model=upstream_model, media=dict(zip(urls, loaded, strict=True)))
-        return msgspec.json.encode(body)
-
-    # calls --------------------------------------------------------------------------------
-
-    async def complete(self, req: ChatRequest, *, upstream_model: str, credential: Credential) -> ChatResponse:
-        body = await self._prepare(req, upstream_model)
-        url, headers = self._signed(credential, upstream_model, "converse", body, JSON)
-        try:
-            raw = await self.client.post(url, headers, body, secret=credential.secret)
-        except UpstreamError as err:
-            raise self._scrubbed(err, credential) from None
-        try:
-            return decode_response(raw, model=upstream_model, response_id=f"bedrock-{uuid.uuid4().hex}",
-                                   created=int(time.time()))
-        except (msgspec.DecodeError, msgspec.ValidationError):
-            raise UpstreamError(f"{self.name} upstream sent an unreadable Converse response",
-                                provider=self.name) from None
-
-    async def stream(self, req: ChatRequest, *, upstream_model: str,
-                     credential: Credential) -> AsyncIterator[StreamEvent]:
-        body = await self._prepare(req, upstream_model)
-        url, headers = self._signed(credential, upstream_model, "converse-stream", body, EVENT_STREAM)
-        try:
-            upstream = await self.client.open_stream(url, headers, body, secret=credential.secret)
-        except UpstreamError as err:
-            raise self._scrubbed(err, credential) from None
-        decoder = StreamDecoder(provider=self.name, model=upstream_model, created=int(time.time()),
-                                response_id=upstream.headers.get("x-amzn-requestid") or f"bedrock-{uuid.uuid4().hex}",
-                                secrets=(credential.secret, credential.extra.get("session_token")))
-        frames = EventStreamBuffer()
-        try:
-            async for chunk in upstream.chunks():
-                frames.add_data(chunk)
-                try:
-                    messages = list(frames)
-                except (ParserError, ValueError, KeyError, IndexError):
-                    raise UpstreamError(f"{self.name} upstream sent a malformed event stream frame",
-                                        provider=self.name) from None
-                for message in messages:
-                    for event in decoder.feed(message.headers, message.payload):
-                        yield event
-                if decoder.done:
-                    break
-            if not decoder.done:
-                raise UpstreamError(f"{self.name} upstream closed the stream before it finished",
-                                    provider=self.name)
-        except UpstreamError as err:
-            raise self._scrubbed(err, credential) from None
-        finally:
-            if decoder.done:
-                upstream.finish()
-            else:
-                upstream.close()
-
-    async def close(self) -> None:
-        await self.client.close()
-
-
-def build(config: ProviderConfig, ctx: ProviderContext) -> BedrockProvider:
-    return BedrockProvider(config, ctx)

@@ -1,0 +1,235 @@
+"""AWS Bedrock: the Converse and ConverseStream APIs, signed with SigV4.
+
+Configuration: the region comes from ``ProviderConfig.options["region"]`` (the env config
+fills it from AWS_REGION), or per credential from ``Credential.extra["region"]``. A credential
+is the secret access key in ``secret`` plus ``extra["access_key_id"]`` and, for temporary
+credentials, ``extra["session_token"]``; ``env_credentials`` and ``env_options`` build them
+from AWS_* variables. The endpoint is ``base_url`` (BEDROCK_BASE_URL) or
+``https://bedrock-runtime.{region}.amazonaws.com``.
+
+Signing is botocore's SigV4 (service ``bedrock``); the event stream of ConverseStream is
+decoded by botocore's ``EventStreamBuffer``. The model id is quoted as one path segment and
+the URL is signed in the exact form aiohttp sends it (yarl turns ``%3A`` back into ``:``).
+
+The request and response mapping (and what has no place in Converse) is in ``codec``; the
+ConverseStream decoding in ``stream``. Their public names are re-exported here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import AsyncIterator, Mapping
+from typing import Any, Final
+from urllib.parse import quote
+
+import msgspec
+from botocore.auth import SigV4Auth  # type: ignore[import-untyped]
+from botocore.awsrequest import AWSRequest  # type: ignore[import-untyped]
+from botocore.credentials import Credentials  # type: ignore[import-untyped]
+from botocore.eventstream import EventStreamBuffer  # type: ignore[import-untyped]
+from yarl import URL
+
+from tollway.core.catalog import Credential, EnvRequirement, ModelInfo, ProviderConfig, ProviderSpec
+from tollway.core.chat import ChatRequest, ChatResponse, StreamEvent
+from tollway.core.errors import ConfigError, ProviderNotConfigured, UpstreamError
+from tollway.core.names import PROVIDER_BEDROCK
+from tollway.providers.base import ProviderContext
+from tollway.providers.bedrock.codec import (
+    decode_response,
+    document_name,
+    dropped_fields,
+    encode_request,
+    media_urls,
+    parse_bedrock_error,
+)
+from tollway.providers.bedrock.stream import StreamDecoder, read_frames
+from tollway.providers.http import UpstreamClient, redact
+
+__all__ = [
+    "SPEC",
+    "BedrockProvider",
+    "StreamDecoder",
+    "build",
+    "decode_response",
+    "document_name",
+    "dropped_fields",
+    "encode_request",
+    "env_credentials",
+    "env_options",
+    "media_urls",
+    "parse_bedrock_error",
+]
+
+SIGNING_SERVICE: Final = "bedrock"
+JSON: Final = "application/json"
+EVENT_STREAM: Final = "application/vnd.amazon.eventstream"
+
+
+def _model(mid: str, upstream: str, name: str, caps: tuple[str, ...]) -> ModelInfo:
+    return ModelInfo(id=mid, provider=PROVIDER_BEDROCK, upstream_id=upstream, display_name=name, capabilities=caps,
+                     tags=("bedrock",))
+
+
+SPEC = ProviderSpec(
+    name=PROVIDER_BEDROCK,
+    kind=PROVIDER_BEDROCK,
+    env_requirements=(
+        EnvRequirement(key="AWS_ACCESS_KEY_ID", description="AWS access key id"),
+        EnvRequirement(key="AWS_SECRET_ACCESS_KEY", description="AWS secret access key"),
+        EnvRequirement(key="AWS_REGION", description="AWS region of the Bedrock runtime (us-east-1 ...)"),
+        EnvRequirement(key="AWS_SESSION_TOKEN", description="AWS session token (temporary credentials)",
+                       required=False),
+        EnvRequirement(key="BEDROCK_BASE_URL", description="Bedrock runtime endpoint override", required=False),
+    ),
+    api_key_env="AWS_SECRET_ACCESS_KEY",
+    base_url_env="BEDROCK_BASE_URL",
+    default_base_url="",  # https://bedrock-runtime.{region}.amazonaws.com
+    models=(
+        # Claude 4.5 models take on-demand calls only through an inference profile
+        _model("bedrock/claude-sonnet-4-5", "global.anthropic.claude-sonnet-4-5-20250929-v1:0",
+               "Claude Sonnet 4.5 (Bedrock)", ("chat", "tools", "vision", "reasoning")),
+        _model("bedrock/claude-haiku-4-5", "global.anthropic.claude-haiku-4-5-20251001-v1:0",
+               "Claude Haiku 4.5 (Bedrock)", ("chat", "tools", "vision", "reasoning")),
+        _model("bedrock/claude-3-5-haiku", "us.anthropic.claude-3-5-haiku-20241022-v1:0",
+               "Claude 3.5 Haiku (Bedrock)", ("chat", "tools")),
+        _model("bedrock/nova-pro", "amazon.nova-pro-v1:0", "Amazon Nova Pro", ("chat", "tools", "vision")),
+        _model("bedrock/nova-lite", "amazon.nova-lite-v1:0", "Amazon Nova Lite", ("chat", "tools", "vision")),
+        _model("bedrock/nova-micro", "amazon.nova-micro-v1:0", "Amazon Nova Micro", ("chat", "tools")),
+    ),
+    open_catalog=True,
+    features=frozenset({"chat", "stream", "tools", "reasoning", "usage", "errors", "images"}),
+)
+
+
+def env_credentials(env: Mapping[str, str]) -> tuple[Credential, ...]:
+    """The credential AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY (/ AWS_SESSION_TOKEN) make, if set."""
+    key_id, secret = env.get("AWS_ACCESS_KEY_ID"), env.get("AWS_SECRET_ACCESS_KEY")
+    if not key_id or not secret:
+        return ()
+    extra = {"access_key_id": key_id}
+    if env.get("AWS_SESSION_TOKEN"):
+        extra["session_token"] = env["AWS_SESSION_TOKEN"]
+    return (Credential(id=f"{PROVIDER_BEDROCK}:env", secret=secret, extra=extra),)
+
+
+def env_options(env: Mapping[str, str]) -> dict[str, Any]:
+    """ProviderConfig.options from the environment: the region."""
+    return {"region": env["AWS_REGION"]} if env.get("AWS_REGION") else {}
+
+
+
+# --- the adapter -------------------------------------------------------------------------
+
+
+class BedrockProvider:
+    def __init__(self, config: ProviderConfig, ctx: ProviderContext) -> None:
+        self.name = config.name
+        self.region: str | None = config.options.get("region") or None
+        self.base_url = config.base_url.rstrip("/")
+        self.media = ctx.media
+        for c in config.credentials:
+            if not (c.extra.get("region") or self.region):
+                raise ConfigError(f"provider {config.name!r}: no region (options.region, or region on "
+                                  f"credential {c.id!r})")
+            if not c.extra.get("access_key_id") or not c.secret:
+                raise ConfigError(f"provider {config.name!r}: credential {c.id!r} needs a secret access key and "
+                                  "extra.access_key_id")
+        self.client = UpstreamClient(provider=config.name, timeouts=ctx.timeouts, parse_error=parse_bedrock_error)
+
+    def unsupported(self, req: ChatRequest) -> list[str]:
+        return dropped_fields(req, upstream_model=self._upstream_guess(req.model))
+
+    def _upstream_guess(self, model: str) -> str:
+        """The upstream id a public model name stands for, as far as the name tells."""
+        known = next((m.upstream_id for m in SPEC.models if m.id == model), None)
+        if known is not None:
+            return known
+        prefix, sep, rest = model.partition("/")
+        return rest if sep and prefix == self.name else model
+
+    # signing ------------------------------------------------------------------------------
+
+    def _signed(self, credential: Credential, upstream_model: str, operation: str, body: bytes,
+                accept: str) -> tuple[str, dict[str, str]]:
+        """The URL as sent on the wire and the SigV4-signed headers for one call."""
+        key_id, secret = credential.extra.get("access_key_id"), credential.secret
+        region = credential.extra.get("region") or self.region
+        if not key_id or not secret or not region:
+            raise ProviderNotConfigured(f"{self.name} credential {credential.id!r} lacks an access key id, "
+                                        "a secret access key or a region")
+        endpoint = self.base_url or f"https://bedrock-runtime.{region}.amazonaws.com"
+        url = str(URL(f"{endpoint}/model/{quote(upstream_model, safe='')}/{operation}"))
+        request = AWSRequest(method="POST", url=url, data=body, headers={"Content-Type": JSON, "Accept": accept})
+        creds = Credentials(key_id, secret, credential.extra.get("session_token") or None)
+        SigV4Auth(creds, SIGNING_SERVICE, region).add_auth(request)
+        return url, {str(k): str(v) for k, v in request.headers.items()}
+
+    def _scrubbed(self, err: UpstreamError, credential: Credential) -> UpstreamError:
+        """The error with the session token (the client redacts the secret) taken out of its message."""
+        token = credential.extra.get("session_token")
+        message = redact(err.message, token)
+        if message == err.message:
+            return err
+        return type(err)(message, provider=err.provider, upstream_status=err.upstream_status,
+                         retry_after=err.retry_after)
+
+    async def _prepare(self, req: ChatRequest, upstream_model: str) -> bytes:
+        urls = media_urls(req)
+        loaded = await asyncio.gather(*(self.media.load(u) for u in urls))
+        body = encode_request(req, upstream_model=upstream_model, media=dict(zip(urls, loaded, strict=True)))
+        return msgspec.json.encode(body)
+
+    # calls --------------------------------------------------------------------------------
+
+    async def complete(self, req: ChatRequest, *, upstream_model: str, credential: Credential) -> ChatResponse:
+        body = await self._prepare(req, upstream_model)
+        url, headers = self._signed(credential, upstream_model, "converse", body, JSON)
+        try:
+            raw = await self.client.post(url, headers, body, secret=credential.secret)
+        except UpstreamError as err:
+            raise self._scrubbed(err, credential) from None
+        try:
+            return decode_response(raw, model=upstream_model, response_id=f"bedrock-{uuid.uuid4().hex}",
+                                   created=int(time.time()))
+        except (msgspec.DecodeError, msgspec.ValidationError):
+            raise UpstreamError(f"{self.name} upstream sent an unreadable Converse response",
+                                provider=self.name) from None
+
+    async def stream(self, req: ChatRequest, *, upstream_model: str,
+                     credential: Credential) -> AsyncIterator[StreamEvent]:
+        body = await self._prepare(req, upstream_model)
+        url, headers = self._signed(credential, upstream_model, "converse-stream", body, EVENT_STREAM)
+        try:
+            upstream = await self.client.open_stream(url, headers, body, secret=credential.secret)
+        except UpstreamError as err:
+            raise self._scrubbed(err, credential) from None
+        decoder = StreamDecoder(provider=self.name, model=upstream_model, created=int(time.time()),
+                                response_id=upstream.headers.get("x-amzn-requestid") or f"bedrock-{uuid.uuid4().hex}",
+                                secrets=(credential.secret, credential.extra.get("session_token")))
+        frames = EventStreamBuffer()
+        try:
+            async for chunk in upstream.chunks():
+                for message in read_frames(frames, chunk, provider=self.name):
+                    for event in decoder.feed(message.headers, message.payload):
+                        yield event
+                if decoder.done:
+                    break
+            if not decoder.done:
+                raise UpstreamError(f"{self.name} upstream closed the stream before it finished",
+                                    provider=self.name)
+        except UpstreamError as err:
+            raise self._scrubbed(err, credential) from None
+        finally:
+            if decoder.done:
+                upstream.finish()
+            else:
+                upstream.close()
+
+    async def close(self) -> None:
+        await self.client.close()
+
+
+def build(config: ProviderConfig, ctx: ProviderContext) -> BedrockProvider:
+    return BedrockProvider(config, ctx)
