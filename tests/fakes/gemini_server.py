@@ -66,6 +66,7 @@ class Behavior:
     status: int = 200
     error_message: str = "fake Gemini failure"
     retry_after: str | None = None  # Retry-After header on an error response
+    retry_delay: str | None = None  # a 429's RetryInfo.retryDelay in error.details ("7s"); default retry_after or 30
     echo_key_in_error: bool = False
     cut_after: int | None = None  # stream: end the body cleanly after N chunks, before any finishReason
     abort_after: int | None = None  # stream: abort the TCP connection after N chunks
@@ -428,7 +429,7 @@ class FakeGemini:
             err = error_body(b.status, message)
             if b.status == 429:
                 err["error"]["details"] = [{"@type": "type.googleapis.com/google.rpc.RetryInfo",
-                                            "retryDelay": f"{b.retry_after or 30}s"}]
+                                            "retryDelay": b.retry_delay or f"{b.retry_after or 30}s"}]
             headers = {"Retry-After": b.retry_after} if b.retry_after else None
             return web.json_response(err, status=b.status, headers=headers)
         rid = f"fake-resp-{len(self.requests)}"

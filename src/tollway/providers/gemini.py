@@ -29,6 +29,7 @@ Choices:
 from __future__ import annotations
 
 import json
+import re
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
@@ -517,6 +518,33 @@ def parse_gemini_error(body: bytes) -> str | None:
     return str(message or status) if message or status else None
 
 
+RETRY_INFO: Final = "type.googleapis.com/google.rpc.RetryInfo"
+_DURATION = re.compile(r"(-?\d+(?:\.\d{1,9})?)s")
+
+
+def duration_seconds(value: object) -> float | None:
+    """A protobuf Duration in its JSON form (``"7s"``, ``"1.5s"``) in seconds; None if it is not one."""
+    match = _DURATION.fullmatch(value) if isinstance(value, str) else None
+    return float(match[1]) if match else None
+
+
+def parse_gemini_retry_after(body: bytes) -> float | None:
+    """The ``retryDelay`` of a RetryInfo in an error body's ``error.details`` (Google sends a 429's
+    retry delay there, not in Retry-After), in seconds."""
+    try:
+        data = _decoder.decode(body)
+    except msgspec.DecodeError:
+        return None
+    if isinstance(data, list) and data:
+        data = data[0]
+    err = data.get("error") if isinstance(data, dict) else None
+    details = err.get("details") if isinstance(err, dict) else None
+    for d in details if isinstance(details, list) else ():
+        if isinstance(d, dict) and d.get("@type") == RETRY_INFO:
+            return duration_seconds(d.get("retryDelay"))
+    return None
+
+
 # --- the adapter ----------------------------------------------------------------------------------
 
 
@@ -527,7 +555,8 @@ class GeminiProvider:
         base = base.removesuffix("/v1beta")
         self.models_url = base + "/v1beta/models/"
         self.media = media
-        self.client = UpstreamClient(provider=config.name, timeouts=timeouts, parse_error=parse_gemini_error)
+        self.client = UpstreamClient(provider=config.name, timeouts=timeouts, parse_error=parse_gemini_error,
+                                     parse_retry_after=parse_gemini_retry_after)
 
     def url(self, model: str, *, stream: bool) -> str:
         name = quote(model.removeprefix("models/"), safe="-._~")

@@ -23,6 +23,7 @@ from tollway.core.errors import UpstreamError, UpstreamTimeout
 from tollway.providers.sse import SSEEvent, SSEFramer
 
 ErrorParser = Callable[[bytes], str | None]
+RetryAfterParser = Callable[[bytes], float | None]  # an error body's retry delay in seconds, if it has one
 MAX_ERROR_BODY = 64 * 1024
 
 
@@ -42,16 +43,20 @@ MAX_RETRY_AFTER = 3600.0
 MAX_MESSAGE = 500
 
 
+def clamp_retry_after(seconds: float | None) -> float | None:
+    """A retry delay clamped to 0..1 h; None if absent or not finite."""
+    if seconds is None or not math.isfinite(seconds):
+        return None
+    return min(max(seconds, 0.0), MAX_RETRY_AFTER)
+
+
 def retry_after_of(headers: Any) -> float | None:
     """The upstream's Retry-After in seconds (delta form), clamped to 0..1 h; None if absent or odd."""
     value = headers.get("retry-after") if headers is not None else None
     try:
-        seconds = float(value) if value is not None else None
+        return clamp_retry_after(float(value) if value is not None else None)
     except ValueError:
         return None
-    if seconds is None or not math.isfinite(seconds):
-        return None
-    return min(max(seconds, 0.0), MAX_RETRY_AFTER)
 
 
 class UpstreamStream:
@@ -154,10 +159,13 @@ class UpstreamStream:
 
 class UpstreamClient:
     def __init__(self, *, provider: str, timeouts: Timeouts, parse_error: ErrorParser,
-                 max_connections: int = 512) -> None:
+                 parse_retry_after: RetryAfterParser | None = None, max_connections: int = 512) -> None:
+        """``parse_error`` takes an error body's message; ``parse_retry_after``, if given, its
+        retry delay, for upstreams that send it in the body (Google) rather than in Retry-After."""
         self.provider = provider
         self.timeouts = timeouts
         self._parse_error = parse_error
+        self._parse_retry_after = parse_retry_after
         self._max_connections = max_connections
         self._session: aiohttp.ClientSession | None = None
         self._draining: dict[asyncio.Task[None], UpstreamStream] = {}
@@ -200,9 +208,12 @@ class UpstreamClient:
         if secret and len(secret) >= 4:
             body = body.replace(secret.encode(), b"***")  # before any parsing or cutting
         detail = redact(self._parse_error(body) or resp.reason or "error", secret)[:MAX_MESSAGE]
+        retry_after = retry_after_of(resp.headers)
+        if retry_after is None and self._parse_retry_after is not None:
+            retry_after = clamp_retry_after(self._parse_retry_after(body))
         return UpstreamError(
             f"{self.provider} upstream returned HTTP {resp.status}: {detail}",
-            provider=self.provider, upstream_status=resp.status, retry_after=retry_after_of(resp.headers),
+            provider=self.provider, upstream_status=resp.status, retry_after=retry_after,
         )
 
     async def _send(self, url: str, headers: dict[str, str], body: bytes | None,
