@@ -363,6 +363,25 @@ async def test_error_statuses_become_upstream_errors(provider, gfake: FakeGemini
     assert caught.value.upstream_status == status and f"scripted failure {status}" in caught.value.message
 
 
+@pytest.mark.parametrize(("retry_after", "retry_delay", "want"), [
+    (None, "7s", 7.0),  # Google's way: the delay only in the body's RetryInfo
+    (None, "0.5s", 0.5),
+    ("3", "7s", 3.0),  # a Retry-After header wins
+    (None, "86400s", 3600.0),  # clamped like Retry-After
+    (None, "soon", None),
+])
+async def test_a_429_takes_its_retry_after_from_the_bodys_retry_info(  # type: ignore[no-untyped-def]
+        provider, gfake: FakeGemini, retry_after: str | None, retry_delay: str, want: float | None) -> None:
+    model = f"g-429-{retry_after}-{retry_delay}"
+    gfake.script(model, Behavior(status=429, retry_after=retry_after, retry_delay=retry_delay))
+    with pytest.raises(UpstreamError) as caught:
+        await provider.complete(ask(user("x")), upstream_model=model, credential=CRED)
+    assert caught.value.upstream_status == 429 and caught.value.retry_after == want
+    with pytest.raises(UpstreamError) as caught:
+        await collect(provider, ask(user("x")), model)
+    assert caught.value.upstream_status == 429 and caught.value.retry_after == want
+
+
 async def test_the_api_key_never_appears_in_error_messages(provider, gfake: FakeGemini) -> None:  # type: ignore[no-untyped-def]
     gfake.script("g-echo", Behavior(status=500, echo_key_in_error=True))
     with pytest.raises(UpstreamError) as caught:

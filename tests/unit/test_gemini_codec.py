@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import itertools
+import json
 from typing import Any
 
 import pytest
@@ -459,6 +460,38 @@ def test_stream_decoder_signature_on_an_empty_last_part() -> None:
 ])
 def test_parse_gemini_error(body: bytes, want: str | None) -> None:
     assert gemini.parse_gemini_error(body) == want
+
+
+@pytest.mark.parametrize(("value", "want"), [
+    ("7s", 7.0), ("0.5s", 0.5), ("1.5s", 1.5), ("0s", 0.0), ("30s", 30.0), ("0.000000001s", 1e-9), ("-2s", -2.0),
+    ("7", None), ("s", None), ("7.s", None), ("1.5ms", None), (" 7s", None), ("7s ", None), ("1e3s", None),
+    ("infs", None), ("nans", None), ("0.1234567890s", None), ("", None), (7, None), (None, None),
+])
+def test_duration_seconds_reads_protobuf_json_durations(value: object, want: float | None) -> None:
+    assert gemini.duration_seconds(value) == want
+
+
+QUOTA = {"@type": "type.googleapis.com/google.rpc.QuotaFailure", "violations": []}
+
+
+def retry_info(delay: str) -> dict[str, str]:
+    return {"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": delay}
+
+
+@pytest.mark.parametrize(("body", "want"), [
+    ({"error": {"code": 429, "status": "RESOURCE_EXHAUSTED", "details": [QUOTA, retry_info("7s")]}}, 7.0),
+    ([{"error": {"code": 429, "details": [retry_info("0.5s")]}}], 0.5),
+    ({"error": {"code": 429, "details": [retry_info("soon")]}}, None),
+    ({"error": {"code": 429, "details": [QUOTA]}}, None),
+    ({"error": {"code": 429, "details": {"retryDelay": "7s"}}}, None),
+    ({"error": {"code": 429, "message": "no details"}}, None),
+    ({"retryDelay": "7s"}, None),
+    (b"<html>Too Many Requests</html>", None),
+    (b"", None),
+])
+def test_parse_gemini_retry_after_reads_retry_info_from_the_error_details(body: Any, want: float | None) -> None:
+    raw = body if isinstance(body, bytes) else json.dumps(body).encode()
+    assert gemini.parse_gemini_retry_after(raw) == want
 
 
 # --- the adapter's URL and headers -----------------------------------------------------------------
