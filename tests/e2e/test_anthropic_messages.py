@@ -155,11 +155,13 @@ def test_an_upstream_error_mid_stream_becomes_an_error_event(model: str, behavio
     events = anthropic_spec.parse_sse(r.content)
     assert events[-1][0] == "error" and anthropic_spec.error_body_errors(events[-1][1]) == []
     assert ANTHROPIC_SECRET not in r.text and UPSTREAM_SECRET not in r.text
+    if model.startswith("claude"):  # Anthropic said overloaded: a Claude client must see that type to retry
+        assert events[-1][1]["error"]["type"] == "overloaded_error"
 
 
-def test_count_tokens(gw: GatewayProcess, key: str) -> None:
+def test_count_tokens_locally(gw: GatewayProcess, key: str) -> None:
     def count(**kw: Any) -> int:
-        body = {"model": "claude-haiku-4-5", "messages": [{"role": "user", "content": "hello"}], **kw}
+        body = {"model": "deepseek-chat", "messages": [{"role": "user", "content": "hello"}], **kw}
         r = post(gw, "/v1/messages/count_tokens", body, {"x-api-key": key})
         assert r.status_code == 200, r.text
         assert anthropic_spec.errors("CountMessageTokensResponse", r.json()) == []
@@ -177,6 +179,36 @@ def test_count_tokens(gw: GatewayProcess, key: str) -> None:
     r = post(gw, "/v1/messages/count_tokens", {"model": "nope", "messages": [{"role": "user", "content": "x"}]},
              {"x-api-key": key})
     assert r.status_code == 404 and r.json()["error"]["type"] == "not_found_error"
+    bad = {"model": "deepseek-chat", "messages": [{"role": "user", "content": "x"}],
+           "tools": [{"name": "x", "description": 5, "input_schema": {}}]}
+    assert post(gw, "/v1/messages/count_tokens", bad, {"x-api-key": key}).status_code == 400
+
+
+def test_count_tokens_on_anthropic_is_anthropics_own(gw: GatewayProcess, key: str,
+                                                     fake_anthropic: FakeAnthropic) -> None:
+    fake_anthropic.script("claude-opus-4-6", anthropic_server.Behavior(input_tokens=1234))
+    body = {"model": "claude-opus-4-1", "messages": [{"role": "user", "content": "search the web"}],
+            "tools": [{"type": "web_search_20250305", "name": "web_search"}]}  # a server tool: only Anthropic counts it
+    r = post(gw, "/v1/messages/count_tokens", body, {"x-api-key": key})
+    assert r.status_code == 200 and r.json() == {"input_tokens": 1234}
+    seen = fake_anthropic.requests[-1]
+    assert seen.path == "/v1/messages/count_tokens" and seen.body == {**body, "model": "claude-opus-4-6"}
+
+
+def test_dated_claude_ids_reach_the_anthropic_upstream(gw: GatewayProcess, key: str,
+                                                       fake_anthropic: FakeAnthropic) -> None:
+    fake_anthropic.script("claude-opus-4-1-20250805", anthropic_server.Behavior(text="dated"))
+    r = post(gw, "/v1/messages", ask("claude-opus-4-1-20250805"), {"x-api-key": key})
+    assert r.status_code == 200 and r.json()["content"][0]["text"] == "dated"
+
+
+def test_translation_names_what_it_drops(gw: GatewayProcess, key: str, fake: FakeOpenAI) -> None:
+    fake.script("deepseek-chat", openai_server.Behavior(text="ok"))
+    body = ask("deepseek-chat", system=[{"type": "text", "text": "s", "cache_control": {"type": "ephemeral"}}],
+               service_tier="auto")
+    r = post(gw, "/v1/messages", body, {"x-api-key": key})
+    assert r.status_code == 200
+    assert log_row(gw, r.headers["x-request-id"])["dropped_params"] == "service_tier,system[].cache_control"
 
 
 def test_models_in_anthropics_page_shape(gw: GatewayProcess, key: str) -> None:

@@ -540,6 +540,23 @@ def test_documents(client: str, kind: str, pm_gateway: GatewayProcess, pm_key: s
     assert result.text == "A PDF." and got.documents == 1
 
 
+@pytest.mark.parametrize("kind", KINDS)
+def test_document_urls_from_a_claude_client(kind: str, pm_gateway: GatewayProcess, pm_key: str,
+                                            fakes: dict[str, Any]) -> None:
+    """A document by URL: Anthropic takes the URL; the others need bytes, which the gateway fetches."""
+    up = Upstream(kind, fakes[kind])
+    url = fakes["gemini"].serve(f"doc-{next(_ids)}.pdf", "application/pdf", PDF)
+    model, upstream = up.model("docurl")
+    up.script(upstream, Script(text="Read."))
+    msg = AnthropicClient(pm_gateway, pm_key).sdk.messages.create(model=model, max_tokens=64, messages=[
+        {"role": "user", "content": [{"type": "text", "text": "Summarise."},
+                                     {"type": "document", "source": {"type": "url", "url": url}}]}])
+    assert msg.content[0].text == "Read."  # type: ignore[union-attr]
+    assert up.received(upstream).documents == 1
+    body = json.dumps(up.fake.seen(upstream)[-1].body)
+    assert (url in body) == (kind == "anthropic")  # inlined as bytes everywhere else
+
+
 @pytest.mark.parametrize("stream", [False, True], ids=["json", "stream"])
 @pytest.mark.parametrize(("client", "kind"), PAIRS, ids=PAIR_IDS)
 def test_reasoning(client: str, kind: str, stream: bool, pm_gateway: GatewayProcess, pm_key: str,

@@ -128,6 +128,12 @@ def test_tool_choice_kinds(choice: dict[str, object], expected: ToolChoice) -> N
     ({"tools": [{"type": "web_search_20250305", "name": "web_search"}]}, "server tool"),
     ({"tool_choice": {"type": "sometimes"}}, "tool_choice"),
     ({"stop_sequences": "END"}, "stop_sequences"),
+    ({"stream": "no"}, "stream"),
+    ({"temperature": "hot"}, "temperature"),
+    ({"thinking": {"type": "enabled", "budget_tokens": "abc"}}, "budget_tokens"),
+    ({"tools": [{"name": "x", "description": 5, "input_schema": {}}]}, "description"),
+    ({"messages": [{"role": "user", "content": [{"type": "document", "title": 5, "source": {
+        "type": "text", "media_type": "text/plain", "data": "d"}}]}]}, "title"),
 ])
 def test_bad_requests_are_400s_that_name_the_field(bad: dict[str, object], fragment: str) -> None:
     with pytest.raises(InvalidRequest) as exc:
@@ -159,21 +165,59 @@ def test_encode_request_merges_turns_and_puts_tool_results_first() -> None:
     assert wire["tool_choice"] == {"type": "auto", "disable_parallel_tool_use": True}
 
 
-def test_encode_request_thinking_budget_keeps_max_tokens_above_it() -> None:
-    req = ChatRequest(model="m", messages=(Message(role="user", content=(TextBlock(text="q"),)),),
-                      max_tokens=1000, reasoning_budget=4000)
+def test_thinking_budget_fits_the_callers_max_tokens_and_drops_what_thinking_refuses() -> None:
+    msgs = (Message(role="user", content=(TextBlock(text="q"),)),)
+    fits = ChatRequest(model="m", messages=msgs, max_tokens=8000, reasoning_budget=4000, temperature=0.5, top_k=3,
+                       tool_choice=ToolChoice(mode="required"), tools=(Tool(name="f"),))
+    wire = encode_request(fits, model="m")
+    assert wire["thinking"] == {"type": "enabled", "budget_tokens": 4000} and wire["max_tokens"] == 8000
+    assert "temperature" not in wire and "top_k" not in wire and "tool_choice" not in wire
+    assert sorted(unencoded(fits)) == ["temperature", "tool_choice", "top_k"]
+    capped = ChatRequest(model="m", messages=msgs, max_tokens=3000, reasoning_effort="high")
+    wire = encode_request(capped, model="m")
+    assert wire["thinking"]["budget_tokens"] == 2999 and wire["max_tokens"] == 3000  # the caller's cap holds
+    too_small = ChatRequest(model="m", messages=msgs, max_tokens=100, reasoning_effort="high")
+    assert "thinking" not in encode_request(too_small, model="m") and unencoded(too_small) == ["reasoning_effort"]
+    open_ended = encode_request(ChatRequest(model="m", messages=msgs, reasoning_budget=2048), model="m")
+    assert open_ended["max_tokens"] > open_ended["thinking"]["budget_tokens"] == 2048
+
+
+def test_empty_text_never_reaches_anthropic_and_ids_are_made_valid() -> None:
+    req = ChatRequest(model="m", messages=(
+        Message(role="user", content=(TextBlock(text="q"),)),
+        Message(role="assistant", content=(TextBlock(text=""), ToolCallBlock(id="functions.f:0", name="f",
+                                                                              arguments="{}"))),
+        Message(role="tool", content=(ToolResultBlock(tool_call_id="functions.f:0", content=(TextBlock(text=""),)),)),
+        Message(role="user", content=(TextBlock(text=""),)),
+    ))
     wire = encode_request(req, model="m")
-    assert wire["thinking"] == {"type": "enabled", "budget_tokens": 4000}
-    assert wire["max_tokens"] > 4000
-    effort = encode_request(ChatRequest(model="m", messages=req.messages, reasoning_effort="low"), model="m")
-    assert effort["thinking"]["type"] == "enabled" and effort["max_tokens"] > effort["thinking"]["budget_tokens"]
+    assert wire["messages"][1]["content"] == [{"type": "tool_use", "id": "functions_f_0", "name": "f", "input": {}}]
+    assert wire["messages"][2]["content"] == [{"type": "tool_result", "tool_use_id": "functions_f_0"}]
+    text_doc = ChatRequest(model="m", messages=(Message(role="user", content=(
+        DocumentBlock(data="not base64!", media_type="text/plain"),)),))
+    with pytest.raises(InvalidRequest):
+        encode_request(text_doc, model="m")
+
+
+def test_nested_fields_without_a_canonical_slot_are_named() -> None:
+    req = decode_request(body(system=[{"type": "text", "text": "s", "cache_control": {"type": "ephemeral"}}],
+                              messages=[{"role": "user", "content": [
+                                  {"type": "text", "text": "q", "cache_control": {"type": "ephemeral"}},
+                                  {"type": "document", "source": {"type": "text", "media_type": "text/plain",
+                                                                  "data": "d"}, "citations": {"enabled": True}}]}],
+                              thinking={"type": "adaptive"}))
+    assert req.lossy == ("messages[].content[].cache_control", "messages[].content[].citations",
+                         "system[].cache_control", "thinking.adaptive")
 
 
 def test_unencoded_names_what_anthropic_cannot_take() -> None:
     req = ChatRequest(model="m", seed=1, response_format={"type": "json_object"}, extras={"logprobs": True},
+                      tools=(Tool(name="f", strict=True),),
                       messages=(Message(role="assistant", content=(ReasoningBlock(text="deepseek thoughts"),)),
-                                Message(role="user", content=(TextBlock(text="q"),))))
-    assert sorted(unencoded(req)) == ["logprobs", "messages[].reasoning_content", "response_format", "seed"]
+                                Message(role="user", name="jo", content=(ImageBlock(url="https://h/i.png",
+                                                                                    detail="low"),))))
+    assert sorted(unencoded(req)) == ["image_url.detail", "logprobs", "messages[].name",
+                                      "messages[].reasoning_content", "response_format", "seed", "tools[].strict"]
     wire = encode_request(req, model="m")
     assert "seed" not in wire and "logprobs" not in wire
     assert all(b["type"] != "thinking" for t in wire["messages"] for b in t["content"])

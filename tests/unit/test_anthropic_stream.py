@@ -152,3 +152,20 @@ def test_an_error_event_raises_with_its_status(etype: str, status: int) -> None:
     with pytest.raises(UpstreamError) as exc:
         dec.feed({"type": "error", "error": {"type": etype, "message": "busy"}})
     assert exc.value.upstream_status == status and "busy" in exc.value.message
+
+
+def test_tool_headers_first_then_arguments_still_give_whole_blocks() -> None:
+    """vLLM-style: every call's header, then the arguments of each; no delta may follow its block's stop."""
+    pairs = encode([StreamStart(id="x", model="m", created=0),
+                    ToolCallStart(index=0, id="", name="a"), ToolCallStart(index=1, id="", name="b"),
+                    ToolCallDelta(index=0, arguments='{"x": 1}'), ToolCallDelta(index=1, arguments='{"y": '),
+                    ToolCallDelta(index=1, arguments="2}"), Finish(reason="tool_calls")])
+    stopped: set[int] = set()
+    for name, data in pairs:
+        if name == "content_block_stop":
+            stopped.add(data["index"])
+        if name == "content_block_delta":
+            assert data["index"] not in stopped
+    msg = accumulate(pairs)
+    assert [(b.name, b.input) for b in msg.content] == [("a", {"x": 1}), ("b", {"y": 2})]
+    assert msg.content[0].id != msg.content[1].id  # ids made up for id-less calls are distinct

@@ -8,7 +8,7 @@ import pytest
 
 from tollway.config import load_file_config
 from tollway.core.catalog import Credential, ModelInfo
-from tollway.core.errors import ModelNotFound, ProviderNotConfigured
+from tollway.core.errors import ConfigError, ModelNotFound, ProviderNotConfigured
 from tollway.providers.registry import SPECS, env_provider_configs
 from tollway.routing.catalog import Catalog
 
@@ -167,3 +167,39 @@ def test_yaml_config_file_models_and_aliases(tmp_path: Path) -> None:
     assert "local-llama" not in {m.id for m in cat.listed()}
     with pytest.raises(ProviderNotConfigured):
         cat.resolve("local-llama")
+
+
+# --- names a provider's API owns, and claude_mapping ------------------------------------------
+
+ANTHROPIC_ENV = {"ANTHROPIC_API_KEY": "sk-ant"}
+DEEPSEEK_ENV = {"DEEPSEEK_API_KEY": "sk-ds"}
+
+
+def test_an_unlisted_claude_id_goes_to_a_configured_anthropic_as_is() -> None:
+    route = catalog(ANTHROPIC_ENV).resolve("claude-opus-4-1-20250805")
+    assert (route.provider, route.model.upstream_id) == ("anthropic", "claude-opus-4-1-20250805")
+    assert catalog(ANTHROPIC_ENV).resolve("claude-3-5-haiku-latest").model.id == "claude-haiku-4-5"  # alias first
+
+
+def test_without_anthropic_an_unlisted_claude_id_is_unknown_or_mapped() -> None:
+    with pytest.raises(ModelNotFound):
+        catalog(DEEPSEEK_ENV).resolve("claude-opus-4-1-20250805")
+    mapped = Catalog(SPECS, env_provider_configs(DEEPSEEK_ENV),
+                     claude_mapping={"fast": "deepseek-chat", "slow": "deepseek-reasoner"})
+    assert mapped.resolve("claude-opus-4-1-20250805").model.id == "deepseek-reasoner"
+    assert mapped.resolve("claude-sonnet-4-5").model.id == "deepseek-chat"  # known, but its provider is not here
+    assert mapped.resolve("claude-3-haiku-20240307").model.id == "deepseek-chat"
+    with pytest.raises(ModelNotFound):
+        mapped.resolve("gpt-nothing")
+
+
+def test_with_both_anthropic_wins_for_claude_names() -> None:
+    both = Catalog(SPECS, env_provider_configs({**ANTHROPIC_ENV, **DEEPSEEK_ENV}),
+                   claude_mapping={"fast": "deepseek-chat"})
+    assert both.resolve("claude-sonnet-4-5").provider == "anthropic"
+    assert both.resolve("claude-sonnet-4-6").provider == "anthropic"
+
+
+def test_a_claude_mapping_to_a_model_that_does_not_exist_fails_at_startup() -> None:
+    with pytest.raises(ConfigError):
+        Catalog(SPECS, env_provider_configs(DEEPSEEK_ENV), claude_mapping={"fast": "no-such-model"})

@@ -67,6 +67,9 @@ class ProviderSpec(msgspec.Struct, frozen=True, kw_only=True):
     features: frozenset[str] = frozenset()
     # ask the server which models it has (GET /models) and list them as "<name>/<id>"
     discover_models: bool = False
+    # model names this provider's API owns ("claude-" for Anthropic): an unlisted name with one
+    # of these prefixes goes to the configured provider as its upstream id (dated ids, new models)
+    model_prefixes: tuple[str, ...] = ()
 
     def configured(self, env: dict[str, str]) -> bool:
         return all(env.get(r.key) for r in self.env_requirements if r.required)

@@ -108,6 +108,9 @@ class ChatRequest(msgspec.Struct, frozen=True, kw_only=True):
     # same dialect gets them; any other drops them and names them in the request log
     extras: dict[str, Any] = msgspec.field(default_factory=dict)
     dialect: str = "openai"  # the wire ``extras`` belong to
+    # nested fields of the caller's dialect the canonical model does not carry (Anthropic's
+    # cache_control on a block, say): whatever the upstream, they are dropped and named
+    lossy: tuple[str, ...] = ()
 
 
 class Usage(msgspec.Struct, frozen=True, kw_only=True):

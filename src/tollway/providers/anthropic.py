@@ -57,6 +57,7 @@ SPEC = ProviderSpec(
                ("claude-opus-4-5", "claude-opus-4-1", "claude-opus-4-0", "claude-3-opus-latest")),
     ),
     open_catalog=True,
+    model_prefixes=("claude-",),
     features=frozenset({"chat", "stream", "tools", "reasoning", "usage", "errors", "images"}),
 )
 
@@ -94,6 +95,7 @@ class AnthropicProvider:
         if base.endswith("/v1"):  # accept either spelling of the base URL
             base = base[:-3]
         self.url = base + "/v1/messages"
+        self.count_url = base + "/v1/messages/count_tokens"
         self.client = UpstreamClient(provider=config.name, timeouts=ctx.timeouts, parse_error=parse_anthropic_error)
 
     def headers(self, credential: Credential, extra: Mapping[str, str] | None = None) -> dict[str, str]:
@@ -120,6 +122,12 @@ class AnthropicProvider:
                              headers: Mapping[str, str] | None = None) -> UpstreamStream:
         return await self.client.open_stream(self.url, self.headers(credential, headers), body,
                                              secret=credential.secret)
+
+    async def count_tokens(self, body: bytes, *, credential: Credential,
+                           headers: Mapping[str, str] | None = None) -> bytes:
+        """Anthropic's own count (exact for its models, server tools and files included)."""
+        return await self.client.post(self.count_url, self.headers(credential, headers), body,
+                                      secret=credential.secret)
 
     # canonical ---------------------------------------------------------------------------
 
@@ -153,6 +161,9 @@ class AnthropicProvider:
                 except UpstreamError as err:
                     raise UpstreamError(redact(err.message, credential.secret), provider=self.name,
                                         upstream_status=err.upstream_status) from None
+                except (AttributeError, TypeError, KeyError, ValueError):  # an event of the wrong shape
+                    raise UpstreamError(f"{self.name} upstream sent a malformed {data.get('type')!r} event",
+                                        provider=self.name) from None
                 for ev in events:
                     yield msgspec.structs.replace(ev, created=created) if isinstance(ev, StreamStart) else ev
                 if decoder.done:

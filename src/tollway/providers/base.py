@@ -57,6 +57,14 @@ class PassThroughProvider(Protocol):
 
 
 @runtime_checkable
+class TokenCounter(Protocol):
+    """A pass-through provider whose API counts tokens itself (Anthropic's count_tokens)."""
+
+    async def count_tokens(self, body: bytes, *, credential: Credential,
+                           headers: Mapping[str, str] | None = None) -> bytes: ...
+
+
+@runtime_checkable
 class ModelLister(Protocol):
     """A provider that can say which models its server has (Ollama, vLLM ...)."""
 

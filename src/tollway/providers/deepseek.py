@@ -25,6 +25,7 @@ SPEC = ProviderSpec(
                   tags=("deepseek",)),
     ),
     open_catalog=True,
+    model_prefixes=("deepseek-",),
     features=OPENAI_WIRE_FEATURES,
 )
 
@@ -32,4 +33,4 @@ QUIRKS = Quirks(renames={"max_completion_tokens": "max_tokens"}, drops=frozenset
 
 
 def build(config: ProviderConfig, ctx: ProviderContext) -> OpenAICompatProvider:
-    return OpenAICompatProvider(config, quirks=QUIRKS, timeouts=ctx.timeouts)
+    return OpenAICompatProvider(config, quirks=QUIRKS, timeouts=ctx.timeouts, media=ctx.media)

@@ -33,6 +33,7 @@ SPEC = ProviderSpec(
         _model("o3", "o3", ("chat", "tools", "vision", "reasoning")),
     ),
     open_catalog=True,
+    model_prefixes=("gpt-", "chatgpt-", "o1", "o3", "o4"),
     features=OPENAI_WIRE_FEATURES,
 )
 
@@ -41,4 +42,4 @@ QUIRKS = Quirks(renames={"max_tokens": "max_completion_tokens"})
 
 
 def build(config: ProviderConfig, ctx: ProviderContext) -> OpenAICompatProvider:
-    return OpenAICompatProvider(config, quirks=QUIRKS, timeouts=ctx.timeouts)
+    return OpenAICompatProvider(config, quirks=QUIRKS, timeouts=ctx.timeouts, media=ctx.media)

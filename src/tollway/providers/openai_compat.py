@@ -14,13 +14,14 @@ from typing import Any
 import msgspec
 
 from tollway.core.catalog import Credential, ProviderConfig
-from tollway.core.chat import ChatRequest, ChatResponse, StreamEvent
-from tollway.core.errors import UpstreamError
+from tollway.core.chat import Block, ChatRequest, ChatResponse, DocumentBlock, StreamEvent
+from tollway.core.errors import InvalidRequest, UpstreamError
 from tollway.core.names import DIALECT_OPENAI
 from tollway.dialects.openai.codec import decode_response, encode_request, unencoded
 from tollway.dialects.openai.stream import StreamDecoder
 from tollway.dialects.openai.wire import error_view_decoder
 from tollway.providers.http import Timeouts, UpstreamClient, UpstreamStream, redact
+from tollway.providers.media import MediaFetcher
 
 _decoder = msgspec.json.Decoder()
 _encoder = msgspec.json.Encoder()
@@ -70,8 +71,10 @@ def parse_openai_error(body: bytes) -> str | None:
 class OpenAICompatProvider:
     dialect = DIALECT_OPENAI
 
-    def __init__(self, config: ProviderConfig, *, quirks: Quirks, timeouts: Timeouts) -> None:
+    def __init__(self, config: ProviderConfig, *, quirks: Quirks, timeouts: Timeouts,
+                 media: MediaFetcher | None = None) -> None:
         self.name = config.name
+        self.media = media
         self.quirks = quirks
         self.url = config.base_url.rstrip("/") + quirks.chat_path
         self.models_url = config.base_url.rstrip("/") + "/models"
@@ -110,7 +113,25 @@ class OpenAICompatProvider:
 
     # canonical ---------------------------------------------------------------------------
 
+    async def _inline_documents(self, req: ChatRequest) -> ChatRequest:
+        """OpenAI's ``file`` part takes bytes only: a document URL is fetched (SSRF-guarded)."""
+        if not any(isinstance(b, DocumentBlock) and b.url for m in req.messages for b in m.content):
+            return req
+        if self.media is None:
+            raise InvalidRequest(f"{self.name} takes documents as base64 data only, not by URL.")
+        messages = []
+        for m in req.messages:
+            blocks: list[Block] = []
+            for b in m.content:
+                if isinstance(b, DocumentBlock) and b.url:
+                    media = await self.media.load(b.url)
+                    b = DocumentBlock(data=media.b64(), media_type=media.media_type, name=b.name)
+                blocks.append(b)
+            messages.append(msgspec.structs.replace(m, content=tuple(blocks)))
+        return msgspec.structs.replace(req, messages=tuple(messages))
+
     async def complete(self, req: ChatRequest, *, upstream_model: str, credential: Credential) -> ChatResponse:
+        req = await self._inline_documents(req)
         wire = encode_request(req, model=upstream_model)
         wire.pop("stream", None)
         wire.pop("stream_options", None)
@@ -124,6 +145,7 @@ class OpenAICompatProvider:
 
     async def stream(self, req: ChatRequest, *, upstream_model: str,
                      credential: Credential) -> AsyncIterator[StreamEvent]:
+        req = await self._inline_documents(req)
         wire = encode_request(req, model=upstream_model)
         wire["stream"] = True
         wire["stream_options"] = {"include_usage": True}

@@ -2,8 +2,10 @@
 
 Built once from the code-registered specs, the live provider configs (env + YAML) and the
 YAML's models and aliases; resolution is a dict lookup. Names resolve in this order:
-exact model id, alias (YAML ``aliases`` and model ``aliases``), then ``<provider>/<upstream id>``
-for providers with an open catalog (for example ``ollama/llama3.2`` or ``openai/gpt-5``).
+exact model id, alias (YAML ``aliases`` and model ``aliases``), a name whose prefix a configured
+provider's API owns (``claude-opus-4-1-20250805`` -> anthropic), seed 002's ``claude_mapping``
+for other Claude names, then ``<provider>/<upstream id>`` for providers with an open catalog (for
+example ``ollama/llama3.2`` or ``openai/gpt-5``).
 """
 
 from __future__ import annotations
@@ -51,6 +53,12 @@ class Catalog:
                 raise ConfigError(f"alias {alias!r}: {target!r} is not a model")
             names[alias] = names.get(target, target)
         self._names = names
+        # (prefix, configured provider) for names a provider's API owns; the provider named
+        # like its kind comes first
+        self._prefixes = sorted(
+            ((prefix, name) for name, p in self.providers.items()
+             if (spec := self._spec_for(p)) is not None for prefix in spec.model_prefixes),
+            key=lambda pn: (self.providers[pn[1]].kind != pn[1], pn[1]))
         self.claude_mapping = dict(claude_mapping or {})
         for family, target in self.claude_mapping.items():
             prefix, sep, _ = target.partition("/")
@@ -92,9 +100,15 @@ class Catalog:
 
     def resolve(self, name: str) -> Route:
         target = self._names.get(name)
-        # an unknown Claude name, or a known one whose provider is not configured: the mapping decides
-        if (target is None or not self._reachable(target)) and (mapped := self._claude_family(name)) is not None:
-            target = self._names.get(mapped, mapped)
+        if target is None or not self._reachable(target):
+            # a name the API of a configured provider owns (a dated Claude id, a new GPT) goes there
+            owner = next((p for prefix, p in self._prefixes if name.startswith(prefix)), None)
+            if owner is not None:
+                return Route(model=ModelInfo(id=name, provider=owner, upstream_id=name, display_name=name),
+                             provider=owner)
+            # an unknown Claude name, or a known one whose provider is not configured: the mapping decides
+            if (mapped := self._claude_family(name)) is not None:
+                target = self._names.get(mapped, mapped)
         if target is not None:
             model = self.known.get(target)
             if model is not None:

@@ -12,6 +12,7 @@ way in and subtracts them on the way out.
 from __future__ import annotations
 
 import base64
+import binascii
 from collections.abc import Sequence
 from typing import Any
 
@@ -83,9 +84,29 @@ def decode_request(body: bytes | dict[str, Any]) -> ChatRequest:
         raise InvalidRequest(f"Malformed request: {type(exc).__name__}: {exc}") from None
 
 
+def _is_number(v: Any) -> bool:
+    return isinstance(v, int | float) and not isinstance(v, bool)
+
+
 def check_request(data: Any) -> None:
     """The checks every /v1/messages body gets, pass-through or not."""
     _want(isinstance(data, dict), "Request body must be a JSON object.")
+    _want(data.get("stream") is None or isinstance(data["stream"], bool), "stream: must be a boolean")
+    for name in ("temperature", "top_p"):
+        _want(data.get(name) is None or _is_number(data[name]), f"{name}: must be a number")
+    _want(data.get("top_k") is None or (isinstance(data["top_k"], int) and not isinstance(data["top_k"], bool)),
+          "top_k: must be an integer")
+    metadata = data.get("metadata")
+    _want(metadata is None or (isinstance(metadata, dict) and isinstance(metadata.get("user_id"), str | None)),
+          "metadata: must be an object whose user_id is a string")
+    thinking = data.get("thinking")
+    if thinking is not None:
+        _want(isinstance(thinking, dict) and thinking.get("type") in ("enabled", "disabled", "adaptive"),
+              "thinking.type: must be 'enabled', 'disabled' or 'adaptive'")
+        if thinking["type"] == "enabled":
+            budget = thinking.get("budget_tokens")
+            _want(isinstance(budget, int) and not isinstance(budget, bool) and budget >= 1024,
+                  "thinking.budget_tokens: must be an integer >= 1024")
     _want(isinstance(data.get("model"), str) and data["model"] != "", "model: Field required")
     messages = data.get("messages")
     _want(isinstance(messages, list) and len(messages) > 0, "messages: Field required (a non-empty array)")
@@ -110,7 +131,10 @@ def _decode_request(data: Any) -> ChatRequest:
     tools = tuple(_decode_tool(t, i) for i, t in enumerate(data.get("tools") or ()))
     tool_choice, parallel = _decode_tool_choice(data.get("tool_choice"))
     thinking = data.get("thinking") or {}
-    budget = thinking.get("budget_tokens") if isinstance(thinking, dict) and thinking.get("type") == "enabled" else None
+    budget = thinking.get("budget_tokens") if thinking.get("type") == "enabled" else None
+    lossy = sorted(_lossy_fields(data))
+    if thinking.get("type") == "adaptive":
+        lossy.append("thinking.adaptive")
     metadata = data.get("metadata") or {}
     stops = data.get("stop_sequences") or ()
     _want(isinstance(stops, list | tuple) and all(isinstance(s, str) for s in stops),
@@ -132,7 +156,34 @@ def _decode_request(data: Any) -> ChatRequest:
         reasoning_budget=budget,
         extras={k: v for k, v in data.items() if k not in _KNOWN},
         dialect=DIALECT_ANTHROPIC,
+        lossy=tuple(lossy),
     )
+
+
+_LOSSY_BLOCK_FIELDS = ("cache_control", "citations", "context")
+
+
+def _lossy_fields(data: dict[str, Any]) -> set[str]:
+    """Nested Anthropic fields that have no canonical slot (named when a request is translated)."""
+    found: set[str] = set()
+
+    def scan(block: Any, where: str) -> None:
+        if isinstance(block, dict):
+            found.update(f"{where}.{k}" for k in _LOSSY_BLOCK_FIELDS if block.get(k) is not None)
+
+    def items(value: Any) -> list[Any]:
+        return value if isinstance(value, list) else []
+
+    for b in items(data.get("system")):
+        scan(b, "system[]")
+    for t in items(data.get("tools")):
+        scan(t, "tools[]")
+    for m in data["messages"]:
+        for b in items(m.get("content")):
+            scan(b, "messages[].content[]")
+            for c in items(b.get("content") if isinstance(b, dict) else None):
+                scan(c, "messages[].content[].content[]")
+    return found
 
 
 def _decode_system(system: Any) -> list[Block]:
@@ -215,6 +266,7 @@ def _decode_document(b: dict[str, Any], where: str) -> DocumentBlock:
     source: Any = b.get("source")
     _want(isinstance(source, dict), f"{where}.source: Field required")
     name = b.get("title")
+    _want(name is None or isinstance(name, str), f"{where}.title: must be a string")
     kind = source.get("type")
     if kind == "base64":
         _want(isinstance(source.get("data"), str), f"{where}.source.data: Field required")
@@ -259,6 +311,7 @@ def _decode_tool(t: Any, i: int) -> Tool:
         raise InvalidRequest(f"tools.{i}: server tool {kind!r} runs only on Anthropic's own upstream")
     schema = t.get("input_schema")
     _want(isinstance(schema, dict), f"tools.{i}.input_schema: Field required")
+    _want(t.get("description") is None or isinstance(t["description"], str), f"tools.{i}.description: must be a string")
     return Tool(name=t["name"], description=t.get("description"), parameters=schema)
 
 
@@ -288,28 +341,62 @@ def unencoded(req: ChatRequest) -> list[str]:
     out = [name for name in ("seed", "response_format") if getattr(req, name) is not None]
     if req.dialect != DIALECT_ANTHROPIC:
         out.extend(req.extras)
+    blocks = [b for m in req.messages for b in m.content]
     # Anthropic checks thinking signatures: reasoning from another model cannot go back to it
-    if any(isinstance(b, ReasoningBlock) and b.signature is None and b.redacted_data is None
-           for m in req.messages for b in m.content):
+    if any(isinstance(b, ReasoningBlock) and b.signature is None and b.redacted_data is None for b in blocks):
         out.append("messages[].reasoning_content")
+    if any(m.name for m in req.messages):
+        out.append("messages[].name")
+    if any(isinstance(b, ImageBlock) and b.detail for b in blocks):
+        out.append("image_url.detail")
+    if any(t.strict is not None for t in req.tools):
+        out.append("tools[].strict")
+    out.extend(_thinking(req)[1])
     return out
+
+
+def _thinking(req: ChatRequest) -> tuple[int | None, list[str]]:
+    """The thinking budget Anthropic gets, and the fields thinking makes it drop.
+
+    A caller's ``max_tokens`` (OpenAI's sense: reasoning included) caps the budget; a budget
+    under Anthropic's 1,024 minimum means no thinking. With thinking on, Anthropic refuses a
+    temperature other than 1, ``top_k``, ``top_p`` under 0.95 and a forced tool choice."""
+    budget, source = req.reasoning_budget, "reasoning_budget"
+    if budget is None and req.reasoning_effort is not None:
+        source = "reasoning_effort"
+        budget = EFFORT_BUDGET.get(req.reasoning_effort)
+        if budget is None:
+            return None, [] if req.reasoning_effort == "none" else [source]
+    if budget is None:
+        return None, []
+    if req.max_tokens is not None:
+        budget = min(budget, req.max_tokens - 1)
+    if budget < 1024:
+        return None, [source]
+    dropped = []
+    if req.temperature is not None and req.temperature != 1:
+        dropped.append("temperature")
+    if req.top_k is not None:
+        dropped.append("top_k")
+    if req.top_p is not None and req.top_p < 0.95:
+        dropped.append("top_p")
+    if req.tool_choice is not None and req.tool_choice.mode == "required":
+        dropped.append("tool_choice")
+    return budget, dropped
 
 
 def encode_request(req: ChatRequest, *, model: str) -> dict[str, Any]:
     out: dict[str, Any] = {"model": model}
-    system = [b for m in req.messages if m.role == "system" for b in m.content if isinstance(b, TextBlock)]
+    system = [b for m in req.messages if m.role == "system" for b in m.content if isinstance(b, TextBlock) and b.text]
     if system:
         out["system"] = "\n\n".join(b.text for b in system)
     out["messages"] = _encode_messages([m for m in req.messages if m.role != "system"])
-    budget = req.reasoning_budget
-    if budget is None and req.reasoning_effort in EFFORT_BUDGET:
-        budget = EFFORT_BUDGET[req.reasoning_effort]
+    budget, dropped = _thinking(req)
     max_tokens = req.max_tokens or DEFAULT_MAX_TOKENS
     if budget is not None:
-        budget = max(1024, budget)
         out["thinking"] = {"type": "enabled", "budget_tokens": budget}
-        if max_tokens <= budget:  # Anthropic requires max_tokens > budget_tokens
-            max_tokens = budget + (req.max_tokens or DEFAULT_MAX_TOKENS)
+        if req.max_tokens is None:  # Anthropic requires max_tokens > budget_tokens
+            max_tokens = budget + DEFAULT_MAX_TOKENS
     out["max_tokens"] = max_tokens
     if req.stream:
         out["stream"] = True
@@ -317,14 +404,15 @@ def encode_request(req: ChatRequest, *, model: str) -> dict[str, Any]:
         out["stop_sequences"] = list(req.stop)
     for key in ("temperature", "top_p", "top_k"):
         value = getattr(req, key)
-        if value is not None:
+        if value is not None and key not in dropped:
             out[key] = value
     if req.user:
         out["metadata"] = {"user_id": req.user}
     if req.tools:
         out["tools"] = [{"name": t.name, "description": t.description or "",
                          "input_schema": t.parameters or {"type": "object", "properties": {}}} for t in req.tools]
-        choice = _encode_tool_choice(req.tool_choice, req.parallel_tool_calls)
+        tool_choice = None if "tool_choice" in dropped else req.tool_choice
+        choice = _encode_tool_choice(tool_choice, req.parallel_tool_calls)
         if choice is not None:
             out["tool_choice"] = choice
     if req.dialect == DIALECT_ANTHROPIC:
@@ -354,12 +442,9 @@ def _encode_messages(messages: Sequence[Message]) -> list[dict[str, Any]]:
     turns: list[dict[str, Any]] = []
     for m in messages:
         role = "assistant" if m.role == "assistant" else "user"
-        blocks = [_encode_block(b) for b in m.content]
-        blocks = [b for b in blocks if b is not None]
-        if not blocks:
-            if role == "assistant":
-                continue
-            blocks = [{"type": "text", "text": ""}]
+        blocks = [e for b in m.content if (e := _encode_block(b)) is not None]
+        if not blocks:  # Anthropic refuses empty content: a turn with nothing in it is left out
+            continue
         if turns and turns[-1]["role"] == role:
             turns[-1]["content"].extend(blocks)
         else:
@@ -384,7 +469,7 @@ def image_source(url: str) -> dict[str, Any]:
 
 def _encode_block(b: Block) -> dict[str, Any] | None:
     if isinstance(b, TextBlock):
-        return {"type": "text", "text": b.text}
+        return {"type": "text", "text": b.text} if b.text else None  # Anthropic refuses empty text blocks
     if isinstance(b, ImageBlock):
         return {"type": "image", "source": image_source(b.url)}
     if isinstance(b, DocumentBlock):
@@ -392,8 +477,11 @@ def _encode_block(b: Block) -> dict[str, Any] | None:
         if b.url:
             out["source"] = {"type": "url", "url": b.url}
         elif b.media_type.startswith("text/"):
-            out["source"] = {"type": "text", "media_type": "text/plain",
-                             "data": base64.b64decode(b.data).decode("utf-8", "replace")}
+            try:
+                text = base64.b64decode(b.data, validate=True).decode("utf-8", "replace")
+            except (binascii.Error, ValueError):
+                raise InvalidRequest("A text document's data is not valid base64.") from None
+            out["source"] = {"type": "text", "media_type": "text/plain", "data": text}
         else:
             out["source"] = {"type": "base64", "media_type": b.media_type, "data": b.data}
         if b.name:
@@ -406,12 +494,15 @@ def _encode_block(b: Block) -> dict[str, Any] | None:
             raise InvalidRequest(f"tool call {b.id}: arguments are not valid JSON") from None
         if not isinstance(args, dict):
             raise InvalidRequest(f"tool call {b.id}: arguments must be a JSON object")
-        return {"type": "tool_use", "id": b.id, "name": b.name, "input": args}
+        return {"type": "tool_use", "id": tool_use_id(b.id), "name": b.name, "input": args}
     if isinstance(b, ToolResultBlock):
         content: list[dict[str, Any]] = [
             {"type": "text", "text": c.text} if isinstance(c, TextBlock)
-            else {"type": "image", "source": image_source(c.url)} for c in b.content]
-        result: dict[str, Any] = {"type": "tool_result", "tool_use_id": b.tool_call_id, "content": content}
+            else {"type": "image", "source": image_source(c.url)}
+            for c in b.content if not (isinstance(c, TextBlock) and not c.text)]
+        result: dict[str, Any] = {"type": "tool_result", "tool_use_id": tool_use_id(b.tool_call_id)}
+        if content:
+            result["content"] = content
         if b.is_error:
             result["is_error"] = True
         return result
@@ -482,13 +573,14 @@ def message_id(upstream_id: str) -> str:
     return upstream_id if upstream_id.startswith("msg_") else "msg_" + (upstream_id or "tollway").replace("-", "")
 
 
-def tool_use_id(call_id: str) -> str:
-    """Anthropic's ids match ^[a-zA-Z0-9_-]+$; other upstreams' may not."""
-    clean = "".join(c if c.isalnum() or c in "_-" else "_" for c in call_id)
-    return clean or "toolu_0"
+def tool_use_id(call_id: str, index: int = 0) -> str:
+    """Anthropic's ids match ^[a-zA-Z0-9_-]+$; other upstreams' may not (Kimi's
+    ``functions.f:0``), or send none at all (then the block's index makes one)."""
+    clean = "".join(c if c.isascii() and (c.isalnum() or c in "_-") else "_" for c in call_id)
+    return clean or f"toolu_{index}"
 
 
-def encode_block(b: Block) -> dict[str, Any] | None:
+def encode_block(b: Block, index: int = 0) -> dict[str, Any] | None:
     """A response content block, with every field the spec marks required."""
     if isinstance(b, TextBlock):
         return {"type": "text", "text": b.text, "citations": None}
@@ -503,7 +595,7 @@ def encode_block(b: Block) -> dict[str, Any] | None:
             args = {"_raw": b.arguments}  # a model's broken JSON, kept visible rather than lost
         if not isinstance(args, dict):
             args = {"_value": args}
-        return {"type": "tool_use", "id": tool_use_id(b.id), "name": b.name, "input": args,
+        return {"type": "tool_use", "id": tool_use_id(b.id, index), "name": b.name, "input": args,
                 "caller": {"type": "direct"}}
     return None
 
@@ -527,7 +619,7 @@ def coalesce_reasoning(blocks: Sequence[Block]) -> list[Block]:
 
 
 def encode_response(resp: ChatResponse) -> dict[str, Any]:
-    content = [e for b in coalesce_reasoning(resp.content) if (e := encode_block(b)) is not None]
+    content = [e for i, b in enumerate(coalesce_reasoning(resp.content)) if (e := encode_block(b, i)) is not None]
     return {
         "id": message_id(resp.id),
         "type": "message",

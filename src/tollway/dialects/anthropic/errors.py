@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from tollway.core.errors import TollwayError
+from tollway.core.errors import TollwayError, UpstreamError
 
 _TYPES = {
     400: "invalid_request_error",
@@ -23,4 +23,6 @@ _TYPES = {
 def anthropic_error_body(err: TollwayError, request_id: str | None = None) -> dict[str, Any]:
     status = err.http_status
     kind = _TYPES.get(status, "api_error" if status >= 500 else "invalid_request_error")
+    if isinstance(err, UpstreamError) and err.upstream_status == 529:
+        kind = "overloaded_error"  # clients such as Claude Code retry on this type: keep it
     return {"type": "error", "error": {"type": kind, "message": err.message}, "request_id": request_id}

@@ -27,7 +27,7 @@ from tollway.dialects.anthropic.codec import check_request, decode_request, enco
 from tollway.dialects.anthropic.errors import anthropic_error_body
 from tollway.dialects.anthropic.stream import ERROR_STATUS, StreamEncoder, error_event
 from tollway.dialects.anthropic.wire import Body, UsageView, body_decoder, encoder, event_view_decoder
-from tollway.providers.base import ChatProvider, PassThroughProvider
+from tollway.providers.base import ChatProvider, PassThroughProvider, TokenCounter
 from tollway.providers.http import redact
 from tollway.routing.gateway import Call, Gateway
 from tollway.routing.responses import (
@@ -98,7 +98,7 @@ async def messages(request: Request, call: Call) -> Response | EventStreamRespon
             return await _forward_stream(request, provider, body, credential, call)
         return await _forward(request, provider, body, credential, call)
     req = decode_request(data)
-    call.dropped(provider.unsupported(req))
+    call.dropped([*provider.unsupported(req), *req.lossy])
     credential = call.use(route, pool)
     if stream:
         return await _canonical_stream(request, provider, req, route.model.upstream_id, credential, call)
@@ -155,7 +155,8 @@ async def _forward_stream(request: Request, provider: PassThroughProvider, body:
                     if found is not None:
                         usage = usage.merge(found)
                         call.usage(usage.to_usage())
-                parts.append(b"event: " + name.encode() + b"\ndata: " + data + b"\n\n")
+                # one data: line per line of the event's data, as SSE frames multi-line data
+                parts.append(b"event: " + name.encode() + b"\ndata: " + data.replace(b"\n", b"\ndata: ") + b"\n\n")
                 if name == "message_stop":
                     done = True
                     break
@@ -205,6 +206,8 @@ async def _canonical_stream(request: Request, provider: ChatProvider, req: ChatR
 
 
 async def count(request: Request, call: Call) -> Response:
+    """On an Anthropic upstream, Anthropic's own count (forwarded like a message); elsewhere
+    ``routing.tokens.count_tokens`` (OpenAI's o200k_base when installed, else an estimate)."""
     gw: Gateway = request.app.state.gateway
     call.identify(await gw.identify(request.headers))
     raw = await read_body(request, gw.max_body_bytes)
@@ -213,11 +216,28 @@ async def count(request: Request, call: Call) -> Response:
         raise InvalidRequest("Request body must be a JSON object.")
     data = {**data, "max_tokens": 1, "stream": False}  # not part of a count request
     check_request(data)
-    call.row.model = gw.catalog.resolve(data["model"]).model.id  # an unknown model is a 404, as upstream
-    req = decode_request(data)
-    total = count_tokens(req)
+    route, provider, pool = gw.resolve(data["model"])  # an unknown model is a 404, as upstream
+    call.row.model = route.model.id
+    if _is_anthropic(provider) and isinstance(provider, TokenCounter):
+        credential = call.use(route, pool)
+        body = body_decoder.decode(raw)
+        body["model"] = msgspec.Raw(encoder.encode(route.model.upstream_id))
+        answer = await unless_disconnected(
+            request, provider.count_tokens(encoder.encode(body), credential=credential, headers=request.headers))
+        try:
+            counted = msgspec.json.decode(answer, type=_Counted)
+        except (msgspec.DecodeError, msgspec.ValidationError):
+            raise UpstreamError(f"{route.provider} upstream sent an unreadable token count",
+                                provider=route.provider) from None
+        call.finish(200)
+        return JSONBytes({"input_tokens": counted.input_tokens})
+    total = count_tokens(decode_request(data))
     call.finish(200)
     return JSONBytes({"input_tokens": total})
+
+
+class _Counted(msgspec.Struct):
+    input_tokens: int
 
 
 # GET /anthropic/v1/models ------------------------------------------------------------------

@@ -63,7 +63,10 @@ class StreamEncoder:
         self._started = False
         self._index = -1  # index of the open block, or of the last one
         self._open: str | None = None  # type of the open block
-        self._tool_blocks: dict[int, int] = {}  # canonical tool index -> block index
+        self._tool: int | None = None  # canonical index of the tool call whose block is open
+        # tool calls that started while another one's block was open (vLLM-style: every call's
+        # header first, then the arguments): held whole, written as blocks when the open one ends
+        self._pending: dict[int, tuple[str, str, list[str]]] = {}
         self._finish: FinishReason = "stop"
         self._stop_sequence: str | None = None
         self._usage = Usage()
@@ -82,7 +85,21 @@ class StreamEncoder:
         if self._open is None:
             return b""
         self._open = None
-        return sse_event("content_block_stop", {"type": "content_block_stop", "index": self._index})
+        self._tool = None
+        out = sse_event("content_block_stop", {"type": "content_block_stop", "index": self._index})
+        pending, self._pending = self._pending, {}
+        for index in sorted(pending):
+            id_, name, args = pending[index]
+            out += self._open_block("tool_use", self._tool_block(id_, name, index))
+            if args:
+                out += self._delta(self._index, {"type": "input_json_delta", "partial_json": "".join(args)})
+            self._open = None
+            out += sse_event("content_block_stop", {"type": "content_block_stop", "index": self._index})
+        return out
+
+    def _tool_block(self, id_: str, name: str, index: int) -> dict[str, Any]:
+        return {"type": "tool_use", "id": tool_use_id(id_, index), "name": name, "input": {},
+                "caller": {"type": "direct"}}
 
     def _open_block(self, kind: str, block: dict[str, Any]) -> bytes:
         out = self._stop_block()
@@ -118,15 +135,21 @@ class StreamEncoder:
                 out += self._delta(self._index, {"type": "signature_delta", "signature": event.signature})
             return out
         if isinstance(event, ToolCallStart):
-            out += self._open_block("tool_use", {"type": "tool_use", "id": tool_use_id(event.id), "name": event.name,
-                                                 "input": {}, "caller": {"type": "direct"}})
-            self._tool_blocks[event.index] = self._index
+            if self._tool is not None and self._tool != event.index:
+                self._pending[event.index] = (event.id, event.name, [])
+                return out
+            out += self._open_block("tool_use", self._tool_block(event.id, event.name, event.index))
+            self._tool = event.index
             return out
         if isinstance(event, ToolCallDelta):
-            block = self._tool_blocks.get(event.index)
-            if block is None or not event.arguments:
+            if not event.arguments:
                 return out
-            return out + self._delta(block, {"type": "input_json_delta", "partial_json": event.arguments})
+            if event.index in self._pending:
+                self._pending[event.index][2].append(event.arguments)
+                return out
+            if event.index != self._tool:
+                return out  # arguments for a call that never started, or whose block is closed
+            return out + self._delta(self._index, {"type": "input_json_delta", "partial_json": event.arguments})
         if isinstance(event, FinishEvent):
             self._finish = event.reason
             self._stop_sequence = event.stop_sequence

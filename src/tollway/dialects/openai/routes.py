@@ -132,7 +132,7 @@ class OpenAIRoutes:
                 return await self._forward_stream(request, provider, body, credential, call, client_usage)
             return await self._forward(request, provider, body, credential, call)
         req = decode_request(raw)
-        call.dropped(provider.unsupported(req))
+        call.dropped([*provider.unsupported(req), *req.lossy])
         credential = call.use(route, pool)
         if stream:
             return await self._canonical_stream(request, provider, req, route.model.upstream_id, credential, call)
