@@ -12,6 +12,7 @@ Environment (all optional):
   TOLLWAY_CHANGE_POLL_INTERVAL        how often caches look for changes by other processes (1 s)
   TOLLWAY_SHUTDOWN_GRACE              seconds in-flight requests get to finish after SIGTERM (30)
   TOLLWAY_MEDIA_MAX_BYTES / TOLLWAY_MEDIA_TIMEOUT   limits on images/documents fetched by URL
+  TOLLWAY_MEDIA_MAX_URLS / TOLLWAY_MEDIA_MAX_TOTAL_BYTES   per-request bounds on those fetches
   TOLLWAY_MEDIA_ALLOW_PRIVATE         let those fetches reach private/loopback addresses (tests only)
   TOLLWAY_DISCOVERY_INTERVAL          how often Ollama / OpenAI-compatible servers are asked for models (60 s)
   provider variables: OPENAI_API_KEY, OPENAI_BASE_URL, DEEPSEEK_API_KEY, DEEPSEEK_BASE_URL,
@@ -238,6 +239,9 @@ def load_settings(overrides: dict[str, Any] | None = None, environ: dict[str, st
             max_bytes=_int(env.get("TOLLWAY_MEDIA_MAX_BYTES"), "TOLLWAY_MEDIA_MAX_BYTES", 20 * 1024 * 1024),
             timeout=_float(env, "TOLLWAY_MEDIA_TIMEOUT", 10.0, high=300.0),
             allow_private=_flag(env, "TOLLWAY_MEDIA_ALLOW_PRIVATE"),
+            max_urls_per_request=_int(env.get("TOLLWAY_MEDIA_MAX_URLS"), "TOLLWAY_MEDIA_MAX_URLS", 16, high=1000),
+            max_total_bytes=_int(env.get("TOLLWAY_MEDIA_MAX_TOTAL_BYTES"), "TOLLWAY_MEDIA_MAX_TOTAL_BYTES",
+                                 50 * 1024 * 1024),
         ),
         file=load_file_config(config_file, env) if config_file else FileConfig(),
         env=env,

@@ -44,7 +44,7 @@ from tollway.core.chat import (
     Usage,
     UsageReport,
 )
-from tollway.core.errors import UpstreamError, UpstreamTimeout
+from tollway.core.errors import InvalidRequest, UpstreamError, UpstreamTimeout
 from tollway.providers import bedrock
 from tollway.providers.base import ProviderContext
 from tollway.providers.http import Timeouts
@@ -229,6 +229,89 @@ async def test_images_from_data_and_http_urls_go_inline(provider: bedrock.Bedroc
     assert content[1] == {"image": {"format": "png", "source": {"bytes": base64.b64encode(PNG_BYTES).decode()}}}
     assert content[2]["image"]["format"] == "webp"
     assert base64.b64decode(content[2]["image"]["source"]["bytes"]) == b"RIFF....WEBPfake"
+
+
+def count_fetches(monkeypatch: pytest.MonkeyPatch, media: MediaFetcher) -> list[str]:
+    """The URLs ``media`` fetches over HTTP from now on, in order."""
+    fetched: list[str] = []
+    real = media._fetch
+
+    async def counting(url: str, total: Any) -> Any:
+        fetched.append(url)
+        return await real(url, total)
+
+    monkeypatch.setattr(media, "_fetch", counting)
+    return fetched
+
+
+def build_with(fake: FakeBedrock, media: MediaFetcher) -> bedrock.BedrockProvider:
+    return bedrock.build(ProviderConfig(name="bedrock", kind="bedrock", base_url=fake.base_url, credentials=(CRED,),
+                                        options={"region": "us-east-1"}),
+                         ProviderContext(timeouts=Timeouts(connect=2, first_byte=3, idle=2), media=media))
+
+
+async def test_each_media_url_is_fetched_once_through_load_many(provider: bedrock.BedrockProvider, fake: FakeBedrock,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    model = "amazon.nova-pro-v1:0"
+    fake.script(model, Behavior(text="Seen."))
+    fake.media["a.png"] = ("image/png", PNG_BYTES + b"a")
+    fake.media["b.png"] = ("image/png", PNG_BYTES + b"b")
+    fake.media["doc.pdf"] = ("application/pdf", PDF_BYTES)
+    a, b, doc = (f"{fake.base_url}/media/{n}" for n in ("a.png", "b.png", "doc.pdf"))
+    fetched = count_fetches(monkeypatch, provider.media)
+    tool_result = ToolResultBlock(tool_call_id="t1", content=(TextBlock(text="here"), ImageBlock(url=a)))
+    req = chat(user("look", ImageBlock(url=a), ImageBlock(url=b), DocumentBlock(url=doc, name="doc")),
+               Message(role="assistant", content=(ToolCallBlock(id="t1", name="lookup", arguments='{"q": "a"}'),)),
+               Message(role="tool", content=(tool_result,)), user(ImageBlock(url=b), "again"), tools=(TOOL,))
+    events = await collect(provider, req, model)
+    assert text_of(events) == "Seen."
+    assert sorted(fetched) == sorted([a, b, doc])
+    messages = fake.seen(model)[-1].body["messages"]
+    assert base64.b64decode(messages[0]["content"][1]["image"]["source"]["bytes"]) == PNG_BYTES + b"a"
+    assert base64.b64decode(messages[0]["content"][2]["image"]["source"]["bytes"]) == PNG_BYTES + b"b"
+    assert base64.b64decode(messages[0]["content"][3]["document"]["source"]["bytes"]) == PDF_BYTES
+    assert base64.b64decode(messages[2]["content"][1]["image"]["source"]["bytes"]) == PNG_BYTES + b"b"
+
+
+async def test_too_many_media_urls_are_refused_before_any_fetch_or_call(fake: FakeBedrock,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    media = MediaFetcher(MediaPolicy(allow_private=True, max_urls_per_request=2))
+    p = build_with(fake, media)
+    fetched = count_fetches(monkeypatch, media)
+    for n in range(3):
+        fake.media[f"many-{n}.png"] = ("image/png", PNG_BYTES)
+    images = [ImageBlock(url=f"{fake.base_url}/media/many-{n}.png") for n in range(3)]
+    before = len(fake.requests)
+    try:
+        with pytest.raises(InvalidRequest, match="3 distinct media URLs") as info:
+            await p.complete(chat(user("x", *images)), upstream_model="amazon.nova-pro-v1:0", credential=CRED)
+        assert info.value.status == 400
+        with pytest.raises(InvalidRequest, match="at most 2"):
+            await collect(p, chat(user("x", *images)), "amazon.nova-pro-v1:0")
+    finally:
+        await p.close()
+        await media.close()
+    assert fetched == [] and len(fake.requests) == before
+
+
+async def test_media_over_the_per_request_total_is_refused_before_any_call(fake: FakeBedrock) -> None:
+    media = MediaFetcher(MediaPolicy(allow_private=True, max_total_bytes=len(PNG_BYTES) * 2))
+    p = build_with(fake, media)
+    for n in range(3):
+        fake.media[f"total-{n}.png"] = ("image/png", PNG_BYTES)
+    images = [ImageBlock(url=f"{fake.base_url}/media/total-{n}.png") for n in range(3)]
+    before = len(fake.requests)
+    try:
+        with pytest.raises(InvalidRequest, match="limit per request"):
+            await p.complete(chat(user("x", *images)), upstream_model="amazon.nova-pro-v1:0", credential=CRED)
+        fake.script("amazon.nova-pro-v1:0", Behavior(text="Two."))
+        resp = await p.complete(chat(user("x", *images[:2])), upstream_model="amazon.nova-pro-v1:0",
+                                credential=CRED)
+        assert resp.content == (TextBlock(text="Two."),)
+    finally:
+        await p.close()
+        await media.close()
+    assert len(fake.requests) == before + 1
 
 
 async def test_pdf_document(provider: bedrock.BedrockProvider, fake: FakeBedrock) -> None:

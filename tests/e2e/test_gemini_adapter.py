@@ -250,7 +250,83 @@ async def test_a_refused_image_url_is_a_client_error_before_any_upstream_call(gf
     assert len(gfake.requests) == before
 
 
+async def test_many_image_urls_are_each_fetched_once_and_inlined_in_order(provider, gfake: FakeGemini) -> None:  # type: ignore[no-untyped-def]
+    images = {f"many-{n}.png": PNG + bytes([n]) for n in range(6)}
+    urls = [gfake.serve(name, "image/png", data) for name, data in images.items()]
+    gfake.script("g-vision-many", Behavior(text="Six."))
+    before = len(gfake.file_hits)
+    blocks = [ImageBlock(url=u) for u in urls + urls[::-1]]
+    await provider.complete(ask(Message(role="user", content=(TextBlock(text="count"), *blocks))),
+                            upstream_model="g-vision-many", credential=CRED)
+    assert sorted(gfake.file_hits[before:]) == sorted(images)
+    parts = gfake.seen("g-vision-many")[-1].body["contents"][0]["parts"]
+    sent = [base64.b64decode(p["inlineData"]["data"]) for p in parts[1:]]
+    assert sent == [*images.values(), *list(images.values())[::-1]]
+
+
+async def test_too_many_image_urls_are_refused_before_any_fetch_or_upstream_call(gfake: FakeGemini) -> None:
+    media = MediaFetcher(MediaPolicy(allow_private=True, max_urls_per_request=3))
+    p = make(gfake, media)
+    urls = [gfake.serve(f"limit-{n}.png", "image/png", PNG) for n in range(4)]
+    data_url = "data:image/png;base64," + base64.b64encode(PNG).decode()
+    before, hits = len(gfake.requests), len(gfake.file_hits)
+    try:
+        with pytest.raises(InvalidRequest, match="4 distinct media URLs") as caught:
+            await p.complete(ask(Message(role="user", content=tuple(ImageBlock(url=u) for u in urls))),
+                             upstream_model="g-vision", credential=CRED)
+        assert caught.value.status == 400
+        with pytest.raises(InvalidRequest, match="4 distinct media URLs"):
+            await collect(p, ask(Message(role="user", content=tuple(ImageBlock(url=u) for u in urls))), "g-vision")
+        assert len(gfake.requests) == before and len(gfake.file_hits) == hits
+        # three URLs (one of them twice) and data: URLs are within the limit
+        gfake.script("g-vision", Behavior(text="ok"))
+        allowed = (*[ImageBlock(url=u) for u in urls[:3]], ImageBlock(url=urls[0]), ImageBlock(url=data_url))
+        resp = await p.complete(ask(Message(role="user", content=allowed)), upstream_model="g-vision",
+                                credential=CRED)
+        assert resp.content == (TextBlock(text="ok"),)
+    finally:
+        await p.close()
+        await media.close()
+
+
+async def test_media_over_the_per_request_total_is_refused(gfake: FakeGemini) -> None:
+    media = MediaFetcher(MediaPolicy(allow_private=True, max_total_bytes=2 * len(PNG) + 5))
+    p = make(gfake, media)
+    urls = [gfake.serve(f"total-{n}.png", "image/png", PNG) for n in range(3)]
+    before = len(gfake.requests)
+    try:
+        with pytest.raises(InvalidRequest, match="limit per request"):
+            await p.complete(ask(Message(role="user", content=tuple(ImageBlock(url=u) for u in urls))),
+                             upstream_model="g-vision", credential=CRED)
+    finally:
+        await p.close()
+        await media.close()
+    assert len(gfake.requests) == before
+
+
 # --- reasoning and thought signatures -------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("model", "kw", "thinking"), [
+    ("gemini-2.0-flash", {"reasoning_effort": "high"}, None),
+    ("gemini-2.0-flash", {"reasoning_budget": 2048}, None),
+    ("gemini-2.5-pro", {"reasoning_budget": 50}, {"thinkingBudget": 128, "includeThoughts": True}),
+    ("gemini-2.5-pro", {"reasoning_effort": "none"}, {"thinkingBudget": 128, "includeThoughts": True}),
+    ("gemini-2.5-flash", {"reasoning_budget": 30000}, {"thinkingBudget": 24576, "includeThoughts": True}),
+    ("gemini-2.5-flash-lite", {"reasoning_budget": 100}, {"thinkingBudget": 512, "includeThoughts": True}),
+    ("gemini-2.5-flash", {"reasoning_budget": -1}, {"thinkingBudget": -1, "includeThoughts": True}),
+])
+async def test_the_thinking_budget_sent_fits_the_upstream_model(  # type: ignore[no-untyped-def]
+        provider, gfake: FakeGemini, model: str, kw: dict[str, Any], thinking: Any) -> None:
+    gfake.script(model, Behavior(text="fine"))
+    r = ask(user("think?"), **kw)
+    await provider.complete(r, upstream_model=model, credential=CRED)
+    assert gfake.seen(model)[-1].body.get("generationConfig", {}).get("thinkingConfig") == thinking
+    events = await collect(provider, r, model)
+    assert gfake.seen(model)[-1].body.get("generationConfig", {}).get("thinkingConfig") == thinking
+    assert events[-2] == Finish(reason="stop")
+    # the fake checks each budget against its model's range (the autouse fixture asserts no spec errors)
+
 
 
 async def test_thoughts_and_signature_round_trip_onto_the_function_call_part(provider, gfake: FakeGemini) -> None:  # type: ignore[no-untyped-def]
@@ -441,6 +517,65 @@ async def test_a_malformed_stream_chunk_is_an_upstream_error(provider, gfake: Fa
     gfake.script("g-raw-stream", Behavior(raw_body=b"{not json"))
     with pytest.raises(UpstreamError, match="malformed stream chunk"):
         await collect(provider, ask(user("x")), "g-raw-stream")
+
+
+WRONG_SHAPES = [
+    (b'{"candidates": [{"content": {"parts": ["a string, not a part"]}}]}', "parts[0]"),
+    (b'{"candidates": [{"content": {"parts": [{"text": 5}]}, "finishReason": "STOP"}]}', "parts[0].text"),
+    (b'{"candidates": [{"content": {"parts": "text"}, "finishReason": "STOP"}]}', "content.parts"),
+    (b'{"candidates": ["not a candidate"]}', "candidates[0]"),
+    (b'{"candidates": {"0": {}}}', "candidates"),
+    (b'{"candidates": [{"content": {"parts": [{"functionCall": "f"}]}, "finishReason": "STOP"}]}', "functionCall"),
+    (b'{"candidates": [{"content": {"parts": [{"functionCall": {"name": "f", "args": [1]}}]},'
+     b' "finishReason": "STOP"}]}', "functionCall.args"),
+    (b'{"candidates": [{"finishReason": "STOP"}], "usageMetadata": {"promptTokenCount": "12"}}',
+     "usageMetadata.promptTokenCount"),
+    (b'{"candidates": [{"finishReason": {"reason": "STOP"}}]}', "finishReason"),
+    (b'{"candidates": [{"finishReason": "STOP"}], "responseId": 42}', "responseId"),
+    (b'{"promptFeedback": "blocked"}', "promptFeedback"),
+    (b'["not", "an", "object"]', "object"),
+    (b'"a string"', "object"),
+    (b"null", "object"),
+]
+
+
+@pytest.mark.parametrize(("raw", "where"), WRONG_SHAPES)
+async def test_an_answer_of_the_wrong_shape_is_a_502_naming_what_was_wrong(  # type: ignore[no-untyped-def]
+        provider, gfake: FakeGemini, raw: bytes, where: str) -> None:
+    gfake.script("g-shape", Behavior(raw_body=raw))
+    with pytest.raises(UpstreamError, match="unreadable completion") as caught:
+        await provider.complete(ask(user("x")), upstream_model="g-shape", credential=CRED)
+    assert caught.value.status == 502 and caught.value.upstream_status is None
+    assert where in caught.value.message
+
+
+@pytest.mark.parametrize(("raw", "where"), WRONG_SHAPES)
+async def test_a_stream_chunk_of_the_wrong_shape_is_a_502_naming_what_was_wrong(  # type: ignore[no-untyped-def]
+        provider, gfake: FakeGemini, raw: bytes, where: str) -> None:
+    gfake.script("g-shape-stream", Behavior(raw_body=raw))
+    with pytest.raises(UpstreamError, match="malformed stream chunk") as caught:
+        await collect(provider, ask(user("x")), "g-shape-stream")
+    assert caught.value.status == 502 and caught.value.upstream_status is None
+    assert where in caught.value.message
+
+
+async def test_a_wrong_shape_after_good_chunks_is_a_502_mid_stream(  # type: ignore[no-untyped-def]
+        provider, gfake: FakeGemini, monkeypatch: pytest.MonkeyPatch) -> None:
+    gfake.script("g-shape-late", Behavior(text="one two three"))
+    real = gfake._frames
+
+    def broken_last(b: Behavior, model: str, rid: str) -> list[dict[str, Any]]:
+        frames = real(b, model, rid)
+        frames[-1]["candidates"][0]["content"]["parts"] = [["not", "a", "part"]]
+        return frames
+
+    monkeypatch.setattr(gfake, "_frames", broken_last)
+    seen: list[StreamEvent] = []
+    with pytest.raises(UpstreamError, match="malformed stream chunk") as caught:
+        async for ev in provider.stream(ask(user("x")), upstream_model="g-shape-late", credential=CRED):
+            seen.append(ev)
+    assert caught.value.status == 502
+    assert [e.text for e in seen if isinstance(e, TextDelta)] == ["one ", "two "]
 
 
 async def test_a_credential_without_a_key_is_refused_by_the_upstream(provider, gfake: FakeGemini) -> None:  # type: ignore[no-untyped-def]

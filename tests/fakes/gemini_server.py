@@ -295,6 +295,36 @@ def _tool_problems(tools: Any, config: Any) -> list[str]:
     return errs
 
 
+# thinkingBudget per model family ("Gemini thinking" guide, the budgets table): (lowest budget that
+# thinks, highest, whether 0 turns thinking off); None: the model takes no thinkingConfig at all.
+# -1 (dynamic) is valid for every model that thinks. Families not listed are not checked.
+_THINKING_BUDGETS: tuple[tuple[str, tuple[int, int, bool] | None], ...] = (
+    ("gemini-2.5-flash-lite", (512, 24576, True)),
+    ("gemini-2.5-flash", (1, 24576, True)),
+    ("gemini-2.5-pro", (128, 32768, False)),
+    ("gemini-2.0-flash-thinking", (0, 10**9, True)),
+    ("gemini-2.0-", None),
+    ("gemini-1.", None),
+)
+
+
+def thinking_problems(model: str, body: Any) -> list[str]:
+    """What Gemini would refuse in the thinkingConfig of a request to ``model``."""
+    gc = body.get("generationConfig") if isinstance(body, dict) else None
+    tc = gc.get("thinkingConfig") if isinstance(gc, dict) else None
+    if tc is None:
+        return []
+    rule = next((r for prefix, r in _THINKING_BUDGETS if model.lower().startswith(prefix)), (0, 10**9, True))
+    if rule is None:
+        return [f"generationConfig.thinkingConfig: {model} does not support thinking"]
+    low, high, can_disable = rule
+    budget = tc.get("thinkingBudget") if isinstance(tc, dict) else None
+    if not isinstance(budget, int) or budget == -1 or (budget == 0 and can_disable) or low <= budget <= high:
+        return []
+    return [f"generationConfig.thinkingConfig.thinkingBudget: {budget} is outside {low}..{high} for {model}"
+            + ("" if can_disable else " (thinking cannot be turned off)")]
+
+
 def call_key(name: str, args: dict[str, Any]) -> str:
     return name + json.dumps(args, sort_keys=True)
 
@@ -415,6 +445,7 @@ class FakeGemini:
         self.requests.append(Seen(model=model, method=method, body=body, api_key=key, query=dict(request.query),
                                   at=time.time()))
         self.spec_errors.extend(request_problems(body, self.issued, self._signatures))
+        self.spec_errors.extend(thinking_problems(model, body))
         if key is None:
             self.errors.append("no API key")
             return web.json_response(error_body(403, "Method doesn't allow unregistered callers (callers without "

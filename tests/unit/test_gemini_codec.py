@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from tests.fakes.gemini_server import call_key, request_problems
+from tests.fakes.gemini_server import call_key, request_problems, thinking_problems
 from tollway.core.catalog import Credential, ProviderConfig
 from tollway.core.chat import (
     ChatRequest,
@@ -248,6 +248,84 @@ def test_reasoning_budget_and_effort_map_to_thinking_config(kw: dict[str, Any], 
     assert body.get("generationConfig", {}).get("thinkingConfig") == config
 
 
+def _thinking(budget: int, thoughts: bool = True) -> dict[str, Any]:
+    return {"thinkingBudget": budget, "includeThoughts": thoughts}
+
+
+@pytest.mark.parametrize(("model", "kw", "config", "named"), [
+    # 2.5 Flash: 0..24576, -1 dynamic
+    ("gemini-2.5-flash", {"reasoning_budget": 30000}, _thinking(24576), ["reasoning_budget"]),
+    ("gemini-2.5-flash", {"reasoning_budget": 24576}, _thinking(24576), []),
+    ("gemini-2.5-flash", {"reasoning_budget": 0}, _thinking(0, False), []),
+    ("gemini-2.5-flash", {"reasoning_budget": -1}, _thinking(-1), []),
+    ("gemini-2.5-flash", {"reasoning_budget": -7}, _thinking(-1), ["reasoning_budget"]),
+    ("gemini-2.5-flash-preview-09-2025", {"reasoning_budget": 99999}, _thinking(24576), ["reasoning_budget"]),
+    # 2.5 Pro: 128..32768, cannot turn thinking off
+    ("gemini-2.5-pro", {"reasoning_budget": 50}, _thinking(128), ["reasoning_budget"]),
+    ("gemini-2.5-pro", {"reasoning_budget": 40000}, _thinking(32768), ["reasoning_budget"]),
+    ("gemini-2.5-pro", {"reasoning_budget": 32768}, _thinking(32768), []),
+    ("gemini-2.5-pro", {"reasoning_effort": "none"}, _thinking(128), ["reasoning_effort"]),
+    ("gemini-2.5-pro", {"reasoning_effort": "high"}, _thinking(24576), []),
+    ("models/gemini-2.5-pro", {"reasoning_budget": 0}, _thinking(128), ["reasoning_budget"]),
+    ("Gemini-2.5-Pro", {"reasoning_budget": 1}, _thinking(128), ["reasoning_budget"]),
+    # 2.5 Flash-Lite: 0 or 512..24576
+    ("gemini-2.5-flash-lite", {"reasoning_budget": 100}, _thinking(512), ["reasoning_budget"]),
+    ("gemini-2.5-flash-lite", {"reasoning_effort": "none"}, _thinking(0, False), []),
+    ("gemini-2.5-flash-lite", {"reasoning_effort": "minimal"}, _thinking(512), []),
+    # no thinking at all: no thinkingConfig
+    ("gemini-2.0-flash", {"reasoning_effort": "low"}, None, ["reasoning_effort"]),
+    ("gemini-2.0-flash-001", {"reasoning_budget": 100}, None, ["reasoning_budget"]),
+    ("gemini-2.0-flash-lite", {"reasoning_budget": 0}, None, ["reasoning_budget"]),
+    ("gemini-1.5-pro", {"reasoning_effort": "high"}, None, ["reasoning_effort"]),
+    ("gemini-2.0-flash", {"reasoning_effort": "high", "reasoning_budget": 100}, None,
+     ["reasoning_effort", "reasoning_budget"]),
+    ("gemini-2.0-flash", {"reasoning_effort": "ludicrous"}, None, ["reasoning_effort"]),
+    ("gemini-2.0-flash", {}, None, []),
+    # models the table does not name: the budget as asked
+    ("gemini-3-pro-preview", {"reasoning_budget": 99999}, _thinking(99999), []),
+    ("gemini-2.0-flash-thinking-exp", {"reasoning_budget": 99999}, _thinking(99999), []),
+    ("my-tuned-model", {"reasoning_budget": 5}, _thinking(5), []),
+])
+def test_the_thinking_budget_is_fitted_to_the_model_and_a_change_is_named(
+        model: str, kw: dict[str, Any], config: Any, named: list[str]) -> None:
+    r = ChatRequest(model=model, messages=(user(TextBlock(text="x")),), **kw)
+    body = gemini.encode_request(r)
+    assert body.get("generationConfig", {}).get("thinkingConfig") == config
+    assert gemini.unsupported(r) == named
+    assert request_problems(body) == []
+
+
+def test_the_upstream_model_decides_the_thinking_budget_not_the_public_name() -> None:
+    r = ChatRequest(model="fast-alias", messages=(user(TextBlock(text="x")),), reasoning_budget=50)
+    assert gemini.encode_request(r)["generationConfig"] == {"thinkingConfig": _thinking(50)}
+    assert gemini.unsupported(r) == []
+    assert "generationConfig" not in gemini.encode_request(r, upstream_model="gemini-2.0-flash")
+    assert gemini.unsupported(r, upstream_model="gemini-2.0-flash") == ["reasoning_budget"]
+    body = gemini.encode_request(r, upstream_model="gemini-2.5-pro")
+    assert body["generationConfig"]["thinkingConfig"] == _thinking(128)
+
+
+@pytest.mark.parametrize(("model", "named"), [
+    ("gemini-2.0-flash", ["reasoning_effort"]),  # a catalog model
+    ("gemini/gemini-2.0-flash-lite", ["reasoning_effort"]),  # <provider>/<upstream id>
+    ("other/gemini-2.0-flash", []),  # another provider's prefix: not a name the table knows
+    ("fast-alias", []),  # an alias: the upstream model is not known here
+])
+def test_the_adapter_guesses_the_upstream_model_from_the_public_name(model: str, named: list[str]) -> None:
+    p = gemini.build(ProviderConfig(name="gemini", kind="gemini"),
+                     ProviderContext(timeouts=Timeouts(), media=MediaFetcher(MediaPolicy())))
+    r = ChatRequest(model=model, messages=(user(TextBlock(text="x")),), reasoning_effort="low")
+    assert p.unsupported(r) == named
+
+
+def test_thinking_range_reads_the_model_family() -> None:
+    assert gemini.thinking_range("gemini-2.5-flash-lite-preview") == gemini.ThinkingRange(
+        thinks=True, low=512, high=24576, can_disable=True)
+    assert gemini.thinking_range("gemini-2.0-flash") == gemini.ThinkingRange(thinks=False)
+    assert gemini.thinking_range("gemini-3-flash") is None
+    assert gemini.fit_budget(500, gemini.ThinkingRange(thinks=False)) is None
+
+
 def test_tools_become_function_declarations_with_a_json_schema() -> None:
     params = {"$schema": "http://json-schema.org/draft-07/schema#", "type": "object",
               "properties": {"city": {"type": ["string", "null"]},
@@ -403,6 +481,68 @@ def test_decode_response_refuses_what_is_not_an_answer(data: Any) -> None:
         gemini.decode_response(data, model="m", created=0)
 
 
+MALFORMED: list[Any] = [
+    {"candidates": "not a list"},
+    {"candidates": ["not an object"]},
+    {"candidates": [{"content": ["not an object"]}]},
+    {"candidates": [{"content": {"parts": "text"}}]},
+    {"candidates": [{"content": {"parts": ["not an object"]}}]},
+    {"candidates": [{"content": {"parts": [None]}}]},
+    {"candidates": [{"content": {"parts": [{"text": 5}]}}]},
+    {"candidates": [{"content": {"parts": [{"text": ["a"]}]}}]},
+    {"candidates": [{"content": {"parts": [{"text": "a", "thought": "yes"}]}}]},
+    {"candidates": [{"content": {"parts": [{"thoughtSignature": {"x": 1}}]}}]},
+    {"candidates": [{"content": {"parts": [{"functionCall": "f"}]}}]},
+    {"candidates": [{"content": {"parts": [{"functionCall": {"name": 7}}]}}]},
+    {"candidates": [{"content": {"parts": [{"functionCall": {"name": "f", "args": [1, 2]}}]}}]},
+    {"candidates": [{"content": {"parts": [{"functionCall": {"name": "f", "id": 3}}]}}]},
+    {"candidates": [{"finishReason": ["STOP"]}]},
+    {"candidates": [{"finishReason": "STOP"}], "usageMetadata": {"promptTokenCount": "9"}},
+    {"candidates": [{"finishReason": "STOP"}], "usageMetadata": {"thoughtsTokenCount": 1.5}},
+    {"candidates": [{"finishReason": "STOP"}], "usageMetadata": "lots"},
+    {"candidates": [{"finishReason": "STOP"}], "responseId": 12},
+    {"candidates": [{"finishReason": "STOP"}], "modelVersion": {"v": 1}},
+    {"promptFeedback": "blocked"},
+    {"promptFeedback": {"blockReason": 3}},
+]
+
+
+@pytest.mark.parametrize("data", MALFORMED)
+def test_a_response_of_the_wrong_shape_is_a_value_error_naming_where(data: Any) -> None:
+    with pytest.raises(ValueError, match=r"at `\$\.") as caught:
+        gemini.decode_response(data, model="m", created=0)
+    assert not isinstance(caught.value, UpstreamError)
+
+
+@pytest.mark.parametrize("data", MALFORMED)
+def test_a_stream_chunk_of_the_wrong_shape_is_a_value_error_and_changes_nothing(data: Any) -> None:
+    d = gemini.StreamDecoder(model="m", created=0, make_id=ids())
+    with pytest.raises(ValueError, match=r"at `\$\."):
+        d.feed(data)
+    assert not d.started and not d.finished and d.calls == 0
+    assert d.feed({"candidates": [{"content": {"parts": [{"text": "ok"}]}}]})[1:] == [TextDelta(text="ok")]
+
+
+def test_null_fields_are_read_as_absent() -> None:
+    data = {"candidates": [{"content": {"parts": [{"text": None, "functionCall": {"name": "f", "args": None,
+                                                                                   "id": None}}]},
+                            "finishReason": None}],
+            "usageMetadata": {"promptTokenCount": None, "candidatesTokenCount": 3}, "responseId": None}
+    resp = gemini.decode_response(data, model="m", created=0, make_id=ids())
+    assert resp.content == (ToolCallBlock(id="call_1", name="f", arguments="{}"),)
+    assert resp.id == "gen-0" and resp.finish_reason == "tool_calls" and resp.usage == Usage(output_tokens=3)
+
+
+def test_the_decoders_take_the_typed_view_as_well() -> None:
+    view = gemini.GenerateContentResponse(candidates=[])
+    with pytest.raises(ValueError, match="no candidates"):
+        gemini.decode_response(view, model="m", created=0)
+    raw = json.dumps(GEMINI_ANSWER).encode()
+    from_view = gemini.decode_response(gemini.codec.response_decoder.decode(raw), model="m", created=0,
+                                       make_id=ids())
+    assert from_view == gemini.decode_response(GEMINI_ANSWER, model="m", created=0, make_id=ids())
+
+
 def test_stream_decoder_yields_start_deltas_tool_calls_finish_and_the_last_usage() -> None:
     d = gemini.StreamDecoder(model="gemini-2.5-flash", created=77, make_id=ids())
 
@@ -439,6 +579,13 @@ def test_stream_decoder_blocked_prompt_and_error_chunks() -> None:
         gemini.StreamDecoder(model="m", created=0).feed({"error": {"code": 503, "message": "overloaded"}})
     with pytest.raises(ValueError):
         gemini.StreamDecoder(model="m", created=0).feed(["not", "an", "object"])
+
+
+def test_stream_decoder_keeps_the_usage_seen_when_a_chunk_has_empty_usage() -> None:
+    d = gemini.StreamDecoder(model="m", created=0, make_id=ids())
+    d.feed({"candidates": [{"content": {"parts": [{"text": "a"}]}}], "usageMetadata": {"promptTokenCount": 4}})
+    events = d.feed({"candidates": [{"finishReason": "STOP"}], "usageMetadata": {}})
+    assert events == [Finish(reason="stop"), UsageReport(usage=Usage(input_tokens=4))]
 
 
 def test_stream_decoder_signature_on_an_empty_last_part() -> None:
@@ -572,3 +719,21 @@ def test_the_fake_flags_requests_gemini_would_refuse(change: Any, problem: str) 
     issued = {call_key("f", {"a": 1}): "c2ln"}
     problems = request_problems(body, issued, {"c2ln"})
     assert any(problem in p for p in problems), problems
+
+
+@pytest.mark.parametrize(("model", "budget", "problem"), [
+    ("gemini-2.0-flash", 0, "does not support thinking"),
+    ("gemini-2.5-pro", 0, "cannot be turned off"),
+    ("gemini-2.5-pro", 100, "outside 128..32768"),
+    ("gemini-2.5-flash", 24577, "outside 1..24576"),
+    ("gemini-2.5-flash-lite", 511, "outside 512..24576"),
+    ("gemini-2.5-pro", 128, None),
+    ("gemini-2.5-flash", 0, None),
+    ("gemini-2.5-flash-lite", -1, None),
+    ("g-think", 10**6, None),
+])
+def test_the_fake_checks_thinking_budgets_per_model(model: str, budget: int, problem: str | None) -> None:
+    body = {**_ok(), "generationConfig": {"thinkingConfig": {"thinkingBudget": budget}}}
+    problems = thinking_problems(model, body)
+    assert any(problem in p for p in problems) if problem else problems == []
+    assert thinking_problems(model, _ok()) == []

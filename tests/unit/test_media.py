@@ -11,6 +11,7 @@ import asyncio
 import base64
 import ipaddress
 import socket
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -40,6 +41,8 @@ class Upstream:
     def __init__(self) -> None:
         self.seen: list[str] = []
         self.port = 0
+        self.active = 0  # /paced requests being answered now
+        self.peak = 0  # the most at once
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         self.seen.append(request.path_qs)
@@ -89,6 +92,14 @@ class Upstream:
             return web.Response(status=302, headers={"Location": "file:///etc/passwd"})
         if path == "/no-location":
             return web.Response(status=302)
+        if path == "/paced":  # an image after a short wait, counting how many are answered at once
+            self.active += 1
+            self.peak = max(self.peak, self.active)
+            try:
+                await asyncio.sleep(0.05)
+            finally:
+                self.active -= 1
+            return web.Response(body=PNG, content_type="image/png")
         return web.Response(status=404, text="not here")
 
 
@@ -515,3 +526,134 @@ async def test_guarded_resolver_refuses_as_an_os_error() -> None:
     assert isinstance(info.value, media.AddressRefused)
     assert info.value.reason == "a loopback address"
 
+
+
+# --- many URLs for one request ---------------------------------------------------------------
+
+
+def fetch_tasks() -> list[asyncio.Task[Any]]:
+    return [t for t in asyncio.all_tasks() if t.get_name().startswith("media fetch") and not t.done()]
+
+
+async def refused_many(fetcher: MediaFetcher, urls: list[str]) -> str:
+    with pytest.raises(InvalidRequest) as info:
+        await fetcher.load_many(urls)
+    assert info.value.status == 400
+    return info.value.message
+
+
+def test_policy_defaults_bound_each_request() -> None:
+    policy = MediaPolicy()
+    assert policy.max_urls_per_request == 16
+    assert policy.max_total_bytes == 50 * 1024 * 1024
+    assert media.FETCH_CONCURRENCY == 4
+
+
+async def test_load_many_fetches_each_url_once_and_decodes_data_urls(upstream: Upstream,
+                                                                      private_ok: MediaFetcher) -> None:
+    a = f"http://127.0.0.1:{upstream.port}/image.png"
+    b = f"http://127.0.0.1:{upstream.port}/untyped"
+    data_url = "data:image/gif;base64," + base64.b64encode(b"GIF89a").decode()
+    got = await private_ok.load_many([a, data_url, b, a, data_url, b])
+    assert list(got) == [a, data_url, b]
+    assert got[a] == got[b] == media.Media(media_type="image/png", data=PNG)
+    assert got[data_url] == media.Media(media_type="image/gif", data=b"GIF89a")
+    assert sorted(upstream.seen) == ["/image.png", "/untyped"]
+
+
+async def test_load_many_of_nothing(connects: list[Any], private_ok: MediaFetcher) -> None:
+    assert await private_ok.load_many([]) == {}
+    assert connects == []
+
+
+async def test_load_many_refuses_too_many_distinct_urls_before_any_connection(
+        upstream: Upstream, connects: list[Any]) -> None:
+    f = make_fetcher(True, max_urls_per_request=2)
+    urls = [f"http://127.0.0.1:{upstream.port}/image.png?n={n}" for n in range(3)]
+    try:
+        message = await refused_many(f, urls)
+        # the same URLs again, and data: URLs, do not count
+        data_url = "data:image/png;base64," + base64.b64encode(PNG).decode()
+        got = await f.load_many([urls[0], urls[1], urls[0], data_url, urls[1], data_url])
+    finally:
+        await f.close()
+    assert "3 distinct media URLs" in message and "at most 2" in message
+    assert len(got) == 3
+    assert sorted(upstream.seen) == ["/image.png?n=0", "/image.png?n=1"]
+
+
+async def test_load_many_counts_refused_schemes_as_urls(connects: list[Any]) -> None:
+    f = make_fetcher(False, max_urls_per_request=1)
+    try:
+        assert "2 distinct media URLs" in await refused_many(f, ["file:///etc/passwd", "ftp://example.com/a"])
+        assert "only http and https" in await refused_many(f, ["file:///etc/passwd"])
+    finally:
+        await f.close()
+    assert connects == []
+
+
+async def test_load_many_runs_at_most_four_fetches_at_once(upstream: Upstream, private_ok: MediaFetcher) -> None:
+    urls = [f"http://127.0.0.1:{upstream.port}/paced?n={n}" for n in range(10)]
+    got = await private_ok.load_many(urls)
+    assert list(got) == urls and all(m.data == PNG for m in got.values())
+    assert upstream.peak == media.FETCH_CONCURRENCY
+    assert len(upstream.seen) == 10
+
+
+async def test_load_many_at_the_total_limit_loads(upstream: Upstream) -> None:
+    f = make_fetcher(True, max_total_bytes=2 * len(PNG))
+    urls = [f"http://127.0.0.1:{upstream.port}/image.png?n={n}" for n in range(2)]
+    try:
+        got = await f.load_many(urls)
+    finally:
+        await f.close()
+    assert [len(m.data) for m in got.values()] == [len(PNG), len(PNG)]
+
+
+@pytest.mark.parametrize("path", ["/image.png", "/chunked-big"])  # told by Content-Length / counted as read
+async def test_load_many_refuses_once_the_total_is_exceeded(upstream: Upstream, path: str) -> None:
+    f = make_fetcher(True, max_total_bytes=2 * len(PNG) - 1, max_bytes=10_000)
+    urls = [f"http://127.0.0.1:{upstream.port}{path}?n={n}" for n in range(2)]
+    try:
+        message = await refused_many(f, urls)
+        assert fetch_tasks() == []
+    finally:
+        await f.close()
+    assert f"larger than the {2 * len(PNG) - 1}-byte limit per request" in message
+
+
+async def test_exceeding_the_total_cancels_the_fetches_still_running(upstream: Upstream) -> None:
+    f = make_fetcher(True, max_total_bytes=1500, max_bytes=10_000, timeout=10.0)
+    base = f"http://127.0.0.1:{upstream.port}"
+    # three bodies that stall after 10 bytes and one of 3000 that takes the total past 1500
+    urls = [f"{base}/slow?n=1", f"{base}/slow?n=2", f"{base}/slow?n=3", f"{base}/chunked-big", f"{base}/paced"]
+    start = time.monotonic()
+    try:
+        message = await refused_many(f, urls)
+        assert fetch_tasks() == []  # the stalled fetches were cancelled, not left running
+    finally:
+        await f.close()
+    assert "limit per request" in message
+    assert time.monotonic() - start < 2.0  # nobody waited for the stalled bodies
+    assert "/paced" not in upstream.seen  # the fifth URL never started
+
+
+async def test_one_refused_url_fails_the_request_and_cancels_the_rest(upstream: Upstream,
+                                                                      private_ok: MediaFetcher) -> None:
+    base = f"http://127.0.0.1:{upstream.port}"
+    start = time.monotonic()
+    message = await refused_many(private_ok, [f"{base}/slow", f"{base}/missing.png", f"{base}/image.png"])
+    assert "HTTP 404" in message
+    assert fetch_tasks() == []
+    assert time.monotonic() - start < 2.0
+
+
+async def test_the_total_is_per_call(upstream: Upstream) -> None:
+    f = make_fetcher(True, max_total_bytes=len(PNG))
+    url = f"http://127.0.0.1:{upstream.port}/image.png"
+    try:
+        for _ in range(3):
+            assert (await f.load_many([url]))[url].data == PNG
+        assert (await f.load(url)).data == PNG
+    finally:
+        await f.close()

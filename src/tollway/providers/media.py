@@ -16,6 +16,13 @@ on the caller's behalf. That fetch is a server-side request forgery risk and is 
 - a size cap (Content-Length first, then counted while streaming) and one total timeout;
 - no cookies are kept between fetches, and no proxy is taken from the environment.
 
+Per request (``load_many``, which the adapters use): each URL is fetched once however often the
+request names it; at most ``max_urls_per_request`` distinct URLs are fetched (``data:`` URLs are
+decoded, not fetched, and do not count; their bytes are bounded by the request body's limit);
+at most ``FETCH_CONCURRENCY`` fetches run at a time; and the bytes fetched for the request are
+counted as they arrive, so the fetch that takes the total past ``max_total_bytes`` is refused
+at once and the others are cancelled.
+
 Every refusal is an ``InvalidRequest`` (400) that says what was refused and why.
 """
 
@@ -25,7 +32,9 @@ import asyncio
 import base64
 import binascii
 import ipaddress
+import itertools
 import socket
+from collections.abc import Sequence
 from typing import Final
 
 import aiohttp
@@ -41,6 +50,7 @@ IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 MAX_SHOWN_URL: Final = 200
 REDIRECT_STATUSES: Final = frozenset({301, 302, 303, 307, 308})
 CHUNK: Final = 64 * 1024
+FETCH_CONCURRENCY: Final = 4  # fetches of one request at a time
 REQUEST_HEADERS: Final = {
     "Accept": "image/*, application/pdf;q=0.9, */*;q=0.5",
     "User-Agent": "tollway-media-fetch",
@@ -56,10 +66,12 @@ class Media(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class MediaPolicy(msgspec.Struct, frozen=True, kw_only=True):
-    max_bytes: int = 20 * 1024 * 1024
-    timeout: float = 10.0
+    max_bytes: int = 20 * 1024 * 1024  # one URL's body
+    timeout: float = 10.0  # one URL's fetch, redirects included
     max_redirects: int = 3
     allow_private: bool = False
+    max_urls_per_request: int = 16  # distinct non-data URLs ``load_many`` fetches for one request
+    max_total_bytes: int = 50 * 1024 * 1024  # all the bodies ``load_many`` fetches for one request
 
 
 def decode_data_url(url: str) -> Media:
@@ -218,6 +230,28 @@ class GuardedResolver(AbstractResolver):
 # --- the fetcher ---------------------------------------------------------------------------
 
 
+class _RequestTotal:
+    """The bytes fetched so far for one request (``load_many``), against its limit."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.used = 0
+
+    def refusal(self, url: URL) -> InvalidRequest:
+        return InvalidRequest(f"Media at {shown_url(url)} refused: the media of this request together are larger "
+                              f"than the {self.limit}-byte limit per request.")
+
+    def expect(self, length: int, url: URL) -> None:
+        """Refuse a body whose announced length cannot fit in what is left."""
+        if self.used + length > self.limit:
+            raise self.refusal(url)
+
+    def add(self, length: int, url: URL) -> None:
+        self.used += length
+        if self.used > self.limit:
+            raise self.refusal(url)
+
+
 def shown_url(url: str | URL) -> str:
     """A URL fit for an error message: without user:password, cut to MAX_SHOWN_URL characters."""
     text = str(url)
@@ -277,11 +311,52 @@ class MediaFetcher:
         return self._session
 
     async def load(self, url: str) -> Media:
+        """One URL's media: a ``data:`` URL decoded, an http(s) URL fetched under the policy."""
+        return await self._load(url, None)
+
+    async def load_many(self, urls: Sequence[str]) -> dict[str, Media]:
+        """The media of every URL in ``urls`` (by URL), each fetched once, under the policy's
+        per-request bounds (see the module doc). Any refusal is an InvalidRequest, and the
+        fetches still running are cancelled."""
+        unique = list(dict.fromkeys(urls))
+        loaded: dict[str, Media] = {}
+        remote: list[str] = []
+        for url in unique:
+            if url[:5].lower() == "data:":
+                loaded[url] = decode_data_url(url)
+            else:
+                remote.append(url)
+        limit = self.policy.max_urls_per_request
+        if len(remote) > limit:
+            raise InvalidRequest(f"The request names {len(remote)} distinct media URLs to fetch; at most {limit} "
+                                 "are fetched for one request.")
+        total = _RequestTotal(self.policy.max_total_bytes)
+        waiting = iter(remote)
+        running: dict[asyncio.Task[Media], str] = {}
+        try:
+            while True:
+                for url in itertools.islice(waiting, FETCH_CONCURRENCY - len(running)):
+                    task = asyncio.create_task(self._load(url, total), name=f"media fetch {shown_url(url)}")
+                    running[task] = url
+                if not running:
+                    break
+                done, _ = await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
+                for task in done:
+                    media = task.result()  # the first refusal ends the whole request
+                    loaded[running.pop(task)] = media
+        finally:
+            for task in running:
+                task.cancel()
+            if running:  # wait for the cancelled fetches (and read what the failed ones raised)
+                await asyncio.gather(*running, return_exceptions=True)
+        return {url: loaded[url] for url in unique}
+
+    async def _load(self, url: str, total: _RequestTotal | None) -> Media:
         if url[:5].lower() == "data:":
             return decode_data_url(url)
         try:
             async with asyncio.timeout(self.policy.timeout):
-                return await self._fetch(url)
+                return await self._fetch(url, total)
         except TimeoutError:
             raise InvalidRequest(f"Fetching media from {shown_url(url)} took longer than "
                                  f"{self.policy.timeout:g}s.") from None
@@ -308,7 +383,7 @@ class MediaFetcher:
                                      "addresses are fetched.")
         return url
 
-    async def _fetch(self, raw: str) -> Media:
+    async def _fetch(self, raw: str, total: _RequestTotal | None) -> Media:
         session = self._get_session()
         target: str | URL = raw
         for hop in range(self.policy.max_redirects + 1):
@@ -329,7 +404,7 @@ class MediaFetcher:
                 if not 200 <= resp.status < 300:
                     raise InvalidRequest(f"Media URL {shown_url(url)} answered HTTP {resp.status}"
                                          f"{' ' + resp.reason if resp.reason else ''}; expected 200.")
-                data = await self._read_body(resp, url)
+                data = await self._read_body(resp, url, total)
                 resp.release()  # read to the end: the connection may be reused
             finally:
                 resp.close()  # a redirect's or an error's unread body: drop the connection (no-op after release)
@@ -358,17 +433,22 @@ class MediaFetcher:
             raise InvalidRequest(f"Fetching media from {shown_url(url)}{via} failed "
                                  f"({type(exc).__name__}).") from None
 
-    async def _read_body(self, resp: aiohttp.ClientResponse, url: URL) -> bytes:
+    async def _read_body(self, resp: aiohttp.ClientResponse, url: URL, total: _RequestTotal | None) -> bytes:
         cap = self.policy.max_bytes
         too_big = f"Media at {shown_url(url)} refused: it is larger than the {cap}-byte limit."
-        if resp.content_length is not None and resp.content_length > cap:
-            raise InvalidRequest(too_big)
+        if resp.content_length is not None:
+            if resp.content_length > cap:
+                raise InvalidRequest(too_big)
+            if total is not None:
+                total.expect(resp.content_length, url)
         body = bytearray()
         try:
             async for chunk in resp.content.iter_chunked(CHUNK):
                 body += chunk
                 if len(body) > cap:
                     raise InvalidRequest(too_big)
+                if total is not None:
+                    total.add(len(chunk), url)
         except aiohttp.ClientError as exc:
             if isinstance(exc, TimeoutError):
                 raise

@@ -17,7 +17,6 @@ ConverseStream decoding in ``stream``. Their public names are re-exported here.
 
 from __future__ import annotations
 
-import asyncio
 import time
 import uuid
 from collections.abc import AsyncIterator, Mapping
@@ -176,9 +175,8 @@ class BedrockProvider:
                          retry_after=err.retry_after)
 
     async def _prepare(self, req: ChatRequest, upstream_model: str) -> bytes:
-        urls = media_urls(req)
-        loaded = await asyncio.gather(*(self.media.load(u) for u in urls))
-        body = encode_request(req, upstream_model=upstream_model, media=dict(zip(urls, loaded, strict=True)))
+        media = await self.media.load_many(media_urls(req))
+        body = encode_request(req, upstream_model=upstream_model, media=media)
         return msgspec.json.encode(body)
 
     # calls --------------------------------------------------------------------------------

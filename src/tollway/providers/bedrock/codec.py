@@ -5,7 +5,7 @@ Canonical -> Converse, and what has no place there:
 - system messages -> ``system``; their non-text blocks are dropped (named).
 - tool messages -> user turns of ``toolResult`` blocks; adjacent same-role turns are merged,
   since Converse wants user and assistant to alternate.
-- images and documents go inline as bytes (http(s) URLs fetched through ``ctx.media``);
+- images and documents go inline as bytes (http(s) URLs fetched through ``ctx.media.load_many``);
   document names are reduced to what Bedrock allows and made unique.
 - reasoning blocks go back with their signature (or as redacted content); a reasoning block
   with neither came from another provider and cannot be replayed: dropped (named).

@@ -1,11 +1,6 @@
-"""Google Gemini upstream: canonical chat <-> the Gemini API's v1beta REST ``generateContent``.
-
-``POST {base}/v1beta/models/{model}:generateContent`` and ``...:streamGenerateContent?alt=sse``
-(SSE ``data: {GenerateContentResponse}`` chunks, no ``[DONE]``: the body ends the stream). The
-API key goes in the ``x-goog-api-key`` header, never in the URL, so it never reaches a log.
-
-The codec functions here are pure (no I/O, no clock): ``encode_request`` takes media already
-fetched, ``decode_response`` and ``StreamDecoder`` take the time as an argument.
+"""Canonical chat <-> Gemini's v1beta ``GenerateContentRequest``/``GenerateContentResponse``.
+Pure: no I/O, no clock (``encode_request`` takes media already fetched,
+``decode_response`` takes the time as an argument).
 
 Choices:
 - A prompt Gemini blocks (``promptFeedback.blockReason``, no candidates) is a normal answer with
@@ -24,81 +19,46 @@ Choices:
 - Tool parameters go as ``parametersJsonSchema`` and json_schema response formats as
   ``responseJsonSchema`` (v1beta's JSON Schema fields), so ``additionalProperties``, ``anyOf``
   and ``$ref`` pass; only ``$schema`` is removed (``clean_schema``).
+- Thinking budgets are fitted to the upstream model (``thinking_range``, from the budgets table
+  of Google's "Gemini thinking" guide): 2.5 Pro takes 128..32768 and cannot turn thinking off,
+  2.5 Flash 0..24576, 2.5 Flash-Lite 0 or 512..24576, all -1 (dynamic); 2.0 and 1.x models take
+  no thinkingConfig at all, so it is not sent. A budget outside the range is clamped into it.
+  Models the table does not name (Gemini 3, tuned or future models) get the budget as asked.
+- Responses are decoded into typed view structs (``GenerateContentResponse``): a part, usage
+  count or id of the wrong type is a ``msgspec.ValidationError`` naming its path, never a
+  canonical block holding a value of the wrong type.
 """
 
 from __future__ import annotations
 
 import json
-import re
-import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping
-from typing import Any, Final
-from urllib.parse import quote
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any, Final, NamedTuple
 
 import msgspec
 
-from tollway.core.catalog import Credential, EnvRequirement, ModelInfo, ProviderConfig, ProviderSpec
 from tollway.core.chat import (
     Block,
     ChatRequest,
     ChatResponse,
     DocumentBlock,
-    Finish,
     FinishReason,
     ImageBlock,
     Message,
     ReasoningBlock,
-    ReasoningDelta,
-    StreamEvent,
-    StreamStart,
     TextBlock,
-    TextDelta,
     ToolCallBlock,
-    ToolCallDelta,
-    ToolCallStart,
     ToolResultBlock,
     Usage,
-    UsageReport,
 )
-from tollway.core.errors import InvalidRequest, UpstreamError
-from tollway.core.names import DIALECT_GEMINI, PROVIDER_GEMINI
-from tollway.providers.base import ProviderContext
-from tollway.providers.http import Timeouts, UpstreamClient, redact
-from tollway.providers.media import Media, MediaFetcher, decode_data_url
-
-_CAPS = ("chat", "tools", "vision", "reasoning")
-
-
-def _model(model_id: str, display: str) -> ModelInfo:
-    return ModelInfo(id=model_id, provider=PROVIDER_GEMINI, upstream_id=model_id, display_name=display,
-                     capabilities=_CAPS, tags=("gemini",))
-
-
-SPEC = ProviderSpec(
-    name=PROVIDER_GEMINI,
-    kind=PROVIDER_GEMINI,
-    env_requirements=(
-        EnvRequirement(key="GEMINI_API_KEY", description="Google Gemini API key"),
-        EnvRequirement(key="GEMINI_BASE_URL", description="Gemini API base URL", required=False),
-    ),
-    api_key_env="GEMINI_API_KEY",
-    base_url_env="GEMINI_BASE_URL",
-    default_base_url="https://generativelanguage.googleapis.com",
-    models=(
-        _model("gemini-2.5-flash", "Gemini 2.5 Flash"),
-        _model("gemini-2.5-pro", "Gemini 2.5 Pro"),
-        _model("gemini-2.0-flash", "Gemini 2.0 Flash"),
-    ),
-    open_catalog=True,
-    features=frozenset({"chat", "stream", "tools", "reasoning", "usage", "errors", "images"}),
-)
-
-_decoder = msgspec.json.Decoder()
-_encoder = msgspec.json.Encoder()
+from tollway.core.errors import InvalidRequest
+from tollway.core.names import DIALECT_GEMINI
+from tollway.providers.media import Media, decode_data_url
 
 # reasoning_effort -> thinkingBudget (the budgets Google's OpenAI-compatible endpoint uses)
 EFFORT_BUDGETS: Final[Mapping[str, int]] = {"none": 0, "minimal": 512, "low": 1024, "medium": 8192, "high": 24576}
+DYNAMIC_BUDGET: Final = -1  # thinkingBudget -1: the model decides how much to think
 _RESPONSE_FORMATS = frozenset({"text", "json_object", "json_schema"})
 _SCHEMA_DROP = frozenset({"$schema"})
 _FILTERED = frozenset({"SAFETY", "RECITATION", "BLOCKLIST", "PROHIBITED_CONTENT", "SPII", "IMAGE_SAFETY",
@@ -110,6 +70,69 @@ def new_id(prefix: str) -> str:
 
 
 IdFactory = Callable[[str], str]
+
+# --- thinking budgets per model ----------------------------------------------------------------
+
+
+class ThinkingRange(NamedTuple):
+    """The thinkingBudget values a model takes: -1 (dynamic), ``low..high``, and 0 (thinking
+    off) when ``can_disable``. ``thinks`` false: the model takes no thinkingConfig at all."""
+
+    thinks: bool
+    low: int = 0
+    high: int = 0
+    can_disable: bool = False
+
+
+NO_THINKING: Final = ThinkingRange(thinks=False)
+
+# by upstream model name prefix, the most specific first (Google's "Gemini thinking" guide)
+_THINKING_RANGES: Final[tuple[tuple[str, ThinkingRange | None], ...]] = (
+    ("gemini-2.5-flash-lite", ThinkingRange(thinks=True, low=512, high=24576, can_disable=True)),
+    ("gemini-2.5-flash", ThinkingRange(thinks=True, low=0, high=24576, can_disable=True)),
+    ("gemini-2.5-pro", ThinkingRange(thinks=True, low=128, high=32768, can_disable=False)),
+    ("gemini-2.0-flash-thinking", None),  # the experimental thinking model: not in the table, left alone
+    ("gemini-2.0-", NO_THINKING),
+    ("gemini-1.", NO_THINKING),
+)
+
+
+def thinking_range(model: str) -> ThinkingRange | None:
+    """What ``model`` (an upstream model name) takes as a thinking budget; None when unknown."""
+    name = model.lower().removeprefix("models/")
+    return next((r for prefix, r in _THINKING_RANGES if name.startswith(prefix)), None)
+
+
+def fit_budget(budget: int, limits: ThinkingRange) -> int | None:
+    """``budget`` clamped into ``limits``; None when the model takes no thinkingConfig."""
+    if not limits.thinks:
+        return None
+    if budget < 0:
+        return DYNAMIC_BUDGET  # -1, the one negative budget Gemini takes
+    if budget == 0 and limits.can_disable:
+        return 0
+    return min(max(budget, limits.low), limits.high)
+
+
+def thinking_budget(req: ChatRequest) -> int | None:
+    """The budget the request asks for (``reasoning_budget`` wins over ``reasoning_effort``)."""
+    if req.reasoning_budget is not None:
+        return req.reasoning_budget
+    if req.reasoning_effort is not None:
+        return EFFORT_BUDGETS.get(req.reasoning_effort)
+    return None
+
+
+def _thinking(req: ChatRequest, model: str) -> tuple[int | None, bool]:
+    """The thinkingBudget to send to ``model`` (None: no thinkingConfig) and whether it is not
+    what the request asked for (dropped or clamped)."""
+    asked = thinking_budget(req)
+    limits = thinking_range(model)
+    if asked is None or limits is None:
+        return asked, False
+    sent = fit_budget(asked, limits)
+    return sent, sent != asked
+
 
 # --- request: canonical -> GenerateContentRequest -----------------------------------------------
 
@@ -132,8 +155,10 @@ def _flat_blocks(blocks: Iterable[Block]) -> Iterable[Block]:
             yield from b.content
 
 
-def encode_request(req: ChatRequest, *, media: Mapping[str, Media] | None = None) -> dict[str, Any]:
-    """The GenerateContentRequest body; ``media`` holds the fetched bytes of ``media_urls(req)``."""
+def encode_request(req: ChatRequest, *, media: Mapping[str, Media] | None = None,
+                   upstream_model: str | None = None) -> dict[str, Any]:
+    """The GenerateContentRequest body; ``media`` holds the fetched bytes of ``media_urls(req)``.
+    ``upstream_model`` (default ``req.model``) decides the thinking budget's range."""
     loaded = media or {}
     system: list[dict[str, Any]] = []
     contents: list[dict[str, Any]] = []
@@ -171,7 +196,7 @@ def encode_request(req: ChatRequest, *, media: Mapping[str, Media] | None = None
                                                    for t in req.tools]}]
     if req.tool_choice is not None:
         body["toolConfig"] = {"functionCallingConfig": _calling_config(req.tool_choice.mode, req.tool_choice.name)}
-    config = _generation_config(req)
+    config = _generation_config(req, upstream_model or req.model)
     if config:
         body["generationConfig"] = config
     if req.dialect == DIALECT_GEMINI:
@@ -313,15 +338,7 @@ def _calling_config(mode: str, name: str | None) -> dict[str, Any]:
     return {"mode": {"auto": "AUTO", "none": "NONE", "required": "ANY"}[mode]}
 
 
-def thinking_budget(req: ChatRequest) -> int | None:
-    if req.reasoning_budget is not None:
-        return req.reasoning_budget
-    if req.reasoning_effort is not None:
-        return EFFORT_BUDGETS.get(req.reasoning_effort)
-    return None
-
-
-def _generation_config(req: ChatRequest) -> dict[str, Any]:
+def _generation_config(req: ChatRequest, model: str) -> dict[str, Any]:
     gc: dict[str, Any] = {}
     for key, value in (("maxOutputTokens", req.max_tokens), ("temperature", req.temperature),
                        ("topP", req.top_p), ("topK", req.top_k), ("seed", req.seed)):
@@ -335,7 +352,7 @@ def _generation_config(req: ChatRequest) -> dict[str, Any]:
         schema = (rf.get("json_schema") or {}).get("schema") if rf.get("type") == "json_schema" else None
         if isinstance(schema, dict):
             gc["responseJsonSchema"] = clean_schema(schema)
-    budget = thinking_budget(req)
+    budget, _ = _thinking(req, model)
     if budget is not None:
         gc["thinkingConfig"] = {"thinkingBudget": budget, "includeThoughts": budget != 0}
     return gc
@@ -352,12 +369,21 @@ def _merge_extras(body: dict[str, Any], extras: Mapping[str, Any]) -> None:
             body.setdefault(key, value)
 
 
-def unsupported(req: ChatRequest) -> list[str]:
-    """The canonical request fields ``encode_request`` does not send to Gemini."""
+def unsupported(req: ChatRequest, *, upstream_model: str | None = None) -> list[str]:
+    """The canonical request fields ``encode_request`` does not send to Gemini as asked.
+
+    ``upstream_model`` (default ``req.model``) decides the thinking budget: when the model takes
+    none it is dropped, when the budget is outside the model's range it is clamped, and either
+    way the field it came from (``reasoning_budget`` or ``reasoning_effort``) is named."""
     out = [k for k in ("parallel_tool_calls", "user") if getattr(req, k) is not None]
     if req.reasoning_effort is not None and (req.reasoning_budget is not None
                                              or req.reasoning_effort not in EFFORT_BUDGETS):
         out.append("reasoning_effort")
+    _, changed = _thinking(req, upstream_model or req.model)
+    if changed:
+        source = "reasoning_budget" if req.reasoning_budget is not None else "reasoning_effort"
+        if source not in out:
+            out.append(source)
     if req.response_format is not None and req.response_format.get("type") not in _RESPONSE_FORMATS:
         out.append("response_format")
     if any(t.strict is not None for t in req.tools):
@@ -379,6 +405,63 @@ def unsupported(req: ChatRequest) -> list[str]:
 # --- response: GenerateContentResponse -> canonical ---------------------------------------------
 
 
+class FunctionCall(msgspec.Struct, frozen=True):
+    name: str | None = None
+    id: str | None = None
+    args: dict[str, Any] | None = None
+
+
+class Part(msgspec.Struct, frozen=True, rename="camel"):
+    text: str | None = None
+    thought: bool | None = None
+    thought_signature: str | None = None
+    function_call: FunctionCall | None = None
+
+
+class Content(msgspec.Struct, frozen=True):
+    parts: list[Part] | None = None
+
+
+class Candidate(msgspec.Struct, frozen=True, rename="camel"):
+    content: Content | None = None
+    finish_reason: str | None = None
+
+
+class PromptFeedback(msgspec.Struct, frozen=True, rename="camel"):
+    block_reason: str | None = None
+
+
+class UsageMetadata(msgspec.Struct, frozen=True, rename="camel"):
+    prompt_token_count: int | None = None
+    tool_use_prompt_token_count: int | None = None
+    candidates_token_count: int | None = None
+    thoughts_token_count: int | None = None
+    cached_content_token_count: int | None = None
+
+
+class GenerateContentResponse(msgspec.Struct, frozen=True, rename="camel"):
+    """What is read of a GenerateContentResponse (or of one streamed chunk); the rest is skipped."""
+
+    candidates: list[Candidate] | None = None
+    prompt_feedback: PromptFeedback | None = None
+    usage_metadata: UsageMetadata | None = None
+    model_version: str | None = None
+    response_id: str | None = None
+    error: Any = msgspec.UNSET  # an error object instead of an answer (in a 200, or mid-stream)
+
+
+# reads a body straight into the view: a value of the wrong type is a ValidationError naming its path
+response_decoder: Final = msgspec.json.Decoder(GenerateContentResponse)
+
+
+def as_response(data: Any) -> GenerateContentResponse:
+    """``data`` (decoded JSON, or the view itself) as a GenerateContentResponse view; a
+    ``msgspec.ValidationError`` (a ValueError) when it has the wrong shape."""
+    if isinstance(data, GenerateContentResponse):
+        return data
+    return msgspec.convert(data, GenerateContentResponse)
+
+
 def finish_reason_of(reason: str | None, has_calls: bool) -> FinishReason:
     if reason == "MAX_TOKENS":
         return "length"
@@ -387,239 +470,70 @@ def finish_reason_of(reason: str | None, has_calls: bool) -> FinishReason:
     return "tool_calls" if has_calls else "stop"
 
 
-def usage_of(meta: Mapping[str, Any] | None) -> Usage:
+def usage_of(meta: UsageMetadata | Mapping[str, Any] | None) -> Usage:
     if not meta:
         return Usage()
-    thoughts = meta.get("thoughtsTokenCount") or 0
+    m = meta if isinstance(meta, UsageMetadata) else msgspec.convert(meta, UsageMetadata)
+    thoughts = m.thoughts_token_count or 0
     return Usage(
-        input_tokens=(meta.get("promptTokenCount") or 0) + (meta.get("toolUsePromptTokenCount") or 0),
-        output_tokens=(meta.get("candidatesTokenCount") or 0) + thoughts,
-        cached_tokens=meta.get("cachedContentTokenCount") or 0,
+        input_tokens=(m.prompt_token_count or 0) + (m.tool_use_prompt_token_count or 0),
+        output_tokens=(m.candidates_token_count or 0) + thoughts,
+        cached_tokens=m.cached_content_token_count or 0,
         reasoning_tokens=thoughts,
     )
 
 
-def _call_args(call: Mapping[str, Any]) -> str:
-    return json.dumps(call.get("args") or {}, ensure_ascii=False, separators=(",", ":"))
+def call_args(call: FunctionCall) -> str:
+    return json.dumps(call.args or {}, ensure_ascii=False, separators=(",", ":"))
 
 
-def _candidate(data: Mapping[str, Any]) -> Mapping[str, Any] | None:
-    candidates = data.get("candidates")
-    return candidates[0] if isinstance(candidates, list) and candidates else None
+def first_candidate(data: GenerateContentResponse) -> Candidate | None:
+    return data.candidates[0] if data.candidates else None
 
 
-def _error_text(data: Mapping[str, Any]) -> str:
-    err = data.get("error")
+def blocked(data: GenerateContentResponse) -> bool:
+    """A prompt Gemini refused: no candidates, a block reason."""
+    return bool(data.prompt_feedback and data.prompt_feedback.block_reason)
+
+
+def parts_of(cand: Candidate) -> list[Part]:
+    return (cand.content.parts if cand.content else None) or []
+
+
+def error_text(err: Any) -> str:
     if isinstance(err, dict):
         return str(err.get("message") or err.get("status") or "error")
     return str(err)
 
 
 def decode_response(data: Any, *, model: str, created: int, make_id: IdFactory = new_id) -> ChatResponse:
-    """A whole GenerateContentResponse as a ChatResponse (the first candidate)."""
-    if not isinstance(data, dict):
+    """A whole GenerateContentResponse (decoded JSON or the view) as a ChatResponse (the first
+    candidate). A ValueError when it is not an answer or has the wrong shape."""
+    if not isinstance(data, dict | GenerateContentResponse):
         raise ValueError("the completion is not a JSON object")
-    if "error" in data:
-        raise ValueError(f"an error object instead of a completion: {_error_text(data)}")
-    usage = usage_of(data.get("usageMetadata"))
-    rid = data.get("responseId") or make_id("gen-")
-    model = data.get("modelVersion") or model
-    cand = _candidate(data)
+    resp = as_response(data)
+    if resp.error is not msgspec.UNSET:
+        raise ValueError(f"an error object instead of a completion: {error_text(resp.error)}")
+    usage = usage_of(resp.usage_metadata)
+    rid = resp.response_id or make_id("gen-")
+    model = resp.model_version or model
+    cand = first_candidate(resp)
     if cand is None:
-        if (data.get("promptFeedback") or {}).get("blockReason"):
+        if blocked(resp):
             return ChatResponse(id=rid, model=model, created=created, content=(), finish_reason="content_filter",
                                 usage=usage)
         raise ValueError("no candidates and no block reason")
     blocks: list[Block] = []
     calls = 0
-    for part in (cand.get("content") or {}).get("parts") or ():
-        if part.get("thoughtSignature"):
-            blocks.append(ReasoningBlock(signature=part["thoughtSignature"]))
-        call = part.get("functionCall")
-        if isinstance(call, dict):
+    for part in parts_of(cand):
+        if part.thought_signature:
+            blocks.append(ReasoningBlock(signature=part.thought_signature))
+        call = part.function_call
+        if call is not None:
             calls += 1
-            blocks.append(ToolCallBlock(id=call.get("id") or make_id("call_"), name=call.get("name") or "",
-                                        arguments=_call_args(call)))
-        elif part.get("text"):
-            blocks.append(ReasoningBlock(text=part["text"]) if part.get("thought") else TextBlock(text=part["text"]))
+            blocks.append(ToolCallBlock(id=call.id or make_id("call_"), name=call.name or "",
+                                        arguments=call_args(call)))
+        elif part.text:
+            blocks.append(ReasoningBlock(text=part.text) if part.thought else TextBlock(text=part.text))
     return ChatResponse(id=rid, model=model, created=created, content=tuple(blocks),
-                        finish_reason=finish_reason_of(cand.get("finishReason"), calls > 0), usage=usage)
-
-
-class StreamDecoder:
-    """Streamed GenerateContentResponse chunks -> canonical events, one chunk at a time.
-
-    ``finished`` turns true with the chunk carrying a finishReason (or a prompt block); the
-    events it returns end with Finish and UsageReport (the last usageMetadata seen).
-    """
-
-    def __init__(self, *, model: str, created: int, make_id: IdFactory = new_id) -> None:
-        self.model = model
-        self.created = created
-        self.make_id = make_id
-        self.started = False
-        self.finished = False
-        self.calls = 0
-        self.usage = Usage()
-
-    def feed(self, chunk: Any) -> list[StreamEvent]:
-        if not isinstance(chunk, dict):
-            raise ValueError("a stream chunk is not a JSON object")
-        if "error" in chunk:
-            raise UpstreamError(_error_text(chunk), provider=PROVIDER_GEMINI)
-        out: list[StreamEvent] = []
-        if not self.started:
-            self.started = True
-            out.append(StreamStart(id=chunk.get("responseId") or self.make_id("gen-"),
-                                   model=chunk.get("modelVersion") or self.model, created=self.created))
-        if chunk.get("usageMetadata"):
-            self.usage = usage_of(chunk["usageMetadata"])
-        cand = _candidate(chunk)
-        if cand is None:
-            if (chunk.get("promptFeedback") or {}).get("blockReason"):
-                out += self._finish("content_filter")
-            return out
-        for part in (cand.get("content") or {}).get("parts") or ():
-            if part.get("thoughtSignature"):
-                out.append(ReasoningDelta(signature=part["thoughtSignature"]))
-            call = part.get("functionCall")
-            if isinstance(call, dict):
-                index = self.calls
-                self.calls += 1
-                out.append(ToolCallStart(index=index, id=call.get("id") or self.make_id("call_"),
-                                         name=call.get("name") or ""))
-                out.append(ToolCallDelta(index=index, arguments=_call_args(call)))
-            elif part.get("text"):
-                out.append(ReasoningDelta(text=part["text"]) if part.get("thought") else TextDelta(text=part["text"]))
-        if cand.get("finishReason"):
-            out += self._finish(finish_reason_of(cand["finishReason"], self.calls > 0))
-        return out
-
-    def _finish(self, reason: FinishReason) -> list[StreamEvent]:
-        self.finished = True
-        return [Finish(reason=reason), UsageReport(usage=self.usage)]
-
-
-def parse_gemini_error(body: bytes) -> str | None:
-    """The message of Google's error body ``{"error": {"code", "message", "status"}}`` (or a list of them)."""
-    try:
-        data = _decoder.decode(body)
-    except msgspec.DecodeError:
-        text = body[:300].decode("utf-8", "replace").strip()
-        return text or None
-    if isinstance(data, list) and data:
-        data = data[0]
-    err = data.get("error") if isinstance(data, dict) else None
-    if not isinstance(err, dict):
-        return None
-    message, status = err.get("message"), err.get("status")
-    if message and status:
-        return f"{status}: {message}"
-    return str(message or status) if message or status else None
-
-
-RETRY_INFO: Final = "type.googleapis.com/google.rpc.RetryInfo"
-_DURATION = re.compile(r"(-?\d+(?:\.\d{1,9})?)s")
-
-
-def duration_seconds(value: object) -> float | None:
-    """A protobuf Duration in its JSON form (``"7s"``, ``"1.5s"``) in seconds; None if it is not one."""
-    match = _DURATION.fullmatch(value) if isinstance(value, str) else None
-    return float(match[1]) if match else None
-
-
-def parse_gemini_retry_after(body: bytes) -> float | None:
-    """The ``retryDelay`` of a RetryInfo in an error body's ``error.details`` (Google sends a 429's
-    retry delay there, not in Retry-After), in seconds."""
-    try:
-        data = _decoder.decode(body)
-    except msgspec.DecodeError:
-        return None
-    if isinstance(data, list) and data:
-        data = data[0]
-    err = data.get("error") if isinstance(data, dict) else None
-    details = err.get("details") if isinstance(err, dict) else None
-    for d in details if isinstance(details, list) else ():
-        if isinstance(d, dict) and d.get("@type") == RETRY_INFO:
-            return duration_seconds(d.get("retryDelay"))
-    return None
-
-
-# --- the adapter ----------------------------------------------------------------------------------
-
-
-class GeminiProvider:
-    def __init__(self, config: ProviderConfig, *, timeouts: Timeouts, media: MediaFetcher) -> None:
-        self.name = config.name
-        base = (config.base_url or SPEC.default_base_url).rstrip("/")
-        base = base.removesuffix("/v1beta")
-        self.models_url = base + "/v1beta/models/"
-        self.media = media
-        self.client = UpstreamClient(provider=config.name, timeouts=timeouts, parse_error=parse_gemini_error,
-                                     parse_retry_after=parse_gemini_retry_after)
-
-    def url(self, model: str, *, stream: bool) -> str:
-        name = quote(model.removeprefix("models/"), safe="-._~")
-        if stream:
-            return f"{self.models_url}{name}:streamGenerateContent?alt=sse"
-        return f"{self.models_url}{name}:generateContent"
-
-    def headers(self, credential: Credential, *, stream: bool) -> dict[str, str]:
-        h = {"Content-Type": "application/json", "Accept": "text/event-stream" if stream else "application/json"}
-        if credential.secret:
-            h["x-goog-api-key"] = credential.secret
-        return h
-
-    def unsupported(self, req: ChatRequest) -> list[str]:
-        return unsupported(req)
-
-    async def body(self, req: ChatRequest) -> bytes:
-        media = {url: await self.media.load(url) for url in media_urls(req)}
-        return _encoder.encode(encode_request(req, media=media))
-
-    def _broken(self, what: str, detail: object, secret: str | None) -> UpstreamError:
-        return UpstreamError(f"{self.name} upstream {what}: {redact(str(detail), secret)}", provider=self.name)
-
-    async def complete(self, req: ChatRequest, *, upstream_model: str, credential: Credential) -> ChatResponse:
-        body = await self.body(req)
-        raw = await self.client.post(self.url(upstream_model, stream=False), self.headers(credential, stream=False),
-                                     body, secret=credential.secret)
-        try:
-            return decode_response(_decoder.decode(raw), model=upstream_model, created=int(time.time()))
-        except (msgspec.DecodeError, ValueError, TypeError, AttributeError, KeyError) as exc:
-            raise self._broken("sent an unreadable completion", exc, credential.secret) from None
-
-    async def stream(self, req: ChatRequest, *, upstream_model: str,
-                     credential: Credential) -> AsyncIterator[StreamEvent]:
-        body = await self.body(req)
-        upstream = await self.client.open_stream(self.url(upstream_model, stream=True),
-                                                 self.headers(credential, stream=True), body,
-                                                 secret=credential.secret)
-        decoder = StreamDecoder(model=upstream_model, created=int(time.time()))
-        try:
-            async for event in upstream.events():
-                try:
-                    events = decoder.feed(_decoder.decode(event.data))
-                except UpstreamError as err:
-                    raise self._broken("reported an error mid-stream", err.message, credential.secret) from None
-                except (msgspec.DecodeError, ValueError, TypeError, AttributeError, KeyError):
-                    raise UpstreamError(f"{self.name} upstream sent a malformed stream chunk",
-                                        provider=self.name) from None
-                for ev in events:
-                    yield ev
-                if decoder.finished:
-                    break
-            if not decoder.finished:
-                raise UpstreamError(f"{self.name} upstream closed the stream before it finished", provider=self.name)
-        finally:
-            if decoder.finished:
-                upstream.finish()
-            else:
-                upstream.close()
-
-    async def close(self) -> None:
-        await self.client.close()
-
-
-def build(config: ProviderConfig, ctx: ProviderContext) -> GeminiProvider:
-    return GeminiProvider(config, timeouts=ctx.timeouts, media=ctx.media)
+                        finish_reason=finish_reason_of(cand.finish_reason, calls > 0), usage=usage)

@@ -1,0 +1,199 @@
+"""Google Gemini upstream: canonical chat <-> the Gemini API's v1beta REST ``generateContent``.
+
+``POST {base}/v1beta/models/{model}:generateContent`` and ``...:streamGenerateContent?alt=sse``
+(SSE ``data: {GenerateContentResponse}`` chunks, no ``[DONE]``: the body ends the stream). The
+API key goes in the ``x-goog-api-key`` header, never in the URL, so it never reaches a log.
+
+The request and response mapping (and what it drops) is in ``codec``, the stream decoding in
+``stream``, Google's error bodies in ``errors``; all pure, their public names re-exported here. This module fetches the
+request's media (``MediaFetcher.load_many``: Gemini takes images and documents only inline) and
+makes the calls.
+
+- Whatever the upstream sends, a body or chunk that cannot be read (not JSON, an error object
+  in a 200, a part or count of the wrong type) is an UpstreamError (502) naming what was wrong,
+  never an internal error.
+- ``unsupported(req)`` sees only the model name the client sent, not the upstream model the
+  route chose; like Bedrock's adapter it takes the upstream id of a catalog model of that name,
+  or the name without a ``<provider>/`` prefix. When an alias (or a YAML model) maps the name to
+  a different upstream model, the reasoning fields it names may not match what the body carries;
+  the body itself always has the budget fitted to the real upstream model.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+from typing import Final
+from urllib.parse import quote
+
+import msgspec
+
+from tollway.core.catalog import Credential, EnvRequirement, ModelInfo, ProviderConfig, ProviderSpec
+from tollway.core.chat import ChatRequest, ChatResponse, StreamEvent
+from tollway.core.errors import UpstreamError
+from tollway.core.names import PROVIDER_GEMINI
+from tollway.providers.base import ProviderContext
+from tollway.providers.gemini.codec import (
+    EFFORT_BUDGETS,
+    GenerateContentResponse,
+    ThinkingRange,
+    clean_schema,
+    decode_response,
+    encode_request,
+    finish_reason_of,
+    fit_budget,
+    media_urls,
+    new_id,
+    response_decoder,
+    thinking_budget,
+    thinking_range,
+    unsupported,
+    usage_of,
+)
+from tollway.providers.gemini.errors import RETRY_INFO, duration_seconds, parse_gemini_error, parse_gemini_retry_after
+from tollway.providers.gemini.stream import StreamDecoder
+from tollway.providers.http import Timeouts, UpstreamClient, redact
+from tollway.providers.media import MediaFetcher
+
+__all__ = [
+    "EFFORT_BUDGETS",
+    "RETRY_INFO",
+    "SPEC",
+    "GeminiProvider",
+    "GenerateContentResponse",
+    "StreamDecoder",
+    "ThinkingRange",
+    "build",
+    "clean_schema",
+    "decode_response",
+    "duration_seconds",
+    "encode_request",
+    "finish_reason_of",
+    "fit_budget",
+    "media_urls",
+    "new_id",
+    "parse_gemini_error",
+    "parse_gemini_retry_after",
+    "thinking_budget",
+    "thinking_range",
+    "unsupported",
+    "usage_of",
+]
+
+_CAPS = ("chat", "tools", "vision", "reasoning")
+MAX_DETAIL: Final = 300  # characters of a decoding error shown in an UpstreamError
+
+
+def _model(model_id: str, display: str) -> ModelInfo:
+    return ModelInfo(id=model_id, provider=PROVIDER_GEMINI, upstream_id=model_id, display_name=display,
+                     capabilities=_CAPS, tags=("gemini",))
+
+
+SPEC = ProviderSpec(
+    name=PROVIDER_GEMINI,
+    kind=PROVIDER_GEMINI,
+    env_requirements=(
+        EnvRequirement(key="GEMINI_API_KEY", description="Google Gemini API key"),
+        EnvRequirement(key="GEMINI_BASE_URL", description="Gemini API base URL", required=False),
+    ),
+    api_key_env="GEMINI_API_KEY",
+    base_url_env="GEMINI_BASE_URL",
+    default_base_url="https://generativelanguage.googleapis.com",
+    models=(
+        _model("gemini-2.5-flash", "Gemini 2.5 Flash"),
+        _model("gemini-2.5-pro", "Gemini 2.5 Pro"),
+        _model("gemini-2.0-flash", "Gemini 2.0 Flash"),
+    ),
+    open_catalog=True,
+    model_prefixes=("gemini-",),
+    features=frozenset({"chat", "stream", "tools", "reasoning", "usage", "errors", "images"}),
+)
+
+_encoder = msgspec.json.Encoder()
+
+
+class GeminiProvider:
+    def __init__(self, config: ProviderConfig, *, timeouts: Timeouts, media: MediaFetcher) -> None:
+        self.name = config.name
+        base = (config.base_url or SPEC.default_base_url).rstrip("/")
+        base = base.removesuffix("/v1beta")
+        self.models_url = base + "/v1beta/models/"
+        self.media = media
+        self.client = UpstreamClient(provider=config.name, timeouts=timeouts, parse_error=parse_gemini_error,
+                                     parse_retry_after=parse_gemini_retry_after)
+
+    def url(self, model: str, *, stream: bool) -> str:
+        name = quote(model.removeprefix("models/"), safe="-._~")
+        if stream:
+            return f"{self.models_url}{name}:streamGenerateContent?alt=sse"
+        return f"{self.models_url}{name}:generateContent"
+
+    def headers(self, credential: Credential, *, stream: bool) -> dict[str, str]:
+        h = {"Content-Type": "application/json", "Accept": "text/event-stream" if stream else "application/json"}
+        if credential.secret:
+            h["x-goog-api-key"] = credential.secret
+        return h
+
+    def unsupported(self, req: ChatRequest) -> list[str]:
+        return unsupported(req, upstream_model=self._upstream_guess(req.model))
+
+    def _upstream_guess(self, model: str) -> str:
+        """The upstream id a public model name stands for, as far as the name tells."""
+        known = next((m.upstream_id for m in SPEC.models if m.id == model), None)
+        if known is not None:
+            return known
+        prefix, sep, rest = model.partition("/")
+        return rest if sep and prefix == self.name else model
+
+    async def body(self, req: ChatRequest, upstream_model: str) -> bytes:
+        media = await self.media.load_many(media_urls(req))
+        return _encoder.encode(encode_request(req, media=media, upstream_model=upstream_model))
+
+    def _broken(self, what: str, detail: object, secret: str | None) -> UpstreamError:
+        text = redact(str(detail), secret)
+        if len(text) > MAX_DETAIL:
+            text = text[:MAX_DETAIL] + "..."
+        return UpstreamError(f"{self.name} upstream {what}: {text}", provider=self.name)
+
+    async def complete(self, req: ChatRequest, *, upstream_model: str, credential: Credential) -> ChatResponse:
+        body = await self.body(req, upstream_model)
+        raw = await self.client.post(self.url(upstream_model, stream=False), self.headers(credential, stream=False),
+                                     body, secret=credential.secret)
+        try:
+            return decode_response(response_decoder.decode(raw), model=upstream_model, created=int(time.time()))
+        except Exception as exc:  # whatever reading the body raises, it is the upstream's fault: a 502
+            raise self._broken("sent an unreadable completion", exc, credential.secret) from None
+
+    async def stream(self, req: ChatRequest, *, upstream_model: str,
+                     credential: Credential) -> AsyncIterator[StreamEvent]:
+        body = await self.body(req, upstream_model)
+        upstream = await self.client.open_stream(self.url(upstream_model, stream=True),
+                                                 self.headers(credential, stream=True), body,
+                                                 secret=credential.secret)
+        decoder = StreamDecoder(model=upstream_model, created=int(time.time()))
+        try:
+            async for event in upstream.events():
+                try:
+                    events = decoder.feed(response_decoder.decode(event.data))
+                except UpstreamError as err:
+                    raise self._broken("reported an error mid-stream", err.message, credential.secret) from None
+                except Exception as exc:  # a chunk that cannot be read is the upstream's fault: a 502
+                    raise self._broken("sent a malformed stream chunk", exc, credential.secret) from None
+                for ev in events:
+                    yield ev
+                if decoder.finished:
+                    break
+            if not decoder.finished:
+                raise UpstreamError(f"{self.name} upstream closed the stream before it finished", provider=self.name)
+        finally:
+            if decoder.finished:
+                upstream.finish()
+            else:
+                upstream.close()
+
+    async def close(self) -> None:
+        await self.client.close()
+
+
+def build(config: ProviderConfig, ctx: ProviderContext) -> GeminiProvider:
+    return GeminiProvider(config, timeouts=ctx.timeouts, media=ctx.media)
