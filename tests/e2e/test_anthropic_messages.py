@@ -138,8 +138,9 @@ def test_translated_stream_conforms_to_the_spec(gw: GatewayProcess, key: str, fa
 
 
 @pytest.mark.parametrize("model, behavior_of", [
-    ("claude-haiku-4-5", lambda: anthropic_server.Behavior(error_in_stream_after=2)),
-    ("deepseek-chat", lambda: openai_server.Behavior(error_in_stream_after=2, text="one two three four five")),
+    ("claude-haiku-4-5", lambda: anthropic_server.Behavior(error_in_stream_after=2, echo_secret_in_error=True)),
+    ("deepseek-chat", lambda: openai_server.Behavior(error_in_stream_after=2, text="one two three four five",
+                                                     echo_secret_in_error=True)),
 ])
 def test_an_upstream_error_mid_stream_becomes_an_error_event(model: str, behavior_of: Any, gw: GatewayProcess,
                                                             key: str, fake: FakeOpenAI,
@@ -189,9 +190,9 @@ def test_count_tokens_on_anthropic_is_anthropics_own(gw: GatewayProcess, key: st
     fake_anthropic.script("claude-opus-4-6", anthropic_server.Behavior(input_tokens=1234))
     body = {"model": "claude-opus-4-1", "messages": [{"role": "user", "content": "search the web"}],
             "tools": [{"type": "web_search_20250305", "name": "web_search"}]}  # a server tool: only Anthropic counts it
-    r = post(gw, "/v1/messages/count_tokens", body, {"x-api-key": key})
+    r = post(gw, "/v1/messages/count_tokens", {**body, "max_tokens": 99}, {"x-api-key": key})
     assert r.status_code == 200 and r.json() == {"input_tokens": 1234}
-    seen = fake_anthropic.requests[-1]
+    seen = fake_anthropic.requests[-1]  # max_tokens is not part of a count request: not forwarded
     assert seen.path == "/v1/messages/count_tokens" and seen.body == {**body, "model": "claude-opus-4-6"}
 
 
@@ -262,3 +263,15 @@ def test_admin_key_is_not_forwarded_and_is_accepted(gw: GatewayProcess, fake_ant
     r = post(gw, "/v1/messages", ask("claude-haiku-4-5"), {"x-api-key": ADMIN_KEY})
     assert r.status_code == 200
     assert ADMIN_KEY not in json.dumps(fake_anthropic.seen("claude-haiku-4-5")[-1].headers)
+
+
+def test_too_many_document_urls_are_refused_before_any_fetch(gw: GatewayProcess, key: str, fake: FakeOpenAI) -> None:
+    """The upstream needs bytes, so the gateway would fetch: at most 16 distinct URLs per request."""
+    fake.script("deepseek-chat", openai_server.Behavior(text="never"))
+    before = len(fake.seen("deepseek-chat"))
+    docs = [{"type": "document", "source": {"type": "url", "url": f"https://docs.example.com/{i}.pdf"}}
+            for i in range(17)]
+    body = ask("deepseek-chat", messages=[{"role": "user", "content": [{"type": "text", "text": "read"}, *docs]}])
+    r = post(gw, "/v1/messages", body, {"x-api-key": key})
+    assert r.status_code == 400 and r.json()["error"]["type"] == "invalid_request_error"
+    assert "16" in r.json()["error"]["message"] and len(fake.seen("deepseek-chat")) == before

@@ -618,6 +618,10 @@ def test_anthropic_stream_helper_gives_the_non_stream_message(kind: str, pm_gate
                  getattr(blk, "name", None), getattr(blk, "input", None)) for blk in r.raw.content]
 
     assert shape(a) == shape(b)
+    assert [(n, i) for n, i in a.tool_calls] == [("lookup", {"q": "x"}), ("lookup", {"q": "y"})]
+    assert a.reasoning == "Think it over." and a.stop == "tool_calls"
+    assert (a.input_tokens, a.cached_tokens, a.output_tokens) == (b.input_tokens, b.cached_tokens, b.output_tokens)
+    assert (a.input_tokens, a.cached_tokens) == (30, 10)
     assert (a.raw.stop_reason, a.raw.stop_sequence, a.raw.role, a.raw.type) == (
         b.raw.stop_reason, b.raw.stop_sequence, b.raw.role, b.raw.type)
     assert a.raw.usage.input_tokens == b.raw.usage.input_tokens

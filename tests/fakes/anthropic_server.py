@@ -81,6 +81,7 @@ class Behavior:
     status: int = 200  # != 200: an Anthropic error body instead (for messages and count_tokens)
     error_type: str | None = None  # default: by status (ERROR_TYPES), else api_error
     error_message: str = "fake upstream failure"
+    echo_secret_in_error: bool = False  # append the key it was called with to every error message
     retry_after: str | None = None  # a retry-after header on the error response
     headers_delay: float = 0.0  # before the response headers (first-byte timeout)
     chunk_delay: float = 0.0  # after each stream event
@@ -222,6 +223,9 @@ class FakeAnthropic:
             return self._error(400, "the request body is not a JSON object")
         return await handler(request)
 
+    def _error_text(self, b: Behavior) -> str:
+        return b.error_message + (f" (key {self.secret})" if b.echo_secret_in_error else "")
+
     def _behavior(self, body: dict[str, Any]) -> Behavior:
         return self.behaviors.get(str(body.get("model", "")), Behavior())
 
@@ -239,7 +243,7 @@ class FakeAnthropic:
             return rejected
         b = self._behavior(body)
         if b.status != 200:
-            return self._error(b.status, b.error_message, b.error_type, b.retry_after)
+            return self._error(b.status, self._error_text(b), b.error_type, b.retry_after)
         out = {"input_tokens": b.input_tokens}
         self._check(anthropic_spec.errors("CountMessageTokensResponse", out))
         return web.json_response(out)
@@ -292,7 +296,7 @@ class FakeAnthropic:
         if b.headers_delay and await self._client_left_during(request, model, b.headers_delay):
             return web.Response(status=499)
         if b.status != 200:
-            return self._error(b.status, b.error_message, b.error_type, b.retry_after)
+            return self._error(b.status, self._error_text(b), b.error_type, b.retry_after)
         mid = f"msg_fake_{len(self.requests)}"
         if body.get("stream"):
             return await self._stream(request, b, model, mid)
@@ -403,7 +407,7 @@ class FakeAnthropic:
                     return resp
                 if due and b.error_in_stream_after is not None and (deltas >= b.error_in_stream_after
                                                                     or name == "message_delta"):
-                    err = {"type": "error", "error": {"type": b.stream_error_type, "message": b.error_message},
+                    err = {"type": "error", "error": {"type": b.stream_error_type, "message": self._error_text(b)},
                            "request_id": f"req_fake_{len(self.requests)}"}
                     self._check(anthropic_spec.event_errors("error", err))
                     await resp.write(_frame("error", err))

@@ -169,3 +169,14 @@ def test_tool_headers_first_then_arguments_still_give_whole_blocks() -> None:
     msg = accumulate(pairs)
     assert [(b.name, b.input) for b in msg.content] == [("a", {"x": 1}), ("b", {"y": 2})]
     assert msg.content[0].id != msg.content[1].id  # ids made up for id-less calls are distinct
+
+
+def test_sequential_tool_calls_stream_as_they_come() -> None:
+    """OpenAI order (header, arguments, next header ...): each call's block is written at once."""
+    enc = StreamEncoder(model="m")
+    enc.feed(StreamStart(id="x", model="m", created=0))
+    enc.feed(ToolCallStart(index=0, id="a", name="f"))
+    enc.feed(ToolCallDelta(index=0, arguments='{"q": 1}'))
+    second = enc.feed(ToolCallStart(index=1, id="b", name="g")) + enc.feed(ToolCallDelta(index=1, arguments="{}"))
+    names = [n for n, _ in frames(second)]
+    assert names == ["content_block_stop", "content_block_start", "content_block_delta"]

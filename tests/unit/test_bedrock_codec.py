@@ -228,10 +228,22 @@ def test_anthropic_fields_top_k_and_thinking() -> None:
     assert body["additionalModelRequestFields"] == {"thinking": {"type": "enabled", "budget_tokens": 2048}}
     assert body["inferenceConfig"] == {"maxTokens": 4096}
     effort = encode(req(user("x"), reasoning_effort="medium"))
-    assert effort["additionalModelRequestFields"] == {"thinking": {"type": "enabled", "budget_tokens": 4096}}
+    assert effort["additionalModelRequestFields"] == {"thinking": {"type": "enabled", "budget_tokens": 8192}}
+    assert effort["inferenceConfig"]["maxTokens"] > 8192  # Claude needs room above the budget
     dropped = bedrock.dropped_fields(req(user("x"), reasoning_budget=2048, top_k=40, temperature=0.2, top_p=0.5),
                                      upstream_model=CLAUDE)
-    assert dropped == ["top_k", "temperature", "top_p"]
+    assert sorted(dropped) == ["temperature", "top_k", "top_p"]
+
+
+def test_claude_thinking_follows_anthropics_rules_on_bedrock() -> None:
+    capped = encode(req(user("x"), max_tokens=1000, reasoning_effort="high"))
+    assert "additionalModelRequestFields" not in capped or "thinking" not in capped["additionalModelRequestFields"]
+    assert bedrock.dropped_fields(req(user("x"), max_tokens=1000, reasoning_effort="high"),
+                                  upstream_model=CLAUDE) == ["reasoning_effort"]
+    forced = req(user("x"), reasoning_effort="high", tools=(Tool(name="f"),), tool_choice=ToolChoice(mode="required"))
+    body = encode(forced)
+    assert "toolChoice" not in body["toolConfig"] and "thinking" in body["additionalModelRequestFields"]
+    assert "tool_choice" in bedrock.dropped_fields(forced, upstream_model=CLAUDE)
 
 
 def test_nova_and_other_families() -> None:

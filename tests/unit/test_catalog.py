@@ -203,3 +203,12 @@ def test_with_both_anthropic_wins_for_claude_names() -> None:
 def test_a_claude_mapping_to_a_model_that_does_not_exist_fails_at_startup() -> None:
     with pytest.raises(ConfigError):
         Catalog(SPECS, env_provider_configs(DEEPSEEK_ENV), claude_mapping={"fast": "no-such-model"})
+
+
+def test_an_alias_keeps_its_meaning_on_a_provider_named_otherwise() -> None:
+    from tollway.core.catalog import ProviderConfig
+
+    eu = ProviderConfig(name="anthropic-eu", kind="anthropic", base_url="http://127.0.0.1:1",
+                        credentials=(Credential(id="k", secret="s"),))
+    route = Catalog(SPECS, [eu]).resolve("claude-3-7-sonnet-latest")
+    assert (route.provider, route.model.upstream_id) == ("anthropic-eu", "claude-sonnet-4-5")

@@ -262,3 +262,14 @@ def test_legacy_functions_are_not_silently_dropped() -> None:
             "function_call": "auto"}
     out = encode_request(decode_request(wire))
     assert "functions" in out or [t["function"]["name"] for t in out.get("tools", [])] == ["f"]
+
+
+@pytest.mark.parametrize("field, value", [
+    ("max_tokens", "100"), ("max_tokens", 0), ("temperature", "0.5"), ("top_p", [1]), ("reasoning_effort", ["high"]),
+    ("response_format", "json_object"), ("stream", "yes"), ("stop", [1, 2]), ("seed", 1.5), ("user", 5),
+    ("parallel_tool_calls", "no"),
+])
+def test_fields_of_the_wrong_type_are_400s(field: str, value: object) -> None:
+    with pytest.raises(InvalidRequest) as exc:
+        decode_request({"model": "m", "messages": [{"role": "user", "content": "x"}], field: value})
+    assert exc.value.param == field

@@ -311,3 +311,15 @@ def test_long_text_is_encoded_in_chunks_without_losing_tokens() -> None:
     counter = tokens._BpeOpenAI(FakeEncoding())
     long_text = "alpha beta gamma " * 50_000  # 850k characters
     assert counter(long_text) == 150_000
+
+
+def test_a_long_text_without_spaces_is_counted_not_refused() -> None:
+    """bpe-openai refuses one input of more than 200k tokens: chunks must stay under that."""
+    from tollway.core.chat import ChatRequest, Message, TextBlock
+    from tollway.routing.tokens import count_tokens
+
+    def of(n: int) -> int:
+        text = "a\U00010400" * n
+        return count_tokens(ChatRequest(model="m", messages=(Message(role="user", content=(TextBlock(text=text),)),)))
+
+    assert of(50_000) > of(25_000) > 0

@@ -33,9 +33,19 @@ class Timeouts(msgspec.Struct, frozen=True, kw_only=True):
     idle: float = 120.0
 
 
-def redact(text: str, secret: str | None) -> str:
-    if secret and len(secret) >= 4 and secret in text:
-        text = text.replace(secret, "***")
+# one secret, or all the parts of a credential that must never leave (Bedrock's session token)
+Secret = str | tuple[str | None, ...] | None
+
+
+def _parts(secret: Secret) -> list[str]:
+    parts = secret if isinstance(secret, tuple) else (secret,)
+    return [p for p in parts if p and len(p) >= 4]
+
+
+def redact(text: str, secret: Secret) -> str:
+    for part in _parts(secret):
+        if part in text:
+            text = text.replace(part, "***")
     return text
 
 
@@ -62,7 +72,7 @@ def retry_after_of(headers: Any) -> float | None:
 class UpstreamStream:
     """An open upstream SSE response. Iterate for events; ``close`` aborts the connection."""
 
-    def __init__(self, resp: aiohttp.ClientResponse, client: UpstreamClient, secret: str | None) -> None:
+    def __init__(self, resp: aiohttp.ClientResponse, client: UpstreamClient, secret: Secret) -> None:
         self._resp = resp
         self._client = client
         self._secret = secret
@@ -198,15 +208,15 @@ class UpstreamClient:
             await self._session.close()
             self._session = None
 
-    async def _error(self, resp: aiohttp.ClientResponse, secret: str | None) -> UpstreamError:
+    async def _error(self, resp: aiohttp.ClientResponse, secret: Secret) -> UpstreamError:
         try:
             body = await resp.content.read(MAX_ERROR_BODY)
         except aiohttp.ClientError:
             body = b""
         finally:
             resp.close()
-        if secret and len(secret) >= 4:
-            body = body.replace(secret.encode(), b"***")  # before any parsing or cutting
+        for part in _parts(secret):
+            body = body.replace(part.encode(), b"***")  # before any parsing or cutting
         detail = redact(self._parse_error(body) or resp.reason or "error", secret)[:MAX_MESSAGE]
         retry_after = retry_after_of(resp.headers)
         if retry_after is None and self._parse_retry_after is not None:
@@ -226,12 +236,12 @@ class UpstreamClient:
             raise UpstreamError(f"{self.provider} upstream unreachable: {type(exc).__name__}",
                                 provider=self.provider) from None
 
-    async def post(self, url: str, headers: dict[str, str], body: bytes, *, secret: str | None) -> bytes:
+    async def post(self, url: str, headers: dict[str, str], body: bytes, *, secret: Secret) -> bytes:
         """A non-stream call: the whole body, or a tollway error."""
         return await self.fetch("POST", url, headers, body, secret=secret)
 
     async def fetch(self, method: str, url: str, headers: dict[str, str], body: bytes | None = None, *,
-                    secret: str | None) -> bytes:
+                    secret: Secret) -> bytes:
         """Any non-stream request: the whole body, or a tollway error."""
         try:
             async with asyncio.timeout(self.timeouts.first_byte):
@@ -250,7 +260,7 @@ class UpstreamClient:
                                 provider=self.provider) from None
 
     async def open_stream(self, url: str, headers: dict[str, str], body: bytes, *,
-                          secret: str | None) -> UpstreamStream:
+                          secret: Secret) -> UpstreamStream:
         """Send a streaming call and wait for the response headers (first-byte timeout)."""
         try:
             async with asyncio.timeout(self.timeouts.first_byte):

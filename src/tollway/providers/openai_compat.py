@@ -119,12 +119,14 @@ class OpenAICompatProvider:
             return req
         if self.media is None:
             raise InvalidRequest(f"{self.name} takes documents as base64 data only, not by URL.")
+        loaded = await self.media.load_many([b.url for m in req.messages for b in m.content
+                                             if isinstance(b, DocumentBlock) and b.url])  # per-request bounds
         messages = []
         for m in req.messages:
             blocks: list[Block] = []
             for b in m.content:
                 if isinstance(b, DocumentBlock) and b.url:
-                    media = await self.media.load(b.url)
+                    media = loaded[b.url]
                     b = DocumentBlock(data=media.b64(), media_type=media.media_type, name=b.name)
                 blocks.append(b)
             messages.append(msgspec.structs.replace(m, content=tuple(blocks)))

@@ -104,7 +104,9 @@ class Catalog:
             # a name the API of a configured provider owns (a dated Claude id, a new GPT) goes there
             owner = next((p for prefix, p in self._prefixes if name.startswith(prefix)), None)
             if owner is not None:
-                return Route(model=ModelInfo(id=name, provider=owner, upstream_id=name, display_name=name),
+                known = self.known.get(target) if target is not None else None
+                upstream = known.upstream_id if known is not None else name  # an alias keeps its meaning
+                return Route(model=ModelInfo(id=name, provider=owner, upstream_id=upstream, display_name=name),
                              provider=owner)
             # an unknown Claude name, or a known one whose provider is not configured: the mapping decides
             if (mapped := self._claude_family(name)) is not None:

@@ -156,7 +156,9 @@ def estimate_text_tokens(text: str) -> int:
 
 # --- a real tokenizer, when one is installed -------------------------------------------------
 
-CHUNK_CHARS: Final = 100_000  # bpe-openai refuses a single input of 1M characters or 200k tokens
+# bpe-openai refuses a single input of 1M characters or 200k tokens; a character is at most 4
+# tokens, so 40k characters always fit
+CHUNK_CHARS: Final = 40_000
 
 
 class _BpeOpenAI:
@@ -173,7 +175,10 @@ class _BpeOpenAI:
             if end < len(text):  # cut at whitespace so no token straddles two chunks
                 cut = text.rfind(" ", start + CHUNK_CHARS // 2, end)
                 end = cut if cut > start else end
-            total += len(self._encode(text[start:end]))
+            try:
+                total += len(self._encode(text[start:end]))
+            except Exception:  # the tokenizer refused a piece: count that piece with the estimate
+                total += estimate_text_tokens(text[start:end])
             start = end
         return total
 

@@ -351,15 +351,18 @@ def unencoded(req: ChatRequest) -> list[str]:
         out.append("image_url.detail")
     if any(t.strict is not None for t in req.tools):
         out.append("tools[].strict")
-    out.extend(_thinking(req)[1])
+    out.extend(thinking_plan(req)[1])
     return out
 
 
-def _thinking(req: ChatRequest) -> tuple[int | None, list[str]]:
-    """The thinking budget Anthropic gets, and the fields thinking makes it drop.
+def thinking_plan(req: ChatRequest) -> tuple[int | None, list[str]]:
+    """The thinking budget a Claude model gets (on Anthropic or Bedrock), and the fields
+    thinking makes it drop.
 
     A caller's ``max_tokens`` (OpenAI's sense: reasoning included) caps the budget; a budget
-    under Anthropic's 1,024 minimum means no thinking. With thinking on, Anthropic refuses a
+    under Anthropic's 1,024 minimum means no thinking. So does a tool loop whose last assistant
+    turn has tool calls but no signed thinking block (an OpenAI client carries no signatures),
+    which Anthropic refuses while thinking is on. With thinking on, Anthropic refuses a
     temperature other than 1, ``top_k``, ``top_p`` under 0.95 and a forced tool choice."""
     budget, source = req.reasoning_budget, "reasoning_budget"
     if budget is None and req.reasoning_effort is not None:
@@ -372,6 +375,10 @@ def _thinking(req: ChatRequest) -> tuple[int | None, list[str]]:
     if req.max_tokens is not None:
         budget = min(budget, req.max_tokens - 1)
     if budget < 1024:
+        return None, [source]
+    assistant = [m for m in req.messages if m.role == "assistant"]
+    if assistant and any(isinstance(b, ToolCallBlock) for b in assistant[-1].content) and not any(
+            isinstance(b, ReasoningBlock) and (b.signature or b.redacted_data) for b in assistant[-1].content):
         return None, [source]
     dropped = []
     if req.temperature is not None and req.temperature != 1:
@@ -391,7 +398,7 @@ def encode_request(req: ChatRequest, *, model: str) -> dict[str, Any]:
     if system:
         out["system"] = "\n\n".join(b.text for b in system)
     out["messages"] = _encode_messages([m for m in req.messages if m.role != "system"])
-    budget, dropped = _thinking(req)
+    budget, dropped = thinking_plan(req)
     max_tokens = req.max_tokens or DEFAULT_MAX_TOKENS
     if budget is not None:
         out["thinking"] = {"type": "enabled", "budget_tokens": budget}

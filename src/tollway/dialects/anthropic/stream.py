@@ -64,8 +64,9 @@ class StreamEncoder:
         self._index = -1  # index of the open block, or of the last one
         self._open: str | None = None  # type of the open block
         self._tool: int | None = None  # canonical index of the tool call whose block is open
-        # tool calls that started while another one's block was open (vLLM-style: every call's
-        # header first, then the arguments): held whole, written as blocks when the open one ends
+        self._tool_has_args = False
+        # tool calls that started while the open one had no arguments yet (vLLM-style: every
+        # call's header first, then the arguments): each opens when its arguments begin
         self._pending: dict[int, tuple[str, str, list[str]]] = {}
         self._finish: FinishReason = "stop"
         self._stop_sequence: str | None = None
@@ -81,12 +82,14 @@ class StreamEncoder:
         return sse_event("message_start", {"type": "message_start", "message": message}) + sse_event(
             "ping", {"type": "ping"})
 
-    def _stop_block(self) -> bytes:
+    def _stop_block(self, *, flush: bool = True) -> bytes:
         if self._open is None:
             return b""
         self._open = None
         self._tool = None
         out = sse_event("content_block_stop", {"type": "content_block_stop", "index": self._index})
+        if not flush:
+            return out
         pending, self._pending = self._pending, {}
         for index in sorted(pending):
             id_, name, args = pending[index]
@@ -95,6 +98,14 @@ class StreamEncoder:
                 out += self._delta(self._index, {"type": "input_json_delta", "partial_json": "".join(args)})
             self._open = None
             out += sse_event("content_block_stop", {"type": "content_block_stop", "index": self._index})
+        return out
+
+    def _open_tool(self, index: int, id_: str, name: str, args: str = "", *, flush: bool = True) -> bytes:
+        out = self._stop_block(flush=flush)
+        out += self._open_block("tool_use", self._tool_block(id_, name, index))
+        self._tool, self._tool_has_args = index, bool(args)
+        if args:
+            out += self._delta(self._index, {"type": "input_json_delta", "partial_json": args})
         return out
 
     def _tool_block(self, id_: str, name: str, index: int) -> dict[str, Any]:
@@ -135,21 +146,20 @@ class StreamEncoder:
                 out += self._delta(self._index, {"type": "signature_delta", "signature": event.signature})
             return out
         if isinstance(event, ToolCallStart):
-            if self._tool is not None and self._tool != event.index:
+            if self._tool is not None and not self._tool_has_args:  # headers first (vLLM): hold this one
                 self._pending[event.index] = (event.id, event.name, [])
                 return out
-            out += self._open_block("tool_use", self._tool_block(event.id, event.name, event.index))
-            self._tool = event.index
-            return out
+            return out + self._open_tool(event.index, event.id, event.name)
         if isinstance(event, ToolCallDelta):
             if not event.arguments:
                 return out
-            if event.index in self._pending:
-                self._pending[event.index][2].append(event.arguments)
-                return out
-            if event.index != self._tool:
-                return out  # arguments for a call that never started, or whose block is closed
-            return out + self._delta(self._index, {"type": "input_json_delta", "partial_json": event.arguments})
+            if event.index == self._tool:
+                self._tool_has_args = True
+                return out + self._delta(self._index, {"type": "input_json_delta", "partial_json": event.arguments})
+            if event.index in self._pending:  # the held call's arguments begin: its block opens now
+                id_, name, args = self._pending.pop(event.index)
+                return out + self._open_tool(event.index, id_, name, "".join(args) + event.arguments, flush=False)
+            return out  # arguments for a call that never started, or whose block is closed: nowhere to go
         if isinstance(event, FinishEvent):
             self._finish = event.reason
             self._stop_sequence = event.stop_sequence

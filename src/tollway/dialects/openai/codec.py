@@ -78,6 +78,7 @@ def _decode_request(data: Any) -> ChatRequest:
           "messages")
     n = data.get("n")
     _want(n in (None, 1), "only n=1 is supported", "n")
+    _check_types(data)
     messages = tuple(_decode_message(m, i) for i, m in enumerate(raw_messages))
     tools = tuple(_decode_tool(t) for t in data.get("tools") or ())
     stream_options = data.get("stream_options") or {}
@@ -104,6 +105,36 @@ def _decode_request(data: Any) -> ChatRequest:
         reasoning_effort=data.get("reasoning_effort"),
         extras={k: v for k, v in data.items() if k not in _KNOWN},
     )
+
+
+def _is(value: Any, kinds: type | tuple[type, ...]) -> bool:
+    """None, or a value of ``kinds`` (a JSON true is not an integer here)."""
+    if value is None:
+        return True
+    if isinstance(value, bool):
+        return bool in (kinds if isinstance(kinds, tuple) else (kinds,))
+    return isinstance(value, kinds)
+
+
+_TYPES: dict[str, tuple[type | tuple[type, ...], str]] = {
+    "stream": (bool, "a boolean"), "parallel_tool_calls": (bool, "a boolean"),
+    "max_tokens": (int, "an integer"), "max_completion_tokens": (int, "an integer"), "seed": (int, "an integer"),
+    "temperature": ((int, float), "a number"), "top_p": ((int, float), "a number"),
+    "user": (str, "a string"), "reasoning_effort": (str, "a string"),
+    "response_format": (dict, "an object"), "stream_options": (dict, "an object"),
+    "stop": ((str, list), "a string or an array of strings"),
+}
+
+
+def _check_types(data: dict[str, Any]) -> None:
+    """Fields with a canonical slot must have the wire's type: a 400 here, never a 500 later."""
+    for name, (kinds, what) in _TYPES.items():
+        _want(_is(data.get(name), kinds), f"{name} must be {what}", name)
+    stop = data.get("stop")
+    _want(not isinstance(stop, list) or all(isinstance(x, str) for x in stop), "stop must be an array of strings",
+          "stop")
+    for name in ("max_tokens", "max_completion_tokens"):
+        _want(data.get(name) is None or data[name] >= 1, f"{name} must be at least 1", name)
 
 
 def _decode_message(m: Any, i: int) -> Message:

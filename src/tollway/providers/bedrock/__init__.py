@@ -165,15 +165,6 @@ class BedrockProvider:
         SigV4Auth(creds, SIGNING_SERVICE, region).add_auth(request)
         return url, {str(k): str(v) for k, v in request.headers.items()}
 
-    def _scrubbed(self, err: UpstreamError, credential: Credential) -> UpstreamError:
-        """The error with the session token (the client redacts the secret) taken out of its message."""
-        token = credential.extra.get("session_token")
-        message = redact(err.message, token)
-        if message == err.message:
-            return err
-        return type(err)(message, provider=err.provider, upstream_status=err.upstream_status,
-                         retry_after=err.retry_after)
-
     async def _prepare(self, req: ChatRequest, upstream_model: str) -> bytes:
         media = await self.media.load_many(media_urls(req))
         body = encode_request(req, upstream_model=upstream_model, media=media)
@@ -184,10 +175,7 @@ class BedrockProvider:
     async def complete(self, req: ChatRequest, *, upstream_model: str, credential: Credential) -> ChatResponse:
         body = await self._prepare(req, upstream_model)
         url, headers = self._signed(credential, upstream_model, "converse", body, JSON)
-        try:
-            raw = await self.client.post(url, headers, body, secret=credential.secret)
-        except UpstreamError as err:
-            raise self._scrubbed(err, credential) from None
+        raw = await self.client.post(url, headers, body, secret=_secrets(credential))
         try:
             return decode_response(raw, model=upstream_model, response_id=f"bedrock-{uuid.uuid4().hex}",
                                    created=int(time.time()))
@@ -199,13 +187,10 @@ class BedrockProvider:
                      credential: Credential) -> AsyncIterator[StreamEvent]:
         body = await self._prepare(req, upstream_model)
         url, headers = self._signed(credential, upstream_model, "converse-stream", body, EVENT_STREAM)
-        try:
-            upstream = await self.client.open_stream(url, headers, body, secret=credential.secret)
-        except UpstreamError as err:
-            raise self._scrubbed(err, credential) from None
+        upstream = await self.client.open_stream(url, headers, body, secret=_secrets(credential))
         decoder = StreamDecoder(provider=self.name, model=upstream_model, created=int(time.time()),
                                 response_id=upstream.headers.get("x-amzn-requestid") or f"bedrock-{uuid.uuid4().hex}",
-                                secrets=(credential.secret, credential.extra.get("session_token")))
+                                secrets=_secrets(credential))
         frames = EventStreamBuffer()
         try:
             async for chunk in upstream.chunks():
@@ -217,8 +202,12 @@ class BedrockProvider:
             if not decoder.done:
                 raise UpstreamError(f"{self.name} upstream closed the stream before it finished",
                                     provider=self.name)
-        except UpstreamError as err:
-            raise self._scrubbed(err, credential) from None
+        except UpstreamError as err:  # an in-stream exception may echo the signed request
+            message = redact(err.message, _secrets(credential))
+            if message == err.message:
+                raise
+            raise type(err)(message, provider=err.provider, upstream_status=err.upstream_status,
+                            retry_after=err.retry_after) from None
         finally:
             if decoder.done:
                 upstream.finish()
@@ -227,6 +216,11 @@ class BedrockProvider:
 
     async def close(self) -> None:
         await self.client.close()
+
+
+def _secrets(credential: Credential) -> tuple[str | None, ...]:
+    """Every part of a credential the client must redact, before it parses or cuts an error."""
+    return (credential.secret, credential.extra.get("session_token"))
 
 
 def build(config: ProviderConfig, ctx: ProviderContext) -> BedrockProvider:

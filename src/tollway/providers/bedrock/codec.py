@@ -15,7 +15,7 @@ Canonical -> Converse, and what has no place there:
   When the history has tool blocks but the request no tools, minimal specs are made from the
   tool names in the history, for the same reason.
 - Anthropic models: ``top_k`` and the reasoning budget go in additionalModelRequestFields
-  (``reasoning_effort`` without a budget maps to a budget: low 1024, medium 4096, high 16384);
+  (Claude models follow Anthropic's thinking rules: ``dialects.anthropic.codec.thinking_plan``);
   with thinking on, a temperature, top_k or top_p < 0.95 that Anthropic refuses is dropped
   (named). Nova models: ``top_k`` as ``inferenceConfig.topK``. Other models: both dropped.
 - temperature above 1 (OpenAI allows 2) is clamped to Converse's maximum of 1.
@@ -48,7 +48,15 @@ from tollway.core.chat import (
 )
 from tollway.core.errors import InvalidRequest
 from tollway.core.names import DIALECT_BEDROCK
+from tollway.dialects.anthropic.codec import DEFAULT_MAX_TOKENS, thinking_plan
 from tollway.providers.media import Media
+
+
+def tool_use_id(call_id: str) -> str:
+    """Converse's toolUseId is 1-64 of [a-zA-Z0-9_-]; other upstreams' ids may not be."""
+    clean = "".join(c if c.isascii() and (c.isalnum() or c in "_-") else "_" for c in call_id)[:64]
+    return clean or "tooluse_0"
+
 
 # --- model families ----------------------------------------------------------------------
 
@@ -63,13 +71,9 @@ def family_of(model: str) -> str:
     return "other"
 
 
-EFFORT_BUDGETS: Final = {"minimal": 1024, "low": 1024, "medium": 4096, "high": 16384}
-
-
-def _thinking_budget(req: ChatRequest) -> int | None:
-    if req.reasoning_budget is not None:
-        return req.reasoning_budget
-    return EFFORT_BUDGETS.get(req.reasoning_effort or "")
+def _thinking(req: ChatRequest, family: str) -> tuple[int | None, list[str]]:
+    """Claude on Bedrock follows Anthropic's thinking rules (one function for both)."""
+    return thinking_plan(req) if family == "anthropic" else (None, [])
 
 
 def _tool_history(req: ChatRequest) -> bool:
@@ -80,18 +84,14 @@ def dropped_fields(req: ChatRequest, *, upstream_model: str) -> list[str]:
     """The canonical fields a Converse call to ``upstream_model`` cannot carry (see the module doc)."""
     out = [k for k in ("seed", "response_format", "parallel_tool_calls", "user") if getattr(req, k) is not None]
     family = family_of(upstream_model)
-    budget = _thinking_budget(req) if family == "anthropic" else None
-    if req.top_k is not None and (family == "other" or budget is not None):
+    budget, thinking_drops = _thinking(req, family)
+    out += thinking_drops
+    if req.top_k is not None and family == "other":
         out.append("top_k")
     if family != "anthropic":
         out += [k for k in ("reasoning_effort", "reasoning_budget") if getattr(req, k) is not None]
-    elif req.reasoning_effort is not None and (req.reasoning_budget is not None or budget is None):
-        out.append("reasoning_effort")
-    if budget is not None:
-        if req.temperature is not None and req.temperature != 1:
-            out.append("temperature")
-        if req.top_p is not None and req.top_p < 0.95:
-            out.append("top_p")
+    elif req.reasoning_effort is not None and req.reasoning_budget is not None:
+        out.append("reasoning_effort")  # the explicit budget wins
     if req.tool_choice is not None and req.tool_choice.mode == "none" and req.tool_choice.name is None \
             and _tool_history(req):
         out.append("tool_choice")
@@ -200,11 +200,11 @@ class _Encoder:
             raise InvalidRequest(f"The arguments of tool call {b.id!r} are not valid JSON.") from None
         if not isinstance(args, dict):
             raise InvalidRequest(f"The arguments of tool call {b.id!r} must be a JSON object.")
-        return {"toolUse": {"toolUseId": b.id, "name": b.name, "input": args}}
+        return {"toolUse": {"toolUseId": tool_use_id(b.id), "name": b.name, "input": args}}
 
     def tool_result(self, b: ToolResultBlock) -> dict[str, Any]:
         content = [{"text": x.text} if isinstance(x, TextBlock) else self.image(x) for x in b.content]
-        out: dict[str, Any] = {"toolUseId": b.tool_call_id, "content": content}
+        out: dict[str, Any] = {"toolUseId": tool_use_id(b.tool_call_id), "content": content}
         if b.is_error:
             out["status"] = "error"
         return {"toolResult": out}
@@ -281,13 +281,15 @@ class _Encoder:
                   for b in m.content if isinstance(b, TextBlock) and b.text]
         if system:
             body["system"] = system
-        budget = _thinking_budget(req) if family == "anthropic" else None
+        budget, dropped = _thinking(req, family)
         inference: dict[str, Any] = {}
         if req.max_tokens is not None:
             inference["maxTokens"] = req.max_tokens
-        if req.temperature is not None and (budget is None or req.temperature == 1):
+        elif budget is not None:  # Claude needs maxTokens above the thinking budget
+            inference["maxTokens"] = budget + DEFAULT_MAX_TOKENS
+        if req.temperature is not None and "temperature" not in dropped:
             inference["temperature"] = min(max(req.temperature, 0.0), 1.0)
-        if req.top_p is not None and (budget is None or req.top_p >= 0.95):
+        if req.top_p is not None and "top_p" not in dropped:
             inference["topP"] = req.top_p
         stops = [s for s in req.stop if s]
         if stops:
@@ -296,12 +298,14 @@ class _Encoder:
             body["inferenceConfig"] = inference
         tools = self.tool_config()
         if tools is not None:
+            if "tool_choice" in dropped:  # a forced choice with thinking on: Claude decides
+                tools.pop("toolChoice", None)
             body["toolConfig"] = tools
         extra: dict[str, Any] = {}
         if family == "anthropic":
             if budget is not None:
                 extra["thinking"] = {"type": "enabled", "budget_tokens": budget}
-            elif req.top_k is not None:
+            elif req.top_k is not None and "top_k" not in dropped:
                 extra["top_k"] = req.top_k
             if stops:
                 body["additionalModelResponseFieldPaths"] = ["/stop_sequence"]

@@ -3,6 +3,7 @@ and the JSON events they carry. Pure: no I/O."""
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Mapping
 from typing import Any, Final
 
@@ -161,6 +162,6 @@ def read_frames(frames: EventStreamBuffer, chunk: bytes, *, provider: str) -> li
     frames.add_data(chunk)
     try:
         return list(frames)
-    except (ParserError, ValueError, KeyError, IndexError):
+    except (ParserError, ValueError, KeyError, IndexError, struct.error):
         raise UpstreamError(f"{provider} upstream sent a malformed event stream frame",
                             provider=provider) from None
