@@ -7,6 +7,7 @@ import gc
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 
+import msgspec
 from sqlalchemy import text
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -18,6 +19,7 @@ from tollway.auth.key_service import ensure_admin_secret
 from tollway.auth.keys import Authenticator
 from tollway.config import Settings, load_settings
 from tollway.core.catalog import ProviderConfig
+from tollway.core.errors import ConfigError
 from tollway.dialects.anthropic.routes import anthropic_routes
 from tollway.dialects.anthropic.routes import v1_models as anthropic_v1_models
 from tollway.dialects.openai.routes import openai_routes
@@ -27,7 +29,7 @@ from tollway.providers.media import MediaFetcher
 from tollway.providers.registry import SPECS, build_provider, env_provider_configs
 from tollway.routing.catalog import Catalog
 from tollway.routing.gateway import Gateway
-from tollway.routing.pools import CredentialPool
+from tollway.routing.pools import CredentialPool, MemoryState, PoolOptions
 from tollway.routing.responses import JSONBytes
 from tollway.store.db import create_engine
 from tollway.store.log_buffer import RequestLogBuffer
@@ -50,6 +52,18 @@ def build_catalog(settings: Settings, configs: dict[str, ProviderConfig] | None 
                    settings.file.claude_mapping)
 
 
+_POOL_FIELDS = ("max_inflight", "queue_size", "queue_timeout", "cooldown_base", "cooldown_max")
+
+
+def pool_options(defaults: PoolOptions, cfg: ProviderConfig) -> PoolOptions:
+    """The settings' pool options, with what a provider's YAML ``options`` set for it."""
+    chosen = {k: cfg.options[k] for k in _POOL_FIELDS if k in cfg.options}
+    try:
+        return msgspec.convert({**msgspec.structs.asdict(defaults), **chosen}, PoolOptions)
+    except msgspec.ValidationError as exc:
+        raise ConfigError(f"provider {cfg.name!r}: options: {exc}") from None
+
+
 async def build_gateway(settings: Settings) -> Gateway:
     engine = create_engine(settings.database_url)
     admin_hash, _ = await ensure_admin_secret(MetaRepository(engine), settings.admin_key)
@@ -57,13 +71,15 @@ async def build_gateway(settings: Settings) -> Gateway:
     catalog = build_catalog(settings, configs)
     ctx = ProviderContext(timeouts=settings.timeouts, media=MediaFetcher(settings.media))
     providers = {name: build_provider(cfg, ctx) for name, cfg in configs.items()}
-    pools = {name: CredentialPool(name, cfg.credentials) for name, cfg in configs.items()}
+    state = MemoryState()
+    pools = {name: CredentialPool(name, cfg.credentials, options=pool_options(settings.pool, cfg), state=state)
+             for name, cfg in configs.items()}
     logs = RequestLogBuffer(RequestLogRepository(engine), interval=settings.log_flush_interval,
                             batch=settings.log_batch)
     return Gateway(engine=engine, auth=Authenticator(admin_hash, []), catalog=catalog, providers=providers,
                    pools=pools, logs=logs, max_body_bytes=settings.max_body_bytes,
                    poll_interval=settings.change_poll_interval, discovery_interval=settings.discovery_interval,
-                   media=ctx.media)
+                   media=ctx.media, max_attempts=settings.max_attempts)
 
 
 async def healthz(request: Request) -> Response:

@@ -11,6 +11,10 @@ Environment (all optional):
   TOLLWAY_LOG_FLUSH_INTERVAL / TOLLWAY_LOG_BATCH   request-log batching
   TOLLWAY_CHANGE_POLL_INTERVAL        how often caches look for changes by other processes (1 s)
   TOLLWAY_SHUTDOWN_GRACE              seconds in-flight requests get to finish after SIGTERM (30)
+  TOLLWAY_MAX_INFLIGHT_PER_CREDENTIAL  calls at once per upstream credential (2)
+  TOLLWAY_QUEUE_SIZE / TOLLWAY_QUEUE_TIMEOUT   waiting room when every credential is busy (100, 30 s)
+  TOLLWAY_COOLDOWN_BASE / TOLLWAY_COOLDOWN_MAX  backoff of a failing credential (1 s doubling, up to 300 s)
+  TOLLWAY_MAX_ATTEMPTS                attempts per model on different credentials (3), then its fallbacks
   TOLLWAY_MEDIA_MAX_BYTES / TOLLWAY_MEDIA_TIMEOUT   limits on images/documents fetched by URL
   TOLLWAY_MEDIA_MAX_URLS / TOLLWAY_MEDIA_MAX_TOTAL_BYTES   per-request bounds on those fetches
   TOLLWAY_MEDIA_ALLOW_PRIVATE         let those fetches reach private/loopback addresses (tests only)
@@ -34,6 +38,7 @@ from tollway.core.errors import ConfigError
 from tollway.providers.http import Timeouts
 from tollway.providers.media import MediaPolicy
 from tollway.providers.registry import KINDS
+from tollway.routing.pools import PoolOptions
 
 
 class FileConfig(msgspec.Struct, frozen=True, kw_only=True):
@@ -63,6 +68,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     discovery_interval: float = 60.0
     shutdown_grace: float = 30.0
     media: MediaPolicy = MediaPolicy()
+    pool: PoolOptions = PoolOptions()  # every provider's, unless its YAML options say otherwise
+    max_attempts: int = 3
     file: FileConfig = FileConfig()
     env: dict[str, str] = msgspec.field(default_factory=dict)
 
@@ -243,6 +250,15 @@ def load_settings(overrides: dict[str, Any] | None = None, environ: dict[str, st
             max_total_bytes=_int(env.get("TOLLWAY_MEDIA_MAX_TOTAL_BYTES"), "TOLLWAY_MEDIA_MAX_TOTAL_BYTES",
                                  50 * 1024 * 1024),
         ),
+        pool=PoolOptions(
+            max_inflight=_int(env.get("TOLLWAY_MAX_INFLIGHT_PER_CREDENTIAL"), "TOLLWAY_MAX_INFLIGHT_PER_CREDENTIAL", 2,
+                              high=100_000),
+            queue_size=_int(env.get("TOLLWAY_QUEUE_SIZE"), "TOLLWAY_QUEUE_SIZE", 100, low=0, high=1_000_000),
+            queue_timeout=_float(env, "TOLLWAY_QUEUE_TIMEOUT", 30.0, high=3600.0),
+            cooldown_base=_float(env, "TOLLWAY_COOLDOWN_BASE", 1.0, high=3600.0),
+            cooldown_max=_float(env, "TOLLWAY_COOLDOWN_MAX", 300.0),
+        ),
+        max_attempts=_int(env.get("TOLLWAY_MAX_ATTEMPTS"), "TOLLWAY_MAX_ATTEMPTS", 3, high=20),
         file=load_file_config(config_file, env) if config_file else FileConfig(),
         env=env,
     )

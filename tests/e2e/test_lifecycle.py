@@ -81,7 +81,8 @@ def test_cli_keys_are_seen_by_the_running_server(tmp_path: Path) -> None:
 def test_sigterm_under_load_flushes_every_log_row(tmp_path: Path, fake: FakeOpenAI) -> None:
     fake.script("slow", Behavior(text="slow answer", headers_delay=2.0))
     gw = GatewayProcess(tmp_path, config=fake_config(fake.base_url, UPSTREAM_SECRET),
-                        env={"TOLLWAY_LOG_FLUSH_INTERVAL": "600", "TOLLWAY_LOG_BATCH": "100000"}).start()
+                        env={"TOLLWAY_LOG_FLUSH_INTERVAL": "600", "TOLLWAY_LOG_BATCH": "100000",
+                             "TOLLWAY_MAX_INFLIGHT_PER_CREDENTIAL": "100"}).start()  # all 40 at the upstream
     try:
         key = gw.create_key()
         n = 40

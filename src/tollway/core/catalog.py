@@ -26,6 +26,8 @@ class ModelInfo(msgspec.Struct, frozen=True, kw_only=True):
     modalities: tuple[str, ...] = ("text", "stream", "openai")
     tags: tuple[str, ...] = ()
     aliases: tuple[str, ...] = ()
+    # models to try, in order, when this one's pool is exhausted or every attempt on it failed
+    fallbacks: tuple[str, ...] = ()
     meta: dict[str, Any] = msgspec.field(default_factory=dict)
     created: int = 1700000000
 

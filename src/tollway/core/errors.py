@@ -18,6 +18,7 @@ TollwayError
  +-- UpstreamError             502  provider_error (provider, upstream status)
  |    +-- UpstreamTimeout      504  provider_timeout
  +-- PoolExhausted             429  pool_exhausted
+ +-- CredentialsDisabled       503  credentials_disabled (every usable credential got 401/403 upstream)
  +-- AllUpstreamsFailed        502  provider_error (every attempt's error)
  +-- PayloadTooLarge           413  payload_too_large
  +-- ClientGone                499  client_closed_request
@@ -171,6 +172,18 @@ class PoolExhausted(TollwayError):
     default_code = "pool_exhausted"
     blame = "gateway"
     retryable = True
+
+    def __init__(self, message: str, *, retry_after: float | None = None, code: str | None = None) -> None:
+        super().__init__(message, code=code)
+        self.retry_after = retry_after
+
+
+class CredentialsDisabled(TollwayError):
+    """Every credential a call could use is disabled (its upstream answered 401/403)."""
+
+    status = 503
+    default_code = "credentials_disabled"
+    blame = "gateway"
 
 
 class AllUpstreamsFailed(TollwayError):

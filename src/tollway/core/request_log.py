@@ -28,3 +28,4 @@ class RequestLog(msgspec.Struct, kw_only=True):
     cost_micro: int = 0
     dropped_params: str | None = None
     note: str | None = None
+    attempts: str | None = None  # JSON list, one entry per upstream attempt, when there was more than one

@@ -11,51 +11,111 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any, TypeVar
 
+import msgspec
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tollway.auth.keys import Authenticator, Identity, bearer_token
 from tollway.core.catalog import Credential
 from tollway.core.chat import Usage
-from tollway.core.errors import TollwayError
+from tollway.core.errors import CredentialsDisabled, PoolExhausted, TollwayError, UpstreamError
 from tollway.core.request_log import RequestLog
 from tollway.providers.base import ChatProvider, ModelLister
 from tollway.providers.media import MediaFetcher
 from tollway.routing.catalog import Catalog, Route
-from tollway.routing.pools import CredentialPool
+from tollway.routing.pools import CredentialPool, Lease
 from tollway.store import changes
+from tollway.store.credentials import CredentialRepository
 from tollway.store.keys import KeyRepository
 from tollway.store.log_buffer import RequestLogBuffer
 
 log = logging.getLogger("tollway")
+_json = msgspec.json.Encoder()
+
+
+T = TypeVar("T")
+Work = Callable[[Route, ChatProvider, Credential], Awaitable[T]]
 
 
 class Call:
     """One request's bookkeeping. ``finish`` is idempotent and writes the log row once."""
 
-    __slots__ = ("_gateway", "row", "t0", "credential", "pool", "_done")
+    __slots__ = ("_gateway", "row", "t0", "lease", "pool", "pin", "attempts", "_done")
 
     def __init__(self, gateway: Gateway, row: RequestLog) -> None:
         self._gateway = gateway
         self.row = row
         self.t0 = time.perf_counter()
-        self.credential: Credential | None = None
+        self.lease: Lease | None = None
         self.pool: CredentialPool | None = None
+        self.pin: str | None = None  # X-Tollway-Credential / X-Ds2-Target-Account
+        self.attempts: list[dict[str, Any]] = []
         self._done = False
+
+    @property
+    def credential(self) -> Credential | None:
+        return self.lease.credential if self.lease is not None else None
 
     def identify(self, identity: Identity) -> None:
         self.row.key_id = identity.key_id
         self.row.key_prefix = identity.key_prefix
         self.row.studio_id = identity.key.studio_id if identity.key else None
 
-    def use(self, route: Route, pool: CredentialPool) -> Credential:
-        self.row.model = route.model.id
-        self.row.provider = route.provider
-        self.pool = pool
-        self.credential = pool.acquire()
-        self.row.credential = self.credential.id
-        return self.credential
+    async def run(self, model: str, work: Work[T]) -> T:
+        """``work`` on the model's provider with a credential from its pool: on an upstream
+        failure before any byte reached the client, again on another credential (up to the
+        gateway's ``max_attempts``), then on each of the model's fallbacks. Every attempt is
+        named in the log row. The lease of the attempt that succeeded is held until ``finish``."""
+        gw = self._gateway
+        last: TollwayError | None = None
+        for route in gw.candidates(model):
+            provider, pool = gw.providers[route.provider], gw.pools[route.provider]
+            tried: set[str] = set()
+            for _ in range(gw.max_attempts):
+                try:
+                    lease = await pool.acquire(pin=self.pin, exclude=tried)
+                except (PoolExhausted, CredentialsDisabled) as err:
+                    self._attempt(route, None, err)
+                    last = err
+                    break  # this model's pool can do no more: its fallback, if any
+                self.lease, self.pool = lease, pool
+                self.row.model, self.row.provider = route.model.id, route.provider
+                self.row.credential = lease.credential.id
+                try:
+                    result = await work(route, provider, lease.credential)
+                except UpstreamError as err:
+                    await pool.failed(lease, err)
+                    self._attempt(route, lease, err)
+                    self.release()
+                    last = err
+                    if not err.is_retryable or self.pin is not None:
+                        raise
+                    tried.add(lease.credential.id)
+                    if len(tried) >= len(pool.credentials):
+                        break
+                    continue
+                await pool.succeeded(lease)
+                if self.attempts:
+                    self._attempt(route, lease, None)
+                return result
+        assert last is not None
+        raise last
+
+    def _attempt(self, route: Route, lease: Lease | None, err: TollwayError | None) -> None:
+        self.attempts.append({
+            "model": route.model.id, "provider": route.provider,
+            "credential": lease.credential.id if lease is not None else None,
+            "status": err.http_status if err is not None else 200,
+            "upstream_status": getattr(err, "upstream_status", None),
+            "error": err.code if err is not None else None,
+        })
+
+    def release(self) -> None:
+        if self.pool is not None and self.lease is not None:
+            self.pool.release_nowait(self.lease)
+        self.lease = None
 
     def first_token(self) -> None:
         if self.row.ttft_ms is None:
@@ -75,11 +135,12 @@ class Call:
         if self._done:
             return
         self._done = True
-        if self.pool is not None and self.credential is not None:
-            self.pool.release(self.credential)
+        self.release()
         row = self.row
         row.status = status
         row.latency_ms = (time.perf_counter() - self.t0) * 1000.0
+        if self.attempts:
+            row.attempts = _json.encode(self.attempts).decode()
         if error is not None:
             row.error_code = error.code
             row.note = error.message[:500]
@@ -95,7 +156,8 @@ class Gateway:
     def __init__(self, *, engine: AsyncEngine, auth: Authenticator, catalog: Catalog,
                  providers: Mapping[str, ChatProvider], pools: Mapping[str, CredentialPool],
                  logs: RequestLogBuffer, max_body_bytes: int, poll_interval: float,
-                 discovery_interval: float = 60.0, media: MediaFetcher | None = None) -> None:
+                 discovery_interval: float = 60.0, media: MediaFetcher | None = None,
+                 max_attempts: int = 3) -> None:
         self.engine = engine
         self.auth = auth
         self.catalog = catalog
@@ -103,11 +165,16 @@ class Gateway:
         self.pools = pools
         self.logs = logs
         self.keys = KeyRepository(engine)
+        self.credential_store = CredentialRepository(engine)
+        # the credentials each provider has from env and YAML (admins' come from the store)
+        self.configured_credentials = {name: pool.credentials for name, pool in pools.items()
+                                       if not pool.credentials[0].id.endswith(":none")}
         auth.set_lookup(self.keys.by_hash)
         self.max_body_bytes = max_body_bytes
         self.poll_interval = poll_interval
         self.discovery_interval = discovery_interval
         self.media = media
+        self.max_attempts = max_attempts
         self._revision = -1
         self._tasks: list[asyncio.Task[None]] = []
 
@@ -122,11 +189,38 @@ class Gateway:
         route = self.catalog.resolve(model)
         return route, self.providers[route.provider], self.pools[route.provider]
 
+    def candidates(self, model: str) -> list[Route]:
+        """The model's route, then its fallbacks' (those that resolve now), without repeats."""
+        first = self.catalog.resolve(model)
+        routes, seen = [first], {first.model.id}
+        for name in first.model.fallbacks:
+            try:
+                route = self.catalog.resolve(name)
+            except TollwayError:
+                continue
+            if route.model.id not in seen:
+                seen.add(route.model.id)
+                routes.append(route)
+        return routes
+
     # caches ------------------------------------------------------------------------------
 
     async def reload(self) -> None:
         self._revision = await changes.current(self.engine)
         self.auth.reload(await self.keys.active())
+        await self.reload_credentials()
+
+    async def reload_credentials(self) -> None:
+        """Each pool: the credentials of env and YAML, then those admins added (by provider)."""
+        stored: dict[str, list[Credential]] = {}
+        for c in await self.credential_store.all():
+            stored.setdefault(c.provider, []).append(c.credential())
+        for name, pool in self.pools.items():
+            configured = self.configured_credentials.get(name, ())
+            ids = {c.id for c in configured}
+            wanted = configured + tuple(c for c in stored.get(name, ()) if c.id not in ids)
+            if wanted and wanted != pool.credentials:
+                pool.set_credentials(wanted)
 
     async def _watch(self) -> None:
         while True:
@@ -136,6 +230,7 @@ class Gateway:
                 if revision != self._revision:
                     self._revision = revision
                     self.auth.reload(await self.keys.active())
+                    await self.reload_credentials()
             except Exception:
                 log.exception("change poll failed")
 
@@ -153,6 +248,17 @@ class Gateway:
                 continue
             self.catalog.set_discovered(name, ids)
 
+    async def _renew_leases(self) -> None:
+        """Keep the slots of running calls from expiring (a crashed process's do expire)."""
+        interval = min(p.options.lease_ttl for p in self.pools.values()) / 3 if self.pools else 20.0
+        while True:
+            await asyncio.sleep(interval)
+            for pool in self.pools.values():
+                try:
+                    await pool.renew()
+                except Exception:
+                    log.exception("renewing the leases of pool %s failed", pool.provider)
+
     async def _discover_forever(self) -> None:
         while True:
             await self.discover()
@@ -162,6 +268,7 @@ class Gateway:
         await self.reload()
         self.logs.start()
         self._tasks.append(asyncio.create_task(self._watch(), name="change-watcher"))
+        self._tasks.append(asyncio.create_task(self._renew_leases(), name="lease-renewal"))
         if self.catalog.discovering():
             self._tasks.append(asyncio.create_task(self._discover_forever(), name="model-discovery"))
 

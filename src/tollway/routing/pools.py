@@ -1,39 +1,364 @@
-"""Credential pools: which of a provider's credentials serves the next call.
+"""Credential pools: which of a provider's credentials serves the next call, and when none can.
 
-This issue's pool spreads calls round-robin over the least-busy credentials and counts
-in-flight calls; caps, queueing, cooldowns and pinning build on the same object.
+Selection: among the healthy credentials (not disabled, not cooling down), the least in-flight
+one, round-robin among ties, while it is under ``max_inflight`` (per credential). When every
+healthy credential is at its cap, the call waits in a bounded FIFO queue (``queue_size``,
+``queue_timeout``); past either bound it gets 429 ``pool_exhausted`` saying that in-flight plus
+queue capacity was exceeded. A pin (``X-Tollway-Credential``) asks for one credential only.
+
+Health: ``failed(lease, error)`` disables a credential on 401/403 (until an admin re-tests or
+re-enables it) and cools it down on 429, 5xx, timeouts and broken connections: exponential
+backoff with jitter, never shorter than the upstream's Retry-After. A cooling credential is
+passed over while another is healthy; when all are cooling, the soonest back serves (a pool is
+not refused for cooling alone). ``succeeded`` resets the backoff.
+
+The counts, cooldowns, disabled marks and the queue's capacity live in a ``PoolState``: in
+memory by default, in Redis (``routing.redis_state``) when TOLLWAY_REDIS_URL is set, so caps
+hold across replicas. A slot is a lease with an expiry, renewed while its call runs: a crashed
+replica's slots come back when their leases expire.
 """
 
 from __future__ import annotations
 
+import asyncio
+import collections
+import contextlib
+import random
+import secrets
+import time
+from collections.abc import Iterable, Sequence
+from typing import Protocol
+
+import msgspec
+
 from tollway.core.catalog import Credential
+from tollway.core.errors import CredentialsDisabled, PermissionDenied, PoolExhausted, TollwayError, UpstreamError
+
+POLL = 0.05  # how often a waiter that cannot be woken looks for a free slot
+
+
+class PoolOptions(msgspec.Struct, frozen=True, kw_only=True):
+    max_inflight: int = 2
+    queue_size: int = 100
+    queue_timeout: float = 30.0
+    cooldown_base: float = 1.0
+    cooldown_max: float = 300.0
+    lease_ttl: float = 60.0  # a slot's lease; renewed every third of it while the call runs
+
+
+class Lease(msgspec.Struct, kw_only=True):
+    credential: Credential
+    token: str
+    pool: str
+
+
+class PoolState(Protocol):
+    """Where in-flight slots, cooldowns, disabled marks and the queue's capacity are kept."""
+
+    shared: bool  # other processes see and change it (then waiters poll as well as being woken)
+
+    async def take(self, pool: str, candidates: Sequence[str], cap: int, ttl: float) -> tuple[str, str] | None:
+        """Take a slot on the first of ``candidates`` with the fewest slots, if under ``cap``:
+        (credential id, lease token), or None when all are at the cap."""
+        ...
+
+    async def give_back(self, pool: str, credential_id: str, token: str) -> None: ...
+
+    async def renew(self, pool: str, leases: Iterable[tuple[str, str]], ttl: float) -> None: ...
+
+    async def counts(self, pool: str, credential_ids: Sequence[str]) -> list[int]: ...
+
+    async def cool(self, pool: str, credential_id: str, seconds: float) -> None: ...
+
+    async def disable(self, pool: str, credential_id: str, reason: str) -> None: ...
+
+    async def enable(self, pool: str, credential_id: str) -> None: ...
+
+    async def health(self, pool: str, credential_ids: Sequence[str]) -> dict[str, tuple[float, str | None]]:
+        """credential id -> (cooling until, epoch seconds or 0; disabled reason or None)."""
+        ...
+
+    async def enter_queue(self, pool: str, waiter: str, size: int, ttl: float) -> bool: ...
+
+    async def leave_queue(self, pool: str, waiter: str) -> None: ...
+
+    async def close(self) -> None: ...
+
+
+class MemoryState:
+    """One process's state (the default). Every method completes without suspending."""
+
+    shared = False
+
+    def __init__(self) -> None:
+        self._slots: dict[tuple[str, str], dict[str, float]] = collections.defaultdict(dict)
+        self._cool: dict[tuple[str, str], float] = {}
+        self._disabled: dict[tuple[str, str], str] = {}
+        self._queues: dict[str, dict[str, float]] = collections.defaultdict(dict)
+
+    def _live(self, key: tuple[str, str], now: float) -> dict[str, float]:
+        slots = self._slots[key]
+        for token in [t for t, exp in slots.items() if exp <= now]:
+            del slots[token]
+        return slots
+
+    async def take(self, pool: str, candidates: Sequence[str], cap: int, ttl: float) -> tuple[str, str] | None:
+        now = time.monotonic()
+        best, low = None, cap
+        for cid in candidates:
+            n = len(self._live((pool, cid), now))
+            if n < low:
+                best, low = cid, n
+        if best is None:
+            return None
+        token = secrets.token_hex(8)
+        self._slots[(pool, best)][token] = now + ttl
+        return best, token
+
+    async def give_back(self, pool: str, credential_id: str, token: str) -> None:
+        self.give_back_now(pool, credential_id, token)
+
+    def give_back_now(self, pool: str, credential_id: str, token: str) -> None:
+        self._slots[(pool, credential_id)].pop(token, None)
+
+    async def renew(self, pool: str, leases: Iterable[tuple[str, str]], ttl: float) -> None:
+        until = time.monotonic() + ttl
+        for cid, token in leases:
+            slots = self._slots[(pool, cid)]
+            if token in slots:
+                slots[token] = until
+
+    async def counts(self, pool: str, credential_ids: Sequence[str]) -> list[int]:
+        now = time.monotonic()
+        return [len(self._live((pool, cid), now)) for cid in credential_ids]
+
+    async def cool(self, pool: str, credential_id: str, seconds: float) -> None:
+        self._cool[(pool, credential_id)] = time.time() + seconds
+
+    async def disable(self, pool: str, credential_id: str, reason: str) -> None:
+        self._disabled[(pool, credential_id)] = reason
+
+    async def enable(self, pool: str, credential_id: str) -> None:
+        self._disabled.pop((pool, credential_id), None)
+        self._cool.pop((pool, credential_id), None)
+
+    async def health(self, pool: str, credential_ids: Sequence[str]) -> dict[str, tuple[float, str | None]]:
+        now = time.time()
+        out = {}
+        for cid in credential_ids:
+            until = self._cool.get((pool, cid), 0.0)
+            out[cid] = (until if until > now else 0.0, self._disabled.get((pool, cid)))
+        return out
+
+    async def enter_queue(self, pool: str, waiter: str, size: int, ttl: float) -> bool:
+        queue = self._queues[pool]
+        now = time.monotonic()
+        for w in [w for w, exp in queue.items() if exp <= now]:
+            del queue[w]
+        if len(queue) >= size:
+            return False
+        queue[waiter] = now + ttl
+        return True
+
+    async def leave_queue(self, pool: str, waiter: str) -> None:
+        self._queues[pool].pop(waiter, None)
+
+    async def close(self) -> None:
+        return None
+
+
+def _pin_matches(c: Credential, pin: str) -> bool:
+    return pin == c.id or pin in (c.extra.get("email"), c.extra.get("mobile"))
 
 
 class CredentialPool:
-    def __init__(self, provider: str, credentials: tuple[Credential, ...]) -> None:
+    def __init__(self, provider: str, credentials: tuple[Credential, ...], *, options: PoolOptions | None = None,
+                 state: PoolState | None = None) -> None:
         self.provider = provider
+        self.options = options or PoolOptions()
+        self.state: PoolState = state or MemoryState()
         self.credentials = credentials or (Credential(id=f"{provider}:none"),)
-        self.in_flight = dict.fromkeys((c.id for c in self.credentials), 0)
         self._next = 0
+        self._failures: dict[str, int] = {}
+        self._waiters: collections.deque[asyncio.Future[None]] = collections.deque()
+        self._queued = 0
+        self._releasing: set[asyncio.Task[None]] = set()
+        self._leases: dict[str, Lease] = {}  # held by calls of this process, renewed while they run
 
-    def acquire(self) -> Credential:
+    def set_credentials(self, credentials: tuple[Credential, ...]) -> None:
+        """Replace the credentials (an admin added or removed one). Calls holding a lease on a
+        removed credential keep it until they finish; its slots are then simply not counted."""
+        self.credentials = credentials or (Credential(id=f"{self.provider}:none"),)
+        live = {c.id for c in self.credentials}
+        for cid in [cid for cid in self._failures if cid not in live]:
+            del self._failures[cid]
+
+    @property
+    def recommended_concurrency(self) -> int:
+        return len(self.credentials) * self.options.max_inflight
+
+    def find(self, pin: str) -> Credential | None:
+        return next((c for c in self.credentials if _pin_matches(c, pin)), None)
+
+    async def _candidates(self, pin: str | None, exclude: frozenset[str]) -> list[str]:
+        """Credential ids to take a slot on, in order: the healthy ones in round-robin order;
+        when every one is cooling down, those (soonest back first: a pool is never refused for
+        cooling alone, as a lone credential's one 503 must not turn away everyone); never a
+        disabled one. Empty when nothing is left."""
         creds = self.credentials
-        n = len(creds)
-        if n == 1:
-            chosen = creds[0]
-        else:
-            low = min(self.in_flight.values())
-            start = self._next
-            chosen = creds[start % n]
-            for i in range(n):
-                c = creds[(start + i) % n]
-                if self.in_flight[c.id] == low:
-                    chosen = c
-                    self._next = (start + i + 1) % n
-                    break
-        self.in_flight[chosen.id] += 1
-        return chosen
+        if pin is not None:
+            chosen = self.find(pin)
+            if chosen is None:
+                raise PermissionDenied(f"no credential {pin!r} in provider {self.provider!r}",
+                                       code="unknown_credential")
+            creds = (chosen,)
+        ids = [c.id for c in creds if c.id not in exclude]
+        health = await self.state.health(self.provider, ids)
+        now = time.time()
+        usable = [cid for cid in ids if health[cid][1] is None]
+        healthy = [cid for cid in usable if health[cid][0] <= now]
+        if not healthy:
+            return sorted(usable, key=lambda cid: health[cid][0])
+        n = len(healthy)
+        start = self._next % n
+        self._next += 1
+        return healthy[start:] + healthy[:start]
 
-    def release(self, credential: Credential) -> None:
-        if self.in_flight.get(credential.id, 0) > 0:
-            self.in_flight[credential.id] -= 1
+    async def _try(self, pin: str | None, exclude: frozenset[str]) -> Lease | None:
+        """A lease, or None when every usable credential is at its cap; CredentialsDisabled
+        when no credential is usable at all."""
+        order = await self._candidates(pin, exclude)
+        if not order:
+            what = f"credential {pin!r}" if pin else f"every credential of provider '{self.provider}'"
+            raise CredentialsDisabled(f"{what} is disabled (the upstream rejected it) or already tried; an admin "
+                                      "can re-test it (POST /admin/accounts/test).")
+        taken = await self.state.take(self.provider, order, self.options.max_inflight, self.options.lease_ttl)
+        if taken is None:
+            return None
+        cid, token = taken
+        credential = next(c for c in self.credentials if c.id == cid)
+        lease = Lease(credential=credential, token=token, pool=self.provider)
+        self._leases[token] = lease
+        return lease
+
+    async def acquire(self, *, pin: str | None = None, exclude: Iterable[str] = ()) -> Lease:
+        """A slot on a healthy credential, waiting in the queue when all are busy.
+
+        Plain waiters queue FIFO: a release wakes the first one, and a newcomer does not take a
+        slot while others wait. A pinned waiter, or a retry that excludes the credentials it
+        tried, polls instead (it may not take just any freed slot). With shared state every
+        waiter also polls, since another replica's release wakes nobody here."""
+        excluded = frozenset(exclude)
+        plain = pin is None and not excluded
+        if not (plain and self._queued):
+            got = await self._try(pin, excluded)
+            if got is not None:
+                return got
+        opts = self.options
+        waiter = secrets.token_hex(8)
+        if not await self.state.enter_queue(self.provider, waiter, opts.queue_size, opts.queue_timeout + 5):
+            raise PoolExhausted(
+                f"Provider '{self.provider}' is at capacity: {self.recommended_concurrency} in flight "
+                f"({len(self.credentials)} credentials x {opts.max_inflight}) plus {opts.queue_size} queued; "
+                f"in-flight plus queue capacity exceeded.", retry_after=1.0)
+        deadline = time.monotonic() + opts.queue_timeout
+        poll = POLL if (self.state.shared or not plain) else None
+        head = False  # a waiter woken in vain goes back to the front, not the end
+        self._queued += 1
+        try:
+            while True:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise PoolExhausted(
+                        f"Provider '{self.provider}' stayed at capacity for {opts.queue_timeout:g}s "
+                        f"({self.recommended_concurrency} in flight, queue of {opts.queue_size}): in-flight plus "
+                        f"queue capacity exceeded.", retry_after=1.0)
+                if plain:
+                    fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+                    (self._waiters.appendleft if head else self._waiters.append)(fut)
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(fut, timeout=min(left, poll) if poll else left)
+                    head = True
+                else:
+                    await asyncio.sleep(min(left, POLL))
+                got = await self._try(pin, excluded)
+                if got is not None:
+                    return got
+        finally:
+            self._queued -= 1
+            await self.state.leave_queue(self.provider, waiter)
+
+    async def release(self, lease: Lease) -> None:
+        self._leases.pop(lease.token, None)
+        await self.state.give_back(self.provider, lease.credential.id, lease.token)
+        self._wake()
+
+    def release_nowait(self, lease: Lease) -> None:
+        """``release`` from synchronous code (a call's finish): at once in memory, else soon."""
+        if isinstance(self.state, MemoryState):
+            self._leases.pop(lease.token, None)
+            self.state.give_back_now(self.provider, lease.credential.id, lease.token)
+            self._wake()
+            return
+        task = asyncio.ensure_future(self.release(lease))
+        self._releasing.add(task)
+        task.add_done_callback(self._releasing.discard)
+
+    def _wake(self) -> None:
+        while self._waiters:  # wake the first waiter still waiting
+            fut = self._waiters.popleft()
+            if not fut.done():
+                fut.set_result(None)
+                break
+
+    async def renew(self) -> None:
+        if self._leases:
+            await self.state.renew(self.provider, [(le.credential.id, t) for t, le in self._leases.items()],
+                                   self.options.lease_ttl)
+
+    # health --------------------------------------------------------------------------------
+
+    async def succeeded(self, lease: Lease) -> None:
+        self._failures.pop(lease.credential.id, None)
+
+    async def failed(self, lease: Lease, err: TollwayError) -> None:
+        """An upstream failure on this credential: disable it (401/403) or cool it down."""
+        cid = lease.credential.id
+        if not isinstance(err, UpstreamError):
+            return
+        status = err.upstream_status
+        if status in (401, 403):
+            await self.state.disable(self.provider, cid, f"upstream answered {status}")
+            return
+        if status is not None and status != 429 and status < 500:
+            return  # the request's fault (400, 404 ...), not the credential's
+        n = self._failures.get(cid, 0) + 1
+        self._failures[cid] = n
+        opts = self.options
+        backoff = min(opts.cooldown_max, opts.cooldown_base * 2 ** (n - 1))
+        backoff *= random.uniform(0.8, 1.2)
+        await self.state.cool(self.provider, cid, max(backoff, err.retry_after or 0.0))
+
+    async def enable(self, credential_id: str) -> None:
+        self._failures.pop(credential_id, None)
+        await self.state.enable(self.provider, credential_id)
+
+    async def status(self) -> dict[str, object]:
+        """Seed 002's queue status for this pool."""
+        ids = [c.id for c in self.credentials]
+        counts = await self.state.counts(self.provider, ids)
+        health = await self.state.health(self.provider, ids)
+        now = time.time()
+        cap = self.options.max_inflight
+        in_use = [cid for cid, n in zip(ids, counts, strict=True) if n > 0]
+        available = [cid for cid, n in zip(ids, counts, strict=True)
+                     if n < cap and health[cid][1] is None and health[cid][0] <= now]
+        return {
+            "available": len(available), "in_use": len(in_use), "total": len(ids),
+            "available_accounts": available, "in_use_accounts": in_use,
+            "max_inflight_per_account": cap, "recommended_concurrency": self.recommended_concurrency,
+            "in_flight": dict(zip(ids, counts, strict=True)),
+            "cooling": {cid: round(h[0] - now, 1) for cid, h in health.items() if h[0] > now},
+            "disabled": {cid: h[1] for cid, h in health.items() if h[1] is not None},
+            "queued": self._queued,
+        }

@@ -14,7 +14,15 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
-from tollway.core.errors import ClientGone, InternalError, PayloadTooLarge, RateLimited, TollwayError, UpstreamError
+from tollway.core.errors import (
+    ClientGone,
+    InternalError,
+    PayloadTooLarge,
+    PoolExhausted,
+    RateLimited,
+    TollwayError,
+    UpstreamError,
+)
 from tollway.routing.gateway import Call, Gateway
 
 _encoder = msgspec.json.Encoder()
@@ -39,7 +47,7 @@ def error_response(err: TollwayError, render: Render) -> Response:
     """An error in a dialect's envelope, with Retry-After when the error carries one."""
     headers = {}
     retry_after = getattr(err, "retry_after", None)
-    if isinstance(err, RateLimited | UpstreamError) and retry_after is not None:
+    if isinstance(err, RateLimited | UpstreamError | PoolExhausted) and retry_after is not None:
         headers["retry-after"] = str(max(1, round(retry_after)))
     return JSONBytes(render(err), status_code=err.http_status, headers=headers)
 
@@ -52,6 +60,8 @@ def dialect_endpoint(dialect: str, render: Render,
     async def endpoint(request: Request) -> Response | EventStreamResponse:
         gw: Gateway = request.app.state.gateway
         call = gw.begin(request.scope["state"]["request_id"], request.url.path, dialect)
+        headers = request.headers
+        call.pin = headers.get("x-tollway-credential") or headers.get("x-ds2-target-account") or None
         try:
             return await handler(request, call)
         except TollwayError as err:

@@ -47,8 +47,24 @@ request_logs = Table(
     Column("cost_micro", BigInteger, nullable=False, default=0),
     Column("dropped_params", Text, nullable=True),
     Column("note", Text, nullable=True),
+    Column("attempts", Text, nullable=True),  # JSON: every upstream attempt (provider, credential, status)
     Index("ix_request_logs_created_at", "created_at"),
     Index("ix_request_logs_key_id", "key_id"),
+)
+
+# upstream credentials managed at run time (seed 002's accounts), beside those of env and YAML
+credentials = Table(
+    "credentials",
+    metadata,
+    Column("id", String(200), primary_key=True),
+    Column("provider", String(64), nullable=False),
+    Column("email", String(320), nullable=False, default=""),
+    Column("mobile", String(64), nullable=False, default=""),
+    Column("password", Text, nullable=True),
+    Column("secret", Text, nullable=True),
+    Column("created_at", Float, nullable=False),
+    Column("updated_at", Float, nullable=False),
+    Index("ix_credentials_provider", "provider"),
 )
 
 # small key/value facts: the admin secret's hash, the change revision counter

@@ -21,7 +21,7 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from tollway.core.catalog import Credential, ModelInfo
-from tollway.core.chat import ChatRequest, UsageReport
+from tollway.core.chat import ChatRequest, StreamEvent, Usage, UsageReport
 from tollway.core.errors import InvalidRequest, TollwayError, UpstreamError
 from tollway.core.names import DIALECT_ANTHROPIC
 from tollway.dialects.anthropic.codec import check_request, decode_request, encode_response, loads
@@ -29,7 +29,8 @@ from tollway.dialects.anthropic.errors import anthropic_error_body
 from tollway.dialects.anthropic.stream import ERROR_STATUS, StreamEncoder, error_event
 from tollway.dialects.anthropic.wire import Body, UsageView, body_decoder, encoder, event_view_decoder
 from tollway.providers.base import ChatProvider, PassThroughProvider, TokenCounter
-from tollway.providers.http import redact
+from tollway.providers.http import UpstreamStream, redact
+from tollway.routing.catalog import Route as ModelRoute
 from tollway.routing.gateway import Call, Gateway
 from tollway.routing.responses import (
     EventStreamResponse,
@@ -89,49 +90,67 @@ async def messages(request: Request, call: Call) -> Response | EventStreamRespon
     check_request(data)
     stream = bool(data.get("stream"))
     call.row.stream = stream
-    route, provider, pool = gw.resolve(data["model"])
-    call.row.model = route.model.id
-    if _is_anthropic(provider):
-        assert isinstance(provider, PassThroughProvider)
-        credential = call.use(route, pool)
-        body = body_decoder.decode(raw)
-        body["model"] = msgspec.Raw(encoder.encode(route.model.upstream_id))
+    parsed: dict[str, Any] = {}  # the body as raw fields, and as a canonical request: each decoded once
+
+    async def work(route: ModelRoute, provider: ChatProvider, credential: Credential) -> Respond:
+        """Up to the upstream's first answer: a failure here may be retried elsewhere."""
+        if _is_anthropic(provider):
+            assert isinstance(provider, PassThroughProvider)
+            if "body" not in parsed:
+                parsed["body"] = body_decoder.decode(raw)
+            body: Body = dict(parsed["body"])
+            body["model"] = msgspec.Raw(encoder.encode(route.model.upstream_id))
+            if stream:
+                upstream = await provider.forward_stream(encoder.encode(body), credential=credential,
+                                                         headers=request.headers)
+                return lambda: _forward_stream(provider, upstream, credential, call)
+            out = await provider.forward(encoder.encode(body), credential=credential, headers=request.headers)
+            usage = _message_usage(provider.name, out, credential.secret)
+            return lambda: _completed(call, JSONBytes(out), usage)
+        if "req" not in parsed:
+            parsed["req"] = decode_request(data)
+        req: ChatRequest = parsed["req"]
+        call.dropped([*provider.unsupported(req), *req.lossy])
         if stream:
-            return await _forward_stream(request, provider, body, credential, call)
-        return await _forward(request, provider, body, credential, call)
-    req = decode_request(data)
-    call.dropped([*provider.unsupported(req), *req.lossy])
-    credential = call.use(route, pool)
-    if stream:
-        return await _canonical_stream(request, provider, req, route.model.upstream_id, credential, call)
-    resp = await unless_disconnected(
-        request, provider.complete(req, upstream_model=route.model.upstream_id, credential=credential))
-    call.usage(resp.usage)
+            events = provider.stream(req, upstream_model=route.model.upstream_id, credential=credential)
+            try:
+                first = await anext(events)  # errors before any byte: a plain error, or another attempt
+            except BaseException:
+                await events.aclose()  # type: ignore[attr-defined]
+                raise
+            return lambda: _canonical_stream(req, events, first, call)
+        resp = await provider.complete(req, upstream_model=route.model.upstream_id, credential=credential)
+        return lambda: _completed(call, JSONBytes(encode_response(msgspec.structs.replace(resp, model=req.model))),
+                                  resp.usage)
+
+    respond = await unless_disconnected(request, call.run(data["model"], work))
+    return respond()
+
+
+Respond = Callable[[], Response | EventStreamResponse]
+
+
+def _completed(call: Call, response: Response, usage: Usage | None) -> Response:
+    if usage is not None:
+        call.usage(usage)
     call.finish(200)
-    return JSONBytes(encode_response(msgspec.structs.replace(resp, model=req.model)))
+    return response
 
 
-async def _forward(request: Request, provider: PassThroughProvider, body: Body, credential: Credential,
-                   call: Call) -> Response:
-    raw = await unless_disconnected(
-        request, provider.forward(encoder.encode(body), credential=credential, headers=request.headers))
+def _message_usage(provider: str, raw: bytes, secret: str | None) -> Usage | None:
+    """The usage of a forwarded message; an UpstreamError (retryable) if it is not a message."""
     try:
         view = event_view_decoder.decode(raw)
     except (msgspec.DecodeError, msgspec.ValidationError):
-        raise UpstreamError(f"{provider.name} upstream sent an unreadable message", provider=provider.name) from None
+        raise UpstreamError(f"{provider} upstream sent an unreadable message", provider=provider) from None
     if view.type != "message":
-        _raise_reported_error(provider.name, raw, credential.secret, "instead of a message")
-        raise UpstreamError(f"{provider.name} upstream sent a 200 that is not a message", provider=provider.name)
-    if view.usage is not None:
-        call.usage(view.usage.to_usage())
-    call.finish(200)
-    return JSONBytes(raw)
+        _raise_reported_error(provider, raw, secret, "instead of a message")
+        raise UpstreamError(f"{provider} upstream sent a 200 that is not a message", provider=provider)
+    return view.usage.to_usage() if view.usage is not None else None
 
 
-async def _forward_stream(request: Request, provider: PassThroughProvider, body: Body, credential: Credential,
-                          call: Call) -> EventStreamResponse:
-    upstream = await unless_disconnected(
-        request, provider.forward_stream(encoder.encode(body), credential=credential, headers=request.headers))
+def _forward_stream(provider: PassThroughProvider, upstream: UpstreamStream, credential: Credential,
+                    call: Call) -> EventStreamResponse:
     finished = False
 
     async def chunks() -> AsyncIterator[bytes]:
@@ -181,10 +200,8 @@ async def _forward_stream(request: Request, provider: PassThroughProvider, body:
     return guarded_stream(chunks(), call, _error_frame, close)
 
 
-async def _canonical_stream(request: Request, provider: ChatProvider, req: ChatRequest, upstream_model: str,
-                            credential: Credential, call: Call) -> EventStreamResponse:
-    events = provider.stream(req, upstream_model=upstream_model, credential=credential)
-    first = await unless_disconnected(request, anext(events))  # errors before any byte: a plain error
+def _canonical_stream(req: ChatRequest, events: AsyncIterator[StreamEvent], first: StreamEvent,
+                      call: Call) -> EventStreamResponse:
     encoder_ = StreamEncoder(model=req.model)
 
     async def chunks() -> AsyncIterator[bytes]:
@@ -218,23 +235,27 @@ async def count(request: Request, call: Call) -> Response:
         raise InvalidRequest("Request body must be a JSON object.")
     data = {**data, "max_tokens": 1, "stream": False}  # not part of a count request
     check_request(data)
-    route, provider, pool = gw.resolve(data["model"])  # an unknown model is a 404, as upstream
+    route, provider, _pool = gw.resolve(data["model"])  # an unknown model is a 404, as upstream
     call.row.model = route.model.id
     if _is_anthropic(provider) and isinstance(provider, TokenCounter):
-        credential = call.use(route, pool)
         body = body_decoder.decode(raw)
-        body["model"] = msgspec.Raw(encoder.encode(route.model.upstream_id))
         for field in ("max_tokens", "stream"):  # not part of a count request: Anthropic refuses them
             body.pop(field, None)
-        answer = await unless_disconnected(
-            request, provider.count_tokens(encoder.encode(body), credential=credential, headers=request.headers))
-        try:
-            counted = msgspec.json.decode(answer, type=_Counted)
-        except (msgspec.DecodeError, msgspec.ValidationError):
-            raise UpstreamError(f"{route.provider} upstream sent an unreadable token count",
-                                provider=route.provider) from None
+
+        async def work(route: ModelRoute, provider: ChatProvider, credential: Credential) -> int:
+            assert isinstance(provider, TokenCounter)
+            body["model"] = msgspec.Raw(encoder.encode(route.model.upstream_id))
+            answer = await provider.count_tokens(encoder.encode(body), credential=credential,
+                                                 headers=request.headers)
+            try:
+                return msgspec.json.decode(answer, type=_Counted).input_tokens
+            except (msgspec.DecodeError, msgspec.ValidationError):
+                raise UpstreamError(f"{route.provider} upstream sent an unreadable token count",
+                                    provider=route.provider) from None
+
+        counted = await unless_disconnected(request, call.run(data["model"], work))
         call.finish(200)
-        return JSONBytes({"input_tokens": counted.input_tokens})
+        return JSONBytes({"input_tokens": counted})
     req = decode_request(data)
     # a big body takes a while to count (about 0.5 s per MB): off the event loop
     total = count_tokens(req) if len(raw) < _COUNT_INLINE_BYTES else await asyncio.to_thread(count_tokens, req)

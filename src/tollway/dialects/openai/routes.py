@@ -20,7 +20,7 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from tollway.core.catalog import Credential, ModelInfo
-from tollway.core.chat import ChatRequest, UsageReport
+from tollway.core.chat import ChatRequest, StreamEvent, Usage, UsageReport
 from tollway.core.errors import InvalidRequest, TollwayError, UpstreamError
 from tollway.core.names import DIALECT_OPENAI, DIALECT_PLATFORM
 from tollway.dialects.openai.codec import decode_request, encode_response
@@ -35,7 +35,8 @@ from tollway.dialects.openai.wire import (
     response_view_decoder,
 )
 from tollway.providers.base import ChatProvider, PassThroughProvider
-from tollway.providers.http import redact
+from tollway.providers.http import UpstreamStream, redact
+from tollway.routing.catalog import Route as ModelRoute
 from tollway.routing.gateway import Call, Gateway
 from tollway.routing.responses import (
     EventStreamResponse,
@@ -52,6 +53,28 @@ log = logging.getLogger("tollway")
 
 _USAGE_OBJECT = re.compile(rb'"usage"\s*:\s*\{')
 _INCLUDE_USAGE = msgspec.Raw(b'{"include_usage":true}')
+
+
+Respond = Callable[[], Response | EventStreamResponse]
+
+
+def _completed(call: Call, response: Response, usage: Usage | None) -> Response:
+    if usage is not None:
+        call.usage(usage)
+    call.finish(200)
+    return response
+
+
+def _completion_usage(provider: str, raw: bytes, secret: str | None) -> Usage | None:
+    """The usage of a forwarded completion; an UpstreamError (retryable) if it is not one."""
+    try:
+        view = response_view_decoder.decode(raw)
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        raise UpstreamError(f"{provider} upstream sent an unreadable completion", provider=provider) from None
+    if view.choices is None:  # a 200 that is not a completion: an error body, or nothing we know
+        _raise_reported_error(provider, raw, secret, "instead of a completion")
+        raise UpstreamError(f"{provider} upstream sent a 200 without choices", provider=provider)
+    return view.usage.to_usage() if view.usage is not None else None
 
 
 def _raise_reported_error(provider: str, data: bytes, secret: str | None, where: str) -> None:
@@ -118,50 +141,47 @@ class OpenAIRoutes:
             raise InvalidRequest("Only n=1 is supported.", param="n")
         stream = bool(view.stream)
         call.row.stream = stream
-        route, provider, pool = gw.resolve(view.model)
-        call.row.model = route.model.id
-        if isinstance(provider, PassThroughProvider) and provider.dialect == DIALECT_OPENAI:
-            credential = call.use(route, pool)
-            body = body_decoder.decode(raw)
-            body["model"] = msgspec.Raw(encoder.encode(route.model.upstream_id))
-            client_usage = bool(view.stream_options and view.stream_options.include_usage)
-            if stream:
-                body["stream_options"] = _INCLUDE_USAGE
-            call.dropped(provider.adapt(body))
-            if stream:
-                return await self._forward_stream(request, provider, body, credential, call, client_usage)
-            return await self._forward(request, provider, body, credential, call)
-        req = decode_request(raw)
-        call.dropped([*provider.unsupported(req), *req.lossy])
-        credential = call.use(route, pool)
-        if stream:
-            return await self._canonical_stream(request, provider, req, route.model.upstream_id, credential, call)
-        resp = await unless_disconnected(
-            request, provider.complete(req, upstream_model=route.model.upstream_id, credential=credential))
-        call.usage(resp.usage)
-        call.finish(200)
-        return JSONBytes(encode_response(msgspec.structs.replace(resp, model=req.model)))
+        client_usage = bool(view.stream_options and view.stream_options.include_usage)
+        parsed: dict[str, Any] = {}  # the body as raw fields, and as a canonical request: each decoded once
 
-    async def _forward(self, request: Request, provider: PassThroughProvider, body: Body, credential: Credential,
-                       call: Call) -> Response:
-        raw = await unless_disconnected(request, provider.forward(encoder.encode(body), credential=credential))
-        try:
-            view = response_view_decoder.decode(raw)
-        except (msgspec.DecodeError, msgspec.ValidationError):
-            raise UpstreamError(f"{provider.name} upstream sent an unreadable completion",
-                                provider=provider.name) from None
-        if view.choices is None:  # a 200 that is not a completion: an error body, or nothing we know
-            _raise_reported_error(provider.name, raw, credential.secret, "instead of a completion")
-            raise UpstreamError(f"{provider.name} upstream sent a 200 without choices", provider=provider.name)
-        if view.usage is not None:
-            call.usage(view.usage.to_usage())
-        call.finish(200)
-        return JSONBytes(raw)
+        async def work(route: ModelRoute, provider: ChatProvider, credential: Credential) -> Respond:
+            """Up to the upstream's first answer: a failure here may be retried elsewhere."""
+            if isinstance(provider, PassThroughProvider) and provider.dialect == DIALECT_OPENAI:
+                if "body" not in parsed:
+                    parsed["body"] = body_decoder.decode(raw)
+                body: Body = dict(parsed["body"])
+                body["model"] = msgspec.Raw(encoder.encode(route.model.upstream_id))
+                if stream:
+                    body["stream_options"] = _INCLUDE_USAGE
+                call.dropped(provider.adapt(body))
+                if stream:
+                    upstream = await provider.forward_stream(encoder.encode(body), credential=credential)
+                    return lambda: self._forward_stream(provider, upstream, credential, call, client_usage)
+                out = await provider.forward(encoder.encode(body), credential=credential)
+                usage = _completion_usage(provider.name, out, credential.secret)
+                return lambda: _completed(call, JSONBytes(out), usage)
+            if "req" not in parsed:
+                parsed["req"] = decode_request(raw)
+            req: ChatRequest = parsed["req"]
+            call.dropped([*provider.unsupported(req), *req.lossy])
+            upstream_model = route.model.upstream_id
+            if stream:
+                events = provider.stream(req, upstream_model=upstream_model, credential=credential)
+                try:
+                    first = await anext(events)  # errors before any byte: a plain error, or another attempt
+                except BaseException:
+                    await events.aclose()  # type: ignore[attr-defined]
+                    raise
+                return lambda: self._canonical_stream(req, events, first, call)
+            resp = await provider.complete(req, upstream_model=upstream_model, credential=credential)
+            return lambda: _completed(call, JSONBytes(encode_response(msgspec.structs.replace(resp, model=req.model))),
+                                      resp.usage)
 
-    async def _forward_stream(self, request: Request, provider: PassThroughProvider, body: Body,
-                              credential: Credential, call: Call, client_usage: bool) -> EventStreamResponse:
-        upstream = await unless_disconnected(
-            request, provider.forward_stream(encoder.encode(body), credential=credential))
+        respond = await unless_disconnected(request, call.run(view.model, work))
+        return respond()
+
+    def _forward_stream(self, provider: PassThroughProvider, upstream: UpstreamStream, credential: Credential,
+                        call: Call, client_usage: bool) -> EventStreamResponse:
         finished = False
 
         async def chunks() -> AsyncIterator[bytes]:
@@ -209,11 +229,8 @@ class OpenAIRoutes:
 
         return guarded_stream(chunks(), call, self._error_frame, close)
 
-    async def _canonical_stream(self, request: Request, provider: ChatProvider, req: ChatRequest,
-                                upstream_model: str, credential: Credential, call: Call) -> EventStreamResponse:
-        events = provider.stream(req, upstream_model=upstream_model, credential=credential)
-        # errors before any byte become a plain error response
-        first = await unless_disconnected(request, anext(events))
+    def _canonical_stream(self, req: ChatRequest, events: AsyncIterator[StreamEvent], first: StreamEvent,
+                          call: Call) -> EventStreamResponse:
         stream = StreamEncoder(model=req.model, include_usage=req.include_usage)
 
         async def chunks() -> AsyncIterator[bytes]:
