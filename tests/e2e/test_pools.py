@@ -1,0 +1,219 @@
+"""Credential pools through a real gateway: caps, the queue, cooldowns, retries, fallbacks, pins
+and disabled credentials, against an upstream scripted per credential."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import json
+import sqlite3
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.e2e.harness import GatewayProcess
+from tests.fakes.credential_server import Behavior, CredentialFake
+
+
+@pytest.fixture(scope="module")
+def upstream() -> Iterator[CredentialFake]:
+    fake = CredentialFake()
+    fake.start()
+    yield fake
+    fake.stop()
+
+
+@pytest.fixture(autouse=True)
+def _clean(upstream: CredentialFake) -> Iterator[None]:
+    upstream.reset()
+    yield
+    assert upstream.spec_errors == []
+
+
+def provider(name: str, fake: CredentialFake, creds: list[str], **options: Any) -> dict[str, Any]:
+    return {"name": name, "kind": "openai_compatible", "base_url": fake.base_url,
+            "credentials": [{"id": c, "api_key": f"secret-{c}"} for c in creds], "options": options}
+
+
+def start(tmp_path: Path, providers: list[dict[str, Any]], models: list[dict[str, Any]] | None = None,
+          **env: str) -> GatewayProcess:
+    config: dict[str, Any] = {"providers": providers, "models": models or []}
+    return GatewayProcess(tmp_path, config=config, env={"TOLLWAY_LOG_FLUSH_INTERVAL": "0.05", **env}).start()
+
+
+def chat(gw: GatewayProcess, key: str, model: str = "p1/m", *, tag: str | None = None, stream: bool = False,
+         headers: dict[str, str] | None = None, timeout: float = 30) -> httpx.Response:
+    body: dict[str, Any] = {"model": model, "messages": [{"role": "user", "content": "hi"}], "stream": stream}
+    if tag is not None:
+        body["user"] = tag
+    return httpx.post(gw.url + "/v1/chat/completions", json=body, timeout=timeout,
+                      headers={"Authorization": f"Bearer {key}", **(headers or {})})
+
+
+def row(gw: GatewayProcess, request_id: str) -> dict[str, Any]:
+    deadline = time.time() + 5
+    while time.time() < deadline:
+        con = sqlite3.connect(gw.db_path)
+        con.row_factory = sqlite3.Row
+        found = con.execute("SELECT * FROM request_logs WHERE id = ?", (request_id,)).fetchone()
+        con.close()
+        if found is not None:
+            return dict(found)
+        time.sleep(0.05)
+    raise AssertionError(f"no log row {request_id}")
+
+
+def test_the_cap_per_credential_is_never_exceeded(tmp_path: Path, upstream: CredentialFake) -> None:
+    gw = start(tmp_path, [provider("p1", upstream, ["a", "b", "c"], max_inflight=2, queue_size=100)])
+    try:
+        key = gw.create_key()
+        for c in "abc":
+            upstream.script(f"secret-{c}", Behavior(delay=0.2))
+        with concurrent.futures.ThreadPoolExecutor(30) as pool:
+            results = list(pool.map(lambda i: chat(gw, key, tag=str(i)), range(30)))
+        assert [r.status_code for r in results] == [200] * 30
+        assert max(upstream.max_in_flight.values()) == 2  # reached, never passed
+        assert sum(len(upstream.calls(f"secret-{c}")) for c in "abc") == 30
+    finally:
+        gw.stop()
+
+
+def test_the_queue_is_fifo_and_bounded(tmp_path: Path, upstream: CredentialFake) -> None:
+    gw = start(tmp_path, [provider("p1", upstream, ["a"], max_inflight=1, queue_size=3, queue_timeout=20)])
+    try:
+        key = gw.create_key()
+        upstream.script("secret-a", Behavior(delay=1.0))
+        with concurrent.futures.ThreadPoolExecutor(8) as pool:
+            futures = []
+            for i in range(4):  # one in flight, three queued, in this order
+                futures.append(pool.submit(chat, gw, key, tag=str(i)))
+                time.sleep(0.1)
+            full = chat(gw, key, tag="overflow")  # the queue holds 3: a fifth is refused at once
+            assert full.status_code == 429
+            err = full.json()["error"]
+            assert err["code"] == "pool_exhausted" and "in-flight plus queue capacity" in err["message"]
+            assert full.headers.get("retry-after")
+            assert [f.result().status_code for f in futures] == [200] * 4
+        assert [a.tag for a in upstream.calls()] == ["0", "1", "2", "3"]  # served in arrival order
+    finally:
+        gw.stop()
+
+
+def test_a_wait_past_the_queue_timeout_is_a_429(tmp_path: Path, upstream: CredentialFake) -> None:
+    gw = start(tmp_path, [provider("p1", upstream, ["a"], max_inflight=1, queue_size=5, queue_timeout=0.5)])
+    try:
+        key = gw.create_key()
+        upstream.script("secret-a", Behavior(delay=2.0))
+        with concurrent.futures.ThreadPoolExecutor(2) as pool:
+            busy = pool.submit(chat, gw, key)
+            time.sleep(0.2)
+            t0 = time.time()
+            waited = chat(gw, key)
+            assert waited.status_code == 429 and 0.4 < time.time() - t0 < 1.5
+            assert "stayed at capacity" in waited.json()["error"]["message"]
+            assert busy.result().status_code == 200
+        assert len(upstream.calls()) == 1
+    finally:
+        gw.stop()
+
+
+def test_retry_on_another_credential_then_cooldown_and_recovery(tmp_path: Path, upstream: CredentialFake) -> None:
+    gw = start(tmp_path, [provider("p1", upstream, ["a", "b"], cooldown_base=1.0)])
+    try:
+        key = gw.create_key()
+        upstream.script("secret-a", Behavior(status=503))
+        first = [chat(gw, key) for _ in range(2)]
+        assert [r.status_code for r in first] == [200, 200]
+        attempts = [json.loads(row(gw, r.headers["x-request-id"])["attempts"] or "[]") for r in first]
+        failed_over = [a for a in attempts if a]  # the call that met credential a first tried both
+        assert failed_over and [(x["credential"], x["upstream_status"]) for x in failed_over[0]] == [
+            ("a", 503), ("b", None)]
+        a_calls = len(upstream.calls("secret-a"))
+        for _ in range(4):  # a is cooling down: b serves
+            assert chat(gw, key).status_code == 200
+        assert len(upstream.calls("secret-a")) == a_calls
+        upstream.script("secret-a", Behavior())  # a recovers ...
+        time.sleep(1.5)  # ... and its cooldown (1 s, +-20 %) ends
+        for _ in range(4):
+            assert chat(gw, key).status_code == 200
+        assert len(upstream.calls("secret-a")) > a_calls
+    finally:
+        gw.stop()
+
+
+def test_no_retry_once_the_first_streamed_byte_is_out(tmp_path: Path, upstream: CredentialFake) -> None:
+    gw = start(tmp_path, [provider("p1", upstream, ["a", "b"])])
+    try:
+        key = gw.create_key()
+        for c in "ab":
+            upstream.script(f"secret-{c}", Behavior(cut_after_first_chunk=True))
+        r = chat(gw, key, stream=True)
+        assert r.status_code == 200 and '"error"' in r.text  # an in-stream error frame, after the first chunk
+        assert len(upstream.calls()) == 1  # and no second attempt
+    finally:
+        gw.stop()
+
+
+def test_a_401_disables_the_credential(tmp_path: Path, upstream: CredentialFake) -> None:
+    gw = start(tmp_path, [provider("p1", upstream, ["a", "b"], cooldown_base=0.2)])
+    try:
+        key = gw.create_key()
+        upstream.script("secret-a", Behavior(status=401))
+        assert all(chat(gw, key).status_code == 200 for _ in range(3))
+        time.sleep(0.5)  # longer than any cooldown: a disabled credential stays out anyway
+        upstream.script("secret-a", Behavior())
+        before = len(upstream.calls("secret-a"))
+        assert all(chat(gw, key).status_code == 200 for _ in range(4))
+        assert len(upstream.calls("secret-a")) == before == 1
+        upstream.script("secret-b", Behavior(status=403))
+        r = chat(gw, key)  # b is disabled by this call; a was already: nothing is left
+        assert r.status_code == 503 and r.json()["error"]["code"] == "credentials_disabled"
+    finally:
+        gw.stop()
+
+
+def test_pin_a_credential(tmp_path: Path, upstream: CredentialFake) -> None:
+    gw = start(tmp_path, [provider("p1", upstream, ["a", "b", "c"])])
+    try:
+        key = gw.create_key()
+        for _ in range(3):
+            assert chat(gw, key, headers={"X-Tollway-Credential": "b"}).status_code == 200
+            assert chat(gw, key, headers={"X-Ds2-Target-Account": "c"}).status_code == 200
+        assert {a.credential for a in upstream.calls()} == {"secret-b", "secret-c"}
+        assert len(upstream.calls("secret-b")) == 3
+        upstream.script("secret-b", Behavior(status=503))
+        failed = chat(gw, key, headers={"X-Tollway-Credential": "b"})
+        assert failed.status_code == 502 and len(upstream.calls("secret-b")) == 4  # pinned: no other credential
+        unknown = chat(gw, key, headers={"X-Tollway-Credential": "nobody"})
+        assert unknown.status_code == 403 and unknown.json()["error"]["code"] == "unknown_credential"
+    finally:
+        gw.stop()
+
+
+def test_fallback_chain(tmp_path: Path, upstream: CredentialFake) -> None:
+    models = [{"id": "primary", "provider": "p1", "upstream_id": "m1", "fallbacks": ["second", "third"]},
+              {"id": "second", "provider": "p2", "upstream_id": "m2"},
+              {"id": "third", "provider": "p3", "upstream_id": "m3"}]
+    gw = start(tmp_path, [provider("p1", upstream, ["a1", "a2"]), provider("p2", upstream, ["b1"]),
+                          provider("p3", upstream, ["c1"])], models)
+    try:
+        key = gw.create_key()
+        for c in ("a1", "a2", "b1"):
+            upstream.script(f"secret-{c}", Behavior(status=500))
+        r = chat(gw, key, "primary")
+        assert r.status_code == 200 and r.json()["model"] == "m3"
+        attempts = json.loads(row(gw, r.headers["x-request-id"])["attempts"])
+        assert [(a["model"], a["credential"], a["status"]) for a in attempts] == [
+            ("primary", "a1", 502), ("primary", "a2", 502), ("second", "b1", 502), ("third", "c1", 200)] or [
+            (a["model"], a["credential"], a["status"]) for a in attempts] == [
+            ("primary", "a2", 502), ("primary", "a1", 502), ("second", "b1", 502), ("third", "c1", 200)]
+        assert row(gw, r.headers["x-request-id"])["provider"] == "p3"
+        upstream.script("secret-c1", Behavior(status=500))
+        every = chat(gw, key, "primary")
+        assert every.status_code == 502  # the last attempt's error, every attempt in the log
+        assert len(json.loads(row(gw, every.headers["x-request-id"])["attempts"])) >= 3
+    finally:
+        gw.stop()
