@@ -76,10 +76,12 @@ async def build_gateway(settings: Settings) -> Gateway:
              for name, cfg in configs.items()}
     logs = RequestLogBuffer(RequestLogRepository(engine), interval=settings.log_flush_interval,
                             batch=settings.log_batch)
-    return Gateway(engine=engine, auth=Authenticator(admin_hash, []), catalog=catalog, providers=providers,
-                   pools=pools, logs=logs, max_body_bytes=settings.max_body_bytes,
-                   poll_interval=settings.change_poll_interval, discovery_interval=settings.discovery_interval,
-                   media=ctx.media, max_attempts=settings.max_attempts)
+    gateway = Gateway(engine=engine, auth=Authenticator(admin_hash, []), catalog=catalog, providers=providers,
+                      pools=pools, logs=logs, max_body_bytes=settings.max_body_bytes,
+                      poll_interval=settings.change_poll_interval, discovery_interval=settings.discovery_interval,
+                      media=ctx.media, max_attempts=settings.max_attempts)
+    gateway.direct_providers = frozenset(name for name, cfg in configs.items() if cfg.options.get("direct_token"))
+    return gateway
 
 
 async def healthz(request: Request) -> Response:

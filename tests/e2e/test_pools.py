@@ -217,3 +217,20 @@ def test_fallback_chain(tmp_path: Path, upstream: CredentialFake) -> None:
         assert len(json.loads(row(gw, every.headers["x-request-id"])["attempts"])) >= 3
     finally:
         gw.stop()
+
+
+def test_direct_token_mode_is_opt_in_per_provider(tmp_path: Path, upstream: CredentialFake) -> None:
+    gw = start(tmp_path, [provider("p1", upstream, ["a"], direct_token=True), provider("p2", upstream, ["b"])])
+    try:
+        r = chat(gw, "my-own-upstream-token", "p1/m")  # not a Tollway key: p1 takes it as its credential
+        assert r.status_code == 200
+        assert [a.credential for a in upstream.calls()] == ["my-own-upstream-token"]
+        logged = row(gw, r.headers["x-request-id"])
+        assert logged["credential"].startswith("direct:") and logged["key_prefix"] == "direct"
+        assert "my-own-upstream-token" not in json.dumps(logged)  # used, never stored
+        refused = chat(gw, "my-own-upstream-token", "p2/m")  # p2 did not opt in
+        assert refused.status_code == 401 and len(upstream.calls()) == 1
+        assert chat(gw, gw.create_key(), "p1/m").status_code == 200  # Tollway keys still use the pool
+        assert upstream.calls()[-1].credential == "secret-a"
+    finally:
+        gw.stop()

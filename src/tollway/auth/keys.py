@@ -53,6 +53,9 @@ def bearer_token(authorization: str | None, x_api_key: str | None) -> str | None
 class Identity(msgspec.Struct, frozen=True, kw_only=True):
     key: ApiKey | None = None
     is_admin: bool = False
+    # direct-token mode (seed 002): a bearer that is no Tollway key, used as the upstream's own
+    # credential by a provider that opted in; never stored, never logged
+    direct_token: str | None = None
 
     @property
     def key_id(self) -> int | None:
@@ -60,6 +63,8 @@ class Identity(msgspec.Struct, frozen=True, kw_only=True):
 
     @property
     def key_prefix(self) -> str | None:
+        if self.direct_token is not None:
+            return "direct"
         return self.key.prefix if self.key else ("admin" if self.is_admin else None)
 
 

@@ -9,6 +9,7 @@ when the first token left, what it cost, how it ended.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
@@ -20,7 +21,13 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from tollway.auth.keys import Authenticator, Identity, bearer_token
 from tollway.core.catalog import Credential
 from tollway.core.chat import Usage
-from tollway.core.errors import CredentialsDisabled, PoolExhausted, TollwayError, UpstreamError
+from tollway.core.errors import (
+    AuthenticationFailed,
+    CredentialsDisabled,
+    PoolExhausted,
+    TollwayError,
+    UpstreamError,
+)
 from tollway.core.request_log import RequestLog
 from tollway.providers.base import ChatProvider, ModelLister
 from tollway.providers.media import MediaFetcher
@@ -42,7 +49,7 @@ Work = Callable[[Route, ChatProvider, Credential], Awaitable[T]]
 class Call:
     """One request's bookkeeping. ``finish`` is idempotent and writes the log row once."""
 
-    __slots__ = ("_gateway", "row", "t0", "lease", "pool", "pin", "attempts", "_done")
+    __slots__ = ("_gateway", "row", "t0", "lease", "pool", "pin", "attempts", "direct", "_done")
 
     def __init__(self, gateway: Gateway, row: RequestLog) -> None:
         self._gateway = gateway
@@ -52,6 +59,7 @@ class Call:
         self.pool: CredentialPool | None = None
         self.pin: str | None = None  # X-Tollway-Credential / X-Ds2-Target-Account
         self.attempts: list[dict[str, Any]] = []
+        self.direct: Credential | None = None  # direct-token mode: the caller's own upstream credential
         self._done = False
 
     @property
@@ -59,6 +67,9 @@ class Call:
         return self.lease.credential if self.lease is not None else None
 
     def identify(self, identity: Identity) -> None:
+        if identity.direct_token is not None:
+            digest = hashlib.sha256(identity.direct_token.encode()).hexdigest()[:12]
+            self.direct = Credential(id=f"direct:{digest}", secret=identity.direct_token)
         self.row.key_id = identity.key_id
         self.row.key_prefix = identity.key_prefix
         self.row.studio_id = identity.key.studio_id if identity.key else None
@@ -69,6 +80,12 @@ class Call:
         gateway's ``max_attempts``), then on each of the model's fallbacks. Every attempt is
         named in the log row. The lease of the attempt that succeeded is held until ``finish``."""
         gw = self._gateway
+        if self.direct is not None:  # the caller's own credential: no pool, no retries, no fallbacks
+            route = gw.catalog.resolve(model)
+            if route.provider not in gw.direct_providers:
+                raise AuthenticationFailed("Invalid API key.")
+            self.row.model, self.row.provider, self.row.credential = route.model.id, route.provider, self.direct.id
+            return await work(route, gw.providers[route.provider], self.direct)
         last: TollwayError | None = None
         for route in gw.candidates(model):
             provider, pool = gw.providers[route.provider], gw.pools[route.provider]
@@ -175,6 +192,7 @@ class Gateway:
         self.discovery_interval = discovery_interval
         self.media = media
         self.max_attempts = max_attempts
+        self.direct_providers: frozenset[str] = frozenset()  # providers whose options say direct_token: true
         self._revision = -1
         self._tasks: list[asyncio.Task[None]] = []
 
@@ -183,7 +201,13 @@ class Gateway:
                                      stream=stream))
 
     async def identify(self, headers: Mapping[str, str]) -> Identity:
-        return await self.auth.identify(bearer_token(headers.get("authorization"), headers.get("x-api-key")))
+        token = bearer_token(headers.get("authorization"), headers.get("x-api-key"))
+        try:
+            return await self.auth.identify(token)
+        except AuthenticationFailed:
+            if token and self.direct_providers:  # seed 002's direct-token mode, where a provider opted in
+                return Identity(direct_token=token)
+            raise
 
     def resolve(self, model: str) -> tuple[Route, ChatProvider, CredentialPool]:
         route = self.catalog.resolve(model)
