@@ -24,6 +24,7 @@ trap cleanup EXIT
 
 MOCK_QUIET=1 MOCK_PORT=18090 node "$KIT/mock_upstream.js" >"$OUT/mock.log" 2>&1 & pids+=($!)
 export OPENAI_API_KEY=sk-mock OPENAI_BASE_URL=http://127.0.0.1:18090/v1 TOLLWAY_ADMIN_KEY=$ADMIN
+export TOLLWAY_MAX_INFLIGHT_PER_CREDENTIAL=${TOLLWAY_MAX_INFLIGHT_PER_CREDENTIAL:-100000}
 TOLLWAY_DATA_DIR=$(mktemp -d) "$VENV/bin/tollway" serve --port "$PORT" >"$OUT/tollway.log" 2>&1 & GW=$!; pids+=($GW)
 until curl -fsS -m 2 "http://127.0.0.1:$PORT/healthz" >/dev/null 2>&1; do sleep 0.2; done
 KEY=$(curl -s "http://127.0.0.1:$PORT/admin/api-key/apply" -H "Authorization: Bearer $ADMIN" -d '{"name":"bench"}' \

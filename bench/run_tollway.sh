@@ -26,6 +26,8 @@ trap cleanup EXIT
 
 MOCK_QUIET=1 MOCK_PORT=18080 node "$KIT/mock_upstream.js" >"$OUT/mock.log" 2>&1 & MOCK_PID=$!; pids+=($MOCK_PID)
 export OPENAI_API_KEY=sk-mock OPENAI_BASE_URL=http://127.0.0.1:18080/v1 TOLLWAY_ADMIN_KEY=$ADMIN
+# one mock credential serves the whole load: lift the per-credential cap (default 2) out of the way
+export TOLLWAY_MAX_INFLIGHT_PER_CREDENTIAL=${TOLLWAY_MAX_INFLIGHT_PER_CREDENTIAL:-100000}
 DATA=$(mktemp -d)
 TOLLWAY_DATA_DIR=$DATA "$VENV/bin/tollway" serve --port "$PORT" >"$OUT/tollway.log" 2>&1 & GW=$!; pids+=($GW)
 targets=()
