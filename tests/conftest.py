@@ -1,8 +1,11 @@
-"""Database URLs for tests: SQLite always; PostgreSQL when reachable.
+"""Service URLs for tests: SQLite always; PostgreSQL and Redis when reachable.
 
 PostgreSQL: TOLLWAY_TEST_POSTGRES_URL (default postgresql+asyncpg://127.0.0.1:5432/test). Each
 test creates and drops its own database. If PostgreSQL cannot be reached the tests skip with a
 message, unless TOLLWAY_REQUIRE_SERVICES=1 (CI sets it), which turns the skip into a failure.
+
+Redis: TOLLWAY_TEST_REDIS_URL (default redis://127.0.0.1:6379/15), the same skip-or-fail rule.
+Each test gets its own key prefix (``redis_prefix``); its keys are deleted afterwards.
 """
 
 from __future__ import annotations
@@ -15,8 +18,10 @@ from pathlib import Path
 
 import asyncpg
 import pytest
+import redis
 
 PG_URL = os.environ.get("TOLLWAY_TEST_POSTGRES_URL", "postgresql+asyncpg://127.0.0.1:5432/test")
+REDIS_URL = os.environ.get("TOLLWAY_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 REQUIRED = os.environ.get("TOLLWAY_REQUIRE_SERVICES") == "1"
 
 
@@ -53,3 +58,27 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     if request.param == "sqlite":
         return f"sqlite+aiosqlite:///{tmp_path / 'tollway.db'}"
     return str(request.getfixturevalue("postgres_url"))
+
+
+@pytest.fixture
+def redis_url() -> str:
+    try:
+        with redis.Redis.from_url(REDIS_URL, socket_connect_timeout=3, socket_timeout=3) as client:
+            client.ping()
+    except (OSError, redis.RedisError) as exc:
+        message = (f"Redis not reachable at {REDIS_URL} ({type(exc).__name__}: {exc}); set "
+                   "TOLLWAY_TEST_REDIS_URL to run these tests")
+        if REQUIRED:
+            pytest.fail(message + " [TOLLWAY_REQUIRE_SERVICES=1]")
+        pytest.skip(message)
+    return REDIS_URL
+
+
+@pytest.fixture
+def redis_prefix(redis_url: str) -> Iterator[str]:
+    """A key prefix of this test's own; every key under it is deleted after the test."""
+    prefix = "tollway_test_" + secrets.token_hex(4) + ":"
+    yield prefix
+    with redis.Redis.from_url(redis_url, socket_connect_timeout=3, socket_timeout=3) as client:
+        for key in client.scan_iter(match=prefix + "*", count=500):
+            client.delete(key)

@@ -4,6 +4,7 @@ Environment (all optional):
   TOLLWAY_HOST / TOLLWAY_PORT         bind address (127.0.0.1:4000)
   TOLLWAY_DATA_DIR                    state directory (./.tollway); the SQLite file lives here
   TOLLWAY_DATABASE_URL                SQLAlchemy async URL (sqlite+aiosqlite:///<data>/tollway.db)
+  TOLLWAY_REDIS_URL                   redis://... : credential-pool state shared by every process
   TOLLWAY_ADMIN_KEY                   the admin secret; generated once and stored hashed if unset
   TOLLWAY_CONFIG                      YAML file with providers, models and aliases
   TOLLWAY_CONNECT_TIMEOUT / TOLLWAY_FIRST_BYTE_TIMEOUT / TOLLWAY_IDLE_TIMEOUT   seconds
@@ -58,6 +59,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     workers: int = 1
     data_dir: str = ".tollway"
     database_url: str = ""
+    redis_url: str = ""  # shared pool state (and, later, limits) across processes
     admin_key: str | None = None
     config_file: str | None = None
     timeouts: Timeouts = Timeouts()
@@ -229,6 +231,7 @@ def load_settings(overrides: dict[str, Any] | None = None, environ: dict[str, st
         workers=_int(o.get("workers") or env.get("TOLLWAY_WORKERS"), "TOLLWAY_WORKERS", 1, high=64),
         data_dir=data_dir,
         database_url=database_url,
+        redis_url=env.get("TOLLWAY_REDIS_URL") or "",
         admin_key=env.get("TOLLWAY_ADMIN_KEY") or None,
         config_file=config_file,
         timeouts=Timeouts(

@@ -9,12 +9,11 @@ from typing import Any
 
 import pytest
 
-from tollway.core.catalog import Credential, ModelInfo
+from tollway.core.catalog import Credential
 from tollway.core.errors import TollwayError, UpstreamError
 from tollway.core.request_log import RequestLog
-from tollway.routing.catalog import Route
 from tollway.routing.gateway import Call
-from tollway.routing.pools import CredentialPool
+from tollway.routing.pools import CredentialPool, PoolOptions
 from tollway.routing.responses import guarded_stream
 
 
@@ -31,13 +30,27 @@ class _Gateway:
         self.logs = _Logs()
 
 
-def _call() -> tuple[Call, CredentialPool, _Gateway]:
+async def _call() -> tuple[Call, CredentialPool, _Gateway]:
+    """A call holding a lease on the pool's one credential, as ``Call.run`` leaves it."""
     gw = _Gateway()
     call = Call(gw, RequestLog(id="r1", created_at=0.0, path="/v1/chat/completions", dialect="openai"))  # type: ignore[arg-type]
-    pool = CredentialPool("p", (Credential(id="c1"),))
-    call.use(Route(model=ModelInfo(id="m", provider="p", upstream_id="m"), provider="p"), pool)
-    assert pool.in_flight["c1"] == 1
+    pool = CredentialPool("p", (Credential(id="c1"),), options=PoolOptions(max_inflight=1, queue_size=0))
+    call.lease, call.pool = await pool.acquire(), pool
+    assert call.credential == Credential(id="c1") and await _in_flight(pool) == 1
     return call, pool, gw
+
+
+async def _in_flight(pool: CredentialPool) -> int:
+    return (await pool.status())["in_flight"]["c1"]  # type: ignore[index,no-any-return]
+
+
+async def _released(call: Call, pool: CredentialPool) -> bool:
+    """The call gave its slot back: nothing in flight, and the next call gets the credential."""
+    if call.lease is not None or await _in_flight(pool) != 0:
+        return False
+    lease = await pool.acquire()  # the pool has a cap of 1 and no queue: refused if still held
+    await pool.release(lease)
+    return True
 
 
 def _frame(err: TollwayError) -> bytes:
@@ -66,7 +79,7 @@ class _Client:
 
 
 async def test_normal_end() -> None:
-    call, pool, gw = _call()
+    call, pool, gw = await _call()
     closed: list[bool] = []
 
     async def chunks() -> AsyncIterator[bytes]:
@@ -79,7 +92,8 @@ async def test_normal_end() -> None:
     client = _Client()
     await guarded_stream(chunks(), call, _frame, close)({}, client.receive, client.send)
     assert client.body() == b"ab" and closed == [True]
-    assert [r.status for r in gw.logs.rows] == [200] and pool.in_flight["c1"] == 0
+    assert [r.status for r in gw.logs.rows] == [200]
+    assert await _released(call, pool)
 
 
 @pytest.mark.parametrize(("exc", "status", "frame"), [
@@ -87,7 +101,7 @@ async def test_normal_end() -> None:
     (ValueError("bug"), 500, b"error:internal_error"),
 ])
 async def test_failure_mid_stream_becomes_an_error_frame(exc: Exception, status: int, frame: bytes) -> None:
-    call, pool, gw = _call()
+    call, pool, gw = await _call()
 
     async def chunks() -> AsyncIterator[bytes]:
         yield b"a"
@@ -99,11 +113,12 @@ async def test_failure_mid_stream_becomes_an_error_frame(exc: Exception, status:
     client = _Client()
     await guarded_stream(chunks(), call, _frame, close)({}, client.receive, client.send)
     assert client.body() == b"a" + frame
-    assert [r.status for r in gw.logs.rows] == [status] and pool.in_flight["c1"] == 0
+    assert [r.status for r in gw.logs.rows] == [status]
+    assert await _released(call, pool)
 
 
 async def test_client_gone_mid_stream_cancels_and_closes_at_once() -> None:
-    call, pool, gw = _call()
+    call, pool, gw = await _call()
     closed: list[bool] = []
     stalled = asyncio.Event()
 
@@ -123,11 +138,11 @@ async def test_client_gone_mid_stream_cancels_and_closes_at_once() -> None:
     await asyncio.wait_for(task, 1.0)
     assert closed == [True] and client.body() == b"a"
     assert [(r.status, r.note) for r in gw.logs.rows] == [(499, "client disconnected")]
-    assert pool.in_flight["c1"] == 0
+    assert await _released(call, pool)
 
 
 async def test_client_gone_before_the_first_byte_still_cleans_up() -> None:
-    call, pool, gw = _call()
+    call, pool, gw = await _call()
     closed: list[bool] = []
 
     async def chunks() -> AsyncIterator[bytes]:
@@ -140,4 +155,5 @@ async def test_client_gone_before_the_first_byte_still_cleans_up() -> None:
     with pytest.raises(OSError):
         await guarded_stream(chunks(), call, _frame, close)({}, client.receive, client.send)
     assert closed == [True]
-    assert [r.status for r in gw.logs.rows] == [499] and pool.in_flight["c1"] == 0
+    assert [r.status for r in gw.logs.rows] == [499]
+    assert await _released(call, pool)

@@ -32,7 +32,7 @@ from tollway.core.request_log import RequestLog
 from tollway.providers.base import ChatProvider, ModelLister
 from tollway.providers.media import MediaFetcher
 from tollway.routing.catalog import Catalog, Route
-from tollway.routing.pools import CredentialPool, Lease
+from tollway.routing.pools import CredentialPool, Lease, PoolState
 from tollway.store import changes
 from tollway.store.credentials import CredentialRepository
 from tollway.store.keys import KeyRepository
@@ -174,7 +174,7 @@ class Gateway:
                  providers: Mapping[str, ChatProvider], pools: Mapping[str, CredentialPool],
                  logs: RequestLogBuffer, max_body_bytes: int, poll_interval: float,
                  discovery_interval: float = 60.0, media: MediaFetcher | None = None,
-                 max_attempts: int = 3) -> None:
+                 max_attempts: int = 3, pool_state: PoolState | None = None) -> None:
         self.engine = engine
         self.auth = auth
         self.catalog = catalog
@@ -192,6 +192,7 @@ class Gateway:
         self.discovery_interval = discovery_interval
         self.media = media
         self.max_attempts = max_attempts
+        self.pool_state = pool_state
         self.direct_providers: frozenset[str] = frozenset()  # providers whose options say direct_token: true
         self._revision = -1
         self._tasks: list[asyncio.Task[None]] = []
@@ -304,4 +305,8 @@ class Gateway:
             await provider.close()
         if self.media is not None:
             await self.media.close()
+        for pool in self.pools.values():
+            await pool.drain()  # releases still on their way to a shared state
+        if self.pool_state is not None:
+            await self.pool_state.close()
         await self.engine.dispose()

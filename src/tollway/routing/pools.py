@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import contextlib
+import logging
 import random
 import secrets
 import time
@@ -34,7 +34,9 @@ import msgspec
 from tollway.core.catalog import Credential
 from tollway.core.errors import CredentialsDisabled, PermissionDenied, PoolExhausted, TollwayError, UpstreamError
 
+log = logging.getLogger("tollway")
 POLL = 0.05  # how often a waiter that cannot be woken looks for a free slot
+SLOW_POLL = 1.0  # how often one that can be woken looks anyway
 
 
 class PoolOptions(msgspec.Struct, frozen=True, kw_only=True):
@@ -122,11 +124,11 @@ class MemoryState:
         self._slots[(pool, credential_id)].pop(token, None)
 
     async def renew(self, pool: str, leases: Iterable[tuple[str, str]], ttl: float) -> None:
-        until = time.monotonic() + ttl
+        now = time.monotonic()
         for cid, token in leases:
             slots = self._slots[(pool, cid)]
-            if token in slots:
-                slots[token] = until
+            if slots.get(token, 0.0) > now:  # an expired lease stays expired
+                slots[token] = now + ttl
 
     async def counts(self, pool: str, credential_ids: Sequence[str]) -> list[int]:
         now = time.monotonic()
@@ -182,6 +184,7 @@ class CredentialPool:
         self._failures: dict[str, int] = {}
         self._waiters: collections.deque[asyncio.Future[None]] = collections.deque()
         self._queued = 0
+        self._plain_queued = 0
         self._releasing: set[asyncio.Task[None]] = set()
         self._leases: dict[str, Lease] = {}  # held by calls of this process, renewed while they run
 
@@ -192,6 +195,7 @@ class CredentialPool:
         live = {c.id for c in self.credentials}
         for cid in [cid for cid in self._failures if cid not in live]:
             del self._failures[cid]
+        self._wake(len(self.credentials) * self.options.max_inflight)  # new credentials may have room
 
     @property
     def recommended_concurrency(self) -> int:
@@ -236,7 +240,10 @@ class CredentialPool:
         if taken is None:
             return None
         cid, token = taken
-        credential = next(c for c in self.credentials if c.id == cid)
+        credential = next((c for c in self.credentials if c.id == cid), None)
+        if credential is None:  # removed by an admin while the state was taking its slot
+            await self.state.give_back(self.provider, cid, token)
+            return None
         lease = Lease(credential=credential, token=token, pool=self.provider)
         self._leases[token] = lease
         return lease
@@ -250,7 +257,7 @@ class CredentialPool:
         waiter also polls, since another replica's release wakes nobody here."""
         excluded = frozenset(exclude)
         plain = pin is None and not excluded
-        if not (plain and self._queued):
+        if not (plain and self._plain_queued):
             got = await self._try(pin, excluded)
             if got is not None:
                 return got
@@ -262,9 +269,13 @@ class CredentialPool:
                 f"({len(self.credentials)} credentials x {opts.max_inflight}) plus {opts.queue_size} queued; "
                 f"in-flight plus queue capacity exceeded.", retry_after=1.0)
         deadline = time.monotonic() + opts.queue_timeout
-        poll = POLL if (self.state.shared or not plain) else None
+        # a plain waiter here is woken by a release, an enable or new credentials; the first in
+        # line also looks now and then (another replica's release, a lease that expired, wakes nobody)
+        poll = POLL if (self.state.shared or not plain) else SLOW_POLL
         head = False  # a waiter woken in vain goes back to the front, not the end
+        fut: asyncio.Future[None] | None = None
         self._queued += 1
+        self._plain_queued += plain
         try:
             while True:
                 left = deadline - time.monotonic()
@@ -274,19 +285,42 @@ class CredentialPool:
                         f"({self.recommended_concurrency} in flight, queue of {opts.queue_size}): in-flight plus "
                         f"queue capacity exceeded.", retry_after=1.0)
                 if plain:
-                    fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-                    (self._waiters.appendleft if head else self._waiters.append)(fut)
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(fut, timeout=min(left, poll) if poll else left)
-                    head = True
+                    if fut is None or fut.done():
+                        fut = asyncio.get_running_loop().create_future()
+                        (self._waiters.appendleft if head else self._waiters.append)(fut)
+                    try:  # asyncio.wait, not wait_for: a cancellation must never be swallowed
+                        await asyncio.wait({fut}, timeout=min(left, poll))
+                    except asyncio.CancelledError:
+                        if fut.done():
+                            self._wake()  # woken, but leaving: hand the wake-up to the next waiter
+                        else:
+                            fut.cancel()
+                        raise
+                    if fut.done():
+                        head = True
+                    elif self._first_waiter() is not fut:
+                        continue  # a look on its own: only the first in line may take, so nobody overtakes
                 else:
                     await asyncio.sleep(min(left, POLL))
                 got = await self._try(pin, excluded)
                 if got is not None:
+                    if fut is not None and not fut.done():
+                        fut.cancel()
                     return got
         finally:
             self._queued -= 1
-            await self.state.leave_queue(self.provider, waiter)
+            self._plain_queued -= plain
+            if fut is not None and not fut.done():
+                fut.cancel()
+            try:
+                await self.state.leave_queue(self.provider, waiter)
+            except Exception:  # its place expires by itself; a lease in hand must not be lost over it
+                log.warning("pool %s: leaving the queue failed", self.provider, exc_info=True)
+
+    def _first_waiter(self) -> asyncio.Future[None] | None:
+        while self._waiters and self._waiters[0].done():
+            self._waiters.popleft()
+        return self._waiters[0] if self._waiters else None
 
     async def release(self, lease: Lease) -> None:
         self._leases.pop(lease.token, None)
@@ -304,12 +338,18 @@ class CredentialPool:
         self._releasing.add(task)
         task.add_done_callback(self._releasing.discard)
 
-    def _wake(self) -> None:
-        while self._waiters:  # wake the first waiter still waiting
+    async def drain(self) -> None:
+        """Wait for the releases ``release_nowait`` started (at shutdown, before the state closes)."""
+        if self._releasing:
+            await asyncio.gather(*self._releasing, return_exceptions=True)
+
+    def _wake(self, n: int = 1) -> None:
+        """Wake the first ``n`` waiters still waiting."""
+        while n > 0 and self._waiters:
             fut = self._waiters.popleft()
             if not fut.done():
                 fut.set_result(None)
-                break
+                n -= 1
 
     async def renew(self) -> None:
         if self._leases:
@@ -342,6 +382,7 @@ class CredentialPool:
     async def enable(self, credential_id: str) -> None:
         self._failures.pop(credential_id, None)
         await self.state.enable(self.provider, credential_id)
+        self._wake(self.options.max_inflight)  # its slots are free for waiters now
 
     async def status(self) -> dict[str, object]:
         """Seed 002's queue status for this pool."""
