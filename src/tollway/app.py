@@ -14,6 +14,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
+from tollway.admin.ds2api import ds2api_routes
 from tollway.admin.keys import key_routes
 from tollway.auth.key_service import ensure_admin_secret
 from tollway.auth.keys import Authenticator
@@ -29,7 +30,8 @@ from tollway.providers.media import MediaFetcher
 from tollway.providers.registry import SPECS, build_provider, env_provider_configs
 from tollway.routing.catalog import Catalog
 from tollway.routing.gateway import Gateway
-from tollway.routing.pools import CredentialPool, MemoryState, PoolOptions
+from tollway.routing.pools import CredentialPool, MemoryState, PoolOptions, PoolState
+from tollway.routing.redis_state import connect as connect_redis
 from tollway.routing.responses import JSONBytes
 from tollway.store.db import create_engine
 from tollway.store.log_buffer import RequestLogBuffer
@@ -71,7 +73,7 @@ async def build_gateway(settings: Settings) -> Gateway:
     catalog = build_catalog(settings, configs)
     ctx = ProviderContext(timeouts=settings.timeouts, media=MediaFetcher(settings.media))
     providers = {name: build_provider(cfg, ctx) for name, cfg in configs.items()}
-    state = MemoryState()
+    state: PoolState = await connect_redis(settings.redis_url) if settings.redis_url else MemoryState()
     pools = {name: CredentialPool(name, cfg.credentials, options=pool_options(settings.pool, cfg), state=state)
              for name, cfg in configs.items()}
     logs = RequestLogBuffer(RequestLogRepository(engine), interval=settings.log_flush_interval,
@@ -79,7 +81,7 @@ async def build_gateway(settings: Settings) -> Gateway:
     gateway = Gateway(engine=engine, auth=Authenticator(admin_hash, []), catalog=catalog, providers=providers,
                       pools=pools, logs=logs, max_body_bytes=settings.max_body_bytes,
                       poll_interval=settings.change_poll_interval, discovery_interval=settings.discovery_interval,
-                      media=ctx.media, max_attempts=settings.max_attempts)
+                      media=ctx.media, max_attempts=settings.max_attempts, pool_state=state)
     gateway.direct_providers = frozenset(name for name, cfg in configs.items() if cfg.options.get("direct_token"))
     return gateway
 
@@ -154,6 +156,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         *openai,
         *anthropic_routes(),
         *key_routes(),
+        *ds2api_routes(),
     ]
     app = Starlette(routes=routes, lifespan=lifespan, exception_handlers={404: unrouted, 405: unrouted})
     app.add_middleware(RequestIdMiddleware)

@@ -1,4 +1,5 @@
-"""``tollway serve | keys | migrate``: the commands call the same services as the admin API."""
+"""``tollway serve | keys | credentials | models | migrate``: the commands call the same services
+as the admin API."""
 
 from __future__ import annotations
 
@@ -109,6 +110,72 @@ def cmd_keys(args: argparse.Namespace) -> int:
     return int(_with_engine(settings, run))
 
 
+def _arg_secret(value: str | None) -> str | None:
+    """A secret flag's value; ``-`` reads it from stdin (keeps it out of the shell history)."""
+    return sys.stdin.readline().rstrip("\n") if value == "-" else value
+
+
+def cmd_credentials(args: argparse.Namespace) -> int:
+    """Seed 002's accounts (run-time upstream credentials) on the database, as the admin API does."""
+    from tollway.admin.ds2api import AccountBook, probe, probe_route
+    from tollway.app import build_catalog, provider_configs
+    from tollway.providers.base import ProviderContext
+    from tollway.providers.media import MediaFetcher
+    from tollway.providers.registry import build_provider
+    from tollway.store.credentials import CredentialRepository, preview
+
+    settings = _settings(args)
+    _migrate(settings)
+    configs = provider_configs(settings)
+
+    async def run(engine: Any) -> int:
+        book = AccountBook(CredentialRepository(engine), list(configs),
+                           {name: cfg.credentials for name, cfg in configs.items()})
+        if args.cred_cmd == "list":
+            accounts = await book.accounts(book.provider(args.provider) if args.provider else None)
+            print(f"{'identifier':<32} {'provider':<12} {'email / mobile':<28} {'password':<8} token")
+            for c in accounts:
+                print(f"{c.id:<32} {c.provider:<12} {c.email or c.mobile or '-':<28} "
+                      f"{'yes' if c.password else 'no':<8} {preview(c.secret) or '-'}")
+            print(f"{len(accounts)} account(s)")
+        elif args.cred_cmd == "add":
+            item = {"email": args.email, "mobile": args.mobile, "id": args.id,
+                    "password": _arg_secret(args.password), "token": _arg_secret(args.token),
+                    "api_key": _arg_secret(args.api_key)}
+            account = book.parse({k: v for k, v in item.items() if v is not None}, book.provider(args.provider))
+            await book.add(account)
+            print(f"added {account.id} to provider {account.provider} (token {preview(account.secret) or '-'})")
+        elif args.cred_cmd == "remove":
+            provider = book.provider(args.provider)
+            if not await book.remove(args.identifier, provider):
+                print(f"no account {args.identifier!r} in provider {provider!r}", file=sys.stderr)
+                return 1
+            print(f"removed {args.identifier} from provider {provider}")
+        elif args.cred_cmd == "test":
+            provider = book.provider(args.provider)
+            found = await book.find(args.identifier, provider)
+            credential = found.credential() if found else next(
+                (c for c in configs[provider].credentials if args.identifier == c.id), None)
+            if credential is None:
+                print(f"no account {args.identifier!r} in provider {provider!r}", file=sys.stderr)
+                return 1
+            route = probe_route(build_catalog(settings, configs), provider, args.model or "")
+            media = MediaFetcher(settings.media)
+            adapter = build_provider(configs[provider], ProviderContext(timeouts=settings.timeouts, media=media))
+            try:
+                result, _ = await probe(adapter, route, credential, args.message or "",
+                                        password=found.password if found else None)
+            finally:
+                await adapter.close()
+                await media.close()
+            state = "ok" if result["success"] else "FAILED"
+            print(f"{state}  {result['account']}  {result['model']}  {result['response_time']} ms  {result['message']}")
+            return 0 if result["success"] else 1
+        return 0
+
+    return int(_with_engine(settings, run))
+
+
 def cmd_models(args: argparse.Namespace) -> int:
     from tollway.app import build_catalog
 
@@ -168,6 +235,30 @@ def parser() -> argparse.ArgumentParser:
     for sp in (kc, kl, kr):
         common(sp)
     k.set_defaults(fn=cmd_keys)
+
+    c = sub.add_parser("credentials", help="list, add, remove and test upstream accounts (seed 002)")
+    common(c)
+    cs = c.add_subparsers(dest="cred_cmd", required=True)
+    cl = cs.add_parser("list")
+    cl.add_argument("--provider", help="only this provider's accounts")
+    ca = cs.add_parser("add")
+    ca.add_argument("--email")
+    ca.add_argument("--mobile")
+    ca.add_argument("--id", help="a name for an API-key credential")
+    ca.add_argument("--password", help="'-' reads it from stdin")
+    ca.add_argument("--token", help="a session token; '-' reads it from stdin")
+    ca.add_argument("--api-key", dest="api_key", help="an API key; '-' reads it from stdin")
+    cr = cs.add_parser("remove")
+    cr.add_argument("identifier", help="email, mobile, id or token:<hash>")
+    ct = cs.add_parser("test")
+    ct.add_argument("identifier", help="email, mobile, id or token:<hash>")
+    ct.add_argument("--model")
+    ct.add_argument("--message")
+    for sp in (ca, cr, ct):
+        sp.add_argument("--provider", help="default: the first configured provider that is not echo")
+    for sp in (cl, ca, cr, ct):
+        common(sp)
+    c.set_defaults(fn=cmd_credentials)
     return p
 
 

@@ -58,6 +58,7 @@ class Seen:
 class FakeOpenAI:
     def __init__(self) -> None:
         self.behaviors: dict[str, Behavior] = {}
+        self.by_secret: dict[str, Behavior] = {}  # consulted before the per-model behaviors
         self.requests: list[Seen] = []
         self.spec_errors: list[str] = []
         self.disconnects: dict[str, float] = {}  # model -> when the client went away
@@ -72,6 +73,10 @@ class FakeOpenAI:
 
     def script(self, model: str, behavior: Behavior) -> None:
         self.behaviors[model] = behavior
+
+    def script_secret(self, secret: str, behavior: Behavior) -> None:
+        """Answer every request that comes with ``Authorization: Bearer <secret>`` like this."""
+        self.by_secret[secret] = behavior
 
     def seen(self, model: str) -> list[Seen]:
         return [s for s in self.requests if s.body.get("model") == model]
@@ -126,7 +131,8 @@ class FakeOpenAI:
         self.requests.append(Seen(body=body, authorization=request.headers.get("Authorization"), at=time.time()))
         self._check("CreateChatCompletionRequest", body)
         model = body.get("model", "")
-        b = self.behaviors.get(model, Behavior())
+        bearer = (request.headers.get("Authorization") or "").removeprefix("Bearer ")
+        b = self.by_secret.get(bearer) or self.behaviors.get(model, Behavior())
         if b.headers_delay and await self._client_left_during(request, model, b.headers_delay):
             return web.Response(status=499)
         if b.ok_but_error_body:

@@ -1,4 +1,8 @@
-"""What every admin handler shares: admin authentication and ``{"detail": ...}`` errors."""
+"""What every admin handler shares: admin authentication and ``{"detail": ...}`` errors.
+
+An admin request carries the admin secret, an admin-role key, or an admin JWT from
+``POST /admin/login`` (seed 002), as ``Authorization: Bearer`` or ``x-api-key``.
+"""
 
 from __future__ import annotations
 
@@ -10,28 +14,66 @@ import msgspec
 from starlette.requests import Request
 from starlette.responses import Response
 
-from tollway.core.errors import InternalError, InvalidRequest, PermissionDenied, TollwayError
+from tollway.auth.jwt import AdminTokens, looks_like_jwt
+from tollway.auth.keys import bearer_token
+from tollway.core.errors import AuthenticationFailed, InternalError, InvalidRequest, PermissionDenied, TollwayError
 from tollway.routing.gateway import Gateway
-from tollway.routing.responses import JSONBytes, read_body
+from tollway.routing.responses import JSONBytes, error_response, read_body
+from tollway.store.meta import MetaRepository
 
 log = logging.getLogger("tollway.admin")
 Handler = Callable[[Request, Gateway], Awaitable[Any]]
 MAX_ADMIN_BODY = 1024 * 1024
 
 
-def admin_endpoint(handler: Handler) -> Callable[[Request], Awaitable[Response]]:
-    """Require the admin secret (or an admin-role key); render errors as ``{"detail": ...}``."""
+def admin_tokens(request: Request, gw: Gateway) -> AdminTokens:
+    """The app's admin-JWT service, made on first use (it reads its secret once)."""
+    state = request.app.state
+    tokens: AdminTokens | None = getattr(state, "admin_tokens", None)
+    if tokens is None:
+        tokens = state.admin_tokens = AdminTokens(MetaRepository(gw.engine), gw.auth.admin_hash)
+    return tokens
+
+
+async def authenticate_admin(request: Request, gw: Gateway) -> None:
+    """Pass an admin JWT, the admin secret or an admin-role key; raise otherwise.
+
+    A token shaped like a JWT is verified as one first; if that fails it is still tried as a key
+    (an imported key may contain dots), and a failure then reports the JWT's problem (expired)."""
+    token = bearer_token(request.headers.get("authorization"), request.headers.get("x-api-key"))
+    jwt_error: AuthenticationFailed | None = None
+    if token and looks_like_jwt(token):
+        try:
+            await admin_tokens(request, gw).verify(token)
+            return
+        except AuthenticationFailed as err:
+            jwt_error = err
+    try:
+        identity = await gw.identify(request.headers)
+    except AuthenticationFailed:
+        if jwt_error is not None:
+            raise jwt_error from None
+        raise
+    if not identity.is_admin:
+        raise PermissionDenied("This endpoint needs the admin key.")
+
+
+def _detail(err: TollwayError) -> dict[str, Any]:
+    return {"detail": err.message}
+
+
+def admin_endpoint(handler: Handler, *, public: bool = False) -> Callable[[Request], Awaitable[Response]]:
+    """Require admin authentication (unless ``public``); render errors as ``{"detail": ...}``."""
 
     async def endpoint(request: Request) -> Response:
         gw: Gateway = request.app.state.gateway
         try:
-            identity = await gw.identify(request.headers)
-            if not identity.is_admin:
-                raise PermissionDenied("This endpoint needs the admin key.")
+            if not public:
+                await authenticate_admin(request, gw)
             result = await handler(request, gw)
             return result if isinstance(result, Response) else JSONBytes(result)
         except TollwayError as err:
-            return JSONBytes({"detail": err.message}, status_code=err.http_status)
+            return error_response(err, _detail)
         except Exception:
             log.exception("admin handler failed: %s", request.url.path)
             return JSONBytes({"detail": InternalError("internal error").message}, status_code=500)

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from starlette.requests import Request
 from starlette.routing import BaseRoute, Route
 
 from tollway.admin.base import admin_endpoint, int_param, json_body, str_param
-from tollway.auth.key_service import KeyService
+from tollway.auth.key_service import MAX_SECRET, MIN_SECRET, KeyService
+from tollway.auth.keys import hash_secret
 from tollway.core.errors import InvalidRequest, NotFound
 from tollway.routing.gateway import Gateway
 
@@ -71,6 +73,44 @@ async def remove_key(request: Request, gw: Gateway) -> dict[str, Any]:
     await _service(gw).revoke(key.id)
     gw.auth.drop(key.id)
     return {"success": True, "total_keys": await gw.keys.count_active()}
+
+
+MASK = "..."  # how listings and exports end a key's prefix
+
+
+async def import_keys(gw: Gateway, secrets: Sequence[object], *, name: str = "ds2api") -> tuple[int, int]:
+    """Seed 002's key lists (``POST /admin/config``, ``/admin/import``): each key not stored yet is
+    created the way ``POST /admin/keys`` creates one. Returns (created, skipped): keys that exist
+    already and masked prefixes (an export's ``abc...``, never a real key) are skipped. Every key is
+    checked before any is written, so a bad one leaves nothing half-imported."""
+    wanted: list[str] = []
+    skipped = 0
+    for i, secret in enumerate(secrets):
+        if not isinstance(secret, str):
+            raise InvalidRequest(f"keys[{i}] must be a string", param="keys")
+        secret = secret.strip()
+        if not secret or secret.endswith(MASK):
+            skipped += 1
+            continue
+        if not MIN_SECRET <= len(secret) <= MAX_SECRET or any(c.isspace() for c in secret) or "\x00" in secret:
+            raise InvalidRequest(f"keys[{i}]: a key must be {MIN_SECRET} to {MAX_SECRET} characters without "
+                                 "whitespace", param="keys")
+        if gw.auth.is_admin_secret(secret):
+            raise InvalidRequest(f"keys[{i}] is the admin secret and cannot be a user key", param="keys")
+        if secret in wanted:
+            skipped += 1
+            continue
+        wanted.append(secret)
+    service = _service(gw)
+    created = 0
+    for secret in wanted:
+        if await service.repo.by_hash(hash_secret(secret)) is not None:
+            skipped += 1
+            continue
+        key, _ = await service.create(name=name, secret=secret)
+        gw.auth.put(key)
+        created += 1
+    return created, skipped
 
 
 def key_routes() -> list[BaseRoute]:

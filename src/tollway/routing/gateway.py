@@ -37,9 +37,11 @@ from tollway.store import changes
 from tollway.store.credentials import CredentialRepository
 from tollway.store.keys import KeyRepository
 from tollway.store.log_buffer import RequestLogBuffer
+from tollway.store.meta import MetaRepository
 
 log = logging.getLogger("tollway")
 _json = msgspec.json.Encoder()
+CLAUDE_MAPPING = "claude_mapping"  # the meta row an admin's claude_mapping is kept in
 
 
 T = TypeVar("T")
@@ -183,6 +185,7 @@ class Gateway:
         self.logs = logs
         self.keys = KeyRepository(engine)
         self.credential_store = CredentialRepository(engine)
+        self.meta = MetaRepository(engine)
         # the credentials each provider has from env and YAML (admins' come from the store)
         self.configured_credentials = {name: pool.credentials for name, pool in pools.items()
                                        if not pool.credentials[0].id.endswith(":none")}
@@ -234,6 +237,20 @@ class Gateway:
         self._revision = await changes.current(self.engine)
         self.auth.reload(await self.keys.active())
         await self.reload_credentials()
+        await self.reload_settings()
+
+    async def reload_settings(self) -> None:
+        """Settings an admin changed at run time (seed 002's claude_mapping), over the config's."""
+        raw = await self.meta.get(CLAUDE_MAPPING)
+        if raw is not None:
+            self.catalog.claude_mapping = msgspec.json.decode(raw, type=dict[str, str])
+
+    async def set_claude_mapping(self, mapping: dict[str, str]) -> None:
+        """Store it for every process (they reload on the change counter) and apply it here."""
+        await self.meta.set(CLAUDE_MAPPING, msgspec.json.encode(mapping).decode())
+        async with self.engine.begin() as conn:
+            await changes.bump(conn)
+        self.catalog.claude_mapping = dict(mapping)
 
     async def reload_credentials(self) -> None:
         """Each pool: the credentials of env and YAML, then those admins added (by provider)."""
@@ -244,8 +261,9 @@ class Gateway:
             configured = self.configured_credentials.get(name, ())
             ids = {c.id for c in configured}
             wanted = configured + tuple(c for c in stored.get(name, ()) if c.id not in ids)
-            if wanted and wanted != pool.credentials:
-                pool.set_credentials(wanted)
+            placeholder = not wanted and pool.credentials[0].id.endswith(":none")
+            if wanted != pool.credentials and not placeholder:
+                pool.set_credentials(wanted)  # () leaves the pool its placeholder
 
     async def _watch(self) -> None:
         while True:
@@ -256,6 +274,7 @@ class Gateway:
                     self._revision = revision
                     self.auth.reload(await self.keys.active())
                     await self.reload_credentials()
+                    await self.reload_settings()
             except Exception:
                 log.exception("change poll failed")
 

@@ -54,7 +54,8 @@ def token_id(secret: str) -> str:
 
 
 def _row(r: sa.Row[tuple[object, ...]]) -> StoredCredential:
-    return msgspec.convert(dict(r._mapping), StoredCredential)
+    # plain str keys: SQLAlchemy may hand back a str subclass (quoted_name), which msgspec refuses
+    return msgspec.convert({str(k): v for k, v in r._mapping.items()}, StoredCredential)
 
 
 class CredentialRepository:

@@ -1,0 +1,60 @@
+#!/usr/bin/env bash
+# What pool selection costs per request: the same gateway with its pool state in memory and in
+# Redis (TOLLWAY_REDIS_URL), non-stream at concurrency $CONC against the kit's mock, interleaved
+# ROUNDS times. The per-credential cap is lifted, so nothing queues: the difference is the cost of
+# taking and giving back a slot (and the health read) per call.
+#
+#   REDIS=redis://127.0.0.1:6379/14 bench/pools.sh        # ROUNDS=3 DURATION=10 CONC=64
+set -u
+HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+KIT="${KIT:-$HERE/../shared/bench}"
+VENV="${VENV:-$HERE/.venv}"
+OUT="${OUT:-/tmp/tollway-pools-$(date +%Y%m%d-%H%M%S)}"
+ROUNDS="${ROUNDS:-3}"
+DURATION="${DURATION:-10}"
+CONC="${CONC:-64}"
+REDIS="${REDIS:-redis://127.0.0.1:6379/14}"
+ADMIN="bench-admin-key-$RANDOM$RANDOM"
+mkdir -p "$OUT"
+pids=()
+cleanup() { [ ${#pids[@]} -gt 0 ] && python3 "$KIT/killtree.py" "${pids[@]}" >/dev/null 2>&1; }
+trap cleanup EXIT
+
+MOCK_QUIET=1 MOCK_PORT=18095 node "$KIT/mock_upstream.js" >"$OUT/mock.log" 2>&1 & pids+=($!)
+export OPENAI_API_KEY=sk-mock OPENAI_BASE_URL=http://127.0.0.1:18095/v1 TOLLWAY_ADMIN_KEY=$ADMIN
+export TOLLWAY_MAX_INFLIGHT_PER_CREDENTIAL=100000
+echo '{"model":"gpt-4o-mini","max_tokens":64,"messages":[{"role":"user","content":"Say hello."}]}' >"$OUT/body.json"
+
+serve() {  # name port [redis url]
+  local data; data=$(mktemp -d)
+  TOLLWAY_DATA_DIR=$data TOLLWAY_REDIS_URL="${3:-}" "$VENV/bin/tollway" serve --port "$2" >"$OUT/$1.log" 2>&1 &
+  pids+=($!); echo $! >"$OUT/$1.pid"
+  until curl -fsS -m 2 "http://127.0.0.1:$2/healthz" >/dev/null 2>&1; do sleep 0.2; done
+  curl -s "http://127.0.0.1:$2/admin/api-key/apply" -H "Authorization: Bearer $ADMIN" -d '{"name":"bench"}' \
+    | python3 -c 'import sys, json; print(json.load(sys.stdin)["api_key"])' >"$OUT/$1.key"
+}
+serve memory 4021
+serve redis 4022 "$REDIS"
+
+run() {  # name port
+  local pid before after
+  pid=$(cat "$OUT/$1.pid")
+  before=$(awk '{print $14 + $15}' "/proc/$pid/stat")
+  BENCH_BODY_FILE="$OUT/body.json" BENCH_KEY="$(cat "$OUT/$1.key")" BENCH_OUT="$OUT/$1.jsonl" \
+    wrk -t2 -c"$CONC" -d"${DURATION}s" -s "$KIT/wrk_post.lua" "http://127.0.0.1:$2/v1/chat/completions" \
+    >"$OUT/$1.wrk" 2>&1
+  after=$(awk '{print $14 + $15}' "/proc/$pid/stat")
+  python3 - "$OUT/$1.jsonl" "$before" "$after" "$(getconf CLK_TCK)" "$1" <<'PY'
+import json, sys
+line = json.loads(open(sys.argv[1]).read().splitlines()[-1])
+secs = (int(sys.argv[3]) - int(sys.argv[2])) / int(sys.argv[4])
+errs = sum(line[k] for k in ("err_connect", "err_read", "err_write", "err_status", "err_timeout"))
+print(f"{sys.argv[5]:<8} {line['rps']:>8.0f} req/s  {1000 * secs / max(line['requests'], 1):5.2f} ms CPU/req  "
+      f"p50 {line['lat_p50_ms']:.1f} ms  p99 {line['lat_p99_ms']:.1f} ms  errors={errs}")
+PY
+}
+for r in $(seq "$ROUNDS"); do
+  echo "round $r (c=$CONC, ${DURATION}s each)"
+  run memory 4021
+  run redis 4022
+done | tee "$OUT/summary.txt"
