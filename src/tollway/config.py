@@ -15,6 +15,7 @@ Environment (all optional):
   TOLLWAY_MAX_INFLIGHT_PER_CREDENTIAL  calls at once per upstream credential (2)
   TOLLWAY_QUEUE_SIZE / TOLLWAY_QUEUE_TIMEOUT   waiting room when every credential is busy (100, 30 s)
   TOLLWAY_COOLDOWN_BASE / TOLLWAY_COOLDOWN_MAX  backoff of a failing credential (1 s doubling, up to 300 s)
+  TOLLWAY_LEASE_TTL                   how soon a crashed process's in-flight slots come back (60 s)
   TOLLWAY_MAX_ATTEMPTS                attempts per model on different credentials (3), then its fallbacks
   TOLLWAY_MEDIA_MAX_BYTES / TOLLWAY_MEDIA_TIMEOUT   limits on images/documents fetched by URL
   TOLLWAY_MEDIA_MAX_URLS / TOLLWAY_MEDIA_MAX_TOTAL_BYTES   per-request bounds on those fetches
@@ -260,6 +261,7 @@ def load_settings(overrides: dict[str, Any] | None = None, environ: dict[str, st
             queue_timeout=_float(env, "TOLLWAY_QUEUE_TIMEOUT", 30.0, high=3600.0),
             cooldown_base=_float(env, "TOLLWAY_COOLDOWN_BASE", 1.0, high=3600.0),
             cooldown_max=_float(env, "TOLLWAY_COOLDOWN_MAX", 300.0),
+            lease_ttl=_float(env, "TOLLWAY_LEASE_TTL", 60.0, high=3600.0),
         ),
         max_attempts=_int(env.get("TOLLWAY_MAX_ATTEMPTS"), "TOLLWAY_MAX_ATTEMPTS", 3, high=20),
         file=load_file_config(config_file, env) if config_file else FileConfig(),

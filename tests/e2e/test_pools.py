@@ -259,3 +259,32 @@ def test_the_cap_holds_across_two_gateways_sharing_redis(tmp_path: Path, upstrea
     finally:
         for gw in gws:
             gw.stop()
+
+
+def test_a_crashed_replicas_slots_come_back_by_lease_expiry(tmp_path: Path, upstream: CredentialFake,
+                                                            redis_url: str) -> None:
+    import secrets as _secrets
+    import signal
+
+    name = f"p{_secrets.token_hex(4)}"
+    providers = [provider(name, upstream, ["a"], max_inflight=1, queue_size=10, queue_timeout=15)]
+    env = {"TOLLWAY_REDIS_URL": redis_url, "TOLLWAY_LEASE_TTL": "2"}
+    doomed, survivor = (start(tmp_path / f"r{i}", providers, **env) for i in range(2))
+    try:
+        keys = [doomed.create_key(), survivor.create_key()]
+        upstream.script("secret-a", Behavior(delay=60))  # the doomed replica's call holds the only slot
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:
+            pool.submit(chat, doomed, keys[0], f"{name}/m", timeout=5)
+            deadline = time.time() + 5
+            while not upstream.calls() and time.time() < deadline:
+                time.sleep(0.05)
+            doomed.signal(signal.SIGKILL)  # no release, no renewal from now on
+            doomed.wait(10)
+            upstream.script("secret-a", Behavior())
+            t0 = time.time()
+            r = chat(survivor, keys[1], f"{name}/m")
+            waited = time.time() - t0
+        assert r.status_code == 200 and 0.5 < waited < 6  # queued until the dead lease expired (2 s ttl)
+    finally:
+        doomed.stop()
+        survivor.stop()

@@ -16,7 +16,7 @@ import redis.asyncio
 
 from tollway.core.catalog import Credential
 from tollway.core.errors import ConfigError, InternalError, PoolExhausted, UpstreamError
-from tollway.routing.pools import CredentialPool, MemoryState, PoolOptions
+from tollway.routing.pools import HEALTH_TTL, CredentialPool, MemoryState, PoolOptions
 from tollway.routing.redis_state import RedisState, connect
 
 POOL = "openai"
@@ -290,10 +290,12 @@ async def test_a_credential_disabled_on_one_replica_is_skipped_by_the_other(
     await one.failed(lease, UpstreamError("bad key", provider=POOL, upstream_status=401))
     await one.release(lease)
     bad = lease.credential.id
+    await asyncio.sleep(HEALTH_TTL + 0.05)  # the other replica reads health at most this stale
     leases = [await two.acquire() for _ in range(4)]
     assert all(le.credential.id != bad for le in leases)
     assert (await two.status())["disabled"] == {bad: "upstream answered 401"}
     await one.enable(bad)
+    await asyncio.sleep(HEALTH_TTL + 0.05)
     assert (await two.acquire()).credential.id == bad  # the least busy again
 
 

@@ -37,6 +37,7 @@ from tollway.core.errors import CredentialsDisabled, PermissionDenied, PoolExhau
 log = logging.getLogger("tollway")
 POLL = 0.05  # how often a waiter that cannot be woken looks for a free slot
 SLOW_POLL = 1.0  # how often one that can be woken looks anyway
+HEALTH_TTL = 0.25  # how stale another replica's cooldowns and disabled marks may be seen here
 
 
 class PoolOptions(msgspec.Struct, frozen=True, kw_only=True):
@@ -185,6 +186,8 @@ class CredentialPool:
         self._waiters: collections.deque[asyncio.Future[None]] = collections.deque()
         self._queued = 0
         self._plain_queued = 0
+        self._health_copy: dict[str, tuple[float, str | None]] | None = None
+        self._health_at = 0.0
         self._releasing: set[asyncio.Task[None]] = set()
         self._leases: dict[str, Lease] = {}  # held by calls of this process, renewed while they run
 
@@ -195,6 +198,7 @@ class CredentialPool:
         live = {c.id for c in self.credentials}
         for cid in [cid for cid in self._failures if cid not in live]:
             del self._failures[cid]
+        self._health_copy = None
         self._wake(len(self.credentials) * self.options.max_inflight)  # new credentials may have room
 
     @property
@@ -217,7 +221,7 @@ class CredentialPool:
                                        code="unknown_credential")
             creds = (chosen,)
         ids = [c.id for c in creds if c.id not in exclude]
-        health = await self.state.health(self.provider, ids)
+        health = await self._health(ids)
         now = time.time()
         usable = [cid for cid in ids if health[cid][1] is None]
         healthy = [cid for cid in usable if health[cid][0] <= now]
@@ -227,6 +231,19 @@ class CredentialPool:
         start = self._next % n
         self._next += 1
         return healthy[start:] + healthy[:start]
+
+    async def _health(self, ids: list[str]) -> dict[str, tuple[float, str | None]]:
+        """Cooldowns and disabled marks. A shared state is asked at most every HEALTH_TTL (they
+        change rarely, and this process's own changes clear the copy at once): one round trip
+        fewer per call."""
+        if not self.state.shared:
+            return await self.state.health(self.provider, ids)
+        now = time.monotonic()
+        if self._health_copy is None or now - self._health_at > HEALTH_TTL:
+            self._health_copy = await self.state.health(self.provider, [c.id for c in self.credentials])
+            self._health_at = now
+        copy = self._health_copy
+        return {cid: copy.get(cid, (0.0, None)) for cid in ids}
 
     async def _try(self, pin: str | None, exclude: frozenset[str]) -> Lease | None:
         """A lease, or None when every usable credential is at its cap; CredentialsDisabled
@@ -369,6 +386,7 @@ class CredentialPool:
         status = err.upstream_status
         if status in (401, 403):
             await self.state.disable(self.provider, cid, f"upstream answered {status}")
+            self._health_copy = None
             return
         if status is not None and status != 429 and status < 500:
             return  # the request's fault (400, 404 ...), not the credential's
@@ -378,10 +396,12 @@ class CredentialPool:
         backoff = min(opts.cooldown_max, opts.cooldown_base * 2 ** (n - 1))
         backoff *= random.uniform(0.8, 1.2)
         await self.state.cool(self.provider, cid, max(backoff, err.retry_after or 0.0))
+        self._health_copy = None
 
     async def enable(self, credential_id: str) -> None:
         self._failures.pop(credential_id, None)
         await self.state.enable(self.provider, credential_id)
+        self._health_copy = None
         self._wake(self.options.max_inflight)  # its slots are free for waiters now
 
     async def status(self) -> dict[str, object]:
