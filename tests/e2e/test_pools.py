@@ -288,3 +288,30 @@ def test_a_crashed_replicas_slots_come_back_by_lease_expiry(tmp_path: Path, upst
     finally:
         doomed.stop()
         survivor.stop()
+
+
+def test_a_pinned_call_never_falls_back(tmp_path: Path, upstream: CredentialFake) -> None:
+    models = [{"id": "primary", "provider": "p1", "upstream_id": "m1", "fallbacks": ["second"]},
+              {"id": "second", "provider": "p2", "upstream_id": "m2"}]
+    gw = start(tmp_path, [provider("p1", upstream, ["a"]), provider("p2", upstream, ["a"])], models)
+    try:
+        key = gw.create_key()
+        upstream.script("secret-a", Behavior(status=500))
+        r = chat(gw, key, "primary", headers={"X-Tollway-Credential": "a"})
+        assert r.status_code == 502 and {a.model for a in upstream.calls()} == {"m1"}
+    finally:
+        gw.stop()
+
+
+def test_direct_token_mode_never_takes_what_looks_like_ours(tmp_path: Path, upstream: CredentialFake) -> None:
+    gw = start(tmp_path, [provider("p1", upstream, ["a"], direct_token=True)])
+    try:
+        revoked_style = "tw-" + "x" * 43  # a mistyped or revoked Tollway key stays a 401, never goes upstream
+        assert chat(gw, revoked_style).status_code == 401
+        jwt_like = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJhZG1pbiJ9.c2ln"
+        assert chat(gw, jwt_like).status_code == 401
+        assert upstream.calls() == []
+        admin = httpx.get(gw.url + "/admin/accounts", headers={"Authorization": "Bearer not-the-admin-key"})
+        assert admin.status_code == 401  # admin routes never treat a bearer as a direct token
+    finally:
+        gw.stop()

@@ -49,7 +49,7 @@ async def authenticate_admin(request: Request, gw: Gateway) -> None:
         except AuthenticationFailed as err:
             jwt_error = err
     try:
-        identity = await gw.identify(request.headers)
+        identity = await gw.identify(request.headers, direct=False)  # an admin is never a direct token
     except AuthenticationFailed:
         if jwt_error is not None:
             raise jwt_error from None

@@ -149,6 +149,9 @@ class AccountBook:
         ident = chosen or email or mobile or (token_id(secret) if secret else "")
         if not ident:
             raise InvalidRequest(f"{where} needs an email, a mobile, an id or a token (api_key)")
+        if len(ident) > MAX_ID:
+            raise InvalidRequest(f"{where}: an identifier (the email when no id is given) is at most {MAX_ID} "
+                                 "characters; give a shorter id")
         if any(not c.isprintable() for c in ident):
             raise InvalidRequest(f"{where}: the identifier must be printable")
         if ident in self._configured.get(provider, ()):
@@ -219,7 +222,7 @@ class AccountBook:
 
     async def remove(self, ident: str, provider: str) -> bool:
         found = await self.find(ident, provider)
-        return found is not None and await self.store.delete(found.id)
+        return found is not None and await self.store.delete(found.id, found.provider)
 
 
 def _book(gw: Gateway) -> AccountBook:

@@ -76,7 +76,7 @@ class Call:
         self.row.key_prefix = identity.key_prefix
         self.row.studio_id = identity.key.studio_id if identity.key else None
 
-    async def run(self, model: str, work: Work[T]) -> T:
+    async def run(self, model: str, work: Work[T], *, fallbacks: bool = True) -> T:
         """``work`` on the model's provider with a credential from its pool: on an upstream
         failure before any byte reached the client, again on another credential (up to the
         gateway's ``max_attempts``), then on each of the model's fallbacks. Every attempt is
@@ -89,7 +89,10 @@ class Call:
             self.row.model, self.row.provider, self.row.credential = route.model.id, route.provider, self.direct.id
             return await work(route, gw.providers[route.provider], self.direct)
         last: TollwayError | None = None
-        for route in gw.candidates(model):
+        routes = gw.candidates(model)
+        if self.pin is not None or not fallbacks:  # a pin names a credential of this model's provider
+            routes = routes[:1]
+        for route in routes:
             provider, pool = gw.providers[route.provider], gw.pools[route.provider]
             tried: set[str] = set()
             for _ in range(gw.max_attempts):
@@ -171,6 +174,11 @@ class Call:
         self._gateway.logs.add(row)
 
 
+def _ours(token: str) -> bool:
+    """A Tollway key (``tw-``) or a JWT (three base64url parts, the first a JSON header)."""
+    return token.startswith("tw-") or (token.startswith("eyJ") and token.count(".") == 2)
+
+
 class Gateway:
     def __init__(self, *, engine: AsyncEngine, auth: Authenticator, catalog: Catalog,
                  providers: Mapping[str, ChatProvider], pools: Mapping[str, CredentialPool],
@@ -204,12 +212,14 @@ class Gateway:
         return Call(self, RequestLog(id=request_id, created_at=time.time(), path=path, dialect=dialect,
                                      stream=stream))
 
-    async def identify(self, headers: Mapping[str, str]) -> Identity:
+    async def identify(self, headers: Mapping[str, str], *, direct: bool = True) -> Identity:
         token = bearer_token(headers.get("authorization"), headers.get("x-api-key"))
         try:
             return await self.auth.identify(token)
         except AuthenticationFailed:
-            if token and self.direct_providers:  # seed 002's direct-token mode, where a provider opted in
+            # seed 002's direct-token mode, where a provider opted in; never for what looks like
+            # one of ours (a revoked or mistyped Tollway key, an admin JWT): those stay 401s
+            if direct and token and self.direct_providers and not _ours(token):
                 return Identity(direct_token=token)
             raise
 
@@ -255,15 +265,20 @@ class Gateway:
     async def reload_credentials(self) -> None:
         """Each pool: the credentials of env and YAML, then those admins added (by provider)."""
         stored: dict[str, list[Credential]] = {}
-        for c in await self.credential_store.all():
-            stored.setdefault(c.provider, []).append(c.credential())
+        for row in await self.credential_store.all():
+            if row.secret:  # a login without a token serves nobody: no provider here logs in
+                stored.setdefault(row.provider, []).append(row.credential())
         for name, pool in self.pools.items():
             configured = self.configured_credentials.get(name, ())
             ids = {c.id for c in configured}
             wanted = configured + tuple(c for c in stored.get(name, ()) if c.id not in ids)
             placeholder = not wanted and pool.credentials[0].id.endswith(":none")
             if wanted != pool.credentials and not placeholder:
+                before = {c.id: c.secret for c in pool.credentials}
                 pool.set_credentials(wanted)  # () leaves the pool its placeholder
+                for cred in wanted:  # a new or re-keyed credential starts healthy, whatever its id had
+                    if before.get(cred.id, "\0") != cred.secret:
+                        await pool.enable(cred.id)
 
     async def _watch(self) -> None:
         while True:

@@ -232,6 +232,24 @@ class CredentialPool:
         self._next += 1
         return healthy[start:] + healthy[:start]
 
+    async def _take(self, order: list[str]) -> tuple[str, str] | None:
+        """The state's take; cancelled while a shared state works on it, the slot it took (if
+        any) is given back rather than held until its lease expires."""
+        opts = self.options
+        if not self.state.shared:
+            return await self.state.take(self.provider, order, opts.max_inflight, opts.lease_ttl)
+        task = asyncio.ensure_future(self.state.take(self.provider, order, opts.max_inflight, opts.lease_ttl))
+        try:
+            return await asyncio.shield(task)
+        except asyncio.CancelledError:
+            def give_back(t: asyncio.Task[tuple[str, str] | None]) -> None:
+                if not t.cancelled() and t.exception() is None and (taken := t.result()) is not None:
+                    back = asyncio.ensure_future(self.state.give_back(self.provider, *taken))
+                    self._releasing.add(back)
+                    back.add_done_callback(self._releasing.discard)
+            task.add_done_callback(give_back)
+            raise
+
     async def _health(self, ids: list[str]) -> dict[str, tuple[float, str | None]]:
         """Cooldowns and disabled marks. A shared state is asked at most every HEALTH_TTL (they
         change rarely, and this process's own changes clear the copy at once): one round trip
@@ -253,7 +271,7 @@ class CredentialPool:
             what = f"credential {pin!r}" if pin else f"every credential of provider '{self.provider}'"
             raise CredentialsDisabled(f"{what} is disabled (the upstream rejected it) or already tried; an admin "
                                       "can re-test it (POST /admin/accounts/test).")
-        taken = await self.state.take(self.provider, order, self.options.max_inflight, self.options.lease_ttl)
+        taken = await self._take(order)
         if taken is None:
             return None
         cid, token = taken
@@ -275,9 +293,9 @@ class CredentialPool:
         excluded = frozenset(exclude)
         plain = pin is None and not excluded
         if not (plain and self._plain_queued):
-            got = await self._try(pin, excluded)
-            if got is not None:
-                return got
+            first = await self._try(pin, excluded)
+            if first is not None:
+                return first
         opts = self.options
         waiter = secrets.token_hex(8)
         if not await self.state.enter_queue(self.provider, waiter, opts.queue_size, opts.queue_timeout + 5):
@@ -291,6 +309,7 @@ class CredentialPool:
         poll = POLL if (self.state.shared or not plain) else SLOW_POLL
         head = False  # a waiter woken in vain goes back to the front, not the end
         fut: asyncio.Future[None] | None = None
+        got: Lease | None = None
         self._queued += 1
         self._plain_queued += plain
         try:
@@ -321,9 +340,7 @@ class CredentialPool:
                     await asyncio.sleep(min(left, POLL))
                 got = await self._try(pin, excluded)
                 if got is not None:
-                    if fut is not None and not fut.done():
-                        fut.cancel()
-                    return got
+                    break
         finally:
             self._queued -= 1
             self._plain_queued -= plain
@@ -331,8 +348,13 @@ class CredentialPool:
                 fut.cancel()
             try:
                 await self.state.leave_queue(self.provider, waiter)
+            except asyncio.CancelledError:  # cancelled with a lease in hand: give it back first
+                if got is not None:
+                    self.release_nowait(got)
+                raise
             except Exception:  # its place expires by itself; a lease in hand must not be lost over it
                 log.warning("pool %s: leaving the queue failed", self.provider, exc_info=True)
+        return got
 
     def _first_waiter(self) -> asyncio.Future[None] | None:
         while self._waiters and self._waiters[0].done():

@@ -69,10 +69,13 @@ class CredentialRepository:
         async with self.engine.connect() as conn:
             return [_row(r) for r in (await conn.execute(q)).all()]
 
-    async def get(self, ident: str) -> StoredCredential | None:
-        """By id, email or mobile."""
+    async def get(self, ident: str, provider: str | None = None) -> StoredCredential | None:
+        """By id, email or mobile (within one provider when given); an exact id wins."""
         q = sa.select(credentials).where(sa.or_(credentials.c.id == ident, credentials.c.email == ident,
                                                 credentials.c.mobile == ident))
+        if provider is not None:
+            q = q.where(credentials.c.provider == provider)
+        q = q.order_by(sa.case((credentials.c.id == ident, 0), else_=1))
         async with self.engine.connect() as conn:
             row = (await conn.execute(q)).first()
         return _row(row) if row is not None else None
@@ -94,8 +97,8 @@ class CredentialRepository:
                 await changes.bump(conn)
         return len(items)
 
-    async def delete(self, ident: str) -> bool:
-        found = await self.get(ident)
+    async def delete(self, ident: str, provider: str | None = None) -> bool:
+        found = await self.get(ident, provider)
         if found is None:
             return False
         async with self.engine.begin() as conn:

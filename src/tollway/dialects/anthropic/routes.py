@@ -253,7 +253,7 @@ async def count(request: Request, call: Call) -> Response:
                 raise UpstreamError(f"{route.provider} upstream sent an unreadable token count",
                                     provider=route.provider) from None
 
-        counted = await unless_disconnected(request, call.run(data["model"], work))
+        counted = await unless_disconnected(request, call.run(data["model"], work, fallbacks=False))
         call.finish(200)
         return JSONBytes({"input_tokens": counted})
     req = decode_request(data)
