@@ -22,6 +22,8 @@ TollwayError
  +-- AllUpstreamsFailed        502  provider_error (every attempt's error)
  +-- PayloadTooLarge           413  payload_too_large
  +-- ClientGone                499  client_closed_request
+ +-- NotImplementedYet         501  not_implemented (a City action whose capability is not built yet)
+ +-- MethodNotAllowed          405  method_not_allowed
  +-- ConfigError               500  config_error (settings or YAML that cannot work; raised at start)
  +-- InternalError             500  internal_error
 """
@@ -201,6 +203,20 @@ class ClientGone(TollwayError):
 
     status = 499
     default_code = "client_closed_request"
+    blame = "client"
+
+
+class NotImplementedYet(TollwayError):
+    """A capability that does not exist yet (the City media actions before the media pipeline)."""
+
+    status = 501
+    default_code = "not_implemented"
+    blame = "gateway"
+
+
+class MethodNotAllowed(TollwayError):
+    status = 405
+    default_code = "method_not_allowed"
     blame = "client"
 
 

@@ -24,6 +24,7 @@ from tollway.core.chat import Usage
 from tollway.core.errors import (
     AuthenticationFailed,
     CredentialsDisabled,
+    PermissionDenied,
     PoolExhausted,
     TollwayError,
     UpstreamError,
@@ -38,6 +39,7 @@ from tollway.store.credentials import CredentialRepository
 from tollway.store.keys import KeyRepository
 from tollway.store.log_buffer import RequestLogBuffer
 from tollway.store.meta import MetaRepository
+from tollway.store.studios import StudioRepository
 
 log = logging.getLogger("tollway")
 _json = msgspec.json.Encoder()
@@ -204,7 +206,8 @@ class Gateway:
         self.media = media
         self.max_attempts = max_attempts
         self.pool_state = pool_state
-        self.direct_providers: frozenset[str] = frozenset()  # providers whose options say direct_token: true
+        self.direct_providers: frozenset[str] = frozenset()
+        self.paused_studios: frozenset[str] = frozenset()  # providers whose options say direct_token: true
         self._revision = -1
         self._tasks: list[asyncio.Task[None]] = []
 
@@ -215,13 +218,17 @@ class Gateway:
     async def identify(self, headers: Mapping[str, str], *, direct: bool = True) -> Identity:
         token = bearer_token(headers.get("authorization"), headers.get("x-api-key"))
         try:
-            return await self.auth.identify(token)
+            identity = await self.auth.identify(token)
         except AuthenticationFailed:
             # seed 002's direct-token mode, where a provider opted in; never for what looks like
             # one of ours (a revoked or mistyped Tollway key, an admin JWT): those stay 401s
             if direct and token and self.direct_providers and not _ours(token):
                 return Identity(direct_token=token)
             raise
+        if identity.key is not None and identity.key.studio_id in self.paused_studios:
+            raise PermissionDenied("This studio is paused: its tokens are refused until an admin activates it.",
+                                   code="studio_paused")
+        return identity
 
     def resolve(self, model: str) -> tuple[Route, ChatProvider, CredentialPool]:
         route = self.catalog.resolve(model)
@@ -248,6 +255,10 @@ class Gateway:
         self.auth.reload(await self.keys.active())
         await self.reload_credentials()
         await self.reload_settings()
+        await self.reload_studios()
+
+    async def reload_studios(self) -> None:
+        self.paused_studios = await StudioRepository(self.engine).paused()
 
     async def reload_settings(self) -> None:
         """Settings an admin changed at run time (seed 002's claude_mapping), over the config's."""
@@ -290,6 +301,7 @@ class Gateway:
                     self.auth.reload(await self.keys.active())
                     await self.reload_credentials()
                     await self.reload_settings()
+                    await self.reload_studios()
             except Exception:
                 log.exception("change poll failed")
 

@@ -67,6 +67,61 @@ credentials = Table(
     Index("ix_credentials_provider", "provider"),
 )
 
+# --- the City surface (seed 000) ---------------------------------------------------------
+
+studios = Table(
+    "studios",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("name", String(200), nullable=False),
+    Column("status", String(16), nullable=False),  # active | paused
+    Column("created_at", Float, nullable=False),
+    Column("updated_at", Float, nullable=False),
+    Column("removed_at", Float, nullable=True),
+)
+
+env_vars = Table(
+    "env_vars",
+    metadata,
+    Column("key", String(128), primary_key=True),
+    Column("value", Text, nullable=False),  # encrypted with TOLLWAY_SECRET_KEY
+    Column("updated_at", Float, nullable=False),
+)
+
+users = Table(
+    "users",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("email", String(320), nullable=True, unique=True),
+    Column("name", String(200), nullable=False),
+    Column("password_hash", Text, nullable=True),
+    Column("studio_id", String(64), nullable=True),
+    Column("created_at", Float, nullable=False),
+)
+
+user_links = Table(
+    "user_links",
+    metadata,
+    Column("provider", String(32), primary_key=True),
+    Column("subject", String(200), primary_key=True),
+    Column("user_id", Integer, nullable=False),
+    Column("created_at", Float, nullable=False),
+)
+
+oauth_states = Table(
+    "oauth_states",
+    metadata,
+    Column("state", String(128), primary_key=True),
+    Column("provider", String(32), nullable=False),
+    Column("code_verifier", Text, nullable=False),
+    Column("studio_id", String(64), nullable=True),
+    Column("status", String(16), nullable=False),
+    Column("token", Text, nullable=True),
+    Column("error", Text, nullable=True),
+    Column("created_at", Float, nullable=False),
+    Column("expires_at", Float, nullable=False),
+)
+
 # small key/value facts: the admin secret's hash, the change revision counter
 meta = Table(
     "meta",

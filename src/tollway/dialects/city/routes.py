@@ -1,0 +1,116 @@
+"""The City route: ``GET`` and ``POST /v1/{service}/{action}`` over the service registry.
+
+The bearer decides the identity: none -> guest; the admin secret (or an admin-role key) ->
+admin; any other valid key, a studio's user_token included -> user (bound to the token's
+studio). An action refuses identities it does not allow (401 for a guest, 403 otherwise);
+a body's ``studio_id`` that differs from the user's studio is 403; a paused studio's tokens
+are refused before any of that (by the gateway's identify). Explicit routes of the other
+surfaces (``/v1/models``, ``/v1/chat/completions``, ``/v1/messages`` ...) are registered first
+and win.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import BaseRoute, Route
+
+from tollway.auth.keys import bearer_token
+from tollway.core.errors import (
+    AuthenticationFailed,
+    InvalidRequest,
+    MethodNotAllowed,
+    NotFound,
+    PermissionDenied,
+)
+from tollway.core.names import DIALECT_CITY
+from tollway.dialects.city.errors import city_error_body
+from tollway.dialects.city.registry import Caller, Registry
+from tollway.routing.gateway import Call, Gateway
+from tollway.routing.responses import EventStreamResponse, JSONBytes, dialect_endpoint, read_body
+
+_decoder = msgspec.json.Decoder()
+
+
+async def resolve_caller(request: Request, gw: Gateway) -> Caller:
+    token = bearer_token(request.headers.get("authorization"), request.headers.get("x-api-key"))
+    if not token:
+        return Caller(kind="guest")
+    identity = await gw.identify(request.headers, direct=False)
+    if identity.is_admin:
+        return Caller(kind="admin", identity=identity)
+    return Caller(kind="user", identity=identity, studio_id=identity.key.studio_id if identity.key else None)
+
+
+async def _body(request: Request, gw: Gateway) -> dict[str, Any]:
+    if request.method == "GET":
+        return dict(request.query_params)
+    raw = await read_body(request, gw.max_body_bytes)
+    if not raw.strip():
+        return {}
+    try:
+        data = _decoder.decode(raw)
+    except msgspec.DecodeError as exc:
+        raise InvalidRequest(f"The body is not valid JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise InvalidRequest("The body must be a JSON object.")
+    return data
+
+
+def city_endpoint(registry: Registry) -> Any:
+    async def handle(request: Request, call: Call) -> Response | EventStreamResponse:
+        gw: Gateway = request.app.state.gateway
+        service, action_name = request.path_params["service"], request.path_params["action"]
+        action = registry.find(service, action_name)
+        if action is None:
+            what = f"action '{action_name}'" if service in registry.services else f"service '{service}'"
+            raise NotFound(f"Unknown {what}: /v1/{service}/{action_name}")
+        if request.method not in action.methods:
+            raise MethodNotAllowed(f"/v1/{service}/{action_name} takes {' or '.join(action.methods)}, "
+                                   f"not {request.method}")
+        caller = await resolve_caller(request, gw)
+        if caller.identity is not None:
+            call.identify(caller.identity)
+        if not action.allows(caller.kind):
+            if caller.kind == "guest":
+                raise AuthenticationFailed(f"/v1/{service}/{action_name} needs a user_token: send "
+                                           "'Authorization: Bearer <user_token>'.")
+            raise PermissionDenied(f"/v1/{service}/{action_name} is for {' or '.join(action.allow)} "
+                                   f"identities, not {caller.kind}.")
+        body = await _body(request, gw)
+        wanted = body.get("studio_id")
+        if wanted is not None and caller.kind == "user" and wanted != caller.studio_id:
+            raise PermissionDenied("studio_id differs from the studio this user_token is bound to.",
+                                   code="studio_mismatch")
+        out = await action.handler(request, caller, body, call)
+        if isinstance(out, Response | EventStreamResponse):
+            return out
+        call.finish(200)
+        return JSONBytes(out)
+
+    return dialect_endpoint(DIALECT_CITY, city_error_body, handle)
+
+
+async def services(request: Request, call: Call) -> Response:
+    """Seed 000's GET /v1/services: every service with the env it declares."""
+    registry: Registry = request.app.state.city
+    items = []
+    for s in registry.services.values():
+        env = s.env() if s.env is not None else []
+        items.append({"id": s.id, "name": s.name,
+                      "env": [{"key": e.key, "description": e.description, "required": e.required} for e in env],
+                      "actions": [{"name": a.name, "methods": list(a.methods), "allow": list(a.allow)}
+                                  for a in s.actions.values()]})
+    call.finish(200)
+    return JSONBytes({"items": items})
+
+
+def city_routes(registry: Registry) -> list[BaseRoute]:
+    endpoint = city_endpoint(registry)
+    return [
+        Route("/v1/services", dialect_endpoint(DIALECT_CITY, city_error_body, services), methods=["GET"]),
+        Route("/v1/{service}/{action:path}", endpoint, methods=["GET", "POST"]),
+    ]
