@@ -14,7 +14,7 @@ from starlette.requests import Request
 
 from tollway.auth.key_service import KeyService
 from tollway.core.errors import InvalidRequest, NotFound
-from tollway.dialects.city.registry import Caller, Service
+from tollway.dialects.city.registry import Caller, Kind, Service
 from tollway.routing.gateway import Call, Gateway
 from tollway.store.studios import StudioRepository
 
@@ -43,7 +43,7 @@ async def issue_user_token(gw: Gateway, studio_id: str | None, name: str) -> tup
 
 def studios_service() -> Service:
     service = Service(id="studios", name="Studios")
-    admin = ("admin",)
+    admin: tuple[Kind, ...] = ("admin",)
 
     def repo(request: Request) -> StudioRepository:
         gw: Gateway = request.app.state.gateway
