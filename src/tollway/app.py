@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import gc
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 
 import msgspec
 from sqlalchemy import text
@@ -23,9 +23,13 @@ from tollway.core.catalog import ProviderConfig
 from tollway.core.errors import ConfigError
 from tollway.dialects.anthropic.routes import anthropic_routes
 from tollway.dialects.anthropic.routes import v1_models as anthropic_v1_models
+from tollway.dialects.city.ai import ai_service
+from tollway.dialects.city.registry import Registry
+from tollway.dialects.city.routes import city_routes
+from tollway.dialects.city.studios import studios_service
 from tollway.dialects.openai.routes import openai_routes
 from tollway.middleware import RequestIdMiddleware
-from tollway.providers.base import ProviderContext
+from tollway.providers.base import ChatProvider, ProviderContext
 from tollway.providers.media import MediaFetcher
 from tollway.providers.registry import SPECS, build_provider, env_provider_configs
 from tollway.routing.catalog import Catalog
@@ -66,6 +70,35 @@ def pool_options(defaults: PoolOptions, cfg: ProviderConfig) -> PoolOptions:
         raise ConfigError(f"provider {cfg.name!r}: options: {exc}") from None
 
 
+class AppTopology:
+    """How this app builds providers, pools and the catalog from an environment (live env)."""
+
+    def __init__(self, settings: Settings, ctx: ProviderContext, state: PoolState) -> None:
+        self.settings, self.ctx, self.state = settings, ctx, state
+
+    def configs(self, env: Mapping[str, str]) -> dict[str, ProviderConfig]:
+        configs = {p.name: p for p in env_provider_configs(env)}
+        configs.update({p.name: p for p in self.settings.file.providers})
+        return configs
+
+    def provider(self, config: ProviderConfig) -> ChatProvider:
+        return build_provider(config, self.ctx)
+
+    def pool(self, config: ProviderConfig) -> CredentialPool:
+        return CredentialPool(config.name, config.credentials, options=pool_options(self.settings.pool, config),
+                              state=self.state)
+
+    def catalog(self, configs: Mapping[str, ProviderConfig]) -> Catalog:
+        return build_catalog(self.settings, dict(configs))
+
+
+def city_registry() -> Registry:
+    registry = Registry()
+    for service in (ai_service(), studios_service()):
+        registry.add(service)
+    return registry
+
+
 async def build_gateway(settings: Settings) -> Gateway:
     engine = create_engine(settings.database_url)
     admin_hash, _ = await ensure_admin_secret(MetaRepository(engine), settings.admin_key)
@@ -83,6 +116,10 @@ async def build_gateway(settings: Settings) -> Gateway:
                       poll_interval=settings.change_poll_interval, discovery_interval=settings.discovery_interval,
                       media=ctx.media, max_attempts=settings.max_attempts, pool_state=state)
     gateway.direct_providers = frozenset(name for name, cfg in configs.items() if cfg.options.get("direct_token"))
+    gateway.topology = AppTopology(settings, ctx, state)
+    gateway.base_env = dict(settings.env)
+    gateway.configs = dict(configs)
+    gateway.settings = settings
     return gateway
 
 
@@ -139,6 +176,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         gateway = await build_gateway(settings)
         await gateway.start()
         app.state.gateway = gateway
+        app.state.city = registry
         # everything allocated so far lives as long as the process: keep it out of the
         # collector's generations so full collections stay short under load (p99)
         gc.collect()
@@ -149,6 +187,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
             await gateway.close()
 
     openai = openai_routes()
+    registry = city_registry()
     routes = [
         Route("/healthz", healthz, methods=["GET"]),
         Route("/readyz", readyz, methods=["GET"]),
@@ -157,6 +196,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         *anthropic_routes(),
         *key_routes(),
         *ds2api_routes(),
+        *city_routes(registry),  # last: every explicit route above wins over /v1/{service}/{action}
     ]
     app = Starlette(routes=routes, lifespan=lifespan, exception_handlers={404: unrouted, 405: unrouted})
     app.add_middleware(RequestIdMiddleware)

@@ -13,13 +13,13 @@ import hashlib
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import msgspec
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tollway.auth.keys import Authenticator, Identity, bearer_token
-from tollway.core.catalog import Credential
+from tollway.core.catalog import Credential, ProviderConfig
 from tollway.core.chat import Usage
 from tollway.core.errors import (
     AuthenticationFailed,
@@ -176,6 +176,22 @@ class Call:
         self._gateway.logs.add(row)
 
 
+class Topology(Protocol):
+    """How the app turns an environment into providers, pools and a catalog (for live env)."""
+
+    def configs(self, env: Mapping[str, str]) -> dict[str, ProviderConfig]: ...
+
+    def provider(self, config: ProviderConfig) -> ChatProvider: ...
+
+    def pool(self, config: ProviderConfig) -> CredentialPool: ...
+
+    def catalog(self, configs: Mapping[str, ProviderConfig]) -> Catalog: ...
+
+
+class EnvSource(Protocol):
+    async def all(self) -> dict[str, str]: ...
+
+
 def _ours(token: str) -> bool:
     """A Tollway key (``tw-``) or a JWT (three base64url parts, the first a JSON header)."""
     return token.startswith("tw-") or (token.startswith("eyJ") and token.count(".") == 2)
@@ -190,8 +206,17 @@ class Gateway:
         self.engine = engine
         self.auth = auth
         self.catalog = catalog
-        self.providers = providers
-        self.pools = pools
+        self.providers = dict(providers)
+        self.pools = dict(pools)
+        # live env (City's /v1/env): what builds providers, the env they were built from, and
+        # where admins' variables come from; set by the app
+        self.topology: Topology | None = None
+        self.base_env: dict[str, str] = {}
+        self.env_repo: EnvSource | None = None
+        self.configs: dict[str, ProviderConfig] = {}
+        self._env_applied: dict[str, str] | None = None
+        self._retired: list[ChatProvider] = []
+        self.settings: Any = None  # the app's Settings (handlers read their own parts of it)
         self.logs = logs
         self.keys = KeyRepository(engine)
         self.credential_store = CredentialRepository(engine)
@@ -253,9 +278,46 @@ class Gateway:
     async def reload(self) -> None:
         self._revision = await changes.current(self.engine)
         self.auth.reload(await self.keys.active())
+        await self.apply_env()
         await self.reload_credentials()
         await self.reload_settings()
         await self.reload_studios()
+
+    async def apply_env(self) -> None:
+        """Reconfigure providers from the process env plus the variables admins stored (City's
+        env service): a provider whose variables appear is built, one whose go away is dropped,
+        one whose key changes gets the new credential; then the catalog is rebuilt. Every process
+        does this when the change counter moves, so a change reaches every replica."""
+        if self.topology is None or self.env_repo is None:
+            return
+        stored = await self.env_repo.all()
+        if stored == self._env_applied:
+            return
+        configs = self.topology.configs({**self.base_env, **stored})
+        for name, cfg in configs.items():
+            old = self.configs.get(name)
+            if old == cfg and name in self.providers:
+                continue
+            same_place = old is not None and (old.kind, old.base_url, old.options) == (cfg.kind, cfg.base_url,
+                                                                                         cfg.options)
+            if not same_place or name not in self.providers:
+                if name in self.providers:
+                    self._retired.append(self.providers[name])
+                self.providers[name] = self.topology.provider(cfg)
+            if name in self.pools:
+                self.pools[name].set_credentials(cfg.credentials)
+            else:
+                self.pools[name] = self.topology.pool(cfg)
+        for name in [n for n in self.providers if n not in configs]:
+            self._retired.append(self.providers.pop(name))
+            self.pools.pop(name, None)
+        self.configs = dict(configs)
+        self.configured_credentials = {name: cfg.credentials for name, cfg in configs.items() if cfg.credentials}
+        self.catalog = self.topology.catalog(configs)
+        self.direct_providers = frozenset(n for n, c in configs.items() if c.options.get("direct_token"))
+        self._env_applied = stored
+        await self.reload_credentials()
+        await self.reload_settings()
 
     async def reload_studios(self) -> None:
         self.paused_studios = await StudioRepository(self.engine).paused()
@@ -299,6 +361,7 @@ class Gateway:
                 if revision != self._revision:
                     self._revision = revision
                     self.auth.reload(await self.keys.active())
+                    await self.apply_env()
                     await self.reload_credentials()
                     await self.reload_settings()
                     await self.reload_studios()
@@ -347,7 +410,7 @@ class Gateway:
         for task in self._tasks:
             task.cancel()
         await self.logs.close()
-        for provider in self.providers.values():
+        for provider in [*self.providers.values(), *self._retired]:
             await provider.close()
         if self.media is not None:
             await self.media.close()

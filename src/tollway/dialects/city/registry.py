@@ -18,6 +18,7 @@ from starlette.responses import Response
 from tollway.auth.keys import Identity
 from tollway.core.catalog import EnvRequirement
 from tollway.routing.gateway import Call
+from tollway.routing.responses import EventStreamResponse
 
 Kind = Literal["guest", "user", "admin"]
 
@@ -28,7 +29,7 @@ class Caller(msgspec.Struct, frozen=True, kw_only=True):
     studio_id: str | None = None  # the studio a user_token is bound to
 
 
-Handler = Callable[[Request, Caller, dict[str, Any], Call], Awaitable[dict[str, Any] | Response]]
+Handler = Callable[[Request, Caller, dict[str, Any], Call], Awaitable[dict[str, Any] | Response | EventStreamResponse]]
 
 
 class Action(msgspec.Struct, frozen=True, kw_only=True):

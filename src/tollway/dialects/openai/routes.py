@@ -258,5 +258,8 @@ class OpenAIRoutes:
 
 
 def openai_routes() -> list[BaseRoute]:
-    return (OpenAIRoutes(DIALECT_OPENAI, openai_error_body, platform=False).routes("/v1")
-            + OpenAIRoutes(DIALECT_PLATFORM, platform_error_body, platform=True).routes("/api/v1"))
+    openai = OpenAIRoutes(DIALECT_OPENAI, openai_error_body, platform=False)
+    return (openai.routes("/v1")
+            + OpenAIRoutes(DIALECT_PLATFORM, platform_error_body, platform=True).routes("/api/v1")
+            # seed 000: an OpenAI SDK with base_url <host>/v1/ai (its /v1/ai/models is City's own)
+            + [Route("/v1/ai/chat/completions", openai._guard(openai.chat), methods=["POST"])])
