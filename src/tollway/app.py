@@ -199,5 +199,6 @@ def create_app(settings: Settings | None = None) -> Starlette:
         *city_routes(registry),  # last: every explicit route above wins over /v1/{service}/{action}
     ]
     app = Starlette(routes=routes, lifespan=lifespan, exception_handlers={404: unrouted, 405: unrouted})
+    app.router.redirect_slashes = False  # a path that is not ours is a 404 in its surface's shape, not a redirect
     app.add_middleware(RequestIdMiddleware)
     return app

@@ -16,7 +16,8 @@ from typing import Any
 import msgspec
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import BaseRoute, Route
+from starlette.routing import BaseRoute, Match, Route
+from starlette.types import Scope
 
 from tollway.auth.keys import bearer_token
 from tollway.core.errors import (
@@ -108,9 +109,23 @@ async def services(request: Request, call: Call) -> Response:
     return JSONBytes({"items": items})
 
 
+class _ServiceRoute(Route):
+    """``/v1/{service}/{action}`` for registered services only: any other path (``/v1/chat/...``
+    with a method its own route does not take, say) keeps its surface's 404/405."""
+
+    def __init__(self, registry: Registry, endpoint: Any) -> None:
+        super().__init__("/v1/{service}/{action:path}", endpoint, methods=["GET", "POST"])
+        self.registry = registry
+
+    def matches(self, scope: Scope) -> tuple[Match, Scope]:
+        match, child = super().matches(scope)
+        if match is not Match.NONE and child.get("path_params", {}).get("service") not in self.registry.services:
+            return Match.NONE, {}
+        return match, child
+
+
 def city_routes(registry: Registry) -> list[BaseRoute]:
-    endpoint = city_endpoint(registry)
     return [
         Route("/v1/services", dialect_endpoint(DIALECT_CITY, city_error_body, services), methods=["GET"]),
-        Route("/v1/{service}/{action:path}", endpoint, methods=["GET", "POST"]),
+        _ServiceRoute(registry, city_endpoint(registry)),
     ]
