@@ -18,12 +18,14 @@ from tollway.admin.ds2api import ds2api_routes
 from tollway.admin.keys import key_routes
 from tollway.auth.key_service import ensure_admin_secret
 from tollway.auth.keys import Authenticator
+from tollway.auth.secret_box import SecretBox, load_secret_key
 from tollway.config import Settings, load_settings
 from tollway.core.catalog import ProviderConfig
 from tollway.core.errors import ConfigError
 from tollway.dialects.anthropic.routes import anthropic_routes
 from tollway.dialects.anthropic.routes import v1_models as anthropic_v1_models
 from tollway.dialects.city.ai import ai_service
+from tollway.dialects.city.env import env_service
 from tollway.dialects.city.registry import Registry
 from tollway.dialects.city.routes import city_routes
 from tollway.dialects.city.studios import studios_service
@@ -38,6 +40,7 @@ from tollway.routing.pools import CredentialPool, MemoryState, PoolOptions, Pool
 from tollway.routing.redis_state import connect as connect_redis
 from tollway.routing.responses import JSONBytes
 from tollway.store.db import create_engine
+from tollway.store.env import EnvRepository
 from tollway.store.log_buffer import RequestLogBuffer
 from tollway.store.meta import MetaRepository
 from tollway.store.request_logs import RequestLogRepository
@@ -94,7 +97,7 @@ class AppTopology:
 
 def city_registry() -> Registry:
     registry = Registry()
-    for service in (ai_service(), studios_service()):
+    for service in (ai_service(), studios_service(), env_service()):
         registry.add(service)
     return registry
 
@@ -120,6 +123,7 @@ async def build_gateway(settings: Settings) -> Gateway:
     gateway.base_env = dict(settings.env)
     gateway.configs = dict(configs)
     gateway.settings = settings
+    gateway.env_repo = EnvRepository(engine, SecretBox(await load_secret_key(settings.env, MetaRepository(engine))))
     return gateway
 
 

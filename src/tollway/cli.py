@@ -11,6 +11,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from tollway.auth.key_service import KeyService, admin_hash_of, ensure_admin_secret
+from tollway.auth.secret_box import load_secret_key
 from tollway.config import Settings, load_settings
 from tollway.core.errors import ConfigError, TollwayError
 from tollway.store.db import create_engine, migrate
@@ -53,6 +54,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     build_catalog(settings)  # a config that cannot work fails here, before anything starts
     _migrate(settings)
     _, generated = _with_engine(settings, lambda e: ensure_admin_secret(MetaRepository(e), settings.admin_key))
+    # the env store's key: made once before any worker starts; a wrong one stops here, in one line
+    _with_engine(settings, lambda e: load_secret_key(settings.env, MetaRepository(e)))
     # workers re-read settings from the environment: hand the flags down that way
     os.environ.update({"TOLLWAY_HOST": settings.host, "TOLLWAY_PORT": str(settings.port),
                        "TOLLWAY_DATA_DIR": settings.data_dir})

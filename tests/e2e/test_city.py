@@ -4,6 +4,8 @@ and their tokens, the ai service, and the OpenAI SDK on /v1/ai."""
 from __future__ import annotations
 
 import json
+import sqlite3
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -155,3 +157,42 @@ def test_pause_activate_and_remove(city: GatewayProcess) -> None:
     assert call(city, "GET", "/v1/ai/models", token).status_code == 401
     assert sid not in [s["id"] for s in call(city, "GET", "/v1/studios/list", ADMIN_KEY).json()["items"]]
     assert call(city, "POST", "/v1/studios/pause", ADMIN_KEY, {"id": sid}).status_code == 404
+
+
+def test_env_changes_reach_every_process_without_a_restart(tmp_path: Any, fake: FakeOpenAI) -> None:
+    """Two gateways on one database: DEEPSEEK_* set through /v1/env on one make DeepSeek callable on both."""
+    first = GatewayProcess(tmp_path).start()
+    second = GatewayProcess(tmp_path).start()  # the same data dir: the same SQLite database
+    try:
+        sid = call(first, "POST", "/v1/studios/create", ADMIN_KEY, {"name": "Env"}).json()["id"]
+        token = call(first, "POST", "/v1/studios/tokens/apply", ADMIN_KEY, {"studio_id": sid}).json()["user_token"]
+
+        def user_models(gw: GatewayProcess) -> set[str]:
+            return {m["id"] for m in call(gw, "GET", "/v1/ai/models", token).json()["items"]}
+
+        assert "deepseek-chat" not in user_models(second)
+        text = f'# DeepSeek, set live\nexport DEEPSEEK_API_KEY="{UPSTREAM_SECRET}"\nDEEPSEEK_BASE_URL={fake.base_url}\n'
+        imported = call(first, "POST", "/v1/env/import", ADMIN_KEY, {"text": text})
+        assert imported.status_code == 200, imported.text
+        assert sorted(imported.json()["added"]) == ["DEEPSEEK_API_KEY", "DEEPSEEK_BASE_URL"]
+        assert "deepseek-chat" in user_models(first)  # at once where it was set
+        deadline = time.time() + 1.5  # and within a second (the change poll) on the other
+        while "deepseek-chat" not in user_models(second) and time.time() < deadline:
+            time.sleep(0.1)
+        assert "deepseek-chat" in user_models(second)
+        fake.script("deepseek-chat", Behavior(text="live"))
+        r = call(second, "POST", "/v1/ai/text", token, {"model": "deepseek-chat", "prompt": "hi"})
+        assert r.status_code == 200 and r.json()["parts"][0]["text"] == "live"
+        assert fake.seen("deepseek-chat")[-1].authorization == f"Bearer {UPSTREAM_SECRET}"
+        listed = call(first, "GET", "/v1/env/list", ADMIN_KEY).json()["items"]
+        assert UPSTREAM_SECRET not in json.dumps(listed) and {e["key"] for e in listed} >= {"DEEPSEEK_API_KEY"}
+        assert call(first, "POST", "/v1/env/remove", ADMIN_KEY, {"key": "DEEPSEEK_API_KEY"}).status_code == 200
+        deadline = time.time() + 1.5
+        while "deepseek-chat" in user_models(second) and time.time() < deadline:
+            time.sleep(0.1)
+        assert "deepseek-chat" not in user_models(second) and "deepseek-chat" not in user_models(first)
+        raw = sqlite3.connect(first.db_path).execute("SELECT value FROM env_vars").fetchall()
+        assert raw and all(fake.base_url not in v for (v,) in raw)  # encrypted at rest
+    finally:
+        second.stop()
+        first.stop()
