@@ -24,6 +24,7 @@ from tollway.core.catalog import ProviderConfig
 from tollway.core.errors import ConfigError
 from tollway.dialects.anthropic.routes import anthropic_routes
 from tollway.dialects.anthropic.routes import v1_models as anthropic_v1_models
+from tollway.dialects.city.accounts import accounts_service
 from tollway.dialects.city.ai import ai_service
 from tollway.dialects.city.env import env_service
 from tollway.dialects.city.registry import Registry
@@ -97,7 +98,7 @@ class AppTopology:
 
 def city_registry() -> Registry:
     registry = Registry()
-    for service in (ai_service(), studios_service(), env_service()):
+    for service in (ai_service(), studios_service(), env_service(), accounts_service()):
         registry.add(service)
     return registry
 
