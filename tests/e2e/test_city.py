@@ -65,9 +65,11 @@ def test_every_action_allows_exactly_the_identities_it_declares(service: str, ac
 def test_unknown_services_and_actions_are_404s_and_wrong_methods_405(city: GatewayProcess) -> None:
     assert call(city, "POST", "/v1/nothing/here", ADMIN_KEY).json()["error"]["code"] == "not_found"
     r = call(city, "POST", "/v1/ai/nothing", ADMIN_KEY)
-    assert r.status_code == 404 and "action" in r.json()["error"]["message"]
+    assert r.status_code == 404 and r.json()["error"]["code"] == "not_found"
     wrong = call(city, "POST", "/v1/ai/models", ADMIN_KEY)
     assert wrong.status_code == 405 and wrong.json()["error"]["code"] == "method_not_allowed"
+    get_chat = call(city, "GET", "/v1/ai/chat/completions", ADMIN_KEY)  # the OpenAI route's own 405
+    assert get_chat.status_code == 405
 
 
 def test_a_bad_token_is_401_even_where_guests_are_welcome(city: GatewayProcess) -> None:
@@ -196,3 +198,11 @@ def test_env_changes_reach_every_process_without_a_restart(tmp_path: Any, fake: 
     finally:
         second.stop()
         first.stop()
+
+
+def test_only_the_admin_secret_is_citys_admin(city: GatewayProcess) -> None:
+    with city.admin() as admin:
+        key = admin.post("/admin/api-key/apply", json={"name": "ops", "role": "admin"}).json()["api_key"]
+    r = call(city, "GET", "/v1/studios/list", key)  # an admin-role key is a user here
+    assert r.status_code == 403 and r.json()["error"]["code"] == "forbidden"
+    assert call(city, "GET", "/v1/studios/list", ADMIN_KEY).status_code == 200

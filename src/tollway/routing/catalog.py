@@ -88,6 +88,13 @@ class Catalog:
                                        tags=(provider, "discovered"))
         self._discovered = table
 
+    def discovered_for(self, providers: set[str]) -> dict[str, ModelInfo]:
+        """What servers said they have, for the providers still configured."""
+        return {k: m for k, m in self._discovered.items() if m.provider in providers}
+
+    def set_discovered_all(self, models: dict[str, ModelInfo]) -> None:
+        self._discovered = dict(models)
+
     def callable(self, model: ModelInfo) -> bool:
         return model.provider in self.providers
 

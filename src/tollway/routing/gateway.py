@@ -215,6 +215,8 @@ class Gateway:
         self.env_repo: EnvSource | None = None
         self.configs: dict[str, ProviderConfig] = {}
         self._env_applied: dict[str, str] | None = None
+        self._env_lock = asyncio.Lock()
+        self.env: dict[str, str] = {}  # the process env with the variables admins stored (live)
         self._retired: list[ChatProvider] = []
         self.settings: Any = None  # the app's Settings (handlers read their own parts of it)
         self.logs = logs
@@ -289,11 +291,18 @@ class Gateway:
         one whose key changes gets the new credential; then the catalog is rebuilt. Every process
         does this when the change counter moves, so a change reaches every replica."""
         if self.topology is None or self.env_repo is None:
+            self.env = dict(self.base_env)
             return
+        async with self._env_lock:  # the watcher and a request may both apply: one at a time, in order
+            await self._apply_env()
+
+    async def _apply_env(self) -> None:
+        assert self.topology is not None and self.env_repo is not None
         stored = await self.env_repo.all()
         if stored == self._env_applied:
             return
-        configs = self.topology.configs({**self.base_env, **stored})
+        self.env = {**self.base_env, **stored}
+        configs = self.topology.configs(self.env)
         for name, cfg in configs.items():
             old = self.configs.get(name)
             if old == cfg and name in self.providers:
@@ -304,19 +313,20 @@ class Gateway:
                 if name in self.providers:
                     self._retired.append(self.providers[name])
                 self.providers[name] = self.topology.provider(cfg)
-            if name in self.pools:
-                self.pools[name].set_credentials(cfg.credentials)
-            else:
+            if name not in self.pools:  # an existing pool gets its credentials below, with the stored ones
                 self.pools[name] = self.topology.pool(cfg)
         for name in [n for n in self.providers if n not in configs]:
             self._retired.append(self.providers.pop(name))
             self.pools.pop(name, None)
         self.configs = dict(configs)
         self.configured_credentials = {name: cfg.credentials for name, cfg in configs.items() if cfg.credentials}
-        self.catalog = self.topology.catalog(configs)
+        catalog = self.topology.catalog(configs)
+        catalog.set_discovered_all(self.catalog.discovered_for(set(configs)))  # what servers said stays
+        catalog.claude_mapping = self.catalog.claude_mapping or catalog.claude_mapping  # an admin's, kept
+        self.catalog = catalog
         self.direct_providers = frozenset(n for n, c in configs.items() if c.options.get("direct_token"))
         self._env_applied = stored
-        await self.reload_credentials()
+        await self.reload_credentials()  # env + YAML + stored, in one step; a new or re-keyed one starts healthy
         await self.reload_settings()
 
     async def reload_studios(self) -> None:
@@ -359,12 +369,12 @@ class Gateway:
             try:
                 revision = await changes.current(self.engine)
                 if revision != self._revision:
-                    self._revision = revision
                     self.auth.reload(await self.keys.active())
                     await self.apply_env()
                     await self.reload_credentials()
                     await self.reload_settings()
                     await self.reload_studios()
+                    self._revision = revision  # only once all of it is in: a failure retries next poll
             except Exception:
                 log.exception("change poll failed")
 

@@ -351,8 +351,7 @@ async def find_or_create(users: UserRepository, provider: str, who: ProviderUser
 
 def _env(request: Request) -> Mapping[str, str]:
     gw: Gateway = request.app.state.gateway
-    env: Mapping[str, str] = gw.settings.env if gw.settings is not None else {}
-    return env
+    return gw.env  # the process env with the variables admins stored through /v1/env
 
 
 def _text(body: dict[str, Any], name: str, *, limit: int, required: bool = True) -> str | None:
@@ -508,7 +507,7 @@ def accounts_service(*, guard: LoginGuard | None = None, passwords: Passwords | 
             user = await find_or_create(users, row.provider, who, row.studio_id)
             if user.studio_id and row.studio_id and user.studio_id != row.studio_id:
                 raise SignInFailed("this account belongs to another studio")
-            studio_id = user.studio_id or row.studio_id
+            studio_id = user.studio_id  # a new account was created in the state's studio; an old one keeps its own
             try:
                 await _check_studio(gw, studio_id, named=False)
             except PermissionDenied as exc:

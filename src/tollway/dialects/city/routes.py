@@ -1,10 +1,10 @@
 """The City route: ``GET`` and ``POST /v1/{service}/{action}`` over the service registry.
 
-The bearer decides the identity: none -> guest; the admin secret (or an admin-role key) ->
-admin; any other valid key, a studio's user_token included -> user (bound to the token's
-studio). An action refuses identities it does not allow (401 for a guest, 403 otherwise);
-a body's ``studio_id`` that differs from the user's studio is 403; a paused studio's tokens
-are refused before any of that (by the gateway's identify). Explicit routes of the other
+The bearer decides the identity: none -> guest; the admin secret -> admin; any other valid
+key (a studio's user_token, an admin-role key too) -> user (bound to the key's studio). An
+action refuses identities it does not allow (401 for a guest, 403 otherwise); a body's
+``studio_id`` that differs from the user's studio is 403; a paused studio's tokens are refused
+before any of that (by the gateway's identify). Explicit routes of the other
 surfaces (``/v1/models``, ``/v1/chat/completions``, ``/v1/messages`` ...) are registered first
 and win.
 """
@@ -41,7 +41,7 @@ async def resolve_caller(request: Request, gw: Gateway) -> Caller:
     if not token:
         return Caller(kind="guest")
     identity = await gw.identify(request.headers, direct=False)
-    if identity.is_admin:
+    if identity.is_admin and identity.key is None:  # the admin secret itself, not an admin-role key
         return Caller(kind="admin", identity=identity)
     return Caller(kind="user", identity=identity, studio_id=identity.key.studio_id if identity.key else None)
 
@@ -119,8 +119,9 @@ class _ServiceRoute(Route):
 
     def matches(self, scope: Scope) -> tuple[Match, Scope]:
         match, child = super().matches(scope)
-        if match is not Match.NONE and child.get("path_params", {}).get("service") not in self.registry.services:
-            return Match.NONE, {}
+        params = child.get("path_params", {})
+        if match is not Match.NONE and self.registry.find(params.get("service", ""), params.get("action", "")) is None:
+            return Match.NONE, {}  # not an action: the path's own surface answers (404, or 405 for its route)
         return match, child
 
 
