@@ -316,3 +316,14 @@ def test_studios_bind_accounts(gw: GatewayProcess, oauth: FakeOAuth) -> None:
     assert paused.status_code == 403 and paused.json()["error"]["code"] == "studio_paused"
     refused = post(gw, "/v1/accounts/oauth/start", {"provider": "google", "studio_id": acme})
     assert refused.status_code == 403 and refused.json()["error"]["code"] == "studio_paused"
+
+
+def test_sign_in_starts_per_client_ip_are_bounded(gw: GatewayProcess) -> None:
+    """Each start writes a state row: a guest cannot fill the table."""
+    from tollway.dialects.city.accounts import OAUTH_STARTS_PER_MINUTE
+
+    client = ip()
+    codes = [post(gw, "/v1/accounts/oauth/start", {"provider": "github"}, client_ip=client).status_code
+             for _ in range(OAUTH_STARTS_PER_MINUTE + 1)]
+    assert codes[:-1] == [200] * OAUTH_STARTS_PER_MINUTE and codes[-1] == 429
+    assert post(gw, "/v1/accounts/oauth/start", {"provider": "github"}).status_code == 200  # another client

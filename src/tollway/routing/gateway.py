@@ -234,7 +234,9 @@ class Gateway:
         self.max_attempts = max_attempts
         self.pool_state = pool_state
         self.direct_providers: frozenset[str] = frozenset()
-        self.paused_studios: frozenset[str] = frozenset()  # providers whose options say direct_token: true
+        self.paused_studios: frozenset[str] = frozenset()
+        # a key of a removed studio is refused even if it was issued as the studio went (a race)
+        self.removed_studios: frozenset[str] = frozenset()  # providers whose options say direct_token: true
         self._revision = -1
         self._tasks: list[asyncio.Task[None]] = []
 
@@ -252,6 +254,8 @@ class Gateway:
             if direct and token and self.direct_providers and not _ours(token):
                 return Identity(direct_token=token)
             raise
+        if identity.key is not None and identity.key.studio_id in self.removed_studios:
+            raise AuthenticationFailed("Invalid API key.")
         if identity.key is not None and identity.key.studio_id in self.paused_studios:
             raise PermissionDenied("This studio is paused: its tokens are refused until an admin activates it.",
                                    code="studio_paused")
@@ -330,7 +334,9 @@ class Gateway:
         await self.reload_settings()
 
     async def reload_studios(self) -> None:
-        self.paused_studios = await StudioRepository(self.engine).paused()
+        repo = StudioRepository(self.engine)
+        self.paused_studios = await repo.paused()
+        self.removed_studios = await repo.removed()
 
     async def reload_settings(self) -> None:
         """Settings an admin changed at run time (seed 002's claude_mapping), over the config's."""

@@ -80,6 +80,11 @@ class StudioRepository:
             await changes.bump(conn)
         return int(revoked.rowcount)
 
+    async def removed(self) -> frozenset[str]:
+        q = sa.select(studios.c.id).where(studios.c.removed_at.is_not(None))
+        async with self.engine.connect() as conn:
+            return frozenset(str(r[0]) for r in (await conn.execute(q)).all())
+
     async def paused(self) -> frozenset[str]:
         q = sa.select(studios.c.id).where(studios.c.status == "paused", studios.c.removed_at.is_(None))
         async with self.engine.connect() as conn:

@@ -146,6 +146,9 @@ def authorize_url(p: ProviderEndpoints, *, redirect_uri: str, state: str, code_v
 # failed logins ----------------------------------------------------------------------------
 
 
+OAUTH_STARTS_PER_MINUTE = 30  # per client IP, per process
+
+
 class FailureWindow:
     """At most ``limit`` failures per key in a sliding ``window`` (seconds), in memory.
     Past ``max_keys`` keys the stale ones go, then the oldest."""
@@ -454,9 +457,17 @@ def accounts_service(*, guard: LoginGuard | None = None, passwords: Passwords | 
             raise InvalidRequest("A user with this email exists.", code="email_taken", param="email")
         return user.public()
 
+    starts = FailureWindow(OAUTH_STARTS_PER_MINUTE, 60.0)  # every start writes a row: guests are bounded
+
     @service.action("oauth/start", allow=guests, summary="Start a GitHub or Google sign-in")
     async def start(request: Request, caller: Caller, body: dict[str, Any], call: Call) -> dict[str, Any]:
         gw: Gateway = request.app.state.gateway
+        ip = request.client.host if request.client else "unknown"
+        wait = starts.retry_after(ip)
+        if wait is not None:
+            raise RateLimited(f"Too many sign-ins started; try again in {math.ceil(wait)} seconds.",
+                              retry_after=wait)
+        starts.add(ip)
         env = _env(request)
         provider = _text(body, "provider", limit=32) or ""
         if provider not in _DEFAULTS:
