@@ -1,0 +1,148 @@
+"""``RedisLimiter``: the sliding-log limiter (see ``base``) shared by every replica.
+
+Keys (``prefix`` defaults to ``tollway:``; ``{K}`` is a Redis Cluster hash tag, so one limit
+key's two Redis keys share a slot and one script may touch both):
+
+- ``rl:{K}:log``  ZSET of reservation ids scored by admission time (server ms)
+- ``rl:{K}:tok``  HASH, reservation id -> tokens, and ``=`` -> the sum of the log's tokens
+
+A hit is ONE Lua script: it reads "now" from the server's TIME, drops the entries that have left
+the window (subtracting their tokens from the sum), checks RPM (ZCARD) and TPM (the sum), and
+records both or neither, so no replica's clock or interleaving can let an extra request in. Both
+keys expire a little after their last admission. ``settle`` is a second, smaller script: it swaps
+an estimate for the actual count and moves the sum by the difference, leaving the time alone.
+
+A Redis failure while serving is translated once, here, into ``InternalError``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import secrets
+from collections.abc import Awaitable, Iterator
+from typing import cast
+
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError
+
+from tollway.core.errors import ConfigError, InternalError
+from tollway.limits.base import UNCOUNTED, WINDOW, Decision
+
+GRACE_MS = 5_000  # the keys outlive their last admission by a window plus this much
+
+# KEYS: log, tokens. ARGV: rpm (-1: none), tpm (-1: none), tokens, window ms, id, grace ms.
+# Returns {0, 0} when admitted, else {1 (rpm) or 2 (tpm), ms until the hit would fit}.
+HIT = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local log, tok = KEYS[1], KEYS[2]
+local rpm, tpm, tokens = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+local window = tonumber(ARGV[4])
+local edge = now - window
+local total = tonumber(redis.call('HGET', tok, '=') or '0')
+local gone = redis.call('ZRANGEBYSCORE', log, '-inf', edge)
+if #gone > 0 then
+  for _, id in ipairs(gone) do
+    total = total - tonumber(redis.call('HGET', tok, id) or '0')
+    redis.call('HDEL', tok, id)
+  end
+  redis.call('ZREMRANGEBYSCORE', log, '-inf', edge)
+  redis.call('HSET', tok, '=', string.format('%d', total))
+end
+local n = redis.call('ZCARD', log)
+if rpm >= 0 and n >= rpm then
+  if rpm == 0 then return {1, window} end
+  local oldest = redis.call('ZRANGE', log, n - rpm, n - rpm, 'WITHSCORES')
+  return {1, tonumber(oldest[2]) + window - now}
+end
+if tpm >= 0 and total + tokens > tpm then
+  if tokens > tpm then return {2, window} end
+  local need, freed, i = total + tokens - tpm, 0, 0
+  while i < n do
+    local page = redis.call('ZRANGE', log, i, i + 127, 'WITHSCORES')
+    local ids = {}
+    for j = 1, #page, 2 do ids[#ids + 1] = page[j] end
+    local counts = redis.call('HMGET', tok, unpack(ids))
+    for j = 1, #ids do
+      freed = freed + tonumber(counts[j] or '0')
+      if freed >= need then return {2, tonumber(page[2 * j]) + window - now} end
+    end
+    i = i + 128
+  end
+  return {2, window}
+end
+redis.call('ZADD', log, now, ARGV[5])
+redis.call('HSET', tok, ARGV[5], string.format('%d', tokens), '=', string.format('%d', total + tokens))
+local ttl = window + tonumber(ARGV[6])
+redis.call('PEXPIRE', log, ttl)
+redis.call('PEXPIRE', tok, ttl)
+return {0, 0}
+"""
+
+# KEYS: tokens. ARGV: id, actual tokens. A reservation no longer held is left alone.
+SETTLE = """
+local old = redis.call('HGET', KEYS[1], ARGV[1])
+if not old then return 0 end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+redis.call('HINCRBY', KEYS[1], '=', tonumber(ARGV[2]) - tonumber(old))
+return 1
+"""
+
+
+@contextlib.contextmanager
+def _translated(what: str) -> Iterator[None]:
+    try:
+        yield
+    except RedisError as exc:
+        raise InternalError(f"rate limits: Redis failed to {what} ({type(exc).__name__}: {exc})") from exc
+
+
+class RedisLimiter:
+    """``Limiter`` in Redis, shared by every replica that uses the same server and prefix."""
+
+    def __init__(self, client: aioredis.Redis, prefix: str = "tollway:", *, window: float = WINDOW) -> None:
+        self.client = client  # decode_responses=True
+        self.prefix = prefix
+        self.window_ms = max(1, round(window * 1000))
+        self._hit = client.register_script(HIT)
+        self._settle = client.register_script(SETTLE)
+
+    def _keys(self, key: str) -> list[str]:
+        base = f"{self.prefix}rl:{{{key}}}"
+        return [f"{base}:log", f"{base}:tok"]
+
+    async def hit(self, key: str, *, rpm: int | None, tpm: int | None, tokens: int) -> Decision:
+        if rpm is None and tpm is None:
+            return UNCOUNTED
+        reservation = secrets.token_hex(8)
+        args: list[int | str] = [-1 if rpm is None else rpm, -1 if tpm is None else tpm, max(0, tokens),
+                self.window_ms, reservation, GRACE_MS]
+        with _translated("count a hit"):
+            code, wait_ms = cast(list[int], await self._hit(keys=self._keys(key), args=args))
+        if not code:
+            return Decision(allowed=True, reservation=reservation)
+        return Decision(allowed=False, retry_after=int(wait_ms) / 1000, reason="rpm" if code == 1 else "tpm")
+
+    async def settle(self, key: str, reservation: str, *, actual_tokens: int) -> None:
+        with _translated("settle a reservation"):
+            await self._settle(keys=self._keys(key)[1:], args=[reservation, max(0, actual_tokens)])
+
+    async def close(self) -> None:
+        await self.client.aclose()
+
+
+async def connect(url: str, *, prefix: str = "tollway:", window: float = WINDOW) -> RedisLimiter:
+    """A ``RedisLimiter`` on ``url`` (TOLLWAY_REDIS_URL), once the server answers a PING;
+    ConfigError saying so when it does not. The URL is not repeated: it may hold a password."""
+    try:
+        client = aioredis.Redis.from_url(url, decode_responses=True, socket_connect_timeout=5, socket_timeout=5)
+    except ValueError as exc:
+        raise ConfigError(f"TOLLWAY_REDIS_URL is not a Redis URL: {exc}") from None
+    try:
+        await cast(Awaitable[bool], client.ping())
+    except (RedisError, OSError) as exc:
+        await client.aclose()
+        detail = " ".join(str(exc).split())
+        raise ConfigError(f"Redis for rate limits not reachable ({type(exc).__name__}: {detail}); "
+                          "check TOLLWAY_REDIS_URL") from None
+    return RedisLimiter(client, prefix, window=window)
