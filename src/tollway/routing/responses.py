@@ -14,6 +14,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
+from tollway.core.chat import StreamEvent, Usage
 from tollway.core.errors import (
     ClientGone,
     InternalError,
@@ -77,6 +78,28 @@ def dialect_endpoint(dialect: str, render: Render,
             return error_response(internal, render)
 
     return endpoint
+
+
+Respond = Callable[[], "Response | EventStreamResponse"]  # builds the response once the upstream answered
+
+
+def completed(call: Call, response: Response, usage: Usage | None) -> Response:
+    """A whole (non-stream) answer: its usage recorded and the call finished."""
+    if usage is not None:
+        call.usage(usage)
+    call.finish(200)
+    return response
+
+
+async def first_event(events: AsyncIterator[StreamEvent]) -> StreamEvent:
+    """A provider stream's first event: the upstream has answered. If it fails instead, the
+    stream is closed (its upstream connection with it) before the error goes on, to a plain
+    error response or another attempt."""
+    try:
+        return await anext(events)
+    except BaseException:
+        await events.aclose()  # type: ignore[attr-defined]
+        raise
 
 
 async def read_body(request: Request, limit: int) -> bytes:

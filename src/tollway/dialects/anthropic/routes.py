@@ -36,7 +36,10 @@ from tollway.routing.responses import (
     EventStreamResponse,
     Handler,
     JSONBytes,
+    Respond,
+    completed,
     dialect_endpoint,
+    first_event,
     guarded_stream,
     read_body,
     unless_disconnected,
@@ -106,35 +109,21 @@ async def messages(request: Request, call: Call) -> Response | EventStreamRespon
                 return lambda: _forward_stream(provider, upstream, credential, call)
             out = await provider.forward(encoder.encode(body), credential=credential, headers=request.headers)
             usage = _message_usage(provider.name, out, credential.secret)
-            return lambda: _completed(call, JSONBytes(out), usage)
+            return lambda: completed(call, JSONBytes(out), usage)
         if "req" not in parsed:
             parsed["req"] = decode_request(data)
         req: ChatRequest = parsed["req"]
         call.dropped([*provider.unsupported(req), *req.lossy])
         if stream:
             events = provider.stream(req, upstream_model=route.model.upstream_id, credential=credential)
-            try:
-                first = await anext(events)  # errors before any byte: a plain error, or another attempt
-            except BaseException:
-                await events.aclose()  # type: ignore[attr-defined]
-                raise
+            first = await first_event(events)  # errors before any byte: a plain error, or another attempt
             return lambda: _canonical_stream(req, events, first, call)
         resp = await provider.complete(req, upstream_model=route.model.upstream_id, credential=credential)
-        return lambda: _completed(call, JSONBytes(encode_response(msgspec.structs.replace(resp, model=req.model))),
+        return lambda: completed(call, JSONBytes(encode_response(msgspec.structs.replace(resp, model=req.model))),
                                   resp.usage)
 
     respond = await unless_disconnected(request, call.run(data["model"], work))
     return respond()
-
-
-Respond = Callable[[], Response | EventStreamResponse]
-
-
-def _completed(call: Call, response: Response, usage: Usage | None) -> Response:
-    if usage is not None:
-        call.usage(usage)
-    call.finish(200)
-    return response
 
 
 def _message_usage(provider: str, raw: bytes, secret: str | None) -> Usage | None:

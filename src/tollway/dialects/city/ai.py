@@ -40,7 +40,7 @@ from tollway.providers.base import ChatProvider
 from tollway.providers.registry import SPECS
 from tollway.routing.catalog import Route
 from tollway.routing.gateway import Call, Gateway
-from tollway.routing.responses import EventStreamResponse, guarded_stream, unless_disconnected
+from tollway.routing.responses import EventStreamResponse, first_event, guarded_stream, unless_disconnected
 
 _encoder = msgspec.json.Encoder()
 MEDIA = {"image": "image generation", "video": "video generation", "tts": "text-to-speech",
@@ -149,12 +149,7 @@ def ai_service() -> Service:
                        ) -> tuple[AsyncIterator[StreamEvent], StreamEvent]:
             call.dropped([*provider.unsupported(req), *req.lossy])
             events = provider.stream(req, upstream_model=route.model.upstream_id, credential=credential)
-            try:
-                first = await anext(events)
-            except BaseException:
-                await events.aclose()  # type: ignore[attr-defined]
-                raise
-            return events, first
+            return events, await first_event(events)
 
         events, first = await unless_disconnected(request, call.run(req.model, work))
 

@@ -43,7 +43,10 @@ from tollway.routing.responses import (
     Handler,
     JSONBytes,
     Render,
+    Respond,
+    completed,
     dialect_endpoint,
+    first_event,
     guarded_stream,
     read_body,
     unless_disconnected,
@@ -53,16 +56,6 @@ log = logging.getLogger("tollway")
 
 _USAGE_OBJECT = re.compile(rb'"usage"\s*:\s*\{')
 _INCLUDE_USAGE = msgspec.Raw(b'{"include_usage":true}')
-
-
-Respond = Callable[[], Response | EventStreamResponse]
-
-
-def _completed(call: Call, response: Response, usage: Usage | None) -> Response:
-    if usage is not None:
-        call.usage(usage)
-    call.finish(200)
-    return response
 
 
 def _completion_usage(provider: str, raw: bytes, secret: str | None) -> Usage | None:
@@ -159,7 +152,7 @@ class OpenAIRoutes:
                     return lambda: self._forward_stream(provider, upstream, credential, call, client_usage)
                 out = await provider.forward(encoder.encode(body), credential=credential)
                 usage = _completion_usage(provider.name, out, credential.secret)
-                return lambda: _completed(call, JSONBytes(out), usage)
+                return lambda: completed(call, JSONBytes(out), usage)
             if "req" not in parsed:
                 parsed["req"] = decode_request(raw)
             req: ChatRequest = parsed["req"]
@@ -167,14 +160,10 @@ class OpenAIRoutes:
             upstream_model = route.model.upstream_id
             if stream:
                 events = provider.stream(req, upstream_model=upstream_model, credential=credential)
-                try:
-                    first = await anext(events)  # errors before any byte: a plain error, or another attempt
-                except BaseException:
-                    await events.aclose()  # type: ignore[attr-defined]
-                    raise
+                first = await first_event(events)  # errors before any byte: a plain error, or another attempt
                 return lambda: self._canonical_stream(req, events, first, call)
             resp = await provider.complete(req, upstream_model=upstream_model, credential=credential)
-            return lambda: _completed(call, JSONBytes(encode_response(msgspec.structs.replace(resp, model=req.model))),
+            return lambda: completed(call, JSONBytes(encode_response(msgspec.structs.replace(resp, model=req.model))),
                                       resp.usage)
 
         respond = await unless_disconnected(request, call.run(view.model, work))
