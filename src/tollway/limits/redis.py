@@ -17,16 +17,14 @@ A Redis failure while serving is translated once, here, into ``InternalError``.
 
 from __future__ import annotations
 
-import contextlib
 import secrets
-from collections.abc import Awaitable, Iterator
 from typing import cast
 
 import redis.asyncio as aioredis
-from redis.exceptions import RedisError
 
-from tollway.core.errors import ConfigError, InternalError
 from tollway.limits.base import UNCOUNTED, WINDOW, Decision
+from tollway.store.redis import connect as connect_redis
+from tollway.store.redis import translated
 
 GRACE_MS = 5_000  # the keys outlive their last admission by a window plus this much
 
@@ -89,14 +87,6 @@ return 1
 """
 
 
-@contextlib.contextmanager
-def _translated(what: str) -> Iterator[None]:
-    try:
-        yield
-    except RedisError as exc:
-        raise InternalError(f"rate limits: Redis failed to {what} ({type(exc).__name__}: {exc})") from exc
-
-
 class RedisLimiter:
     """``Limiter`` in Redis, shared by every replica that uses the same server and prefix."""
 
@@ -117,14 +107,14 @@ class RedisLimiter:
         reservation = secrets.token_hex(8)
         args: list[int | str] = [-1 if rpm is None else rpm, -1 if tpm is None else tpm, max(0, tokens),
                 self.window_ms, reservation, GRACE_MS]
-        with _translated("count a hit"):
+        with translated("rate limits", "count a hit"):
             code, wait_ms = cast(list[int], await self._hit(keys=self._keys(key), args=args))
         if not code:
             return Decision(allowed=True, reservation=reservation)
         return Decision(allowed=False, retry_after=int(wait_ms) / 1000, reason="rpm" if code == 1 else "tpm")
 
     async def settle(self, key: str, reservation: str, *, actual_tokens: int) -> None:
-        with _translated("settle a reservation"):
+        with translated("rate limits", "settle a reservation"):
             await self._settle(keys=self._keys(key)[1:], args=[reservation, max(0, actual_tokens)])
 
     async def close(self) -> None:
@@ -133,16 +123,6 @@ class RedisLimiter:
 
 async def connect(url: str, *, prefix: str = "tollway:", window: float = WINDOW) -> RedisLimiter:
     """A ``RedisLimiter`` on ``url`` (TOLLWAY_REDIS_URL), once the server answers a PING;
-    ConfigError saying so when it does not. The URL is not repeated: it may hold a password."""
-    try:
-        client = aioredis.Redis.from_url(url, decode_responses=True, socket_connect_timeout=5, socket_timeout=5)
-    except ValueError as exc:
-        raise ConfigError(f"TOLLWAY_REDIS_URL is not a Redis URL: {exc}") from None
-    try:
-        await cast(Awaitable[bool], client.ping())
-    except (RedisError, OSError) as exc:
-        await client.aclose()
-        detail = " ".join(str(exc).split())
-        raise ConfigError(f"Redis for rate limits not reachable ({type(exc).__name__}: {detail}); "
-                          "check TOLLWAY_REDIS_URL") from None
+    ConfigError (without the password) when it does not."""
+    client = await connect_redis(url)
     return RedisLimiter(client, prefix, window=window)

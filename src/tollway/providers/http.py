@@ -87,32 +87,17 @@ class UpstreamStream:
     async def batches(self) -> AsyncIterator[list[SSEEvent]]:
         """The events of each upstream read, together (one client write per read)."""
         framer = SSEFramer()
-        content = self._resp.content
-        idle = self._client.timeouts.idle
-        try:
-            while True:
-                try:
-                    async with asyncio.timeout(idle):
-                        chunk = await content.readany()
-                except TimeoutError:
-                    raise UpstreamTimeout(f"upstream stream idle for more than {idle:g}s",
-                                          provider=self._client.provider) from None
-                if not chunk:
-                    break
-                events = framer.feed(chunk)
-                if events:
-                    yield events
-            tail = framer.close()
-            self.complete = True
-            if tail:
-                yield tail
-        except aiohttp.ClientError as exc:
-            raise UpstreamError(f"upstream stream broke: {type(exc).__name__}",
-                                provider=self._client.provider) from None
+        async for chunk in self.chunks():
+            events = framer.feed(chunk)
+            if events:
+                yield events
+        tail = framer.close()
+        if tail:
+            yield tail
 
     async def chunks(self) -> AsyncIterator[bytes]:
-        """The raw body, one upstream read at a time (binary framings: AWS event streams), with
-        the same idle timeout and error translation as ``batches``."""
+        """The raw body, one upstream read at a time (binary framings such as AWS event streams
+        use it directly), with the idle timeout and the error translation."""
         content = self._resp.content
         idle = self._client.timeouts.idle
         try:

@@ -23,17 +23,15 @@ A Redis failure while serving is translated once, here, into ``InternalError``.
 
 from __future__ import annotations
 
-import contextlib
 import secrets
 import time
-from collections.abc import Awaitable, Iterable, Iterator, Sequence
+from collections.abc import Awaitable, Iterable, Sequence
 from typing import cast
-from urllib.parse import urlsplit, urlunsplit
 
 import redis.asyncio as aioredis
-from redis.exceptions import RedisError
 
-from tollway.core.errors import ConfigError, InternalError
+from tollway.store.redis import connect as connect_redis
+from tollway.store.redis import translated
 
 GRACE_MS = 5_000  # a ZSET key outlives its last lease (or waiter) by this much
 
@@ -101,28 +99,6 @@ def _ms(seconds: float) -> int:
     return max(1, round(seconds * 1000))
 
 
-def redact(url: str) -> str:
-    """The URL without its password, for messages and logs."""
-    try:
-        parts = urlsplit(url)
-        if parts.password is None:
-            return url
-        host = parts.hostname or ""
-        host = f"[{host}]" if ":" in host else host
-        netloc = f"{parts.username or ''}:***@{host}" + (f":{parts.port}" if parts.port else "")
-        return urlunsplit(parts._replace(netloc=netloc))
-    except ValueError:
-        return "<unparseable URL>"
-
-
-@contextlib.contextmanager
-def _translated(what: str) -> Iterator[None]:
-    try:
-        yield
-    except RedisError as exc:
-        raise InternalError(f"pool state: Redis failed to {what} ({type(exc).__name__}: {exc})") from exc
-
-
 class RedisState:
     """``PoolState`` in Redis, shared by every replica that uses the same server and prefix."""
 
@@ -145,12 +121,12 @@ class RedisState:
             return None
         token = secrets.token_hex(8)
         keys = [self._key(pool, "slots", cid) for cid in candidates]
-        with _translated("take a slot"):
+        with translated("pool state", "take a slot"):
             index = int(await self._take(keys=keys, args=[cap, _ms(ttl), token, GRACE_MS]))
         return (candidates[index - 1], token) if index else None
 
     async def give_back(self, pool: str, credential_id: str, token: str) -> None:
-        with _translated("give back a slot"):
+        with translated("pool state", "give back a slot"):
             await self.client.zrem(self._key(pool, "slots", credential_id), token)
 
     async def renew(self, pool: str, leases: Iterable[tuple[str, str]], ttl: float) -> None:
@@ -158,31 +134,31 @@ class RedisState:
         if not held:
             return
         keys = [self._key(pool, "slots", cid) for cid, _ in held]
-        with _translated("renew leases"):
+        with translated("pool state", "renew leases"):
             await self._renew(keys=keys, args=[_ms(ttl), GRACE_MS, *(token for _, token in held)])
 
     async def counts(self, pool: str, credential_ids: Sequence[str]) -> list[int]:
         if not credential_ids:
             return []
         keys = [self._key(pool, "slots", cid) for cid in credential_ids]
-        with _translated("count slots"):
+        with translated("pool state", "count slots"):
             found = cast(list[int], await self._counts(keys=keys))
         return [int(n) for n in found]
 
     async def cool(self, pool: str, credential_id: str, seconds: float) -> None:
         key = self._key(pool, "cool", credential_id)
-        with _translated("cool a credential down"):
+        with translated("pool state", "cool a credential down"):
             if seconds <= 0:
                 await self.client.delete(key)
             else:
                 await self.client.set(key, repr(time.time() + seconds), px=_ms(seconds))
 
     async def disable(self, pool: str, credential_id: str, reason: str) -> None:
-        with _translated("disable a credential"):
+        with translated("pool state", "disable a credential"):
             await cast(Awaitable[int], self.client.hset(self._key(pool, "disabled"), credential_id, reason))
 
     async def enable(self, pool: str, credential_id: str) -> None:
-        with _translated("enable a credential"):
+        with translated("pool state", "enable a credential"):
             async with self.client.pipeline(transaction=True) as pipe:
                 pipe.hdel(self._key(pool, "disabled"), credential_id)
                 pipe.delete(self._key(pool, "cool", credential_id))
@@ -192,7 +168,7 @@ class RedisState:
         if not credential_ids:
             return {}
         ids = list(credential_ids)
-        with _translated("read credential health"):
+        with translated("pool state", "read credential health"):
             async with self.client.pipeline(transaction=False) as pipe:
                 pipe.mget([self._key(pool, "cool", cid) for cid in ids])
                 pipe.hmget(self._key(pool, "disabled"), ids)
@@ -207,12 +183,12 @@ class RedisState:
     async def enter_queue(self, pool: str, waiter: str, size: int, ttl: float) -> bool:
         if size <= 0:
             return False
-        with _translated("enter the queue"):
+        with translated("pool state", "enter the queue"):
             got = await self._enter(keys=[self._key(pool, "queue")], args=[size, _ms(ttl), waiter, GRACE_MS])
         return bool(int(got))
 
     async def leave_queue(self, pool: str, waiter: str) -> None:
-        with _translated("leave the queue"):
+        with translated("pool state", "leave the queue"):
             await self.client.zrem(self._key(pool, "queue"), waiter)
 
     async def close(self) -> None:
@@ -222,15 +198,5 @@ class RedisState:
 async def connect(url: str, *, prefix: str = "tollway:") -> RedisState:
     """A ``RedisState`` on ``url`` (TOLLWAY_REDIS_URL), once the server answers a PING;
     ConfigError saying so when it does not."""
-    try:
-        client = aioredis.Redis.from_url(url, decode_responses=True, socket_connect_timeout=5, socket_timeout=5)
-    except ValueError as exc:
-        raise ConfigError(f"TOLLWAY_REDIS_URL {redact(url)!r} is not a Redis URL: {exc}") from None
-    try:
-        await cast(Awaitable[bool], client.ping())
-    except (RedisError, OSError) as exc:
-        await client.aclose()
-        detail = " ".join(str(exc).split())
-        raise ConfigError(f"Redis not reachable at {redact(url)} ({type(exc).__name__}: {detail}); "
-                          "check TOLLWAY_REDIS_URL") from None
+    client = await connect_redis(url)
     return RedisState(client, prefix=prefix)
