@@ -16,6 +16,8 @@ from starlette.routing import BaseRoute, Route
 
 from tollway.admin.ds2api import ds2api_routes
 from tollway.admin.keys import key_routes
+from tollway.admin.registry import registry_routes
+from tollway.admin.usage import usage_routes
 from tollway.auth.key_service import ensure_admin_secret
 from tollway.auth.keys import Authenticator
 from tollway.auth.secret_box import SecretBox, load_secret_key
@@ -200,6 +202,8 @@ def create_app(settings: Settings | None = None) -> Starlette:
         *openai,
         *anthropic_routes(),
         *key_routes(),
+        *registry_routes(),
+        *usage_routes(),
         *ds2api_routes(),
         *city_routes(registry),  # last: every explicit route above wins over /v1/{service}/{action}
     ]

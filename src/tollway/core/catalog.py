@@ -30,6 +30,18 @@ class ModelInfo(msgspec.Struct, frozen=True, kw_only=True):
     fallbacks: tuple[str, ...] = ()
     meta: dict[str, Any] = msgspec.field(default_factory=dict)
     created: int = 1700000000
+    # prices in micro-credits (core.money): per million input / output tokens, and per request
+    price_in: int = 0
+    price_out: int = 0
+    credit_cost: int = 0
+    # limits per key on this model (None: only the key's own)
+    rpm: int | None = None
+    tpm: int | None = None
+    max_output_tokens: int | None = None  # what a request without max_tokens reserves
+
+    @property
+    def priced(self) -> bool:
+        return bool(self.price_in or self.price_out or self.credit_cost)
 
 
 class Credential(msgspec.Struct, frozen=True, kw_only=True):

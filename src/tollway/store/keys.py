@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
+import msgspec
 from sqlalchemy import ColumnElement, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -16,7 +17,15 @@ from tollway.store.tables import api_keys
 def _row(r: Any) -> ApiKey:
     return ApiKey(id=r.id, name=r.name, prefix=r.prefix, key_hash=r.key_hash, role=r.role, email=r.email,
                   group_id=r.group_id, studio_id=r.studio_id, enabled=r.enabled, created_at=r.created_at,
-                  revoked_at=r.revoked_at)
+                  revoked_at=r.revoked_at, balance=r.balance, month_quota=r.month_quota, rpm=r.rpm, tpm=r.tpm,
+                  models=tuple(_models.decode(r.models)) if r.models is not None else None,
+                  updated_at=r.updated_at)
+
+
+_models = msgspec.json.Decoder(list[str])
+
+# what ``update`` may change (seed 004's /admin/api-key/update); money moves only through the ledger
+UPDATABLE = frozenset({"name", "email", "role", "group_id", "enabled", "month_quota", "rpm", "tpm", "models"})
 
 
 class KeyRepository:
@@ -70,6 +79,25 @@ class KeyRepository:
                 select(api_keys).where(*cond).order_by(api_keys.c.id).limit(limit).offset(offset)
             )
             return [_row(r) for r in rows], int(total)
+
+    async def update(self, key_id: int, fields: dict[str, Any]) -> ApiKey | None:
+        """Change the ``UPDATABLE`` fields given; None if there is no active key with that id."""
+        unknown = set(fields) - UPDATABLE
+        if unknown:
+            raise ValueError(f"not updatable: {sorted(unknown)}")
+        values = dict(fields)
+        if "models" in values and values["models"] is not None:
+            values["models"] = msgspec.json.encode(list(values["models"])).decode()
+        async with self.engine.begin() as conn:
+            result = await conn.execute(
+                api_keys.update().where(api_keys.c.id == key_id, api_keys.c.revoked_at.is_(None))
+                .values(**values, updated_at=time.time())
+            )
+            if not result.rowcount:
+                return None
+            await changes.bump(conn)
+            row = (await conn.execute(select(api_keys).where(api_keys.c.id == key_id))).one()
+        return _row(row)
 
     async def revoke(self, key_id: int) -> bool:
         async with self.engine.begin() as conn:

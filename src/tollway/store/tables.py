@@ -20,6 +20,14 @@ api_keys = Table(
     Column("enabled", Boolean, nullable=False, default=True),
     Column("created_at", Float, nullable=False),
     Column("revoked_at", Float, nullable=True),
+    # money in integer micro-credits (1 credit = 1,000,000); the balance always equals the sum of
+    # the key's ledger rows: both are written in one transaction
+    Column("balance", BigInteger, nullable=False, default=0),
+    Column("month_quota", BigInteger, nullable=True),  # spend per calendar month (UTC); None: no cap
+    Column("rpm", Integer, nullable=True),
+    Column("tpm", Integer, nullable=True),
+    Column("models", Text, nullable=True),  # JSON list: a whitelist of model names; None: no whitelist
+    Column("updated_at", Float, nullable=True),
 )
 
 request_logs = Table(
@@ -50,6 +58,84 @@ request_logs = Table(
     Column("attempts", Text, nullable=True),  # JSON: every upstream attempt (provider, credential, status)
     Index("ix_request_logs_created_at", "created_at"),
     Index("ix_request_logs_key_id", "key_id"),
+)
+
+# --- billing and the model registry (seeds 003 and 004) ---------------------------------
+
+groups = Table(
+    "groups",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("name", String(200), nullable=False, unique=True),
+    Column("description", Text, nullable=False, default=""),
+    Column("multiplier", BigInteger, nullable=False, default=1_000_000),  # price multiplier, parts per million
+    Column("created_at", Float, nullable=False),
+    Column("updated_at", Float, nullable=False),
+)
+
+# models admins add or edit at run time; a name that a code catalog or the YAML also defines is
+# overridden by its row (prices, enabled, display fields)
+models = Table(
+    "models",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("name", String(200), nullable=False, unique=True),
+    Column("provider", String(64), nullable=False),
+    Column("upstream_id", String(200), nullable=False, default=""),
+    Column("display_name", String(200), nullable=False, default=""),
+    Column("description", Text, nullable=False, default=""),
+    Column("category", String(32), nullable=False, default="chat"),
+    Column("capabilities", Text, nullable=False, default="[]"),  # JSON list
+    Column("modalities", Text, nullable=False, default="[]"),  # JSON list
+    Column("aliases", Text, nullable=False, default="[]"),  # JSON list
+    Column("config", Text, nullable=False, default="{}"),  # JSON object (seed 004), validated
+    Column("price_in", BigInteger, nullable=False, default=0),  # micro-credits per million input tokens
+    Column("price_out", BigInteger, nullable=False, default=0),  # micro-credits per million output tokens
+    Column("credit_cost", BigInteger, nullable=False, default=0),  # micro-credits per request
+    Column("rpm", Integer, nullable=True),  # per key, on this model
+    Column("tpm", Integer, nullable=True),
+    Column("max_output_tokens", Integer, nullable=True),  # what a request without max_tokens reserves
+    Column("group_id", Integer, nullable=True),  # seed 004's save: the group it was created for
+    Column("multiple", Boolean, nullable=False, default=False),  # seed 004's flag, kept as given
+    Column("enabled", Boolean, nullable=False, default=True),
+    Column("created_at", Float, nullable=False),
+    Column("updated_at", Float, nullable=False),
+)
+
+# model authorization (seed 004): by model name, so code-catalog models can be authorized too
+group_models = Table(
+    "group_models",
+    metadata,
+    Column("group_id", Integer, primary_key=True),
+    Column("model", String(200), primary_key=True),
+    Column("created_at", Float, nullable=False),
+)
+
+key_models = Table(
+    "key_models",
+    metadata,
+    Column("key_id", Integer, primary_key=True),
+    Column("model", String(200), primary_key=True),
+    Column("created_at", Float, nullable=False),
+)
+
+# every credit movement: a recharge, or one billed request (the hold it reserved and what it was
+# charged; a refunded request is charged 0). A key's balance equals the sum of its ``amount``s.
+ledger = Table(
+    "ledger",
+    metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    Column("key_id", Integer, nullable=False),
+    Column("kind", String(16), nullable=False),  # recharge | charge | refund
+    Column("amount", BigInteger, nullable=False),  # signed micro-credits: what the balance moved by
+    Column("reserved", BigInteger, nullable=False, default=0),  # the request's hold
+    Column("month", String(7), nullable=False),  # YYYY-MM (UTC): the month a charge counts against
+    Column("request_id", String(64), nullable=True),
+    Column("model", String(200), nullable=True),
+    Column("note", Text, nullable=True),
+    Column("created_at", Float, nullable=False),
+    Index("ix_ledger_key_month", "key_id", "month"),
+    Index("ix_ledger_key_created", "key_id", "created_at"),
 )
 
 # upstream credentials managed at run time (seed 002's accounts), beside those of env and YAML

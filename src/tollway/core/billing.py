@@ -1,0 +1,96 @@
+"""Groups, registry models and ledger rows as the gateway holds them."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+
+from tollway.core.catalog import ModelInfo
+from tollway.core.money import MICRO
+
+
+class Group(msgspec.Struct, frozen=True, kw_only=True):
+    id: int
+    name: str
+    description: str = ""
+    multiplier: int = MICRO  # price multiplier in parts per million (1.0x)
+    created_at: float = 0.0
+    updated_at: float = 0.0
+
+    def public(self) -> dict[str, Any]:
+        return {"id": self.id, "name": self.name, "description": self.description,
+                "multiplier": self.multiplier / MICRO, "multiplier_ppm": self.multiplier,
+                "created_at": self.created_at, "updated_at": self.updated_at}
+
+
+class ModelRecord(msgspec.Struct, frozen=True, kw_only=True):
+    """A row of the model registry (seed 004's ``/admin/model/*``)."""
+
+    id: int
+    name: str
+    provider: str
+    upstream_id: str = ""
+    display_name: str = ""
+    description: str = ""
+    category: str = "chat"
+    capabilities: tuple[str, ...] = ("chat",)
+    modalities: tuple[str, ...] = ("text", "stream", "openai")
+    aliases: tuple[str, ...] = ()
+    config: dict[str, Any] = msgspec.field(default_factory=dict)
+    price_in: int = 0  # micro-credits per million input tokens
+    price_out: int = 0
+    credit_cost: int = 0  # micro-credits per request
+    rpm: int | None = None
+    tpm: int | None = None
+    max_output_tokens: int | None = None
+    group_id: int | None = None
+    multiple: bool = False
+    enabled: bool = True
+    created_at: float = 0.0
+    updated_at: float = 0.0
+
+    def info(self) -> ModelInfo:
+        """The routable model this row describes (an enabled row only is routed)."""
+        return ModelInfo(
+            id=self.name, provider=self.provider, upstream_id=self.upstream_id or self.name,
+            display_name=self.display_name or self.name, description=self.description, category=self.category,
+            capabilities=self.capabilities, modalities=self.modalities, aliases=self.aliases,
+            price_in=self.price_in, price_out=self.price_out, credit_cost=self.credit_cost, rpm=self.rpm,
+            tpm=self.tpm, max_output_tokens=self.max_output_tokens, meta={"registry_id": self.id},
+        )
+
+    def public(self) -> dict[str, Any]:
+        return {
+            "id": self.id, "name": self.name, "provider": self.provider, "upstream_id": self.upstream_id,
+            "display_name": self.display_name, "description": self.description, "category": self.category,
+            "capabilities": list(self.capabilities), "modalities": list(self.modalities),
+            "aliases": list(self.aliases), "config": self.config,
+            "price_in": self.price_in / MICRO, "price_out": self.price_out / MICRO,
+            "credit_cost": self.credit_cost / MICRO, "price_in_micro": self.price_in,
+            "price_out_micro": self.price_out, "credit_cost_micro": self.credit_cost,
+            "rpm": self.rpm, "tpm": self.tpm, "max_output_tokens": self.max_output_tokens,
+            "group_id": self.group_id, "multiple": self.multiple, "enabled": self.enabled,
+            "created_at": self.created_at, "updated_at": self.updated_at,
+        }
+
+
+class LedgerEntry(msgspec.Struct, frozen=True, kw_only=True):
+    """One credit movement. ``amount`` is what the balance moved by (signed micro-credits)."""
+
+    key_id: int
+    kind: str  # recharge | charge | refund
+    amount: int
+    reserved: int = 0
+    month: str = ""
+    request_id: str | None = None
+    model: str | None = None
+    note: str | None = None
+    created_at: float = 0.0
+    id: int | None = None
+
+    def public(self) -> dict[str, Any]:
+        return {"id": self.id, "key_id": self.key_id, "kind": self.kind, "amount": self.amount / MICRO,
+                "amount_micro": self.amount, "reserved_micro": self.reserved, "month": self.month,
+                "request_id": self.request_id, "model": self.model, "note": self.note,
+                "created_at": self.created_at}

@@ -1,0 +1,108 @@
+"""The ledger: every credit movement, and the balance it adds up to, written together.
+
+A key's ``api_keys.balance`` equals the sum of its ledger ``amount``s at every commit: each write
+here inserts the rows and moves the balances by their sum in one transaction. The hot path does
+not write here per request: the billing wallet batches settled requests (``apply``).
+"""
+
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import bindparam, func, select
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from tollway.core.billing import LedgerEntry
+from tollway.store.tables import api_keys, ledger
+
+RECHARGE, CHARGE, REFUND = "recharge", "charge", "refund"
+
+
+def month_of(t: float) -> str:
+    """The calendar month (UTC) a time falls in: ``2026-11``."""
+    return datetime.fromtimestamp(t, UTC).strftime("%Y-%m")
+
+
+def _entry(r: Any) -> LedgerEntry:
+    return LedgerEntry(id=r.id, key_id=r.key_id, kind=r.kind, amount=r.amount, reserved=r.reserved, month=r.month,
+                       request_id=r.request_id, model=r.model, note=r.note, created_at=r.created_at)
+
+
+_move = (api_keys.update().where(api_keys.c.id == bindparam("k"))
+         .values(balance=api_keys.c.balance + bindparam("delta")))
+
+
+class LedgerRepository:
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine
+
+    async def apply(self, entries: Sequence[LedgerEntry]) -> None:
+        """Insert ``entries`` and move each key's balance by their sum, in one transaction."""
+        if not entries:
+            return
+        deltas: dict[int, int] = defaultdict(int)
+        for e in entries:
+            deltas[e.key_id] += e.amount
+        rows = [{"key_id": e.key_id, "kind": e.kind, "amount": e.amount, "reserved": e.reserved, "month": e.month,
+                 "request_id": e.request_id, "model": e.model, "note": e.note, "created_at": e.created_at}
+                for e in entries]
+        async with self.engine.begin() as conn:
+            await conn.execute(ledger.insert(), rows)
+            moves = [{"k": k, "delta": d} for k, d in sorted(deltas.items()) if d]  # sorted: one lock order
+            if moves:
+                await conn.execute(_move, moves)
+
+    async def recharge(self, key_id: int, amount: int, *, note: str | None = None) -> tuple[LedgerEntry, int]:
+        """Add ``amount`` to a key's balance: the row and the balance in one transaction.
+        Returns the row and the balance it left (as stored)."""
+        now = time.time()
+        entry = LedgerEntry(key_id=key_id, kind=RECHARGE, amount=amount, month=month_of(now), note=note,
+                            created_at=now)
+        async with self.engine.begin() as conn:
+            result = await conn.execute(ledger.insert().values(
+                key_id=key_id, kind=RECHARGE, amount=amount, reserved=0, month=entry.month, note=note,
+                created_at=now))
+            await conn.execute(_move, [{"k": key_id, "delta": amount}])
+            balance = (await conn.execute(select(api_keys.c.balance).where(api_keys.c.id == key_id))).scalar_one()
+        pk = result.inserted_primary_key[0] if result.inserted_primary_key else None
+        return LedgerEntry(**{**_asdict(entry), "id": pk}), int(balance)
+
+    async def state(self, key_id: int, month: str) -> tuple[int, int] | None:
+        """A key's stored balance and what it was charged in ``month``; None for no such key."""
+        async with self.engine.connect() as conn:
+            balance = (await conn.execute(select(api_keys.c.balance).where(api_keys.c.id == key_id))).scalar()
+            if balance is None:
+                return None
+            spent = (await conn.execute(
+                select(func.coalesce(func.sum(ledger.c.amount), 0))
+                .where(ledger.c.key_id == key_id, ledger.c.month == month, ledger.c.kind == CHARGE)
+            )).scalar()
+        return int(balance), -int(spent or 0)
+
+    async def total(self, key_id: int) -> int:
+        """The sum of a key's ledger: what its balance must equal."""
+        async with self.engine.connect() as conn:
+            return int((await conn.execute(
+                select(func.coalesce(func.sum(ledger.c.amount), 0)).where(ledger.c.key_id == key_id))).scalar() or 0)
+
+    async def entries(self, *, key_id: int | None = None, kind: str | None = None, limit: int = 10,
+                      offset: int = 0) -> tuple[list[LedgerEntry], int]:
+        """Rows newest first (``kind=recharge`` is seed 004's payment history)."""
+        cond = []
+        if key_id is not None:
+            cond.append(ledger.c.key_id == key_id)
+        if kind is not None:
+            cond.append(ledger.c.kind == kind)
+        async with self.engine.connect() as conn:
+            total = (await conn.execute(select(func.count()).select_from(ledger).where(*cond))).scalar() or 0
+            rows = await conn.execute(select(ledger).where(*cond).order_by(ledger.c.id.desc())
+                                      .limit(limit).offset(offset))
+            return [_entry(r) for r in rows], int(total)
+
+
+def _asdict(e: LedgerEntry) -> dict[str, Any]:
+    return {f: getattr(e, f) for f in e.__struct_fields__}
