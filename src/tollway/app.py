@@ -5,10 +5,12 @@ from __future__ import annotations
 import contextlib
 import gc
 import logging
+import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 
 import msgspec
 from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
@@ -21,6 +23,8 @@ from tollway.admin.usage import usage_routes
 from tollway.auth.key_service import ensure_admin_secret
 from tollway.auth.keys import Authenticator
 from tollway.auth.secret_box import SecretBox, load_secret_key
+from tollway.billing.redis_wallet import RedisWallet
+from tollway.billing.wallet import MemoryWallet, Wallet
 from tollway.config import Settings, load_settings
 from tollway.core.catalog import ProviderConfig
 from tollway.core.errors import ConfigError
@@ -33,10 +37,14 @@ from tollway.dialects.city.registry import Registry
 from tollway.dialects.city.routes import city_routes
 from tollway.dialects.city.studios import studios_service
 from tollway.dialects.openai.routes import openai_routes
+from tollway.limits.base import Limiter
+from tollway.limits.memory import MemoryLimiter
+from tollway.limits.redis import RedisLimiter
 from tollway.middleware import RequestIdMiddleware
 from tollway.providers.base import ChatProvider, ProviderContext
 from tollway.providers.media import MediaFetcher
 from tollway.providers.registry import SPECS, build_provider, env_provider_configs
+from tollway.routing.admission import Billing
 from tollway.routing.catalog import Catalog
 from tollway.routing.gateway import Gateway
 from tollway.routing.pools import CredentialPool, MemoryState, PoolOptions, PoolState
@@ -44,11 +52,14 @@ from tollway.routing.redis_state import connect as connect_redis
 from tollway.routing.responses import JSONBytes
 from tollway.store.db import create_engine
 from tollway.store.env import EnvRepository
+from tollway.store.ledger import LedgerRepository
 from tollway.store.log_buffer import RequestLogBuffer
 from tollway.store.meta import MetaRepository
+from tollway.store.redis import connect as connect_redis_client
 from tollway.store.request_logs import RequestLogRepository
 
 log = logging.getLogger("tollway")
+INSTALL_ID = "install_id"  # meta: this database's identity, in the Redis keys of its wallets and limits
 
 
 def provider_configs(settings: Settings) -> dict[str, ProviderConfig]:
@@ -112,7 +123,8 @@ async def build_gateway(settings: Settings) -> Gateway:
     catalog = build_catalog(settings, configs)
     ctx = ProviderContext(timeouts=settings.timeouts, media=MediaFetcher(settings.media))
     providers = {name: build_provider(cfg, ctx) for name, cfg in configs.items()}
-    state: PoolState = await connect_redis(settings.redis_url) if settings.redis_url else MemoryState()
+    state: PoolState = (await connect_redis(settings.redis_url, prefix=settings.redis_prefix) if settings.redis_url
+                        else MemoryState())
     pools = {name: CredentialPool(name, cfg.credentials, options=pool_options(settings.pool, cfg), state=state)
              for name, cfg in configs.items()}
     logs = RequestLogBuffer(RequestLogRepository(engine), interval=settings.log_flush_interval,
@@ -127,7 +139,25 @@ async def build_gateway(settings: Settings) -> Gateway:
     gateway.configs = dict(configs)
     gateway.settings = settings
     gateway.env_repo = EnvRepository(engine, SecretBox(await load_secret_key(settings.env, MetaRepository(engine))))
+    gateway.billing = await build_billing(settings, engine)
     return gateway
+
+
+async def build_billing(settings: Settings, engine: AsyncEngine) -> Billing:
+    """Wallets and limits in this process, or in Redis for every process sharing it. Redis keys
+    carry this database's install id, so a fresh database never meets an old one's balances."""
+    ledger = LedgerRepository(engine)
+    wallet: Wallet
+    limiter: Limiter
+    if settings.redis_url:
+        install = await MetaRepository(engine).set_if_absent(INSTALL_ID, secrets.token_hex(6))
+        prefix = f"{settings.redis_prefix}{install}:"
+        wallet = RedisWallet(await connect_redis_client(settings.redis_url), ledger.state, prefix=prefix)
+        limiter = RedisLimiter(await connect_redis_client(settings.redis_url), prefix)
+    else:
+        wallet, limiter = MemoryWallet(ledger.state), MemoryLimiter()
+    return Billing(wallet, limiter, ledger, enabled=settings.billing, flush_interval=settings.ledger_flush_interval,
+                   default_output=settings.reserve_output_tokens)
 
 
 async def healthz(request: Request) -> Response:

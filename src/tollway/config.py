@@ -4,13 +4,18 @@ Environment (all optional):
   TOLLWAY_HOST / TOLLWAY_PORT         bind address (127.0.0.1:4000)
   TOLLWAY_DATA_DIR                    state directory (./.tollway); the SQLite file lives here
   TOLLWAY_DATABASE_URL                SQLAlchemy async URL (sqlite+aiosqlite:///<data>/tollway.db)
-  TOLLWAY_REDIS_URL                   redis://... : credential-pool state shared by every process
+  TOLLWAY_REDIS_URL                   redis://... : pools, limits, wallets and cache invalidation shared by
+                                      every process (needed for --workers above 1)
+  TOLLWAY_REDIS_PREFIX                prefix of every Redis key (tollway:)
+  TOLLWAY_BILLING                     off: reserve and charge nothing, even for priced models (on)
+  TOLLWAY_LEDGER_FLUSH_INTERVAL       seconds between ledger writes of settled requests (0.1)
+  TOLLWAY_RESERVE_OUTPUT_TOKENS       output tokens held for a request without max_tokens (4096)
   TOLLWAY_ADMIN_KEY                   the admin secret; generated once and stored hashed if unset
   TOLLWAY_CONFIG                      YAML file with providers, models and aliases
   TOLLWAY_CONNECT_TIMEOUT / TOLLWAY_FIRST_BYTE_TIMEOUT / TOLLWAY_IDLE_TIMEOUT   seconds
   TOLLWAY_MAX_BODY_BYTES              largest request body accepted (20 MiB)
   TOLLWAY_LOG_FLUSH_INTERVAL / TOLLWAY_LOG_BATCH   request-log batching
-  TOLLWAY_CHANGE_POLL_INTERVAL        how often caches look for changes by other processes (1 s)
+  TOLLWAY_CHANGE_POLL_INTERVAL        how often caches look for changes by other processes (0.5 s)
   TOLLWAY_SHUTDOWN_GRACE              seconds in-flight requests get to finish after SIGTERM (30)
   TOLLWAY_MAX_INFLIGHT_PER_CREDENTIAL  calls at once per upstream credential (2)
   TOLLWAY_QUEUE_SIZE / TOLLWAY_QUEUE_TIMEOUT   waiting room when every credential is busy (100, 30 s)
@@ -60,14 +65,18 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     workers: int = 1
     data_dir: str = ".tollway"
     database_url: str = ""
-    redis_url: str = ""  # shared pool state (and, later, limits) across processes
+    redis_url: str = ""  # shared state across processes: pools, limits, wallets, cache invalidation
+    redis_prefix: str = "tollway:"
+    billing: bool = True  # reserve and charge credits for priced models
+    ledger_flush_interval: float = 0.1
+    reserve_output_tokens: int = 4096  # what a request without max_tokens reserves, if its model says none
     admin_key: str | None = None
     config_file: str | None = None
     timeouts: Timeouts = Timeouts()
     max_body_bytes: int = 20 * 1024 * 1024
     log_flush_interval: float = 0.5
     log_batch: int = 500
-    change_poll_interval: float = 1.0
+    change_poll_interval: float = 0.5
     discovery_interval: float = 60.0
     shutdown_grace: float = 30.0
     media: MediaPolicy = MediaPolicy()
@@ -233,6 +242,11 @@ def load_settings(overrides: dict[str, Any] | None = None, environ: dict[str, st
         data_dir=data_dir,
         database_url=database_url,
         redis_url=env.get("TOLLWAY_REDIS_URL") or "",
+        redis_prefix=env.get("TOLLWAY_REDIS_PREFIX") or "tollway:",
+        billing=env.get("TOLLWAY_BILLING", "on").strip().lower() not in ("0", "off", "false", "no"),
+        ledger_flush_interval=_float(env, "TOLLWAY_LEDGER_FLUSH_INTERVAL", 0.1, high=60.0),
+        reserve_output_tokens=_int(env.get("TOLLWAY_RESERVE_OUTPUT_TOKENS"), "TOLLWAY_RESERVE_OUTPUT_TOKENS", 4096,
+                                   high=10_000_000),
         admin_key=env.get("TOLLWAY_ADMIN_KEY") or None,
         config_file=config_file,
         timeouts=Timeouts(
@@ -243,7 +257,7 @@ def load_settings(overrides: dict[str, Any] | None = None, environ: dict[str, st
         max_body_bytes=_int(env.get("TOLLWAY_MAX_BODY_BYTES"), "TOLLWAY_MAX_BODY_BYTES", 20 * 1024 * 1024),
         log_flush_interval=_float(env, "TOLLWAY_LOG_FLUSH_INTERVAL", 0.5),
         log_batch=_int(env.get("TOLLWAY_LOG_BATCH"), "TOLLWAY_LOG_BATCH", 500),
-        change_poll_interval=_float(env, "TOLLWAY_CHANGE_POLL_INTERVAL", 1.0),
+        change_poll_interval=_float(env, "TOLLWAY_CHANGE_POLL_INTERVAL", 0.5),
         discovery_interval=_float(env, "TOLLWAY_DISCOVERY_INTERVAL", 60.0),
         shutdown_grace=_float(env, "TOLLWAY_SHUTDOWN_GRACE", 30.0),
         media=MediaPolicy(

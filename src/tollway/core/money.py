@@ -12,7 +12,7 @@ from decimal import Decimal, InvalidOperation
 from tollway.core.errors import InvalidRequest
 
 MICRO = 1_000_000
-MAX_CREDITS = Decimal(10) ** 12  # a trillion credits: far beyond any real amount, inside BIGINT
+MAX_CREDITS = Decimal(10) ** 9  # a billion credits: 10^15 micro-credits stay exact in a double (Redis Lua)
 
 
 def to_micro(value: object, name: str, *, allow_negative: bool = False) -> int:

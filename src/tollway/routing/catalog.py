@@ -14,6 +14,7 @@ from collections.abc import Iterable
 
 import msgspec
 
+from tollway.core.billing import ModelRecord
 from tollway.core.catalog import ModelInfo, ProviderConfig, ProviderSpec
 from tollway.core.errors import ConfigError, ModelNotFound, ProviderNotConfigured
 
@@ -31,28 +32,13 @@ class Catalog:
         self.providers = {p.name: p for p in providers}
         self._open = {name for name, p in self.providers.items()
                       if (spec := self._spec_for(p)) is not None and spec.open_catalog}
-        # every known model (code catalogs + YAML), callable or not; YAML wins on a clash
-        known: dict[str, ModelInfo] = {}
-        for spec in self.specs.values():
-            for m in spec.models:
-                known[m.id] = m
-        for m in models:
-            known[m.id] = m
-        self.known = known
-        names: dict[str, str] = {}
-        for m in known.values():
-            names[m.id] = m.id
-            for a in m.aliases:
-                names.setdefault(a, m.id)
         for m in models:
             if m.provider not in self.providers and m.provider not in self.specs:
                 raise ConfigError(f"model {m.id!r}: provider {m.provider!r} is neither configured nor known")
-        for alias, target in (aliases or {}).items():
-            prefix, sep, _ = target.partition("/")
-            if target not in names and not (sep and (prefix in self.providers or prefix in self.specs)):
-                raise ConfigError(f"alias {alias!r}: {target!r} is not a model")
-            names[alias] = names.get(target, target)
-        self._names = names
+        self._file_models = tuple(models)
+        self._aliases = dict(aliases or {})
+        self.disabled: frozenset[str] = frozenset()
+        self._index(())
         # (prefix, configured provider) for names a provider's API owns; the provider named
         # like its kind comes first
         self._prefixes = sorted(
@@ -62,9 +48,46 @@ class Catalog:
         self.claude_mapping = dict(claude_mapping or {})
         for family, target in self.claude_mapping.items():
             prefix, sep, _ = target.partition("/")
-            if target not in names and not (sep and (prefix in self.providers or prefix in self.specs)):
+            if target not in self._names and not (sep and (prefix in self.providers or prefix in self.specs)):
                 raise ConfigError(f"claude_mapping {family!r}: {target!r} is not a model")
         self._discovered: dict[str, ModelInfo] = {}
+
+    def _index(self, registry: Iterable[ModelRecord]) -> None:
+        """Every known model (code catalogs, then YAML, then the registry: each wins on a clash),
+        callable or not, and every name that resolves to one."""
+        known: dict[str, ModelInfo] = {}
+        for spec in self.specs.values():
+            for m in spec.models:
+                known[m.id] = m
+        for m in self._file_models:
+            known[m.id] = m
+        disabled = set()
+        for r in registry:
+            if r.enabled:
+                known[r.name] = r.info()
+            else:
+                known.pop(r.name, None)
+                disabled.add(r.name)
+        names: dict[str, str] = {}
+        for m in known.values():
+            names[m.id] = m.id
+            for a in m.aliases:
+                names.setdefault(a, m.id)
+        for alias, target in self._aliases.items():
+            prefix, sep, _ = target.partition("/")
+            if target not in names and not (sep and (prefix in self.providers or prefix in self.specs)):
+                if target in disabled:
+                    continue  # an alias of a disabled model resolves to nothing
+                raise ConfigError(f"alias {alias!r}: {target!r} is not a model")
+            names[alias] = names.get(target, target)
+        self.known = known
+        self._names = names
+        self.disabled = frozenset(disabled)
+
+    def set_registry(self, registry: Iterable[ModelRecord]) -> None:
+        """The models admins added or changed (``/admin/model/*``) over the code and YAML ones: an
+        enabled row defines or overrides its name; a disabled one withdraws it."""
+        self._index(registry)
 
     def _spec_for(self, p: ProviderConfig) -> ProviderSpec | None:
         return next((s for s in self.specs.values() if s.kind == p.kind), None)
@@ -106,6 +129,8 @@ class Catalog:
         return self.claude_mapping.get("slow" if slow else "fast") or next(iter(self.claude_mapping.values()))
 
     def resolve(self, name: str) -> Route:
+        if name in self.disabled:
+            raise ModelNotFound(f"The model '{name}' is disabled.")
         target = self._names.get(name)
         if target is None or not self._reachable(target):
             # a name the API of a configured provider owns (a dated Claude id, a new GPT) goes there

@@ -19,7 +19,8 @@ import msgspec
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tollway.auth.keys import Authenticator, Identity, bearer_token
-from tollway.core.catalog import Credential, ProviderConfig
+from tollway.core.billing import ModelRecord
+from tollway.core.catalog import Credential, ModelInfo, ProviderConfig
 from tollway.core.chat import Usage
 from tollway.core.errors import (
     AuthenticationFailed,
@@ -32,6 +33,7 @@ from tollway.core.errors import (
 from tollway.core.request_log import RequestLog
 from tollway.providers.base import ChatProvider, ModelLister
 from tollway.providers.media import MediaFetcher
+from tollway.routing.admission import Access, Billing, Bound, Ticket
 from tollway.routing.catalog import Catalog, Route
 from tollway.routing.pools import CredentialPool, Lease, PoolState
 from tollway.store import changes
@@ -39,6 +41,7 @@ from tollway.store.credentials import CredentialRepository
 from tollway.store.keys import KeyRepository
 from tollway.store.log_buffer import RequestLogBuffer
 from tollway.store.meta import MetaRepository
+from tollway.store.registry import AuthorizationRepository, GroupRepository, ModelRepository
 from tollway.store.studios import StudioRepository
 
 log = logging.getLogger("tollway")
@@ -53,7 +56,8 @@ Work = Callable[[Route, ChatProvider, Credential], Awaitable[T]]
 class Call:
     """One request's bookkeeping. ``finish`` is idempotent and writes the log row once."""
 
-    __slots__ = ("_gateway", "row", "t0", "lease", "pool", "pin", "attempts", "direct", "_done")
+    __slots__ = ("_gateway", "row", "t0", "lease", "pool", "pin", "attempts", "direct", "_done", "identity", "ticket",
+                 "served", "produced", "_usage")
 
     def __init__(self, gateway: Gateway, row: RequestLog) -> None:
         self._gateway = gateway
@@ -65,12 +69,18 @@ class Call:
         self.attempts: list[dict[str, Any]] = []
         self.direct: Credential | None = None  # direct-token mode: the caller's own upstream credential
         self._done = False
+        self.identity: Identity | None = None
+        self.ticket: Ticket | None = None  # what admission held for this call (credits, limits)
+        self.served: ModelInfo | None = None  # the model of the attempt that answered
+        self.produced = 0  # stream events sent to the client (bills a stream cut without usage)
+        self._usage = False  # whether the upstream reported usage
 
     @property
     def credential(self) -> Credential | None:
         return self.lease.credential if self.lease is not None else None
 
     def identify(self, identity: Identity) -> None:
+        self.identity = identity
         if identity.direct_token is not None:
             digest = hashlib.sha256(identity.direct_token.encode()).hexdigest()[:12]
             self.direct = Credential(id=f"direct:{digest}", secret=identity.direct_token)
@@ -78,11 +88,15 @@ class Call:
         self.row.key_prefix = identity.key_prefix
         self.row.studio_id = identity.key.studio_id if identity.key else None
 
-    async def run(self, model: str, work: Work[T], *, fallbacks: bool = True) -> T:
+    async def run(self, model: str, work: Work[T], *, fallbacks: bool = True, bound: Bound | None = None) -> T:
         """``work`` on the model's provider with a credential from its pool: on an upstream
         failure before any byte reached the client, again on another credential (up to the
         gateway's ``max_attempts``), then on each of the model's fallbacks. Every attempt is
-        named in the log row. The lease of the attempt that succeeded is held until ``finish``."""
+        named in the log row. The lease of the attempt that succeeded is held until ``finish``.
+
+        A key's call is admitted first (``routing.admission``): the model must be authorized to
+        it; with a ``bound`` (a generation, not a token count), its limits are counted and its
+        worst case held in its wallet until ``finish`` settles it."""
         gw = self._gateway
         if self.direct is not None:  # the caller's own credential: no pool, no retries, no fallbacks
             route = gw.catalog.resolve(model)
@@ -92,6 +106,12 @@ class Call:
             return await work(route, gw.providers[route.provider], self.direct)
         last: TollwayError | None = None
         routes = gw.candidates(model)
+        key = self.identity.key if self.identity is not None else None
+        if key is not None and gw.billing is not None:
+            if bound is None:
+                routes = gw.billing.check_access(key, model, routes)
+            else:
+                routes, self.ticket = await gw.billing.admit(key, model, routes, bound)
         if self.pin is not None or not fallbacks:  # a pin names a credential of this model's provider
             routes = routes[:1]
         for route in routes:
@@ -121,6 +141,7 @@ class Call:
                         break
                     continue
                 await pool.succeeded(lease)
+                self.served = route.model
                 if self.attempts:
                     self._attempt(route, lease, None)
                 return result
@@ -141,11 +162,14 @@ class Call:
             self.pool.release_nowait(self.lease)
         self.lease = None
 
-    def first_token(self) -> None:
+    def first_token(self, events: int = 1) -> None:
+        """``events`` stream events went to the client (the first of them sets the TTFT)."""
+        self.produced += events
         if self.row.ttft_ms is None:
             self.row.ttft_ms = (time.perf_counter() - self.t0) * 1000.0
 
     def usage(self, usage: Usage) -> None:
+        self._usage = True
         self.row.prompt_tokens = usage.input_tokens
         self.row.completion_tokens = usage.output_tokens
         self.row.cached_tokens = usage.cached_tokens
@@ -155,12 +179,31 @@ class Call:
         if params:
             self.row.dropped_params = ",".join(sorted(params))
 
+    def _settle(self, status: int) -> int:
+        """Charge what the call used: a success, or a stream the client cut once it had begun,
+        pays for its tokens (estimated when the upstream reported none); anything else is refunded."""
+        ticket = self.ticket
+        assert ticket is not None and self._gateway.billing is not None
+        self.ticket = None
+        tokens: tuple[int, int] | None = None
+        row = self.row
+        if status == 200 and self._usage:
+            tokens = (row.prompt_tokens, row.completion_tokens)
+        elif status == 200 or (status == 499 and self.produced):
+            # a stream cut short (or an upstream that reported no usage): what was reported, else the
+            # request's size; and at least one token per event the client received
+            tokens = (row.prompt_tokens or ticket.input_tokens, max(row.completion_tokens, self.produced))
+            row.prompt_tokens, row.completion_tokens = tokens
+        return self._gateway.billing.settle(ticket, self.served, tokens, self.row.id)
+
     def finish(self, status: int, error: TollwayError | None = None, note: str | None = None) -> None:
         if self._done:
             return
         self._done = True
         self.release()
         row = self.row
+        if self.ticket is not None:
+            row.cost_micro = self._settle(status)
         row.status = status
         row.latency_ms = (time.perf_counter() - self.t0) * 1000.0
         if self.attempts:
@@ -234,6 +277,8 @@ class Gateway:
         self.max_attempts = max_attempts
         self.pool_state = pool_state
         self.direct_providers: frozenset[str] = frozenset()
+        self.billing: Billing | None = None  # admission and settlement (set by the app)
+        self.registry: list[ModelRecord] = []  # the model registry's rows, as of the last reload
         self.paused_studios: frozenset[str] = frozenset()
         # a key of a removed studio is refused even if it was issued as the studio went (a race)
         self.removed_studios: frozenset[str] = frozenset()  # providers whose options say direct_token: true
@@ -288,6 +333,17 @@ class Gateway:
         await self.reload_credentials()
         await self.reload_settings()
         await self.reload_studios()
+        await self.reload_registry()
+
+    async def reload_registry(self) -> None:
+        """The model registry, groups and authorizations admins manage, into the catalog and the
+        admission snapshot."""
+        self.registry = await ModelRepository(self.engine).all()
+        self.catalog.set_registry(self.registry)
+        if self.billing is not None:
+            group_models, key_models = await AuthorizationRepository(self.engine).snapshot()
+            groups = {g.id: g for g in await GroupRepository(self.engine).all()}
+            self.billing.access = Access(groups=groups, group_models=group_models, key_models=key_models)
 
     async def apply_env(self) -> None:
         """Reconfigure providers from the process env plus the variables admins stored (City's
@@ -327,6 +383,7 @@ class Gateway:
         catalog = self.topology.catalog(configs)
         catalog.set_discovered_all(self.catalog.discovered_for(set(configs)))  # what servers said stays
         catalog.claude_mapping = self.catalog.claude_mapping or catalog.claude_mapping  # an admin's, kept
+        catalog.set_registry(self.registry)
         self.catalog = catalog
         self.direct_providers = frozenset(n for n, c in configs.items() if c.options.get("direct_token"))
         self._env_applied = stored
@@ -380,6 +437,7 @@ class Gateway:
                     await self.reload_credentials()
                     await self.reload_settings()
                     await self.reload_studios()
+                    await self.reload_registry()
                     self._revision = revision  # only once all of it is in: a failure retries next poll
             except Exception:
                 log.exception("change poll failed")
@@ -417,6 +475,8 @@ class Gateway:
     async def start(self) -> None:
         await self.reload()
         self.logs.start()
+        if self.billing is not None:
+            self.billing.start()
         self._tasks.append(asyncio.create_task(self._watch(), name="change-watcher"))
         self._tasks.append(asyncio.create_task(self._renew_leases(), name="lease-renewal"))
         if self.catalog.discovering():
@@ -425,6 +485,8 @@ class Gateway:
     async def close(self) -> None:
         for task in self._tasks:
             task.cancel()
+        if self.billing is not None:
+            await self.billing.close()
         await self.logs.close()
         for provider in [*self.providers.values(), *self._retired]:
             await provider.close()

@@ -1,10 +1,11 @@
-"""Request-log rows written in batches, off the hot path.
+"""Rows written in batches, off the hot path: request-log rows and ledger rows.
 
 ``add`` appends to an in-memory list (no I/O); a background task inserts the list every
 ``interval`` seconds or as soon as ``batch`` rows wait. ``close`` flushes everything left,
 so a graceful shutdown (SIGTERM) loses no row. When the database is unreachable the rows are
-kept for the next attempt (past ``max_pending`` the oldest are dropped and counted); when it
-refuses a batch, the rows go in one by one so a single bad row cannot block the log.
+kept for the next attempt (past ``max_pending``, if there is one, the oldest are dropped and
+counted: request logs may be, ledger rows never are); when it refuses a batch, the rows go in
+one by one so a single bad row cannot block the rest.
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Generic, TypeVar
 
 from sqlalchemy.exc import DBAPIError, OperationalError
 
@@ -27,23 +30,27 @@ def _is_connection_error(exc: Exception) -> bool:
         not isinstance(exc, DBAPIError) or exc.connection_invalidated or isinstance(exc, OperationalError))
 
 
-class RequestLogBuffer:
-    def __init__(self, repo: RequestLogRepository, *, interval: float = 0.5, batch: int = 500,
-                 max_pending: int = 200_000) -> None:
-        self.repo = repo
+T = TypeVar("T")
+
+
+class WriteBehind(Generic[T]):
+    def __init__(self, insert: Callable[[Sequence[T]], Awaitable[None]], *, name: str, interval: float = 0.5,
+                 batch: int = 500, max_pending: int | None = 200_000) -> None:
+        self.insert = insert
+        self.name = name
         self.interval = interval
         self.batch = batch
         self.max_pending = max_pending
         self.dropped = 0
-        self._rows: list[RequestLog] = []
+        self._rows: list[T] = []
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._lock = asyncio.Lock()
 
     def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="request-log-writer")
+        self._task = asyncio.create_task(self._run(), name=f"{self.name}-writer")
 
-    def add(self, row: RequestLog) -> None:
+    def add(self, row: T) -> None:
         self._rows.append(row)
         if len(self._rows) >= self.batch:
             self._wake.set()
@@ -57,34 +64,37 @@ class RequestLogBuffer:
             while self._rows:
                 rows, self._rows = self._rows[: self.batch * 4], self._rows[self.batch * 4 :]
                 try:
-                    await self.repo.insert_many(rows)
+                    await self.insert(rows)
                 except Exception as exc:
                     if _is_connection_error(exc):
                         self._keep(rows)
                         raise
                     await self._insert_one_by_one(rows)
 
-    def _keep(self, rows: list[RequestLog]) -> None:
+    def _keep(self, rows: list[T]) -> None:
         """The database is unreachable: keep the rows for the next attempt, within bounds."""
-        log.warning("request log insert failed (database unreachable); %d rows kept for retry", len(rows))
+        log.warning("%s insert failed (database unreachable); %d rows kept for retry", self.name, len(rows))
         self._rows[:0] = rows
+        if self.max_pending is None:
+            return
         overflow = len(self._rows) - self.max_pending
         if overflow > 0:
             del self._rows[:overflow]
             self.dropped += overflow
 
-    async def _insert_one_by_one(self, rows: list[RequestLog]) -> None:
+    async def _insert_one_by_one(self, rows: list[T]) -> None:
         """A batch the database refused (a bad row): insert row by row so one bad row cannot
         block every later batch; rows refused on their own are dropped and counted."""
         for row in rows:
             try:
-                await self.repo.insert_many([row])
+                await self.insert([row])
             except Exception as exc:
                 if _is_connection_error(exc):
                     self._keep([row])
                     raise
                 self.dropped += 1
-                log.error("request log row %s refused by the database: %s", row.id, type(exc).__name__)
+                log.error("%s row %s refused by the database: %s", self.name, getattr(row, "id", "?"),
+                          type(exc).__name__)
 
     async def _run(self) -> None:
         while True:
@@ -108,3 +118,11 @@ class RequestLogBuffer:
                 return
             except Exception:
                 await asyncio.sleep(0.2)
+
+
+class RequestLogBuffer(WriteBehind[RequestLog]):
+    def __init__(self, repo: RequestLogRepository, *, interval: float = 0.5, batch: int = 500,
+                 max_pending: int = 200_000) -> None:
+        super().__init__(repo.insert_many, name="request log", interval=interval, batch=batch,
+                         max_pending=max_pending)
+        self.repo = repo

@@ -30,6 +30,7 @@ from tollway.dialects.anthropic.stream import ERROR_STATUS, StreamEncoder, error
 from tollway.dialects.anthropic.wire import Body, UsageView, body_decoder, encoder, event_view_decoder
 from tollway.providers.base import ChatProvider, PassThroughProvider, TokenCounter
 from tollway.providers.http import UpstreamStream, redact
+from tollway.routing.admission import Bound, estimate_tokens
 from tollway.routing.catalog import Route as ModelRoute
 from tollway.routing.gateway import Call, Gateway
 from tollway.routing.responses import (
@@ -122,7 +123,9 @@ async def messages(request: Request, call: Call) -> Response | EventStreamRespon
         return lambda: completed(call, JSONBytes(encode_response(msgspec.structs.replace(resp, model=req.model))),
                                   resp.usage)
 
-    respond = await unless_disconnected(request, call.run(data["model"], work))
+    max_tokens = data.get("max_tokens")
+    bound = Bound(estimate_tokens(raw), max_tokens if isinstance(max_tokens, int) else None)
+    respond = await unless_disconnected(request, call.run(data["model"], work, bound=bound))
     return respond()
 
 
@@ -171,7 +174,7 @@ def _forward_stream(provider: PassThroughProvider, upstream: UpstreamStream, cre
                     done = True
                     break
             if parts:
-                call.first_token()
+                call.first_token(len(parts))
                 yield b"".join(parts)
             if done:
                 break

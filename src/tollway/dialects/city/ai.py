@@ -38,6 +38,7 @@ from tollway.dialects.city.errors import city_error_body
 from tollway.dialects.city.registry import Caller, Service
 from tollway.providers.base import ChatProvider
 from tollway.providers.registry import SPECS
+from tollway.routing.admission import Bound, estimate_tokens
 from tollway.routing.catalog import Route
 from tollway.routing.gateway import Call, Gateway
 from tollway.routing.responses import EventStreamResponse, first_event, guarded_stream, unless_disconnected
@@ -137,7 +138,8 @@ def ai_service() -> Service:
                     "finish_reason": resp.finish_reason, "usage": _usage(resp.usage)}
 
         del gw
-        return await unless_disconnected(request, call.run(req.model, work))
+        bound = Bound(estimate_tokens(msgspec.json.encode(body)), req.max_tokens)
+        return await unless_disconnected(request, call.run(req.model, work, bound=bound))
 
     @service.action("stream", summary="Streaming generation (SSE; see the module doc for the events)")
     async def stream(request: Request, caller: Caller, body: dict[str, Any], call: Call) -> EventStreamResponse:
@@ -151,7 +153,8 @@ def ai_service() -> Service:
             events = provider.stream(req, upstream_model=route.model.upstream_id, credential=credential)
             return events, await first_event(events)
 
-        events, first = await unless_disconnected(request, call.run(req.model, work))
+        bound = Bound(estimate_tokens(msgspec.json.encode(body)), req.max_tokens)
+        events, first = await unless_disconnected(request, call.run(req.model, work, bound=bound))
 
         async def chunks() -> AsyncIterator[bytes]:
             usage, finish = Usage(), "stop"

@@ -36,6 +36,7 @@ from tollway.dialects.openai.wire import (
 )
 from tollway.providers.base import ChatProvider, PassThroughProvider
 from tollway.providers.http import UpstreamStream, redact
+from tollway.routing.admission import Bound, estimate_tokens
 from tollway.routing.catalog import Route as ModelRoute
 from tollway.routing.gateway import Call, Gateway
 from tollway.routing.responses import (
@@ -166,7 +167,8 @@ class OpenAIRoutes:
             return lambda: completed(call, JSONBytes(encode_response(msgspec.structs.replace(resp, model=req.model))),
                                       resp.usage)
 
-        respond = await unless_disconnected(request, call.run(view.model, work))
+        bound = Bound(estimate_tokens(messages), view.max_completion_tokens or view.max_tokens)
+        respond = await unless_disconnected(request, call.run(view.model, work, bound=bound))
         return respond()
 
     def _forward_stream(self, provider: PassThroughProvider, upstream: UpstreamStream, credential: Credential,
@@ -201,7 +203,7 @@ class OpenAIRoutes:
                             continue
                     parts.append(b"data: " + data + b"\n\n")
                 if parts:
-                    call.first_token()
+                    call.first_token(len(parts))
                     yield b"".join(parts)
                 if done:
                     break

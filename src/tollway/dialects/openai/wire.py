@@ -24,6 +24,8 @@ class RequestView(msgspec.Struct, kw_only=True):
     stream_options: StreamOptions | None = None
     messages: msgspec.Raw = msgspec.Raw()
     n: int | None = None
+    max_tokens: int | None = None
+    max_completion_tokens: int | None = None
 
 
 class PromptTokensDetails(msgspec.Struct, kw_only=True):

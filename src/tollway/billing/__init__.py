@@ -1,0 +1,1 @@
+"""Prices, reservations, the ledger's write-behind and monthly quotas."""

@@ -1,0 +1,38 @@
+"""What a request costs, in integer micro-credits. Pure functions.
+
+A model has a price per million input tokens, a price per million output tokens (both in
+micro-credits) and a per-request ``credit_cost``; a group multiplies the whole by its multiplier
+(parts per million). Arithmetic is on integers and rounds up once per step, so a request is never
+billed less than its exact cost and never more than one micro-credit per step above it.
+"""
+
+from __future__ import annotations
+
+from tollway.core.catalog import ModelInfo
+from tollway.core.money import MICRO
+
+DEFAULT_RESERVE_OUTPUT = 4096  # output tokens a request without max_tokens reserves, if its model says none
+
+
+def _ceil_div(a: int, b: int) -> int:
+    return -(-a // b)
+
+
+def cost(model: ModelInfo, input_tokens: int, output_tokens: int, multiplier: int = MICRO) -> int:
+    """Micro-credits for one request that used these tokens."""
+    tokens = max(0, input_tokens) * model.price_in + max(0, output_tokens) * model.price_out
+    base = _ceil_div(tokens, 1_000_000) + model.credit_cost
+    return _ceil_div(base * multiplier, MICRO)
+
+
+def output_bound(model: ModelInfo, max_tokens: int | None, default: int = DEFAULT_RESERVE_OUTPUT) -> int:
+    """The output tokens a reservation covers: the request's max_tokens, else the model's, else ``default``."""
+    if max_tokens is not None and max_tokens > 0:
+        return max_tokens
+    return model.max_output_tokens or default
+
+
+def reservation(model: ModelInfo, input_tokens: int, max_tokens: int | None, multiplier: int = MICRO,
+                default_output: int = DEFAULT_RESERVE_OUTPUT) -> int:
+    """The worst case to hold before the upstream call: every input token plus the output bound."""
+    return cost(model, input_tokens, output_bound(model, max_tokens, default_output), multiplier)

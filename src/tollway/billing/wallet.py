@@ -1,0 +1,160 @@
+"""Wallets: the live balance of each key, with the holds of its requests in flight.
+
+A request reserves its worst case before the upstream call (``reserve``), which fails when the
+balance, less what other requests hold, cannot cover it, or when the month's spend plus holds
+would pass the key's monthly quota. Afterwards ``settle`` releases the hold and charges the actual
+cost. A charge up to the hold is always covered; a charge beyond it (a longer answer than the
+request's max_tokens promised) is taken only as far as balance and quota allow, so neither is ever
+overspent. The month's spend restarts at zero in each calendar month (UTC).
+
+Holds live only here (in this process, or in Redis for every replica): a process that dies takes
+its holds with it, so no reservation leaks into the database. What ``settle`` charged goes to the
+ledger through ``LedgerWriter``.
+
+``MemoryWallet`` serves one process. Its state of a key is loaded from the database the first
+time the key pays; afterwards this process is the only writer of that key's balance (several
+processes share state through ``RedisWallet``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+from collections.abc import Awaitable, Callable
+from typing import Protocol
+
+import msgspec
+
+from tollway.core.errors import InsufficientCredits, QuotaExceeded
+from tollway.core.money import MICRO
+
+StateLoader = Callable[[int, str], Awaitable["tuple[int, int] | None"]]  # (key id, month) -> (balance, spent)
+
+
+class Hold(msgspec.Struct, frozen=True):
+    key_id: int
+    amount: int
+    id: str
+
+
+def refused(reason: int, room: int) -> Exception:
+    """The error for a refused reservation: 1 = balance, 2 = monthly quota."""
+    room = max(0, room)
+    if reason == 1:
+        return InsufficientCredits(f"Insufficient credits: this request may cost more than the key's available "
+                                   f"balance ({room / MICRO:.6f} credits).")
+    return QuotaExceeded(f"Monthly quota exhausted: {room / MICRO:.6f} credits are left this month.",
+                         code="insufficient_quota")
+
+
+def settled(hold: int, charge: int, balance_room: int, quota_room: int | None) -> int:
+    """What a settlement charges: all of it up to the hold; beyond, only what both rooms allow.
+
+    ``balance_room`` and ``quota_room`` are what is left with this request's hold released."""
+    if charge <= hold:
+        return max(0, charge)
+    room = balance_room - hold
+    if quota_room is not None:
+        room = min(room, quota_room - hold)
+    return hold + min(charge - hold, max(0, room))
+
+
+class Wallet(Protocol):
+    async def reserve(self, key_id: int, amount: int, *, quota: int | None, month: str) -> Hold: ...
+
+    async def settle(self, hold: Hold, charge: int, *, quota: int | None, month: str) -> int:
+        """Release ``hold`` and charge up to ``charge``; returns what was charged."""
+        ...
+
+    async def load(self, key_id: int, month: str) -> bool:
+        """Make sure the key's state is here (from the database if not); False for no such key.
+        A recharge calls this before writing its ledger row, then ``credit``s the amount."""
+        ...
+
+    async def credit(self, key_id: int, amount: int) -> None:
+        """A recharge the database has recorded since ``load``."""
+        ...
+
+    async def close(self) -> None: ...
+
+
+class _Account:
+    __slots__ = ("balance", "held", "month", "spent")
+
+    def __init__(self, balance: int, month: str, spent: int) -> None:
+        self.balance, self.held, self.month, self.spent = balance, 0, month, spent
+
+    def roll(self, month: str) -> None:
+        if month > self.month:
+            self.month, self.spent = month, 0
+
+
+class MemoryWallet:
+    """Every key's wallet in this process. ``reserve`` awaits only the first load of a key."""
+
+    def __init__(self, load: StateLoader) -> None:
+        self._load = load
+        self._accounts: dict[int, _Account] = {}
+        self._loading: dict[int, asyncio.Future[_Account | None]] = {}
+
+    async def _account(self, key_id: int, month: str) -> _Account | None:
+        account = self._accounts.get(key_id)
+        if account is not None:
+            return account
+        pending = self._loading.get(key_id)
+        if pending is None:
+            pending = self._loading[key_id] = asyncio.ensure_future(self._fetch(key_id, month))
+        try:
+            return await asyncio.shield(pending)
+        finally:
+            self._loading.pop(key_id, None)
+
+    async def _fetch(self, key_id: int, month: str) -> _Account | None:
+        state = await self._load(key_id, month)
+        if state is None:
+            return None
+        return self._accounts.setdefault(key_id, _Account(state[0], month, state[1]))
+
+    async def reserve(self, key_id: int, amount: int, *, quota: int | None, month: str) -> Hold:
+        account = await self._account(key_id, month)
+        if account is None:
+            raise refused(1, 0)
+        account.roll(month)  # from here on, no await: the check and the hold are one step
+        room = account.balance - account.held
+        if room < amount:
+            raise refused(1, room)
+        if quota is not None and account.spent + account.held + amount > quota:
+            raise refused(2, quota - account.spent - account.held)
+        account.held += amount
+        return Hold(key_id, amount, secrets.token_hex(8))
+
+    def settle_now(self, hold: Hold, charge: int, *, quota: int | None, month: str) -> int:
+        account = self._accounts.get(hold.key_id)
+        if account is None:  # cannot happen: a hold's account stays loaded
+            return 0
+        account.held -= hold.amount
+        account.roll(month)
+        quota_room = None if quota is None else quota - account.spent - account.held
+        applied = settled(hold.amount, charge, account.balance - account.held, quota_room)
+        account.balance -= applied
+        account.spent += applied
+        return applied
+
+    async def settle(self, hold: Hold, charge: int, *, quota: int | None, month: str) -> int:
+        return self.settle_now(hold, charge, quota=quota, month=month)
+
+    async def load(self, key_id: int, month: str) -> bool:
+        return await self._account(key_id, month) is not None
+
+    async def credit(self, key_id: int, amount: int) -> None:
+        account = self._accounts.get(key_id)
+        if account is not None:
+            account.balance += amount
+
+    def snapshot(self, key_id: int) -> tuple[int, int, int] | None:
+        """(balance, held, spent) of a loaded key, for listings and tests."""
+        a = self._accounts.get(key_id)
+        return None if a is None else (a.balance, a.held, a.spent)
+
+    async def close(self) -> None:
+        self._accounts.clear()

@@ -1,0 +1,224 @@
+"""Admission and settlement: whether a key may call a model now, and what the call costs it.
+
+Before the upstream call (``Billing.admit``), in this order:
+
+1. **Authorization.** The model must be in the key's whitelist (``api_keys.models``) when it has
+   one, and authorized to the key or to its group when either has authorizations (a group and a
+   key with none are open: the first authorization closes them). Otherwise 403
+   ``model_not_available``.
+2. **Limits.** RPM and TPM per key, and per key on the model when the model sets them: one
+   sliding-window hit each (``limits``); 429 ``rate_limited`` with Retry-After.
+3. **Credits.** The worst case (every input token plus the output bound, times the group's
+   multiplier, plus the model's per-request cost) is held in the key's wallet; 402
+   ``insufficient_credits`` when the balance cannot cover it, 429 ``insufficient_quota`` past the
+   monthly quota. Unpriced models hold nothing; the admin secret and direct tokens are not billed.
+
+When the call ends (``Billing.settle``, from ``Call.finish``), the hold is released and the actual
+cost charged: a success (or a stream the client cut after it had begun) pays for its tokens, any
+other failure is refunded in full. The charge goes to the ledger in the background (one row per
+billed request), and the TPM reservation is replaced by the actual token count.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Coroutine, Sequence
+from typing import TYPE_CHECKING, Any
+
+import msgspec
+
+from tollway.billing.pricing import DEFAULT_RESERVE_OUTPUT, cost, reservation
+from tollway.billing.wallet import Hold, MemoryWallet, Wallet
+from tollway.core.billing import Group, LedgerEntry
+from tollway.core.catalog import ModelInfo
+from tollway.core.errors import PermissionDenied, RateLimited
+from tollway.core.keys import ApiKey
+from tollway.core.money import MICRO
+from tollway.limits.base import Limiter
+from tollway.store.ledger import CHARGE, REFUND, LedgerRepository, month_of
+from tollway.store.log_buffer import WriteBehind
+
+if TYPE_CHECKING:
+    from tollway.routing.catalog import Route
+
+log = logging.getLogger("tollway.billing")
+
+
+class Bound(msgspec.Struct, frozen=True):
+    """What a request may use at most, as far as it is known before the call."""
+
+    input_tokens: int
+    max_tokens: int | None = None
+
+
+def estimate_tokens(raw: bytes | str) -> int:
+    """An upper-leaning estimate of a request's input tokens from its size: a token is about four
+    bytes of English and three of most other scripts; a reservation settles to the real count."""
+    return len(raw) // 3 + 8
+
+
+class Access(msgspec.Struct, frozen=True):
+    """Groups and model authorizations, as of the last reload (one snapshot, swapped whole)."""
+
+    groups: dict[int, Group] = msgspec.field(default_factory=dict)
+    group_models: dict[int, frozenset[str]] = msgspec.field(default_factory=dict)
+    key_models: dict[int, frozenset[str]] = msgspec.field(default_factory=dict)
+
+    def allowed(self, key: ApiKey, names: Sequence[str]) -> bool:
+        """May ``key`` call the model known by any of ``names`` (as asked, as resolved)?"""
+        if key.models is not None and not any(n in key.models for n in names):
+            return False
+        by_key = self.key_models.get(key.id)
+        by_group = self.group_models.get(key.group_id) if key.group_id is not None else None
+        if by_key is None and by_group is None:
+            return True
+        return any((by_key is not None and n in by_key) or (by_group is not None and n in by_group) for n in names)
+
+    def multiplier(self, key: ApiKey) -> int:
+        group = self.groups.get(key.group_id) if key.group_id is not None else None
+        return group.multiplier if group is not None else MICRO
+
+
+class Ticket:
+    """One admitted call's holds: credits, and the limit reservations to settle."""
+
+    __slots__ = ("key", "hold", "limits", "multiplier", "input_tokens", "quota", "month")
+
+    def __init__(self, key: ApiKey, multiplier: int, input_tokens: int) -> None:
+        self.key = key
+        self.hold: Hold | None = None
+        self.limits: list[tuple[str, str]] = []  # (limit key, reservation)
+        self.multiplier = multiplier
+        self.input_tokens = input_tokens
+        self.quota = key.month_quota
+        self.month = ""
+
+
+class Billing:
+    def __init__(self, wallet: Wallet, limiter: Limiter, ledger: LedgerRepository, *, enabled: bool = True,
+                 flush_interval: float = 0.1, default_output: int = DEFAULT_RESERVE_OUTPUT) -> None:
+        self.wallet = wallet
+        self.limiter = limiter
+        self.ledger = ledger
+        self.enabled = enabled
+        self.default_output = default_output
+        self.access = Access()
+        self.writer: WriteBehind[LedgerEntry] = WriteBehind(ledger.apply, name="ledger", interval=flush_interval,
+                                                           batch=1000, max_pending=None)
+        self._settling: set[asyncio.Task[None]] = set()
+
+    # before the call -----------------------------------------------------------------------
+
+    def check_access(self, key: ApiKey, asked: str, routes: Sequence[Route]) -> list[Route]:
+        """The routes ``key`` may use (the first must be allowed: fallbacks are filtered)."""
+        if not self.access.allowed(key, (asked, routes[0].model.id)):
+            raise PermissionDenied(f"Model '{asked}' is not available to this key.", code="model_not_available")
+        return [routes[0], *(r for r in routes[1:] if self.access.allowed(key, (r.model.id,)))]
+
+    async def admit(self, key: ApiKey, asked: str, routes: Sequence[Route], bound: Bound) -> tuple[list[Route],
+                                                                                                  Ticket]:
+        allowed = self.check_access(key, asked, routes)
+        ticket = Ticket(key, self.access.multiplier(key), bound.input_tokens)
+        first = allowed[0].model
+        await self._limit(ticket, f"k{key.id}", key.rpm, key.tpm, bound)
+        if first.rpm is not None or first.tpm is not None:
+            await self._limit(ticket, f"k{key.id}:{first.id}", first.rpm, first.tpm, bound)
+        if self.enabled:
+            amount = max(reservation(r.model, bound.input_tokens, bound.max_tokens, ticket.multiplier,
+                                     self.default_output) for r in allowed)
+            if amount > 0:
+                ticket.month = month_of(time.time())
+                try:
+                    ticket.hold = await self.wallet.reserve(key.id, amount, quota=key.month_quota, month=ticket.month)
+                except BaseException:
+                    self._release_limits(ticket)
+                    raise
+        return allowed, ticket
+
+    async def _limit(self, ticket: Ticket, name: str, rpm: int | None, tpm: int | None, bound: Bound) -> None:
+        if rpm is None and tpm is None:
+            return
+        tokens = bound.input_tokens + (bound.max_tokens or 0)
+        decision = await self.limiter.hit(name, rpm=rpm, tpm=tpm, tokens=tokens)
+        if not decision.allowed:
+            self._release_limits(ticket)
+            which = f"{rpm} requests" if decision.reason == "rpm" else f"{tpm} tokens"
+            raise RateLimited(f"Rate limit reached: {which} per minute for this key"
+                              f"{'' if name == f'k{ticket.key.id}' else ' on this model'}. "
+                              f"Retry after {max(1, round(decision.retry_after))} s.",
+                              retry_after=decision.retry_after)
+        if decision.reservation is not None:
+            ticket.limits.append((name, decision.reservation))
+
+    def _release_limits(self, ticket: Ticket) -> None:
+        """A refused admission keeps its request counts (it was a request) but no tokens."""
+        for name, rid in ticket.limits:
+            self._spawn(self.limiter.settle(name, rid, actual_tokens=0))
+        ticket.limits = []
+
+    # after the call ------------------------------------------------------------------------
+
+    def settle(self, ticket: Ticket, model: ModelInfo | None, tokens: tuple[int, int] | None,
+               request_id: str) -> int:
+        """Release the holds; charge for ``tokens`` (input, output) on ``model``, or refund
+        (``tokens`` None). Returns the cost (what the request log shows)."""
+        used = 0 if tokens is None else tokens[0] + tokens[1]
+        for name, rid in ticket.limits:
+            self._spawn(self.limiter.settle(name, rid, actual_tokens=used))
+        charge = 0 if tokens is None or model is None else cost(model, tokens[0], tokens[1], ticket.multiplier)
+        hold = ticket.hold
+        if hold is None:
+            return charge
+        ticket.hold = None
+        wallet = self.wallet
+        if isinstance(wallet, MemoryWallet):  # no I/O: settle now
+            applied = wallet.settle_now(hold, charge, quota=ticket.quota, month=month_of(time.time()))
+            self._record(ticket, hold, charge, applied, model, request_id)
+            return applied
+        self._spawn(self._settle(ticket, hold, charge, model, request_id))
+        return charge
+
+    async def _settle(self, ticket: Ticket, hold: Hold, charge: int, model: ModelInfo | None,
+                      request_id: str) -> None:
+        applied = await self.wallet.settle(hold, charge, quota=ticket.quota, month=month_of(time.time()))
+        self._record(ticket, hold, charge, applied, model, request_id)
+
+    def _record(self, ticket: Ticket, hold: Hold, charge: int, applied: int, model: ModelInfo | None,
+                request_id: str) -> None:
+        now = time.time()
+        note = None if applied >= charge else f"charged {applied} of {charge}: balance or quota ran out"
+        self.writer.add(LedgerEntry(key_id=hold.key_id, kind=CHARGE if charge > 0 else REFUND, amount=-applied,
+                                    reserved=hold.amount, month=month_of(now), request_id=request_id,
+                                    model=model.id if model is not None else None, note=note, created_at=now))
+
+    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.ensure_future(work)
+        self._settling.add(task)
+        task.add_done_callback(self._settled)
+
+    def _settled(self, task: asyncio.Task[None]) -> None:
+        self._settling.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("settling a request failed: %s", task.exception())
+
+    # recharges -----------------------------------------------------------------------------
+
+    async def recharge(self, key_id: int, amount: int, note: str | None = None) -> tuple[LedgerEntry, int]:
+        """Add credits: the wallet is loaded first, so it neither misses nor double-counts them."""
+        month = month_of(time.time())
+        await self.wallet.load(key_id, month)
+        entry, balance = await self.ledger.recharge(key_id, amount, note=note)
+        await self.wallet.credit(key_id, amount)
+        return entry, balance
+
+    def start(self) -> None:
+        self.writer.start()
+
+    async def close(self) -> None:
+        if self._settling:
+            await asyncio.gather(*list(self._settling), return_exceptions=True)
+        await self.writer.close()
+        await self.wallet.close()
+        await self.limiter.close()
