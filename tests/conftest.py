@@ -11,6 +11,7 @@ Each test gets its own key prefix (``redis_prefix``); its keys are deleted after
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import secrets
 from collections.abc import Iterator
@@ -60,7 +61,7 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     return str(request.getfixturevalue("postgres_url"))
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def redis_url() -> str:
     try:
         with redis.Redis.from_url(REDIS_URL, socket_connect_timeout=3, socket_timeout=3) as client:
@@ -74,11 +75,18 @@ def redis_url() -> str:
     return REDIS_URL
 
 
-@pytest.fixture
-def redis_prefix(redis_url: str) -> Iterator[str]:
-    """A key prefix of this test's own; every key under it is deleted after the test."""
+@contextlib.contextmanager
+def redis_namespace(redis_url: str) -> Iterator[str]:
+    """A key prefix of its own; every key under it is deleted afterwards."""
     prefix = "tollway_test_" + secrets.token_hex(4) + ":"
     yield prefix
     with redis.Redis.from_url(redis_url, socket_connect_timeout=3, socket_timeout=3) as client:
         for key in client.scan_iter(match=prefix + "*", count=500):
             client.delete(key)
+
+
+@pytest.fixture
+def redis_prefix(redis_url: str) -> Iterator[str]:
+    """A key prefix of this test's own; every key under it is deleted after the test."""
+    with redis_namespace(redis_url) as prefix:
+        yield prefix

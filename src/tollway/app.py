@@ -55,6 +55,7 @@ from tollway.store.env import EnvRepository
 from tollway.store.ledger import LedgerRepository
 from tollway.store.log_buffer import RequestLogBuffer
 from tollway.store.meta import MetaRepository
+from tollway.store.redis import Broadcast
 from tollway.store.redis import connect as connect_redis_client
 from tollway.store.request_logs import RequestLogRepository
 
@@ -140,6 +141,8 @@ async def build_gateway(settings: Settings) -> Gateway:
     gateway.settings = settings
     gateway.env_repo = EnvRepository(engine, SecretBox(await load_secret_key(settings.env, MetaRepository(engine))))
     gateway.billing = await build_billing(settings, engine)
+    if settings.redis_url:
+        gateway.broadcast = Broadcast(await connect_redis_client(settings.redis_url), f"{settings.redis_prefix}changes")
     return gateway
 
 

@@ -51,6 +51,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from tollway.app import build_catalog
 
     settings = _settings(args)
+    if settings.workers > 1 and not settings.redis_url:
+        # balances, holds, rate limits and pool caps must be one set for every worker
+        print("tollway serve: --workers above 1 needs TOLLWAY_REDIS_URL: workers share balances, rate limits "
+              "and credential caps through Redis", file=sys.stderr)
+        return 2
     build_catalog(settings)  # a config that cannot work fails here, before anything starts
     _migrate(settings)
     _, generated = _with_engine(settings, lambda e: ensure_admin_secret(MetaRepository(e), settings.admin_key))

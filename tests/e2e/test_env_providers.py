@@ -10,13 +10,23 @@ import httpx
 import openai
 import pytest
 
+from tests.conftest import redis_namespace
 from tests.e2e.harness import GatewayProcess
 from tests.fakes.openai_server import UPSTREAM_SECRET, Behavior, FakeOpenAI
 
 
 @pytest.fixture(scope="module")
-def env_gateway(fake: FakeOpenAI, tmp_path_factory: pytest.TempPathFactory) -> Iterator[GatewayProcess]:
+def env_gateway(fake: FakeOpenAI, tmp_path_factory: pytest.TempPathFactory,
+                redis_url: str) -> Iterator[GatewayProcess]:
+    # two workers share balances, limits and pool caps through Redis (serve refuses workers without it)
+    with redis_namespace(redis_url) as redis_prefix:
+        yield from _env_gateway(fake, tmp_path_factory, redis_url, redis_prefix)
+
+
+def _env_gateway(fake: FakeOpenAI, tmp_path_factory: pytest.TempPathFactory, redis_url: str,
+                 redis_prefix: str) -> Iterator[GatewayProcess]:
     gw = GatewayProcess(tmp_path_factory.mktemp("envgw"), workers=2, env={
+        "TOLLWAY_REDIS_URL": redis_url, "TOLLWAY_REDIS_PREFIX": redis_prefix,
         "DEEPSEEK_API_KEY": UPSTREAM_SECRET, "DEEPSEEK_BASE_URL": fake.base_url,
         "OLLAMA_BASE_URL": fake.base_url.removesuffix("/v1"), "TOLLWAY_LOG_FLUSH_INTERVAL": "0.1",
         "TOLLWAY_DISCOVERY_INTERVAL": "0.3"}).start()

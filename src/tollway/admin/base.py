@@ -71,6 +71,8 @@ def admin_endpoint(handler: Handler, *, public: bool = False) -> Callable[[Reque
             if not public:
                 await authenticate_admin(request, gw)
             result = await handler(request, gw)
+            if request.method != "GET":
+                gw.changed()  # other processes reload what this may have changed now, not at their poll
             return result if isinstance(result, Response) else JSONBytes(result)
         except TollwayError as err:
             return error_response(err, _detail)

@@ -12,6 +12,8 @@ from tollway.admin.base import admin_endpoint, int_param, json_body, str_param
 from tollway.auth.key_service import MAX_SECRET, MIN_SECRET, KeyService
 from tollway.auth.keys import hash_secret
 from tollway.core.errors import InvalidRequest, NotFound
+from tollway.core.money import MICRO, to_micro
+from tollway.core.names import ROLE_ADMIN, ROLE_USER
 from tollway.routing.gateway import Gateway
 
 
@@ -19,14 +21,101 @@ def _service(gw: Gateway) -> KeyService:
     return KeyService(gw.keys, admin_hash=gw.auth.admin_hash)
 
 
+MAX_MODELS = 1000
+
+
+def _limits(body: dict[str, Any]) -> dict[str, Any]:
+    """The money and limit fields of an apply or update body that are present, validated."""
+    out: dict[str, Any] = {}
+    if "month_quota" in body:
+        q = body["month_quota"]
+        out["month_quota"] = None if q is None else to_micro(q, "month_quota")
+    for name in ("rpm", "tpm"):
+        if name in body:
+            out[name] = int_param(body[name], name, low=0, high=1_000_000_000)
+    if "models" in body:
+        models = body["models"]
+        if models is not None and (not isinstance(models, list) or len(models) > MAX_MODELS or not all(
+                isinstance(m, str) and 0 < len(m) <= 200 and "\x00" not in m for m in models)):
+            raise InvalidRequest(f"models must be a list of at most {MAX_MODELS} model names (or null: no whitelist)",
+                                 param="models")
+        out["models"] = None if models is None else list(dict.fromkeys(models))
+    return out
+
+
 async def apply(request: Request, gw: Gateway) -> dict[str, Any]:
+    """Seed 004: create a key (its secret is in the answer, once). ``balance`` credits it at once."""
     body = await json_body(request)
+    limits = _limits(body)
+    initial = to_micro(body["balance"], "balance") if body.get("balance") is not None else 0
     key, secret = await _service(gw).create(
         name=str_param(body.get("name"), "name"), role=str_param(body.get("role"), "role") or "user",
         email=str_param(body.get("email"), "email"), group_id=int_param(body.get("group_id"), "group_id"),
     )
+    if limits:
+        key = await gw.keys.update(key.id, limits) or key
+    if initial:
+        assert gw.billing is not None
+        await gw.billing.recharge(key.id, initial, note="initial balance")
+        key = await gw.keys.get(key.id) or key
     gw.auth.put(key)
     return {**key.public(), "api_key": secret}
+
+
+async def update(request: Request, gw: Gateway) -> dict[str, Any]:
+    """Seed 004: change a key's name, email, role, group, enabled flag, quota, limits or whitelist.
+    Money moves only through ``recharge``."""
+    body = await json_body(request)
+    key_id = int_param(body.get("id"), "id")
+    if key_id is None:
+        raise InvalidRequest("id is required", param="id")
+    fields = _limits(body)
+    for name, limit in (("name", 200), ("email", 320)):
+        if name in body:
+            fields[name] = str_param(body[name], name, limit)
+    if "role" in body:
+        role = str_param(body["role"], "role")
+        if role not in (ROLE_USER, ROLE_ADMIN):
+            raise InvalidRequest(f"role must be '{ROLE_USER}' or '{ROLE_ADMIN}'", param="role")
+        fields["role"] = role
+    if "group_id" in body:
+        fields["group_id"] = int_param(body["group_id"], "group_id")
+    if "enabled" in body:
+        if not isinstance(body["enabled"], bool):
+            raise InvalidRequest("enabled must be true or false", param="enabled")
+        fields["enabled"] = body["enabled"]
+    if "balance" in body:
+        raise InvalidRequest("balance changes only through /admin/api-key/recharge (the ledger records it)",
+                             param="balance")
+    if not fields:
+        raise InvalidRequest("nothing to update: give at least one field besides id")
+    key = await gw.keys.update(key_id, fields)
+    if key is None:
+        raise NotFound(f"no active key with id {key_id}")
+    gw.auth.put(key)
+    return key.public()
+
+
+async def recharge(request: Request, gw: Gateway) -> dict[str, Any]:
+    """Seed 004: ``{"api_key": <the key, its id or its prefix>, "balance": <credits to add>}``
+    (``id`` / ``key_id`` name the key by id too). One ledger row; the answer has the new balance."""
+    body = await json_body(request)
+    ref = body.get("api_key", body.get("key_id", body.get("id")))
+    if ref is None or isinstance(ref, bool) or not isinstance(ref, str | int):
+        raise InvalidRequest("api_key (the key, its id or its prefix) is required", param="api_key")
+    amount = to_micro(body.get("balance", body.get("amount")), "balance")
+    if amount <= 0:
+        raise InvalidRequest("balance must be a positive number of credits", param="balance")
+    note = str_param(body.get("note"), "note", 500) or None
+    key = await _service(gw).find(str(ref))
+    if key is None or key.revoked_at is not None:
+        raise NotFound("key not found")
+    assert gw.billing is not None
+    entry, balance = await gw.billing.recharge(key.id, amount, note=note)
+    live = await gw.billing.wallet.state(key.id)  # ahead of the stored balance by charges not yet written
+    balance = live[0] if live is not None else balance
+    return {"success": True, "key_id": key.id, "amount": amount / MICRO, "amount_micro": amount,
+            "balance": balance / MICRO, "balance_micro": balance, "payment": entry.public()}
 
 
 async def list_keys(request: Request, gw: Gateway) -> dict[str, Any]:
@@ -116,6 +205,8 @@ async def import_keys(gw: Gateway, secrets: Sequence[object], *, name: str = "ds
 def key_routes() -> list[BaseRoute]:
     return [
         Route("/admin/api-key/apply", admin_endpoint(apply), methods=["POST"]),
+        Route("/admin/api-key/update", admin_endpoint(update), methods=["POST"]),
+        Route("/admin/api-key/recharge", admin_endpoint(recharge), methods=["POST"]),
         Route("/admin/api-key/list", admin_endpoint(list_keys), methods=["GET"]),
         Route("/admin/api-key/delete", admin_endpoint(delete), methods=["POST"]),
         Route("/admin/keys", admin_endpoint(add_key), methods=["POST"]),

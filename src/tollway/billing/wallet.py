@@ -75,6 +75,10 @@ class Wallet(Protocol):
         """A recharge the database has recorded since ``load``."""
         ...
 
+    async def state(self, key_id: int) -> tuple[int, int, int] | None:
+        """(balance, held, spent this month) as the wallet has it now; None if not loaded yet."""
+        ...
+
     async def close(self) -> None: ...
 
 
@@ -151,8 +155,7 @@ class MemoryWallet:
         if account is not None:
             account.balance += amount
 
-    def snapshot(self, key_id: int) -> tuple[int, int, int] | None:
-        """(balance, held, spent) of a loaded key, for listings and tests."""
+    async def state(self, key_id: int) -> tuple[int, int, int] | None:
         a = self._accounts.get(key_id)
         return None if a is None else (a.balance, a.held, a.spent)
 

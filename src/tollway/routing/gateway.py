@@ -9,6 +9,7 @@ when the first token left, what it cost, how it ended.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import logging
 import time
@@ -41,6 +42,7 @@ from tollway.store.credentials import CredentialRepository
 from tollway.store.keys import KeyRepository
 from tollway.store.log_buffer import RequestLogBuffer
 from tollway.store.meta import MetaRepository
+from tollway.store.redis import Broadcast
 from tollway.store.registry import AuthorizationRepository, GroupRepository, ModelRepository
 from tollway.store.studios import StudioRepository
 
@@ -284,6 +286,8 @@ class Gateway:
         self.removed_studios: frozenset[str] = frozenset()  # providers whose options say direct_token: true
         self._revision = -1
         self._tasks: list[asyncio.Task[None]] = []
+        self.broadcast: Broadcast | None = None  # with Redis: other processes reload at once, not at their poll
+        self._wake = asyncio.Event()
 
     def begin(self, request_id: str, path: str, dialect: str, *, stream: bool = False) -> Call:
         return Call(self, RequestLog(id=request_id, created_at=time.time(), path=path, dialect=dialect,
@@ -426,9 +430,18 @@ class Gateway:
                     if before.get(cred.id, "\0") != cred.secret:
                         await pool.enable(cred.id)
 
+    def changed(self) -> None:
+        """A write that caches depend on has committed: tell every process (with Redis) now."""
+        if self.broadcast is not None:
+            task = asyncio.ensure_future(self.broadcast.publish())
+            self._tasks.append(task)
+            task.add_done_callback(self._tasks.remove)
+
     async def _watch(self) -> None:
         while True:
-            await asyncio.sleep(self.poll_interval)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self.poll_interval)
+            self._wake.clear()
             try:
                 revision = await changes.current(self.engine)
                 if revision != self._revision:
@@ -478,6 +491,8 @@ class Gateway:
         if self.billing is not None:
             self.billing.start()
         self._tasks.append(asyncio.create_task(self._watch(), name="change-watcher"))
+        if self.broadcast is not None:
+            self._tasks.append(asyncio.create_task(self.broadcast.listen(self._wake.set), name="change-listener"))
         self._tasks.append(asyncio.create_task(self._renew_leases(), name="lease-renewal"))
         if self.catalog.discovering():
             self._tasks.append(asyncio.create_task(self._discover_forever(), name="model-discovery"))
@@ -496,4 +511,6 @@ class Gateway:
             await pool.drain()  # releases still on their way to a shared state
         if self.pool_state is not None:
             await self.pool_state.close()
+        if self.broadcast is not None:
+            await self.broadcast.close()
         await self.engine.dispose()

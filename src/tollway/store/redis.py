@@ -4,8 +4,9 @@ error naming what was being done."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
-from collections.abc import Awaitable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from typing import cast
 from urllib.parse import urlsplit, urlunsplit
 
@@ -53,3 +54,32 @@ def translated(component: str, what: str) -> Iterator[None]:
         yield
     except RedisError as exc:
         raise InternalError(f"{component}: Redis failed to {what} ({type(exc).__name__}: {exc})") from exc
+
+
+class Broadcast:
+    """A wake-up call between processes: ``publish`` after a write that caches depend on, and every
+    process listening (``listen``) looks at the change counter at once instead of at its next poll.
+    The counter stays the truth: a message lost (a reconnect) only delays a reload to the poll."""
+
+    def __init__(self, client: aioredis.Redis, channel: str) -> None:
+        self.client = client
+        self.channel = channel
+
+    async def publish(self) -> None:
+        with contextlib.suppress(RedisError, OSError):
+            await self.client.publish(self.channel, "changed")
+
+    async def listen(self, wake: Callable[[], None]) -> None:
+        """Call ``wake`` for every message until cancelled; reconnects after a failure."""
+        while True:
+            try:
+                async with self.client.pubsub(ignore_subscribe_messages=True) as pubsub:
+                    await pubsub.subscribe(self.channel)
+                    wake()  # messages sent while not subscribed are gone: look once now
+                    async for _ in pubsub.listen():
+                        wake()
+            except (RedisError, OSError):
+                await asyncio.sleep(1.0)
+
+    async def close(self) -> None:
+        await self.client.aclose()

@@ -56,7 +56,11 @@ def _entry(m: ModelInfo) -> dict[str, Any]:
 def models_for(gw: Gateway, caller: Caller) -> list[dict[str, Any]]:
     """A user sees the models callable now; the admin every registered one with what it needs."""
     if caller.kind != "admin":
-        return [_entry(m) for m in gw.catalog.listed()]
+        key = caller.identity.key if caller.identity is not None else None
+        models = gw.catalog.listed()
+        if key is not None and gw.billing is not None:  # a key sees what it is authorized for
+            models = [m for m in models if gw.billing.access.allowed(key, (m.id,))]
+        return [_entry(m) for m in models]
     out = []
     for m in [*gw.catalog.known.values(), *(d for d in gw.catalog.listed() if d.id not in gw.catalog.known)]:
         spec = gw.catalog.specs.get(m.provider)

@@ -87,6 +87,8 @@ def city_endpoint(registry: Registry) -> Any:
             raise PermissionDenied("studio_id differs from the studio this user_token is bound to.",
                                    code="studio_mismatch")
         out = await action.handler(request, caller, body, call)
+        if service != "ai" and request.method == "POST":
+            gw.changed()  # studios, env, users: other processes reload at once
         if isinstance(out, Response | EventStreamResponse):
             return out
         call.finish(200)

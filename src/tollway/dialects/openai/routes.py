@@ -22,6 +22,7 @@ from starlette.routing import BaseRoute, Route
 from tollway.core.catalog import Credential, ModelInfo
 from tollway.core.chat import ChatRequest, StreamEvent, Usage, UsageReport
 from tollway.core.errors import InvalidRequest, TollwayError, UpstreamError
+from tollway.core.money import MICRO
 from tollway.core.names import DIALECT_OPENAI, DIALECT_PLATFORM
 from tollway.dialects.openai.codec import decode_request, encode_response
 from tollway.dialects.openai.errors import openai_error_body, platform_error_body
@@ -101,8 +102,13 @@ class OpenAIRoutes:
 
     async def models(self, request: Request, call: Call) -> Response:
         gw: Gateway = request.app.state.gateway
-        call.identify(await gw.identify(request.headers))
-        data = [self._model_entry(m) for m in gw.catalog.listed()]
+        identity = await gw.identify(request.headers)
+        call.identify(identity)
+        models = gw.catalog.listed()
+        if identity.key is not None and gw.billing is not None:  # a key sees what it is authorized for
+            access, key = gw.billing.access, identity.key
+            models = [m for m in models if access.allowed(key, (m.id,))]
+        data = [self._model_entry(m) for m in models]
         call.finish(200)
         return JSONBytes({"object": "list", "data": data})
 
@@ -110,7 +116,8 @@ class OpenAIRoutes:
         entry: dict[str, Any] = {"id": m.id, "object": "model", "created": m.created, "owned_by": m.provider}
         if self.platform:
             entry.update(display_name=m.display_name or m.id, category=m.category,
-                         capabilities=list(m.capabilities), credit_cost=0)
+                         capabilities=list(m.capabilities), credit_cost=m.credit_cost / MICRO,
+                         pricing={"input_per_million": m.price_in / MICRO, "output_per_million": m.price_out / MICRO})
         entry["meta"] = m.meta
         return entry
 
