@@ -7,6 +7,7 @@ An admin request carries the admin secret, an admin-role key, or an admin JWT fr
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -95,6 +96,7 @@ async def json_body(request: Request) -> dict[str, Any]:
 
 
 MAX_INT = 2**31 - 1
+_INT = re.compile(r"-?[0-9]+")  # ASCII digits only: str.isdigit() also accepts "²"
 
 
 def int_param(value: Any, name: str, default: int | None = None, *, low: int = 0,
@@ -104,7 +106,7 @@ def int_param(value: Any, name: str, default: int | None = None, *, low: int = 0
         return default
     if isinstance(value, bool) or not isinstance(value, int | str):
         raise InvalidRequest(f"{name} must be an integer", param=name)
-    if isinstance(value, str) and not value.lstrip("-").isdigit():
+    if isinstance(value, str) and not _INT.fullmatch(value):
         raise InvalidRequest(f"{name} must be an integer", param=name)
     if isinstance(value, str) and len(value) > 12:
         raise InvalidRequest(f"{name} must be between {low} and {high}", param=name)

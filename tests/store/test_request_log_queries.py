@@ -1,0 +1,125 @@
+"""Request-log listing and usage aggregation, on SQLite and PostgreSQL alike."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+
+import pytest
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from tollway.core.request_log import RequestLog
+from tollway.store.db import create_engine, migrate
+from tollway.store.request_logs import RequestLogRepository
+
+
+@pytest.fixture
+async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
+    await asyncio.to_thread(migrate, database_url)
+    engine = create_engine(database_url)
+    yield engine
+    await engine.dispose()
+
+
+def at(iso: str) -> float:
+    return datetime.fromisoformat(iso).replace(tzinfo=UTC).timestamp()
+
+
+def row(rid: str, t: float, *, key: int | None = 1, model: str | None = "echo", status: int = 200,
+        prompt: int = 0, completion: int = 0, cost: int = 0) -> RequestLog:
+    return RequestLog(id=rid, created_at=t, path="/v1/chat/completions", dialect="openai", status=status,
+                      key_id=key, model=model, prompt_tokens=prompt, completion_tokens=completion,
+                      cost_micro=cost)
+
+
+async def test_day_buckets_split_at_utc_midnight(engine: AsyncEngine) -> None:
+    """CAST rounds on PostgreSQL and truncates on SQLite: the bucket must be floor on both."""
+    repo = RequestLogRepository(engine)
+    await repo.insert_many([
+        row("late", at("2026-11-22T23:59:59.900"), prompt=1),
+        row("early", at("2026-11-23T00:00:00.100"), prompt=10),
+        row("midnight", at("2026-11-24T00:00:00"), prompt=100),
+        row("noon", at("2026-11-24T12:00:00"), prompt=1000),  # exactly half a day: round-half cases
+        row("half", at("2026-11-24T12:00:00.500"), prompt=10000),
+        row("before-1970", at("1969-12-31T23:59:59.500"), prompt=100000),  # negative: truncation is ceil
+    ])
+    by_day = {u["day"]: u["prompt_tokens"] for u in await repo.usage(group_by=["day"])}
+    assert by_day == {"1969-12-31": 100000, "2026-11-22": 1, "2026-11-23": 10, "2026-11-24": 11100}
+    assert list(by_day) == sorted(by_day)  # ordered by day
+
+
+async def test_usage_groups_and_sums(engine: AsyncEngine) -> None:
+    repo = RequestLogRepository(engine)
+    d1, d2 = at("2026-11-22T10:00:00"), at("2026-11-23T10:00:00")
+    await repo.insert_many([
+        row("a1", d1, key=1, model="echo", prompt=3, completion=5, cost=1_500_000),
+        row("a2", d1 + 60, key=1, model="echo", prompt=2, completion=1, cost=2_000_000_000_000),  # > int32
+        row("a3", d2, key=1, model="gpt", prompt=7, completion=0, cost=10),
+        row("a4", d2 + 1, key=1, model="nope", status=404),
+        row("b1", d2 + 2, key=2, model="echo", prompt=4, completion=4, cost=7),
+        row("n1", d2 + 3, key=None, model=None, status=401),  # unauthenticated: no key, no model
+    ])
+    full = await repo.usage()
+    assert full == [
+        {"key_id": 1, "model": "echo", "day": "2026-11-22", "requests": 2, "prompt_tokens": 5,
+         "completion_tokens": 6, "total_tokens": 11, "cost_micro": 2_000_001_500_000},
+        {"key_id": 1, "model": "gpt", "day": "2026-11-23", "requests": 1, "prompt_tokens": 7,
+         "completion_tokens": 0, "total_tokens": 7, "cost_micro": 10},
+        {"key_id": 1, "model": "nope", "day": "2026-11-23", "requests": 1, "prompt_tokens": 0,
+         "completion_tokens": 0, "total_tokens": 0, "cost_micro": 0},
+        {"key_id": 2, "model": "echo", "day": "2026-11-23", "requests": 1, "prompt_tokens": 4,
+         "completion_tokens": 4, "total_tokens": 8, "cost_micro": 7},
+        {"key_id": None, "model": None, "day": "2026-11-23", "requests": 1, "prompt_tokens": 0,
+         "completion_tokens": 0, "total_tokens": 0, "cost_micro": 0},
+    ]
+    assert all(type(v) is int for u in full for k, v in u.items() if k not in ("key_id", "model", "day"))
+
+    per_key = await repo.usage(group_by=["key"])
+    assert [(u["key_id"], u["requests"], u["total_tokens"]) for u in per_key] == [(1, 4, 18), (2, 1, 8),
+                                                                                 (None, 1, 0)]
+    assert all(set(u) == {"key_id", "requests", "prompt_tokens", "completion_tokens", "total_tokens",
+                          "cost_micro"} for u in per_key)
+    per_model = await repo.usage(group_by=("model",), key_id=1)
+    assert [(u["model"], u["requests"]) for u in per_model] == [("echo", 2), ("gpt", 1), ("nope", 1)]
+
+    (totals,) = await repo.usage(group_by=())
+    assert totals == {"requests": 6, "prompt_tokens": 16, "completion_tokens": 10, "total_tokens": 26,
+                      "cost_micro": 2_000_001_500_017}
+    (none,) = await repo.usage(group_by=(), key_id=99)
+    assert none == {"requests": 0, "prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0, "cost_micro": 0}
+    assert await repo.usage(key_id=99) == []
+
+    # filters: model, and a window [since, until)
+    assert [u["key_id"] for u in await repo.usage(model="echo", group_by=["key"])] == [1, 2]
+    window = await repo.usage(since=d1 + 60, until=d2 + 2, group_by=["day"])
+    assert [(u["day"], u["requests"]) for u in window] == [("2026-11-22", 1), ("2026-11-23", 2)]
+    assert len(await repo.usage(limit=2)) == 2
+
+    with pytest.raises(ValueError, match="group_by"):
+        await repo.usage(group_by=["week"])
+
+
+async def test_list_filters_pages_newest_first(engine: AsyncEngine) -> None:
+    repo = RequestLogRepository(engine)
+    base = at("2026-11-23T10:00:00")
+    statuses = [200, 200, 404, 502, 200, 429, 500, 200]
+    await repo.insert_many([row(f"r{i}", base + i, key=1 + i % 2, status=s, model="echo" if i < 6 else "gpt")
+                            for i, s in enumerate(statuses)])
+
+    page, total = await repo.list(limit=3)
+    assert total == 8 and [r.id for r in page] == ["r7", "r6", "r5"]
+    page, total = await repo.list(limit=3, offset=6)
+    assert total == 8 and [r.id for r in page] == ["r1", "r0"]
+
+    assert {r.id for r in (await repo.list(status=200))[0]} == {"r0", "r1", "r4", "r7"}
+    assert [r.id for r in (await repo.list(status="5xx"))[0]] == ["r6", "r3"]
+    assert [r.id for r in (await repo.list(status="4xx"))[0]] == ["r5", "r2"]
+    assert (await repo.list(status="3xx"))[1] == 0
+    assert [r.id for r in (await repo.list(key_id=2, model="echo"))[0]] == ["r5", "r3", "r1"]
+    assert [r.id for r in (await repo.list(since=base + 2, until=base + 4))[0]] == ["r3", "r2"]
+    items, total = await repo.list(key_id=1, status="2xx", limit=1)
+    assert total == 2 and [r.id for r in items] == ["r4"]
+
+    with pytest.raises(ValueError, match="status"):
+        await repo.list(status="4x")
