@@ -32,6 +32,20 @@ def _plain(url: str) -> str:
 
 @pytest.fixture
 def postgres_url() -> Iterator[str]:
+    """A database of this test's own on PostgreSQL, dropped afterwards."""
+    with postgres_database() as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def postgres_url_module() -> Iterator[str]:
+    """The same, shared by one test module (for a module's gateway processes)."""
+    with postgres_database() as url:
+        yield url
+
+
+@contextlib.contextmanager
+def postgres_database() -> Iterator[str]:
     name = "tollway_test_" + secrets.token_hex(4)
 
     async def admin(sql: str) -> None:
