@@ -1,0 +1,80 @@
+#!/usr/bin/env bash
+# What billing and limits cost per request: the same gateway with billing off (TOLLWAY_BILLING=off,
+# a key without limits) and on (a priced model, a key with a balance and RPM/TPM limits it never
+# reaches, so every request is authorized, counted twice, held, settled and written to the ledger),
+# non-stream at concurrency $CONC against the kit's mock, interleaved ROUNDS times. With REDIS set,
+# two more gateways keep pool state (both), wallets and limits (billing on) in Redis.
+#
+#   bench/billing.sh                                       # ROUNDS=3 DURATION=10 CONC=64
+#   REDIS=redis://127.0.0.1:6379/14 bench/billing.sh
+set -u
+HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+KIT="${KIT:-$HERE/../shared/bench}"
+VENV="${VENV:-$HERE/.venv}"
+OUT="${OUT:-/tmp/tollway-billing-$(date +%Y%m%d-%H%M%S)}"
+ROUNDS="${ROUNDS:-3}"
+DURATION="${DURATION:-10}"
+CONC="${CONC:-64}"
+REDIS="${REDIS:-}"
+ADMIN="bench-admin-key-$RANDOM$RANDOM"
+mkdir -p "$OUT"
+pids=()
+cleanup() { [ ${#pids[@]} -gt 0 ] && python3 "$KIT/killtree.py" "${pids[@]}" >/dev/null 2>&1; }
+trap cleanup EXIT
+
+MOCK_QUIET=1 MOCK_PORT=18096 node "$KIT/mock_upstream.js" >"$OUT/mock.log" 2>&1 & pids+=($!)
+export OPENAI_API_KEY=sk-mock OPENAI_BASE_URL=http://127.0.0.1:18096/v1 TOLLWAY_ADMIN_KEY=$ADMIN
+export TOLLWAY_MAX_INFLIGHT_PER_CREDENTIAL=100000
+echo '{"model":"gpt-4o-mini","max_tokens":64,"messages":[{"role":"user","content":"Say hello."}]}' >"$OUT/body.json"
+
+admin() {  # port path json
+  curl -fsS "http://127.0.0.1:$1$2" -H "Authorization: Bearer $ADMIN" -d "$3"
+}
+serve() {  # name port billing(on|off) [redis url]
+  local data; data=$(mktemp -d)
+  TOLLWAY_DATA_DIR=$data TOLLWAY_BILLING=$3 TOLLWAY_REDIS_URL="${4:-}" TOLLWAY_REDIS_PREFIX="bench$RANDOM:" \
+    "$VENV/bin/tollway" serve --port "$2" >"$OUT/$1.log" 2>&1 &
+  pids+=($!); echo $! >"$OUT/$1.pid"
+  until curl -fsS -m 2 "http://127.0.0.1:$2/healthz" >/dev/null 2>&1; do sleep 0.2; done
+  if [ "$3" = on ]; then
+    admin "$2" /admin/model/save '{"name":"gpt-4o-mini","provider":"openai","price_in":0.15,"price_out":0.6}' >/dev/null
+    admin "$2" /admin/api-key/apply '{"name":"bench","balance":1000000,"rpm":100000000,"tpm":1000000000}'
+  else
+    admin "$2" /admin/api-key/apply '{"name":"bench"}'
+  fi | python3 -c 'import sys, json; print(json.load(sys.stdin)["api_key"])' >"$OUT/$1.key"
+}
+serve off 4031 off
+serve on 4032 on
+if [ -n "$REDIS" ]; then serve off-redis 4034 off "$REDIS"; serve on-redis 4033 on "$REDIS"; fi
+
+run() {  # name port
+  local pid before after
+  pid=$(cat "$OUT/$1.pid")
+  before=$(awk '{print $14 + $15}' "/proc/$pid/stat")
+  BENCH_BODY_FILE="$OUT/body.json" BENCH_KEY="$(cat "$OUT/$1.key")" BENCH_OUT="$OUT/$1.jsonl" \
+    wrk -t2 -c"$CONC" -d"${DURATION}s" -s "$KIT/wrk_post.lua" "http://127.0.0.1:$2/v1/chat/completions" \
+    >"$OUT/$1.wrk" 2>&1
+  after=$(awk '{print $14 + $15}' "/proc/$pid/stat")
+  python3 - "$OUT/$1.jsonl" "$before" "$after" "$(getconf CLK_TCK)" "$1" <<'PY'
+import json, sys
+line = json.loads(open(sys.argv[1]).read().splitlines()[-1])
+secs = (int(sys.argv[3]) - int(sys.argv[2])) / int(sys.argv[4])
+errs = sum(line[k] for k in ("err_connect", "err_read", "err_write", "err_status", "err_timeout"))
+print(f"{sys.argv[5]:<8} {line['rps']:>8.0f} req/s  {1000 * secs / max(line['requests'], 1):5.2f} ms CPU/req  "
+      f"p50 {line['lat_p50_ms']:.1f} ms  p99 {line['lat_p99_ms']:.1f} ms  errors={errs}")
+PY
+}
+for r in $(seq "$ROUNDS"); do
+  echo "round $r (c=$CONC, ${DURATION}s each)"
+  run off 4031
+  run on 4032
+  if [ -n "$REDIS" ]; then run off-redis 4034; run on-redis 4033; fi
+done | tee "$OUT/summary.txt"
+# what the "on" gateway billed: ledger rows against requests logged
+sleep 1
+for name in on on-redis; do
+  [ -f "$OUT/$name.key" ] || continue
+  port=$([ $name = on ] && echo 4032 || echo 4033)
+  curl -s "http://127.0.0.1:$port/user/usage?group_by=" -H "Authorization: Bearer $(cat "$OUT/$name.key")" \
+    | python3 -c 'import sys, json; d = json.load(sys.stdin); print(sys.argv[1], "billed", d["totals"], "balance", d["key"]["balance"])' "$name"
+done | tee -a "$OUT/summary.txt"
