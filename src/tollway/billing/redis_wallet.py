@@ -13,7 +13,7 @@ failure is translated into ``InternalError`` naming the wallet.
 
 from __future__ import annotations
 
-import secrets
+import itertools
 from typing import Any, cast
 
 import redis.asyncio as aioredis
@@ -82,6 +82,7 @@ class RedisWallet:
         self._reserve = client.register_script(RESERVE)
         self._settle = client.register_script(SETTLE)
         self._credit = client.register_script(CREDIT)
+        self._ids = itertools.count(1)
 
     def _key(self, key_id: int) -> str:
         return f"{self.prefix}wallet:{{{key_id}}}"
@@ -105,7 +106,7 @@ class RedisWallet:
                 code, room = cast(list[Any], await self._reserve(keys=[self._key(key_id)], args=args))
         if code != 0:
             raise refused(int(code), int(room))
-        return Hold(key_id, amount, secrets.token_hex(8))
+        return Hold(key_id, amount, str(next(self._ids)))
 
     async def settle(self, hold: Hold, charge: int, *, quota: int | None, month: str) -> int:
         args: list[int | str] = [hold.amount, charge, -1 if quota is None else quota, month]

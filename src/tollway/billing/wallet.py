@@ -19,7 +19,7 @@ processes share state through ``RedisWallet``).
 from __future__ import annotations
 
 import asyncio
-import secrets
+import itertools
 from collections.abc import Awaitable, Callable
 from typing import Protocol
 
@@ -100,6 +100,7 @@ class MemoryWallet:
         self._load = load
         self._accounts: dict[int, _Account] = {}
         self._loading: dict[int, asyncio.Future[_Account | None]] = {}
+        self._ids = itertools.count(1)  # a hold's id only needs to be unique here
 
     async def _account(self, key_id: int, month: str) -> _Account | None:
         account = self._accounts.get(key_id)
@@ -130,7 +131,7 @@ class MemoryWallet:
         if quota is not None and account.spent + account.held + amount > quota:
             raise refused(2, quota - account.spent - account.held)
         account.held += amount
-        return Hold(key_id, amount, secrets.token_hex(8))
+        return Hold(key_id, amount, str(next(self._ids)))
 
     def settle_now(self, hold: Hold, charge: int, *, quota: int | None, month: str) -> int:
         account = self._accounts.get(hold.key_id)

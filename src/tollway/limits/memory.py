@@ -89,6 +89,10 @@ class MemoryLimiter:
         return Decision(allowed=True, reservation=entry.id)
 
     async def settle(self, key: str, reservation: str, *, actual_tokens: int) -> None:
+        self.settle_now(key, reservation, actual_tokens=actual_tokens)
+
+    def settle_now(self, key: str, reservation: str, *, actual_tokens: int) -> None:
+        """``settle`` without awaiting: nothing here does I/O."""
         win = self._windows.get(key)
         entry = win.by_id.get(reservation) if win is not None else None
         if win is None or entry is None:

@@ -37,6 +37,7 @@ from tollway.core.errors import PermissionDenied, RateLimited
 from tollway.core.keys import ApiKey
 from tollway.core.money import MICRO
 from tollway.limits.base import Limiter
+from tollway.limits.memory import MemoryLimiter
 from tollway.store.ledger import CHARGE, REFUND, LedgerRepository, month_of
 from tollway.store.log_buffer import WriteBehind
 
@@ -154,9 +155,16 @@ class Billing:
 
     def _release_limits(self, ticket: Ticket) -> None:
         """A refused admission keeps its request counts (it was a request) but no tokens."""
-        for name, rid in ticket.limits:
-            self._spawn(self.limiter.settle(name, rid, actual_tokens=0))
+        self._settle_limits(ticket, 0)
         ticket.limits = []
+
+    def _settle_limits(self, ticket: Ticket, tokens: int) -> None:
+        limiter = self.limiter
+        for name, rid in ticket.limits:
+            if isinstance(limiter, MemoryLimiter):  # no I/O: now, not in a task
+                limiter.settle_now(name, rid, actual_tokens=tokens)
+            else:
+                self._spawn(limiter.settle(name, rid, actual_tokens=tokens))
 
     # after the call ------------------------------------------------------------------------
 
@@ -164,9 +172,7 @@ class Billing:
                request_id: str) -> int:
         """Release the holds; charge for ``tokens`` (input, output) on ``model``, or refund
         (``tokens`` None). Returns the cost (what the request log shows)."""
-        used = 0 if tokens is None else tokens[0] + tokens[1]
-        for name, rid in ticket.limits:
-            self._spawn(self.limiter.settle(name, rid, actual_tokens=used))
+        self._settle_limits(ticket, 0 if tokens is None else tokens[0] + tokens[1])
         charge = 0 if tokens is None or model is None else cost(model, tokens[0], tokens[1], ticket.multiplier)
         hold = ticket.hold
         if hold is None:

@@ -22,9 +22,21 @@ from tollway.store.tables import api_keys, ledger
 RECHARGE, CHARGE, REFUND = "recharge", "charge", "refund"
 
 
+_month: tuple[float, float, str] = (0.0, 0.0, "")  # [start, end) of the last month asked for, and its name
+
+
 def month_of(t: float) -> str:
-    """The calendar month (UTC) a time falls in: ``2026-11``."""
-    return datetime.fromtimestamp(t, UTC).strftime("%Y-%m")
+    """The calendar month (UTC) a time falls in: ``2026-11``. The hot path asks for the same
+    month again and again: its bounds are remembered."""
+    global _month
+    start, end, name = _month
+    if start <= t < end:
+        return name
+    d = datetime.fromtimestamp(t, UTC)
+    first = datetime(d.year, d.month, 1, tzinfo=UTC)
+    following = datetime(d.year + d.month // 12, d.month % 12 + 1, 1, tzinfo=UTC)
+    _month = (first.timestamp(), following.timestamp(), first.strftime("%Y-%m"))
+    return _month[2]
 
 
 def _entry(r: Any) -> LedgerEntry:
