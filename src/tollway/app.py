@@ -48,14 +48,14 @@ from tollway.routing.admission import Billing
 from tollway.routing.catalog import Catalog
 from tollway.routing.gateway import Gateway
 from tollway.routing.pools import CredentialPool, MemoryState, PoolOptions, PoolState
-from tollway.routing.redis_state import connect as connect_redis
+from tollway.routing.redis_state import RedisState
 from tollway.routing.responses import JSONBytes
 from tollway.store.db import create_engine
 from tollway.store.env import EnvRepository
 from tollway.store.ledger import LedgerRepository
 from tollway.store.log_buffer import RequestLogBuffer
 from tollway.store.meta import MetaRepository
-from tollway.store.redis import Broadcast
+from tollway.store.redis import Broadcast, ScriptBatch
 from tollway.store.redis import connect as connect_redis_client
 from tollway.store.request_logs import RequestLogRepository
 
@@ -124,8 +124,11 @@ async def build_gateway(settings: Settings) -> Gateway:
     catalog = build_catalog(settings, configs)
     ctx = ProviderContext(timeouts=settings.timeouts, media=MediaFetcher(settings.media))
     providers = {name: build_provider(cfg, ctx) for name, cfg in configs.items()}
-    state: PoolState = (await connect_redis(settings.redis_url, prefix=settings.redis_prefix) if settings.redis_url
-                        else MemoryState())
+    # with Redis: one client for pools, limits and wallets, whose scripts of one loop turn share a round trip
+    redis_client = await connect_redis_client(settings.redis_url) if settings.redis_url else None
+    batch = ScriptBatch(redis_client) if redis_client is not None else None
+    state: PoolState = (RedisState(redis_client, prefix=settings.redis_prefix, batch=batch)
+                        if redis_client is not None else MemoryState())
     pools = {name: CredentialPool(name, cfg.credentials, options=pool_options(settings.pool, cfg), state=state)
              for name, cfg in configs.items()}
     logs = RequestLogBuffer(RequestLogRepository(engine), interval=settings.log_flush_interval,
@@ -140,23 +143,23 @@ async def build_gateway(settings: Settings) -> Gateway:
     gateway.configs = dict(configs)
     gateway.settings = settings
     gateway.env_repo = EnvRepository(engine, SecretBox(await load_secret_key(settings.env, MetaRepository(engine))))
-    gateway.billing = await build_billing(settings, engine)
+    gateway.billing = await build_billing(settings, engine, batch)
     if settings.redis_url:
         gateway.broadcast = Broadcast(await connect_redis_client(settings.redis_url), f"{settings.redis_prefix}changes")
     return gateway
 
 
-async def build_billing(settings: Settings, engine: AsyncEngine) -> Billing:
+async def build_billing(settings: Settings, engine: AsyncEngine, batch: ScriptBatch | None) -> Billing:
     """Wallets and limits in this process, or in Redis for every process sharing it. Redis keys
     carry this database's install id, so a fresh database never meets an old one's balances."""
     ledger = LedgerRepository(engine)
     wallet: Wallet
     limiter: Limiter
-    if settings.redis_url:
+    if batch is not None:
         install = await MetaRepository(engine).set_if_absent(INSTALL_ID, secrets.token_hex(6))
         prefix = f"{settings.redis_prefix}{install}:"
-        wallet = RedisWallet(await connect_redis_client(settings.redis_url), ledger.state, prefix=prefix)
-        limiter = RedisLimiter(await connect_redis_client(settings.redis_url), prefix)
+        wallet = RedisWallet(batch.client, ledger.state, prefix=prefix, batch=batch)
+        limiter = RedisLimiter(batch.client, prefix, batch=batch)
     else:
         wallet, limiter = MemoryWallet(ledger.state), MemoryLimiter()
     return Billing(wallet, limiter, ledger, enabled=settings.billing, flush_interval=settings.ledger_flush_interval,

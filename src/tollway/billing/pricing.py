@@ -2,8 +2,8 @@
 
 A model has a price per million input tokens, a price per million output tokens (both in
 micro-credits) and a per-request ``credit_cost``; a group multiplies the whole by its multiplier
-(parts per million). Arithmetic is on integers and rounds up once per step, so a request is never
-billed less than its exact cost and never more than one micro-credit per step above it.
+(parts per million). Arithmetic is on integers and rounds up once, at the end, so a request is
+never billed less than its exact cost and never a whole micro-credit above it.
 """
 
 from __future__ import annotations
@@ -21,8 +21,7 @@ def _ceil_div(a: int, b: int) -> int:
 def cost(model: ModelInfo, input_tokens: int, output_tokens: int, multiplier: int = MICRO) -> int:
     """Micro-credits for one request that used these tokens."""
     tokens = max(0, input_tokens) * model.price_in + max(0, output_tokens) * model.price_out
-    base = _ceil_div(tokens, 1_000_000) + model.credit_cost
-    return _ceil_div(base * multiplier, MICRO)
+    return _ceil_div((tokens + model.credit_cost * 1_000_000) * multiplier, 1_000_000 * MICRO)
 
 
 def output_bound(model: ModelInfo, max_tokens: int | None, default: int = DEFAULT_RESERVE_OUTPUT) -> int:

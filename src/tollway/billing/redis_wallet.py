@@ -19,7 +19,7 @@ from typing import Any, cast
 import redis.asyncio as aioredis
 
 from tollway.billing.wallet import Hold, StateLoader, refused, settled
-from tollway.store.redis import translated
+from tollway.store.redis import ScriptBatch, translated
 
 # KEYS: wallet. ARGV: balance, spent, month
 INIT = """
@@ -74,14 +74,18 @@ return 1
 
 
 class RedisWallet:
-    def __init__(self, client: aioredis.Redis, load: StateLoader, *, prefix: str = "tollway:") -> None:
+    def __init__(self, client: aioredis.Redis, load: StateLoader, *, prefix: str = "tollway:",
+                 batch: ScriptBatch | None = None) -> None:
+        """With ``batch``, the scripts go out in its pipelines (shared with the rate limits)."""
         self.client = client
         self._load = load
         self.prefix = prefix
-        self._init = client.register_script(INIT)
-        self._reserve = client.register_script(RESERVE)
-        self._settle = client.register_script(SETTLE)
-        self._credit = client.register_script(CREDIT)
+        self._batch = batch
+        register = batch.register if batch is not None else client.register_script
+        self._init = register(INIT)
+        self._reserve = register(RESERVE)
+        self._settle = register(SETTLE)
+        self._credit = register(CREDIT)
         self._ids = itertools.count(1)
 
     def _key(self, key_id: int) -> str:
@@ -128,4 +132,6 @@ class RedisWallet:
         return int(values[0]), int(values[1]), int(values[2])
 
     async def close(self) -> None:
+        if self._batch is not None:
+            await self._batch.close()
         await self.client.aclose()

@@ -17,14 +17,15 @@ A Redis failure while serving is translated once, here, into ``InternalError``.
 
 from __future__ import annotations
 
+import itertools
 import secrets
 from typing import cast
 
 import redis.asyncio as aioredis
 
 from tollway.limits.base import UNCOUNTED, WINDOW, Decision
+from tollway.store.redis import ScriptBatch, translated
 from tollway.store.redis import connect as connect_redis
-from tollway.store.redis import translated
 
 GRACE_MS = 5_000  # the keys outlive their last admission by a window plus this much
 
@@ -90,12 +91,19 @@ return 1
 class RedisLimiter:
     """``Limiter`` in Redis, shared by every replica that uses the same server and prefix."""
 
-    def __init__(self, client: aioredis.Redis, prefix: str = "tollway:", *, window: float = WINDOW) -> None:
+    def __init__(self, client: aioredis.Redis, prefix: str = "tollway:", *, window: float = WINDOW,
+                 batch: ScriptBatch | None = None) -> None:
+        """With ``batch``, the scripts go out in its pipelines (shared with the wallets)."""
         self.client = client  # decode_responses=True
         self.prefix = prefix
         self.window_ms = max(1, round(window * 1000))
-        self._hit = client.register_script(HIT)
-        self._settle = client.register_script(SETTLE)
+        self._batch = batch
+        register = batch.register if batch is not None else client.register_script
+        self._hit = register(HIT)
+        self._settle = register(SETTLE)
+        # reservation ids: unique across replicas (a random part per process), cheap per hit
+        self._run = secrets.token_hex(6)
+        self._ids = itertools.count(1)
 
     def _keys(self, key: str) -> list[str]:
         base = f"{self.prefix}rl:{{{key}}}"
@@ -104,7 +112,7 @@ class RedisLimiter:
     async def hit(self, key: str, *, rpm: int | None, tpm: int | None, tokens: int) -> Decision:
         if rpm is None and tpm is None:
             return UNCOUNTED
-        reservation = secrets.token_hex(8)
+        reservation = f"{self._run}.{next(self._ids)}"
         args: list[int | str] = [-1 if rpm is None else rpm, -1 if tpm is None else tpm, max(0, tokens),
                 self.window_ms, reservation, GRACE_MS]
         with translated("rate limits", "count a hit"):
@@ -118,6 +126,8 @@ class RedisLimiter:
             await self._settle(keys=self._keys(key)[1:], args=[reservation, max(0, actual_tokens)])
 
     async def close(self) -> None:
+        if self._batch is not None:
+            await self._batch.close()
         await self.client.aclose()
 
 

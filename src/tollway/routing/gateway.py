@@ -500,8 +500,6 @@ class Gateway:
     async def close(self) -> None:
         for task in self._tasks:
             task.cancel()
-        if self.billing is not None:
-            await self.billing.close()
         await self.logs.close()
         for provider in [*self.providers.values(), *self._retired]:
             await provider.close()
@@ -509,6 +507,8 @@ class Gateway:
             await self.media.close()
         for pool in self.pools.values():
             await pool.drain()  # releases still on their way to a shared state
+        if self.billing is not None:  # after the pools: they may share its Redis client
+            await self.billing.close()
         if self.pool_state is not None:
             await self.pool_state.close()
         if self.broadcast is not None:

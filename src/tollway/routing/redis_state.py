@@ -30,8 +30,8 @@ from typing import cast
 
 import redis.asyncio as aioredis
 
+from tollway.store.redis import ScriptBatch, translated
 from tollway.store.redis import connect as connect_redis
-from tollway.store.redis import translated
 
 GRACE_MS = 5_000  # a ZSET key outlives its last lease (or waiter) by this much
 
@@ -99,15 +99,24 @@ def _ms(seconds: float) -> int:
     return max(1, round(seconds * 1000))
 
 
+# KEYS: slots. ARGV: token. A script (not a plain ZREM) so that it can ride in a ScriptBatch.
+GIVE_BACK = "return redis.call('ZREM', KEYS[1], ARGV[1])"
+
+
 class RedisState:
     """``PoolState`` in Redis, shared by every replica that uses the same server and prefix."""
 
     shared = True
 
-    def __init__(self, client: aioredis.Redis, *, prefix: str = "tollway:") -> None:
+    def __init__(self, client: aioredis.Redis, *, prefix: str = "tollway:", batch: ScriptBatch | None = None) -> None:
+        """With ``batch``, taking and giving back slots go out in its pipelines (one round trip for
+        every call of a loop turn, shared with billing)."""
         self.client = client  # decode_responses=True
         self.prefix = prefix
-        self._take = client.register_script(TAKE)
+        self._batch = batch
+        register = batch.register if batch is not None else client.register_script
+        self._take = register(TAKE)
+        self._give_back = register(GIVE_BACK)
         self._renew = client.register_script(RENEW)
         self._counts = client.register_script(COUNTS)
         self._enter = client.register_script(ENTER_QUEUE)
@@ -127,7 +136,7 @@ class RedisState:
 
     async def give_back(self, pool: str, credential_id: str, token: str) -> None:
         with translated("pool state", "give back a slot"):
-            await self.client.zrem(self._key(pool, "slots", credential_id), token)
+            await self._give_back(keys=[self._key(pool, "slots", credential_id)], args=[token])
 
     async def renew(self, pool: str, leases: Iterable[tuple[str, str]], ttl: float) -> None:
         held = list(leases)
@@ -192,6 +201,8 @@ class RedisState:
             await self.client.zrem(self._key(pool, "queue"), waiter)
 
     async def close(self) -> None:
+        if self._batch is not None:
+            await self._batch.close()
         await self.client.aclose()
 
 

@@ -6,12 +6,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 from collections.abc import Awaitable, Callable, Iterator
-from typing import cast
+from typing import Any, cast
 from urllib.parse import urlsplit, urlunsplit
 
 import redis.asyncio as aioredis
-from redis.exceptions import RedisError
+from redis.exceptions import NoScriptError, RedisError
 
 from tollway.core.errors import ConfigError, InternalError
 
@@ -82,4 +83,77 @@ class Broadcast:
                 await asyncio.sleep(1.0)
 
     async def close(self) -> None:
+        await self.client.aclose()
+
+
+class ScriptBatch:
+    """Lua scripts sent together: the calls made during one turn of the event loop go out as one
+    pipeline (one connection checkout, one write, one read), not one round trip each.
+
+    Under load, many requests reach their admission or settlement in the same turn; batching them
+    is what keeps Redis-backed billing close to in-memory billing in CPU per request. A script the
+    server does not know yet (first use, or after a restart) is loaded and its calls sent again.
+    ``register`` returns a callable with redis-py's ``Script`` calling convention.
+    """
+
+    def __init__(self, client: aioredis.Redis) -> None:
+        self.client = client
+        self._queue: list[tuple[str, str, list[Any], list[Any], asyncio.Future[Any]]] = []
+        self._scheduled = False
+        self._sending: set[asyncio.Task[None]] = set()
+
+    def register(self, text: str) -> Callable[..., Awaitable[Any]]:
+        sha = hashlib.sha1(text.encode()).hexdigest()
+
+        async def call(*, keys: list[str], args: list[Any]) -> Any:
+            future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+            self._queue.append((sha, text, keys, args, future))
+            if not self._scheduled:
+                self._scheduled = True
+                asyncio.get_running_loop().call_soon(self._flush)
+            return await future
+
+        return call
+
+    def _flush(self) -> None:
+        self._scheduled = False
+        batch, self._queue = self._queue, []
+        task = asyncio.ensure_future(self._send(batch))
+        self._sending.add(task)
+        task.add_done_callback(self._sending.discard)
+
+    async def _send(self, batch: list[tuple[str, str, list[Any], list[Any], asyncio.Future[Any]]]) -> None:
+        try:
+            results = await self._pipeline(batch)
+            missing = [i for i, r in enumerate(results) if isinstance(r, NoScriptError)]
+            if missing:
+                for text in {batch[i][1] for i in missing}:
+                    await self.client.script_load(text)
+                again = await self._pipeline([batch[i] for i in missing])
+                for i, r in zip(missing, again, strict=True):
+                    results[i] = r
+        except BaseException as exc:  # the whole pipeline failed (connection lost, cancelled)
+            for *_, future in batch:
+                if not future.done():
+                    future.set_exception(exc if isinstance(exc, Exception) else RedisError("cancelled"))
+            if not isinstance(exc, Exception):
+                raise
+            return
+        for (*_, future), result in zip(batch, results, strict=True):
+            if future.done():
+                continue
+            if isinstance(result, Exception):
+                future.set_exception(result)
+            else:
+                future.set_result(result)
+
+    async def _pipeline(self, batch: list[tuple[str, str, list[Any], list[Any], asyncio.Future[Any]]]) -> list[Any]:
+        async with self.client.pipeline(transaction=False) as pipe:
+            for sha, _, keys, args, _ in batch:
+                pipe.execute_command("EVALSHA", sha, len(keys), *keys, *args)
+            return list(await pipe.execute(raise_on_error=False))
+
+    async def close(self) -> None:
+        if self._sending:
+            await asyncio.gather(*list(self._sending), return_exceptions=True)
         await self.client.aclose()

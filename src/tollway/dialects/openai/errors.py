@@ -21,7 +21,7 @@ _OPENAI_TYPES = {
 def openai_error_body(err: TollwayError) -> dict[str, Any]:
     status = err.http_status
     kind = _OPENAI_TYPES.get(status, "api_error" if status >= 500 else "invalid_request_error")
-    if err.code == "quota_exceeded":
+    if err.code in ("quota_exceeded", "insufficient_quota"):
         kind = "insufficient_quota"
     return {"error": {"message": err.message, "type": kind, "param": err.param, "code": err.code}}
 
