@@ -23,6 +23,7 @@ from starlette.routing import BaseRoute, Route
 from tollway.core.catalog import Credential, ModelInfo
 from tollway.core.chat import ChatRequest, StreamEvent, Usage, UsageReport
 from tollway.core.errors import InvalidRequest, TollwayError, UpstreamError
+from tollway.core.keys import ApiKey
 from tollway.core.names import DIALECT_ANTHROPIC
 from tollway.dialects.anthropic.codec import check_request, decode_request, encode_response, loads
 from tollway.dialects.anthropic.errors import anthropic_error_body
@@ -202,6 +203,8 @@ def _canonical_stream(req: ChatRequest, events: AsyncIterator[StreamEvent], firs
         async for event in events:
             if isinstance(event, UsageReport):
                 call.usage(event.usage)
+            else:
+                call.produced += 1  # what a client that cuts the stream pays for, without usage
             out = encoder_.feed(event)
             if out:
                 yield out
@@ -273,13 +276,16 @@ def _model_entry(m: ModelInfo) -> dict[str, Any]:
             "object": "model", "created": m.created, "owned_by": m.provider}
 
 
-def models_page(gw: Gateway, request: Request) -> dict[str, Any]:
+def models_page(gw: Gateway, request: Request, key: ApiKey | None = None) -> dict[str, Any]:
     """Anthropic's page (``data``, ``first_id``, ``last_id``, ``has_more``; ``limit``,
-    ``after_id``, ``before_id``), which also carries seed 002's ``object: list``."""
+    ``after_id``, ``before_id``), which also carries seed 002's ``object: list``. With a ``key``,
+    only the models it is authorized for."""
     listed = gw.catalog.listed()
     names = {m.id for m in listed}
     if gw.catalog.claude_mapping:  # Claude names answer through the mapping: list them too
         listed += [m for m in gw.catalog.known.values() if m.id.startswith("claude") and m.id not in names]
+    if key is not None and gw.billing is not None:
+        listed = [m for m in listed if gw.billing.access.allowed(key, (m.id,))]
     q = request.query_params
     try:
         limit = int(q.get("limit") or 20)
@@ -316,8 +322,9 @@ async def models(request: Request, call: Call) -> Response:
 async def models_with_key(request: Request, call: Call) -> Response:
     """``GET /v1/models`` from an Anthropic SDK: the same page, behind a key like every /v1 route."""
     gw: Gateway = request.app.state.gateway
-    call.identify(await gw.identify(request.headers))
-    page = models_page(gw, request)
+    identity = await gw.identify(request.headers)
+    call.identify(identity)
+    page = models_page(gw, request, identity.key)
     call.finish(200)
     return JSONBytes(page)
 

@@ -167,8 +167,10 @@ def ai_service() -> Service:
             pending = [first]
             async for ev in _chain(pending, events):
                 if isinstance(ev, TextDelta) and ev.text:
+                    call.produced += 1  # what a client that cuts the stream pays for, without usage
                     yield _sse("delta", {"type": "text", "text": ev.text})
                 elif isinstance(ev, ReasoningDelta) and ev.text:
+                    call.produced += 1
                     yield _sse("delta", {"type": "reasoning", "text": ev.text})
                 elif isinstance(ev, Finish):
                     finish = ev.reason

@@ -237,6 +237,8 @@ class OpenAIRoutes:
             async for event in events:
                 if isinstance(event, UsageReport):
                     call.usage(event.usage)
+                else:
+                    call.produced += 1  # what a client that cuts the stream pays for, without usage
                 yield stream.feed(event)
             yield stream.close()
 
