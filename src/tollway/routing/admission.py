@@ -33,7 +33,7 @@ from tollway.billing.pricing import DEFAULT_RESERVE_OUTPUT, cost, reservation
 from tollway.billing.wallet import Hold, MemoryWallet, Wallet
 from tollway.core.billing import Group, LedgerEntry
 from tollway.core.catalog import ModelInfo
-from tollway.core.errors import PermissionDenied, RateLimited
+from tollway.core.errors import InternalError, PermissionDenied, RateLimited
 from tollway.core.keys import ApiKey
 from tollway.core.money import MICRO
 from tollway.limits.base import Limiter
@@ -45,6 +45,7 @@ if TYPE_CHECKING:
     from tollway.routing.catalog import Route
 
 log = logging.getLogger("tollway.billing")
+SETTLE_RETRIES = (0.1, 0.5, 1.0, 2.0, 5.0, 10.0, 15.0)  # seconds between attempts to settle in Redis
 
 
 class Bound(msgspec.Struct, frozen=True):
@@ -188,7 +189,18 @@ class Billing:
 
     async def _settle(self, ticket: Ticket, hold: Hold, charge: int, model: ModelInfo | None,
                       request_id: str) -> None:
-        applied = await self.wallet.settle(hold, charge, quota=ticket.quota, month=month_of(time.time()))
+        """Settle in the shared wallet, retrying through a Redis outage of up to about half a
+        minute: a hold that is never settled would keep the key's credits out of reach."""
+        for delay in (*SETTLE_RETRIES, None):
+            try:
+                applied = await self.wallet.settle(hold, charge, quota=ticket.quota, month=month_of(time.time()))
+                break
+            except InternalError as err:
+                if delay is None:
+                    log.error("settling request %s failed for good; key %s keeps a hold of %d micro-credits "
+                              "until an admin corrects it: %s", request_id, hold.key_id, hold.amount, err.message)
+                    return
+                await asyncio.sleep(delay)
         self._record(ticket, hold, charge, applied, model, request_id)
 
     def _record(self, ticket: Ticket, hold: Hold, charge: int, applied: int, model: ModelInfo | None,

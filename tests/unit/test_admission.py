@@ -1,0 +1,151 @@
+"""Admission rules (routing/admission.py) without a server: authorization, limits, holds, settling."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import pytest
+
+from tollway.billing.wallet import Hold, MemoryWallet
+from tollway.core.billing import Group, LedgerEntry
+from tollway.core.catalog import ModelInfo
+from tollway.core.errors import InsufficientCredits, InternalError, PermissionDenied, RateLimited
+from tollway.core.keys import ApiKey
+from tollway.limits.memory import MemoryLimiter
+from tollway.routing import admission
+from tollway.routing.admission import Access, Billing, Bound
+from tollway.routing.catalog import Route
+
+PRICED = ModelInfo(id="m", provider="p", upstream_id="m", credit_cost=1_000)
+OTHER = ModelInfo(id="other", provider="p", upstream_id="other", credit_cost=5_000)
+
+
+def key(**kw: Any) -> ApiKey:
+    return ApiKey(**{"id": 7, "name": "k", "prefix": "tw-x", "key_hash": "h", **kw})
+
+
+class Books:
+    """A ledger repository in memory: what the writer would have written."""
+
+    def __init__(self, balance: int) -> None:
+        self.balance = balance
+        self.rows: list[LedgerEntry] = []
+
+    async def apply(self, entries: Sequence[LedgerEntry]) -> None:
+        self.rows.extend(entries)
+
+    async def state(self, key_id: int, month: str) -> tuple[int, int]:
+        return self.balance, 0
+
+
+def billing(books: Books, wallet: Any = None) -> Billing:
+    return Billing(wallet or MemoryWallet(books.state), MemoryLimiter(), books, flush_interval=0.01)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(("whitelist", "by_group", "by_key", "model", "allowed"), [
+    (None, None, None, "m", True),  # nothing configured: open
+    (("m",), None, None, "m", True),
+    (("x",), None, None, "m", False),  # outside the whitelist
+    (None, {"m"}, None, "m", True),
+    (None, {"x"}, None, "m", False),  # the group's authorizations close it
+    (None, {"x"}, {"m"}, "m", True),  # the key's own add to its group's
+    (None, None, {"x"}, "m", False),  # the key's own close it too
+    (("x",), {"m"}, None, "m", False),  # the whitelist restricts even an authorized model
+])
+def test_who_may_call_what(whitelist: tuple[str, ...] | None, by_group: set[str] | None, by_key: set[str] | None,
+                           model: str, allowed: bool) -> None:
+    access = Access(group_models={1: frozenset(by_group)} if by_group is not None else {},
+                    key_models={7: frozenset(by_key)} if by_key is not None else {})
+    assert access.allowed(key(group_id=1, models=whitelist), (model,)) is allowed
+
+
+async def test_a_refused_model_and_a_filtered_fallback() -> None:
+    b = billing(Books(10**6))
+    b.access = Access(key_models={7: frozenset({"m"})})
+    with pytest.raises(PermissionDenied) as err:
+        b.check_access(key(), "other", [Route(model=OTHER, provider="p")])
+    assert err.value.code == "model_not_available"
+    routes = b.check_access(key(), "m", [Route(model=PRICED, provider="p"), Route(model=OTHER, provider="p")])
+    assert [r.model.id for r in routes] == ["m"]  # the unauthorized fallback is dropped
+
+
+async def test_hold_charge_and_refund_with_a_group_multiplier() -> None:
+    books = Books(10_000)
+    b = billing(books)
+    b.access = Access(groups={1: Group(id=1, name="g", multiplier=2_000_000)})
+    b.start()
+    try:
+        k = key(group_id=1)
+        routes, ticket = await b.admit(k, "m", [Route(model=PRICED, provider="p")], Bound(10))
+        assert ticket.hold is not None and ticket.hold.amount == 2_000  # credit_cost x2
+        assert b.settle(ticket, PRICED, (10, 5), "r1") == 2_000
+        _, ticket = await b.admit(k, "m", routes, Bound(10))
+        assert b.settle(ticket, PRICED, None, "r2") == 0  # refunded
+        await b.writer.flush()
+        assert [(r.kind, r.amount, r.reserved) for r in books.rows] == [("charge", -2_000, 2_000),
+                                                                         ("refund", 0, 2_000)]
+        assert await b.wallet.state(7) == (8_000, 0, 2_000)
+    finally:
+        await b.close()
+
+
+async def test_a_refused_hold_gives_back_its_tokens_but_counts_the_request() -> None:
+    b = billing(Books(500))  # less than one request's credit_cost
+    k = key(rpm=2, tpm=100)
+    with pytest.raises(InsufficientCredits):
+        await b.admit(k, "m", [Route(model=PRICED, provider="p")], Bound(40))
+    with pytest.raises(InsufficientCredits):  # its 40 tokens were given back: the TPM has room
+        await b.admit(k, "m", [Route(model=PRICED, provider="p")], Bound(90))
+    with pytest.raises(RateLimited) as err:  # but both requests count against the RPM
+        await b.admit(k, "m", [Route(model=PRICED, provider="p")], Bound(1))
+    assert err.value.retry_after is not None and err.value.retry_after > 0
+    await b.close()
+
+
+class FlakyWallet:
+    """A shared wallet (not the in-process one, which settles without awaiting) whose settling
+    fails ``failures`` times (Redis away), then works."""
+
+    def __init__(self, books: Books, failures: int) -> None:
+        self.inner = MemoryWallet(books.state)
+        self.failures = failures
+        self.attempts = 0
+        self.reserve, self.load, self.credit, self.state = (self.inner.reserve, self.inner.load, self.inner.credit,
+                                                            self.inner.state)
+
+    async def settle(self, hold: Hold, charge: int, *, quota: int | None, month: str) -> int:
+        self.attempts += 1
+        if self.failures:
+            self.failures -= 1
+            raise InternalError("wallet: Redis failed to settle a request")
+        return self.inner.settle_now(hold, charge, quota=quota, month=month)
+
+    async def close(self) -> None:
+        await self.inner.close()
+
+
+async def test_settling_retries_through_an_outage(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(admission, "SETTLE_RETRIES", (0.01, 0.01, 0.01))
+    books = Books(10_000)
+    wallet = FlakyWallet(books, failures=2)
+    b = billing(books, wallet)
+    b.start()
+    _, ticket = await b.admit(key(), "m", [Route(model=PRICED, provider="p")], Bound(1))
+    b.settle(ticket, PRICED, (1, 1), "r")
+    await b.close()  # waits for the settling, flushes the ledger
+    assert wallet.attempts == 3
+    assert [(r.kind, r.amount) for r in books.rows] == [("charge", -1_000)]
+
+
+async def test_a_hold_that_cannot_be_settled_is_logged(monkeypatch: pytest.MonkeyPatch,
+                                                      caplog: pytest.LogCaptureFixture) -> None:
+    monkeypatch.setattr(admission, "SETTLE_RETRIES", (0.01,))
+    books = Books(10_000)
+    b = billing(books, FlakyWallet(books, failures=5))
+    b.start()
+    _, ticket = await b.admit(key(), "m", [Route(model=PRICED, provider="p")], Bound(1))
+    b.settle(ticket, PRICED, (1, 1), "r9")
+    await b.close()
+    assert books.rows == []
+    assert "settling request r9 failed for good" in caplog.text
