@@ -212,3 +212,32 @@ def test_an_alias_keeps_its_meaning_on_a_provider_named_otherwise() -> None:
                         credentials=(Credential(id="k", secret="s"),))
     route = Catalog(SPECS, [eu]).resolve("claude-3-7-sonnet-latest")
     assert (route.provider, route.model.upstream_id) == ("anthropic-eu", "claude-sonnet-4-5")
+
+
+# --- the model registry over the catalogs ----------------------------------------------------
+
+
+def test_a_registry_row_prices_every_spelling_of_its_upstream_model() -> None:
+    from tollway.core.billing import ModelRecord
+
+    c = catalog(OPENAI_ENV)
+    c.set_registry([ModelRecord(id=1, name="gpt-4o", provider="openai", upstream_id="gpt-4o", price_in=5_000_000,
+                                price_out=15_000_000, rpm=7)])
+    for name in ("gpt-4o", "openai/gpt-4o"):
+        route = c.resolve(name)
+        assert (route.model.id, route.model.upstream_id, route.model.price_in, route.model.price_out,
+                route.model.rpm) == (name, "gpt-4o", 5_000_000, 15_000_000, 7)
+    assert c.resolve("openai/gpt-4o-mini").model.price_in == 0  # another upstream model: not this price
+
+
+def test_a_disabled_registry_row_withdraws_every_spelling() -> None:
+    from tollway.core.billing import ModelRecord
+
+    c = catalog(OPENAI_ENV)
+    c.set_registry([ModelRecord(id=1, name="gpt-4o", provider="openai", upstream_id="gpt-4o", enabled=False)])
+    for name in ("gpt-4o", "openai/gpt-4o"):
+        with pytest.raises(ModelNotFound):
+            c.resolve(name)
+    assert "gpt-4o" not in {m.id for m in c.listed()}
+    c.set_registry([])  # deleted: the code catalog's model is back
+    assert c.resolve("gpt-4o").model.price_in == 0

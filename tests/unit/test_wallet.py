@@ -25,6 +25,7 @@ from tollway.store.redis import connect
 
 MONTHS = ("2026-01", "2026-02", "2026-03")
 KEY = 7
+REFS = (f"recharge-{i}" for i in itertools.count())  # each credit its own ledger row
 
 
 def loader(balance: int, spent: int, calls: list[int] | None = None) -> StateLoader:
@@ -116,7 +117,7 @@ async def play(wallet: Wallet, s: Scenario) -> list[Outcome]:
             hold = holds.pop(step.pick % len(holds))
             result = ("settled", await wallet.settle(hold, charge_of(hold, step), quota=s.quota, month=step.month))
         else:
-            await wallet.credit(KEY, step.amount)
+            await wallet.credit(KEY, step.amount, next(REFS))
             result = ("credited", step.amount)
         out.append((*result, await wallet.state(KEY)))
     return out
@@ -188,7 +189,7 @@ def test_memory_wallet_keeps_its_books_at_every_step(s: Scenario) -> None:
                 m.spent += applied
                 m.charged += applied
             else:
-                await wallet.credit(KEY, step.amount)
+                await wallet.credit(KEY, step.amount, next(REFS))
                 if m.month is not None:  # a credit before the first load is for a key not loaded here
                     m.balance += step.amount
                     m.credits += step.amount

@@ -1,11 +1,25 @@
 """``RedisWallet``: the wallets (see ``wallet``) shared by every replica and worker.
 
-One HASH per key, ``{prefix}wallet:{<key id>}``: ``b`` balance, ``h`` held by requests in flight,
-``m`` the month (``YYYY-MM``) ``s`` counts, ``s`` spent in it. Each operation is one Lua script, so
-a check and its hold are one atomic step however many replicas ask at once. A key's hash is made
-from the database the first time any replica needs it (``INIT`` writes only if it is absent) and
-kept without expiry: afterwards every change to it goes through these scripts, while each replica
-writes what it charged to the ledger (the database lags the hash by at most one flush).
+Per key ``K`` (``{K}`` is a Redis Cluster hash tag: one key's Redis keys share a slot):
+
+- ``{prefix}wallet:{K}``        HASH ``b`` balance, ``h`` held, ``m`` month (``YYYY-MM``), ``s`` spent in it
+- ``{prefix}wallet:{K}:holds``  ZSET hold id -> deadline (server ms); ``...:amt`` HASH hold id -> amount
+- ``{prefix}wallet:{K}:done:<id>``  what settling (or releasing) hold ``<id>`` charged, kept an hour
+
+Each operation is one Lua script, so a check and its hold are one atomic step however many replicas
+ask at once. Holds have ids, which makes every step safe to repeat or to lose:
+
+- a settlement retried after a lost reply answers what the first one charged (the ``done`` key);
+- a reservation whose caller gave up (a client gone, a timeout) is released by id; a release that
+  overtakes its reservation leaves a ``done`` mark that the reservation then respects;
+- a hold whose process died is swept when its deadline (``HOLD_TTL``) passes;
+- a hold Redis lost (a restart without persistence) settles as no hold: the charge comes only
+  from what is available, so a balance never goes below zero.
+
+A key's hash is made from the database the first time any replica needs it (``INIT`` writes only
+if it is absent) and kept without expiry; afterwards every change goes through these scripts,
+while each replica writes what it charged to the ledger (the database lags by at most one flush).
+A recharge is credited once per ledger row (``...:credit:<row>``), however often it is retried.
 
 All amounts are integers below 2^53 (``core.money`` caps them), exact in Lua's doubles. A Redis
 failure is translated into ``InternalError`` naming the wallet.
@@ -13,13 +27,20 @@ failure is translated into ``InternalError`` naming the wallet.
 
 from __future__ import annotations
 
+import asyncio
 import itertools
+import logging
+import secrets
 from typing import Any, cast
 
 import redis.asyncio as aioredis
 
-from tollway.billing.wallet import Hold, StateLoader, refused, settled
+from tollway.billing.wallet import Hold, StateLoader, refused
 from tollway.store.redis import ScriptBatch, translated
+
+log = logging.getLogger("tollway.billing")
+HOLD_TTL = 3600.0  # seconds a hold outlives a process that died holding it
+DONE_TTL_MS = 3_600_000
 
 # KEYS: wallet. ARGV: balance, spent, month
 INIT = """
@@ -29,67 +50,120 @@ end
 return 1
 """
 
-# KEYS: wallet. ARGV: amount, quota (-1: none), month. Returns {0, 0} held; {1|2, room} refused
-# (1 balance, 2 quota); {-1, 0} when the hash is absent (load it, then ask again).
+# KEYS: wallet, holds, amounts, done. ARGV: id, amount, quota (-1: none), month, ttl ms.
+# Returns {0, 0} held; {1|2, room} refused (balance, quota); {3, 0} released before it came;
+# {-1, 0} when the wallet is absent (load it, then ask again).
 RESERVE = """
 if redis.call('EXISTS', KEYS[1]) == 0 then return {-1, 0} end
+if redis.call('EXISTS', KEYS[4]) == 1 then return {3, 0} end
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local v = redis.call('HMGET', KEYS[1], 'b', 'h', 'm', 's')
 local b, h, m, s = tonumber(v[1]), tonumber(v[2]), v[3], tonumber(v[4])
-local amount, quota, month = tonumber(ARGV[1]), tonumber(ARGV[2]), ARGV[3]
-if month > m then s = 0; redis.call('HSET', KEYS[1], 'm', month, 's', 0) end
-if b - h < amount then return {1, b - h} end
-if quota >= 0 and s + h + amount > quota then return {2, quota - s - h} end
-redis.call('HINCRBY', KEYS[1], 'h', amount)
-return {0, 0}
+local gone = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now, 'LIMIT', 0, 1000)
+for _, id in ipairs(gone) do
+  h = h - tonumber(redis.call('HGET', KEYS[3], id) or '0')
+  redis.call('HDEL', KEYS[3], id)
+  redis.call('ZREM', KEYS[2], id)
+end
+local amount, quota, month = tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4]
+if month > m then m = month; s = 0 end
+local code, room = 0, 0
+if b - h < amount then
+  code, room = 1, b - h
+elseif quota >= 0 and s + h + amount > quota then
+  code, room = 2, quota - s - h
+else
+  h = h + amount
+  redis.call('ZADD', KEYS[2], now + tonumber(ARGV[5]), ARGV[1])
+  redis.call('HSET', KEYS[3], ARGV[1], amount)
+end
+redis.call('HSET', KEYS[1], 'h', h, 'm', m, 's', s)
+return {code, room}
 """
 
-# KEYS: wallet. ARGV: hold, charge, quota (-1: none), month. Returns what was charged (see
-# wallet.settled), or -1 when the hash is gone (Redis lost its data: the hold went with it).
+# KEYS: wallet, holds, amounts, done. ARGV: id, charge, quota (-1: none), month, done ttl ms.
+# Returns what was charged (see wallet.settled; a hold not found counts as none), the same again
+# for a hold settled before, or -1 when the wallet is absent (load it, then ask again).
 SETTLE = """
+local before = redis.call('GET', KEYS[4])
+if before then return tonumber(before) end
 if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
 local v = redis.call('HMGET', KEYS[1], 'b', 'h', 'm', 's')
 local b, h, m, s = tonumber(v[1]), tonumber(v[2]), v[3], tonumber(v[4])
-local hold, charge, quota, month = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4]
-h = h - hold
-if month > m then s = 0; m = month end
+local hold = tonumber(redis.call('HGET', KEYS[3], ARGV[1]) or '0')
+if hold > 0 then
+  h = h - hold
+  redis.call('HDEL', KEYS[3], ARGV[1])
+  redis.call('ZREM', KEYS[2], ARGV[1])
+end
+local charge, quota, month = tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4]
+if month > m then m = month; s = 0 end
 local applied = charge
-if charge > hold then
+if charge < 0 then
+  applied = 0
+elseif charge > hold then
   local room = b - h - hold
   if quota >= 0 then room = math.min(room, quota - s - h - hold) end
   if room < 0 then room = 0 end
   applied = hold + math.min(charge - hold, room)
-elseif charge < 0 then
-  applied = 0
 end
 redis.call('HSET', KEYS[1], 'b', b - applied, 'h', h, 'm', m, 's', s + applied)
+redis.call('SET', KEYS[4], applied, 'PX', ARGV[5])
 return applied
 """
 
-# KEYS: wallet. ARGV: amount. Returns 1, or 0 when the hash is absent.
+# KEYS: wallet, holds, amounts, done. ARGV: id, done ttl ms. Gives a hold back (a reservation
+# whose caller gave up); marks it done, so a reservation still on its way is refused.
+RELEASE = """
+if redis.call('EXISTS', KEYS[4]) == 1 then return 0 end
+local hold = tonumber(redis.call('HGET', KEYS[3], ARGV[1]) or '0')
+if hold > 0 then
+  redis.call('HINCRBY', KEYS[1], 'h', -hold)
+  redis.call('HDEL', KEYS[3], ARGV[1])
+  redis.call('ZREM', KEYS[2], ARGV[1])
+end
+redis.call('SET', KEYS[4], 0, 'PX', ARGV[2])
+return hold
+"""
+
+# KEYS: wallet, credit mark. ARGV: amount, mark ttl ms. Returns 1 credited, 2 credited before,
+# 0 when the wallet is absent (its first load reads the database, which has the recharge).
 CREDIT = """
 if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
-redis.call('HINCRBY', KEYS[1], 'b', ARGV[1])
-return 1
+if redis.call('SET', KEYS[2], 1, 'NX', 'PX', ARGV[2]) then
+  redis.call('HINCRBY', KEYS[1], 'b', ARGV[1])
+  return 1
+end
+return 2
 """
 
 
 class RedisWallet:
     def __init__(self, client: aioredis.Redis, load: StateLoader, *, prefix: str = "tollway:",
-                 batch: ScriptBatch | None = None) -> None:
+                 batch: ScriptBatch | None = None, hold_ttl: float = HOLD_TTL) -> None:
         """With ``batch``, the scripts go out in its pipelines (shared with the rate limits)."""
         self.client = client
         self._load = load
         self.prefix = prefix
         self._batch = batch
+        self.hold_ttl_ms = max(1, round(hold_ttl * 1000))
         register = batch.register if batch is not None else client.register_script
         self._init = register(INIT)
         self._reserve = register(RESERVE)
         self._settle = register(SETTLE)
+        self._release = register(RELEASE)
         self._credit = register(CREDIT)
+        self._run = secrets.token_hex(6)  # hold ids: unique across replicas, cheap per request
         self._ids = itertools.count(1)
+        self._pending: set[asyncio.Task[Any]] = set()
 
     def _key(self, key_id: int) -> str:
         return f"{self.prefix}wallet:{{{key_id}}}"
+
+    def _keys(self, key_id: int, hold_id: str) -> list[str]:
+        base = self._key(key_id)
+        return [base, f"{base}:holds", f"{base}:amt", f"{base}:done:{hold_id}"]
 
     async def load(self, key_id: int, month: str) -> bool:
         state = await self._load(key_id, month)
@@ -100,29 +174,54 @@ class RedisWallet:
         return True
 
     async def reserve(self, key_id: int, amount: int, *, quota: int | None, month: str) -> Hold:
-        args: list[int | str] = [amount, -1 if quota is None else quota, month]
-        with translated("wallet", "reserve credits"):
-            code, room = cast(list[Any], await self._reserve(keys=[self._key(key_id)], args=args))
-        if code == -1:
-            if not await self.load(key_id, month):
-                raise refused(1, 0)
+        hold = Hold(key_id, amount, f"{self._run}.{next(self._ids)}")
+        args: list[int | str] = [hold.id, amount, -1 if quota is None else quota, month, self.hold_ttl_ms]
+        keys = self._keys(key_id, hold.id)
+        try:
             with translated("wallet", "reserve credits"):
-                code, room = cast(list[Any], await self._reserve(keys=[self._key(key_id)], args=args))
+                code, room = cast(list[Any], await self._reserve(keys=keys, args=args))
+            if code == -1:
+                if not await self.load(key_id, month):
+                    raise refused(1, 0)
+                with translated("wallet", "reserve credits"):
+                    code, room = cast(list[Any], await self._reserve(keys=keys, args=args))
+        except BaseException:
+            # cancelled (the client went away) or failed on the way back: the script may have run
+            self._spawn(self.release(hold))
+            raise
         if code != 0:
-            raise refused(int(code), int(room))
-        return Hold(key_id, amount, str(next(self._ids)))
+            raise refused(int(code) if code in (1, 2) else 1, int(room))
+        return hold
+
+    async def release(self, hold: Hold) -> None:
+        """Give back a hold whose request never ran (safe to repeat; ahead of its reservation too)."""
+        for delay in (0.1, 1.0, 5.0, None):
+            try:
+                with translated("wallet", "release a hold"):
+                    await self._release(keys=self._keys(hold.key_id, hold.id), args=[hold.id, DONE_TTL_MS])
+                return
+            except Exception as err:
+                if delay is None:
+                    log.error("releasing hold %s of key %s failed; it expires in %.0f s: %s", hold.id, hold.key_id,
+                              self.hold_ttl_ms / 1000, err)
+                    return
+                await asyncio.sleep(delay)
 
     async def settle(self, hold: Hold, charge: int, *, quota: int | None, month: str) -> int:
-        args: list[int | str] = [hold.amount, charge, -1 if quota is None else quota, month]
+        args: list[int | str] = [hold.id, charge, -1 if quota is None else quota, month, DONE_TTL_MS]
+        keys = self._keys(hold.key_id, hold.id)
         with translated("wallet", "settle a request"):
-            applied = int(await self._settle(keys=[self._key(hold.key_id)], args=args))
-        if applied < 0:  # the hash is gone, and the hold with it: charge what the hold covered
-            return settled(hold.amount, charge, hold.amount, None)
-        return applied
+            applied = int(await self._settle(keys=keys, args=args))
+        if applied < 0:  # the wallet is gone (Redis lost it): rebuild it, then settle as without a hold
+            await self.load(hold.key_id, month)
+            with translated("wallet", "settle a request"):
+                applied = int(await self._settle(keys=keys, args=args))
+        return max(0, applied)
 
-    async def credit(self, key_id: int, amount: int) -> None:
+    async def credit(self, key_id: int, amount: int, ref: str) -> None:
+        keys = [self._key(key_id), f"{self._key(key_id)}:credit:{ref}"]
         with translated("wallet", "credit a recharge"):
-            await self._credit(keys=[self._key(key_id)], args=[amount])
+            await self._credit(keys=keys, args=[amount, DONE_TTL_MS * 24])
 
     async def state(self, key_id: int) -> tuple[int, int, int] | None:
         """(balance, held, spent) as Redis has it, for tests and listings."""
@@ -131,7 +230,14 @@ class RedisWallet:
             return None
         return int(values[0]), int(values[1]), int(values[2])
 
+    def _spawn(self, work: Any) -> None:
+        task = asyncio.ensure_future(work)
+        self._pending.add(task)
+        task.add_done_callback(self._pending.discard)
+
     async def close(self) -> None:
+        if self._pending:
+            await asyncio.gather(*list(self._pending), return_exceptions=True)
         if self._batch is not None:
             await self._batch.close()
         await self.client.aclose()

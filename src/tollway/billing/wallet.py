@@ -63,7 +63,8 @@ class Wallet(Protocol):
     async def reserve(self, key_id: int, amount: int, *, quota: int | None, month: str) -> Hold: ...
 
     async def settle(self, hold: Hold, charge: int, *, quota: int | None, month: str) -> int:
-        """Release ``hold`` and charge up to ``charge``; returns what was charged."""
+        """Release ``hold`` and charge up to ``charge``; returns what was charged. Settling the
+        same hold again answers the same and changes nothing."""
         ...
 
     async def load(self, key_id: int, month: str) -> bool:
@@ -71,8 +72,9 @@ class Wallet(Protocol):
         A recharge calls this before writing its ledger row, then ``credit``s the amount."""
         ...
 
-    async def credit(self, key_id: int, amount: int) -> None:
-        """A recharge the database has recorded since ``load``."""
+    async def credit(self, key_id: int, amount: int, ref: str) -> None:
+        """A recharge the database has recorded since ``load`` (``ref``: its ledger row, so that
+        a retried credit is applied once)."""
         ...
 
     async def state(self, key_id: int) -> tuple[int, int, int] | None:
@@ -83,10 +85,11 @@ class Wallet(Protocol):
 
 
 class _Account:
-    __slots__ = ("balance", "held", "month", "spent")
+    __slots__ = ("balance", "held", "month", "spent", "holds")
 
     def __init__(self, balance: int, month: str, spent: int) -> None:
         self.balance, self.held, self.month, self.spent = balance, 0, month, spent
+        self.holds: dict[str, int] = {}  # hold id -> amount, for the requests in flight
 
     def roll(self, month: str) -> None:
         if month > self.month:
@@ -131,16 +134,21 @@ class MemoryWallet:
         if quota is not None and account.spent + account.held + amount > quota:
             raise refused(2, quota - account.spent - account.held)
         account.held += amount
-        return Hold(key_id, amount, str(next(self._ids)))
+        hold = Hold(key_id, amount, str(next(self._ids)))
+        account.holds[hold.id] = amount
+        return hold
 
     def settle_now(self, hold: Hold, charge: int, *, quota: int | None, month: str) -> int:
+        """A hold this process never made, or settled already, changes nothing (answers 0):
+        nothing here retries a settlement, and no hold here expires."""
         account = self._accounts.get(hold.key_id)
-        if account is None:  # cannot happen: a hold's account stays loaded
+        held = account.holds.pop(hold.id, None) if account is not None else None
+        if account is None or held is None:
             return 0
-        account.held -= hold.amount
+        account.held -= held
         account.roll(month)
         quota_room = None if quota is None else quota - account.spent - account.held
-        applied = settled(hold.amount, charge, account.balance - account.held, quota_room)
+        applied = settled(held, charge, account.balance - account.held, quota_room)
         account.balance -= applied
         account.spent += applied
         return applied
@@ -151,7 +159,7 @@ class MemoryWallet:
     async def load(self, key_id: int, month: str) -> bool:
         return await self._account(key_id, month) is not None
 
-    async def credit(self, key_id: int, amount: int) -> None:
+    async def credit(self, key_id: int, amount: int, ref: str) -> None:
         account = self._accounts.get(key_id)
         if account is not None:
             account.balance += amount

@@ -107,8 +107,10 @@ class Billing:
         self.enabled = enabled
         self.default_output = default_output
         self.access = Access()
+        # ledger rows are never dropped while the database is away; at shutdown it gets ~25 s
         self.writer: WriteBehind[LedgerEntry] = WriteBehind(ledger.apply, name="ledger", interval=flush_interval,
-                                                           batch=1000, max_pending=None)
+                                                           batch=1000, max_pending=None, close_attempts=50,
+                                                           close_delay=0.5)
         self._settling: set[asyncio.Task[None]] = set()
 
     # before the call -----------------------------------------------------------------------
@@ -224,12 +226,31 @@ class Billing:
     # recharges -----------------------------------------------------------------------------
 
     async def recharge(self, key_id: int, amount: int, note: str | None = None) -> tuple[LedgerEntry, int]:
-        """Add credits: the wallet is loaded first, so it neither misses nor double-counts them."""
+        """Add credits: the wallet is loaded first, so it neither misses nor double-counts them;
+        the ledger row is written, then the live wallet credited once per row (retried in the
+        background if Redis fails: the row is already there)."""
         month = month_of(time.time())
         await self.wallet.load(key_id, month)
         entry, balance = await self.ledger.recharge(key_id, amount, note=note)
-        await self.wallet.credit(key_id, amount)
+        ref = str(entry.id)
+        try:
+            await self.wallet.credit(key_id, amount, ref)
+        except InternalError as err:
+            log.error("recharge %s of key %s is in the ledger; crediting the live wallet failed, retrying: %s",
+                      ref, key_id, err.message)
+            self._spawn(self._credit_later(key_id, amount, ref))
         return entry, balance
+
+    async def _credit_later(self, key_id: int, amount: int, ref: str) -> None:
+        for delay in SETTLE_RETRIES:
+            await asyncio.sleep(delay)
+            try:
+                await self.wallet.credit(key_id, amount, ref)
+                return
+            except InternalError:
+                continue
+        log.error("recharge %s of key %s never reached the live wallet; restart with its Redis state removed "
+                  "to reload balances from the ledger", ref, key_id)
 
     def start(self) -> None:
         self.writer.start()

@@ -62,6 +62,7 @@ class Catalog:
         for m in self._file_models:
             known[m.id] = m
         disabled = set()
+        registry = tuple(registry)
         for r in registry:
             if r.enabled:
                 known[r.name] = r.info()
@@ -83,6 +84,10 @@ class Catalog:
         self.known = known
         self._names = names
         self.disabled = frozenset(disabled)
+        # the model behind a (provider, upstream id): a name made up on the fly for it (a dated id,
+        # "<provider>/<id>", a discovered model) takes its prices and limits, and its disabled state
+        self._by_upstream = {(m.provider, m.upstream_id): m for m in known.values()}
+        self._disabled_upstream = frozenset((r.provider, r.upstream_id or r.name) for r in registry if not r.enabled)
 
     def set_registry(self, registry: Iterable[ModelRecord]) -> None:
         """The models admins added or changed (``/admin/model/*``) over the code and YAML ones: an
@@ -138,8 +143,7 @@ class Catalog:
             if owner is not None:
                 known = self.known.get(target) if target is not None else None
                 upstream = known.upstream_id if known is not None else name  # an alias keeps its meaning
-                return Route(model=ModelInfo(id=name, provider=owner, upstream_id=upstream, display_name=name),
-                             provider=owner)
+                return self._made_up(name, owner, upstream)
             # an unknown Claude name, or a known one whose provider is not configured: the mapping decides
             if (mapped := self._claude_family(name)) is not None:
                 target = self._names.get(mapped, mapped)
@@ -154,11 +158,23 @@ class Catalog:
             name = target
         prefix, sep, rest = name.partition("/")
         if sep and rest and prefix in self._open:
-            return Route(model=ModelInfo(id=name, provider=prefix, upstream_id=rest, display_name=rest),
-                         provider=prefix)
+            return self._made_up(name, prefix, rest)
         if sep and rest and prefix in self.specs and prefix not in self.providers:
             raise ProviderNotConfigured(f"Model '{name}' needs provider '{prefix}', which is not configured.")
         raise ModelNotFound(f"The model '{name}' does not exist or is not available.")
+
+    def _made_up(self, name: str, provider: str, upstream: str) -> Route:
+        """A route for a name no catalog lists, to ``upstream`` on ``provider``: priced, limited and
+        disabled like the listed model with the same upstream id, if there is one (so another
+        spelling of a priced model is never free, nor a disabled one reachable)."""
+        if (provider, upstream) in self._disabled_upstream:
+            raise ModelNotFound(f"The model '{name}' is disabled.")
+        known = self._by_upstream.get((provider, upstream))
+        if known is not None:
+            model = msgspec.structs.replace(known, id=name, aliases=(), fallbacks=known.fallbacks)
+        else:
+            model = ModelInfo(id=name, provider=provider, upstream_id=upstream, display_name=upstream)
+        return Route(model=model, provider=provider)
 
     def _reachable(self, target: str) -> bool:
         model = self.known.get(target)

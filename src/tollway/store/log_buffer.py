@@ -34,20 +34,29 @@ T = TypeVar("T")
 
 
 class WriteBehind(Generic[T]):
+    """``close_attempts`` flushes, ``close_delay`` seconds apart, are tried on ``close`` while the
+    database is unreachable (``None``: until one succeeds); rows still unwritten then are logged as
+    lost. The request log gives up after three; the ledger should wait much longer."""
+
     def __init__(self, insert: Callable[[Sequence[T]], Awaitable[None]], *, name: str, interval: float = 0.5,
-                 batch: int = 500, max_pending: int | None = 200_000) -> None:
+                 batch: int = 500, max_pending: int | None = 200_000, close_attempts: int | None = 3,
+                 close_delay: float = 0.2) -> None:
         self.insert = insert
         self.name = name
         self.interval = interval
         self.batch = batch
         self.max_pending = max_pending
+        self.close_attempts = close_attempts
+        self.close_delay = close_delay
         self.dropped = 0
         self._rows: list[T] = []
         self._wake = asyncio.Event()
+        self._stop = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._lock = asyncio.Lock()
 
     def start(self) -> None:
+        self._stop.clear()
         self._task = asyncio.create_task(self._run(), name=f"{self.name}-writer")
 
     def add(self, row: T) -> None:
@@ -60,9 +69,12 @@ class WriteBehind(Generic[T]):
         return len(self._rows)
 
     async def flush(self) -> None:
+        """Insert every pending row. Raises the connection error when the database is unreachable;
+        the rows not written are pending again, in their order, also when the flush is cancelled."""
         async with self._lock:
             while self._rows:
-                rows, self._rows = self._rows[: self.batch * 4], self._rows[self.batch * 4 :]
+                rows = self._rows[: self.batch * 4]
+                del self._rows[: len(rows)]
                 try:
                     await self.insert(rows)
                 except Exception as exc:
@@ -70,10 +82,16 @@ class WriteBehind(Generic[T]):
                         self._keep(rows)
                         raise
                     await self._insert_one_by_one(rows)
+                except BaseException:  # cancelled mid-insert: the rows go back, ahead of newer ones
+                    self._put_back(rows)
+                    raise
 
     def _keep(self, rows: list[T]) -> None:
         """The database is unreachable: keep the rows for the next attempt, within bounds."""
         log.warning("%s insert failed (database unreachable); %d rows kept for retry", self.name, len(rows))
+        self._put_back(rows)
+
+    def _put_back(self, rows: list[T]) -> None:
         self._rows[:0] = rows
         if self.max_pending is None:
             return
@@ -81,43 +99,65 @@ class WriteBehind(Generic[T]):
         if overflow > 0:
             del self._rows[:overflow]
             self.dropped += overflow
+            log.error("%s: %d oldest rows dropped (more than %d pending)", self.name, overflow, self.max_pending)
 
     async def _insert_one_by_one(self, rows: list[T]) -> None:
         """A batch the database refused (a bad row): insert row by row so one bad row cannot
-        block every later batch; rows refused on their own are dropped and counted."""
-        for row in rows:
+        block every later batch; rows refused on their own are dropped and counted. On a
+        connection error or a cancellation, the row at hand and every later one are kept."""
+        for i, row in enumerate(rows):
             try:
                 await self.insert([row])
             except Exception as exc:
                 if _is_connection_error(exc):
-                    self._keep([row])
+                    self._keep(rows[i:])
                     raise
                 self.dropped += 1
                 log.error("%s row %s refused by the database: %s", self.name, getattr(row, "id", "?"),
                           type(exc).__name__)
+            except BaseException:
+                self._put_back(rows[i:])
+                raise
 
     async def _run(self) -> None:
-        while True:
+        while not self._stop.is_set():
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self.interval)
             self._wake.clear()
+            if self._stop.is_set():
+                return  # close flushes what is left
             try:
                 await self.flush()
             except Exception:
-                await asyncio.sleep(self.interval)
+                with contextlib.suppress(TimeoutError):  # wait before retrying, unless closing
+                    await asyncio.wait_for(self._stop.wait(), self.interval)
 
     async def close(self) -> None:
+        """Stop the writer (a flush in progress finishes first) and write what is left, trying
+        ``close_attempts`` times; rows that could not be written are logged as lost (and stay pending)."""
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
-        for _ in range(3):
+            task, self._task = self._task, None
+            self._stop.set()
+            self._wake.set()
+            try:
+                await task
+            except asyncio.CancelledError:
+                current = asyncio.current_task()
+                if current is not None and current.cancelling():
+                    raise  # close itself is cancelled
+                # else the writer alone was cancelled: its rows are pending again, flushed below
+        attempt = 0
+        while True:
+            attempt += 1
             try:
                 await self.flush()
                 return
-            except Exception:
-                await asyncio.sleep(0.2)
+            except Exception as exc:
+                if self.close_attempts is not None and attempt >= self.close_attempts:
+                    log.error("%s: database unreachable at close after %d attempts (%s); %d rows lost",
+                              self.name, attempt, type(exc).__name__, len(self._rows))
+                    return
+            await asyncio.sleep(self.close_delay)
 
 
 class RequestLogBuffer(WriteBehind[RequestLog]):

@@ -136,6 +136,8 @@ ledger = Table(
     Column("created_at", Float, nullable=False),
     Index("ix_ledger_key_month", "key_id", "month"),
     Index("ix_ledger_key_created", "key_id", "created_at"),
+    # one row per billed request: a batch written twice (a retry after a lost commit) is refused
+    Index("ux_ledger_request", "request_id", unique=True),
 )
 
 # upstream credentials managed at run time (seed 002's accounts), beside those of env and YAML

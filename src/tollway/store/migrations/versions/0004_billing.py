@@ -83,9 +83,11 @@ def upgrade() -> None:
     )
     op.create_index("ix_ledger_key_month", "ledger", ["key_id", "month"])
     op.create_index("ix_ledger_key_created", "ledger", ["key_id", "created_at"])
+    op.create_index("ux_ledger_request", "ledger", ["request_id"], unique=True)
 
 
 def downgrade() -> None:
+    op.drop_index("ux_ledger_request", table_name="ledger")
     op.drop_index("ix_ledger_key_created", table_name="ledger")
     op.drop_index("ix_ledger_key_month", table_name="ledger")
     for name in ("ledger", "key_models", "group_models", "models", "groups"):

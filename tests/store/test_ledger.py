@@ -1,0 +1,61 @@
+"""The ledger on SQLite and PostgreSQL: rows and balances move together, and never twice."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import pytest
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from tollway.auth.key_service import KeyService
+from tollway.core.billing import LedgerEntry
+from tollway.store.db import create_engine, migrate
+from tollway.store.keys import KeyRepository
+from tollway.store.ledger import CHARGE, LedgerRepository, month_of
+from tollway.store.log_buffer import WriteBehind
+
+
+@pytest.fixture
+async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
+    await asyncio.to_thread(migrate, database_url)
+    engine = create_engine(database_url)
+    yield engine
+    await engine.dispose()
+
+
+def charge(key_id: int, request_id: str, amount: int) -> LedgerEntry:
+    return LedgerEntry(key_id=key_id, kind=CHARGE, amount=-amount, reserved=amount, month="2026-11",
+                       request_id=request_id, created_at=1.0)
+
+
+async def test_a_batch_written_twice_is_refused_and_moves_no_balance(engine: AsyncEngine) -> None:
+    key, _ = await KeyService(KeyRepository(engine)).create(name="l")
+    ledger = LedgerRepository(engine)
+    await ledger.recharge(key.id, 1_000)
+    batch = [charge(key.id, "r1", 100), charge(key.id, "r2", 50)]
+    await ledger.apply(batch)
+    with pytest.raises(IntegrityError):
+        await ledger.apply(batch)  # a retry of a batch whose commit went through
+    assert await ledger.state(key.id, "2026-11") == (850, 150)
+    assert await ledger.total(key.id) == 850
+
+    # through the writer: the duplicate rows are refused one by one, the new one goes in
+    writer: WriteBehind[LedgerEntry] = WriteBehind(ledger.apply, name="ledger", max_pending=None)
+    for e in [*batch, charge(key.id, "r3", 25)]:
+        writer.add(e)
+    await writer.flush()
+    assert writer.dropped == 2
+    assert await ledger.total(key.id) == 825
+    assert (await KeyRepository(engine).get(key.id)).balance == 825  # type: ignore[union-attr]
+
+
+async def test_recharges_are_payments(engine: AsyncEngine) -> None:
+    key, _ = await KeyService(KeyRepository(engine)).create(name="p")
+    ledger = LedgerRepository(engine)
+    first, balance = await ledger.recharge(key.id, 500, note="welcome")
+    assert balance == 500 and first.id is not None and first.month == month_of(first.created_at)
+    await ledger.recharge(key.id, 250)
+    rows, total = await ledger.entries(key_id=key.id, kind="recharge")
+    assert total == 2 and [r.amount for r in rows] == [250, 500]  # newest first

@@ -1,0 +1,200 @@
+"""WriteBehind keeps every row it should: over slow, cancelled, unreachable and refusing databases."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+
+import pytest
+
+from tollway.store.log_buffer import RequestLogBuffer, WriteBehind
+
+
+class Refused(Exception):
+    """The database refuses a row (not a connection error)."""
+
+
+class FakeDb:
+    """An in-memory ``insert``: can hang (``gate``), be unreachable (``down_calls``, ``down_from``)
+    or refuse given rows."""
+
+    def __init__(self) -> None:
+        self.rows: list[int] = []
+        self.calls = 0
+        self.refuse: set[int] = set()
+        self.down_calls = 0  # the first n calls fail with a connection error
+        self.down_from: int | None = None  # every call from the n-th on fails with one
+        self.gate: asyncio.Event | None = None  # when set, an insert waits for it
+        self.entered = asyncio.Event()
+
+    async def insert(self, rows: Sequence[int]) -> None:
+        self.calls += 1
+        self.entered.set()
+        if self.gate is not None:
+            await self.gate.wait()
+        if self.calls <= self.down_calls or (self.down_from is not None and self.calls >= self.down_from):
+            raise OSError("connection refused")
+        if self.refuse.intersection(rows):
+            raise Refused("duplicate key")
+        self.rows.extend(rows)
+
+
+def buffer(db: FakeDb, **kw: object) -> WriteBehind[int]:
+    return WriteBehind(db.insert, name="test", **{"interval": 3600.0, "batch": 1000, **kw})  # type: ignore[arg-type]
+
+
+async def test_close_during_a_slow_insert_stores_every_row() -> None:
+    db = FakeDb()
+    db.gate = asyncio.Event()
+    buf = buffer(db, batch=5)
+    buf.start()
+    for i in range(10):
+        buf.add(i)  # the fifth wakes the writer, which takes all ten and hangs in insert
+    await asyncio.wait_for(db.entered.wait(), 1)
+    for i in range(10, 15):
+        buf.add(i)  # added while the insert is in flight
+    closing = asyncio.create_task(buf.close())
+    await asyncio.sleep(0.01)
+    assert not closing.done()  # close waits for the flush in progress instead of cancelling it
+    db.gate.set()
+    await asyncio.wait_for(closing, 1)
+    assert db.rows == list(range(15)) and buf.pending == 0 and buf.dropped == 0
+
+
+async def test_a_cancelled_flush_puts_its_rows_back_in_order() -> None:
+    db = FakeDb()
+    db.gate = asyncio.Event()
+    buf = buffer(db)
+    for i in range(10):
+        buf.add(i)
+    flushing = asyncio.create_task(buf.flush())
+    await asyncio.wait_for(db.entered.wait(), 1)
+    assert buf.pending == 0  # the slice is out of the list, in flight
+    buf.add(10)
+    flushing.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await flushing
+    assert buf.pending == 11 and db.rows == []
+    db.gate.set()
+    await buf.flush()
+    assert db.rows == list(range(11)) and buf.pending == 0 and buf.dropped == 0
+
+
+async def test_a_cancelled_one_by_one_insert_puts_the_rest_back() -> None:
+    db = FakeDb()
+    db.refuse = {0}
+    buf = buffer(db)
+    for i in range(4):
+        buf.add(i)
+    first = True
+
+    async def insert(rows: Sequence[int]) -> None:
+        nonlocal first
+        if rows == [2] and first:  # hangs on the third single row, then gets cancelled
+            first = False
+            await asyncio.Event().wait()
+        await db.insert(rows)
+
+    buf.insert = insert
+    flushing = asyncio.create_task(buf.flush())
+    for _ in range(20):
+        await asyncio.sleep(0)
+    flushing.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await flushing
+    assert db.rows == [1] and buf.dropped == 1 and buf.pending == 2
+    await buf.flush()
+    assert db.rows == [1, 2, 3] and buf.pending == 0
+
+
+async def test_one_by_one_keeps_the_tail_when_the_connection_is_lost() -> None:
+    db = FakeDb()
+    db.refuse = {1}
+    db.down_from = 4  # call 1: the batch (refused), 2: row 0, 3: row 1 (refused), 4: row 2 -> unreachable
+    buf = buffer(db)
+    for i in range(6):
+        buf.add(i)
+    with pytest.raises(OSError):
+        await buf.flush()
+    assert db.rows == [0] and buf.dropped == 1 and buf.pending == 4
+    db.down_from = None
+    db.refuse = set()
+    await buf.flush()
+    assert db.rows == [0, 2, 3, 4, 5] and buf.pending == 0 and buf.dropped == 1
+
+
+async def test_a_refused_row_is_dropped_alone_and_counted(caplog: pytest.LogCaptureFixture) -> None:
+    db = FakeDb()
+    db.refuse = {2}
+    buf = buffer(db)
+    for i in range(5):
+        buf.add(i)
+    with caplog.at_level(logging.ERROR, logger="tollway.request_log"):
+        await buf.flush()
+    assert db.rows == [0, 1, 3, 4] and buf.dropped == 1 and buf.pending == 0
+    assert any("refused by the database" in r.getMessage() for r in caplog.records)
+
+
+async def test_close_retries_the_configured_times_then_logs_the_loss(caplog: pytest.LogCaptureFixture) -> None:
+    db = FakeDb()
+    db.down_from = 1
+    buf = buffer(db, close_attempts=4, close_delay=0.0, max_pending=None)
+    for i in range(3):
+        buf.add(i)
+    with caplog.at_level(logging.ERROR, logger="tollway.request_log"):
+        await buf.close()
+    assert db.calls == 4 and db.rows == [] and buf.pending == 3
+    lost = [r for r in caplog.records if r.levelno == logging.ERROR and "rows lost" in r.getMessage()]
+    assert len(lost) == 1 and "3 rows lost" in lost[0].getMessage() and "after 4 attempts" in lost[0].getMessage()
+
+
+async def test_close_without_a_limit_waits_for_the_database() -> None:
+    db = FakeDb()
+    db.down_calls = 25
+    buf = buffer(db, close_attempts=None, close_delay=0.0, max_pending=None)
+    buf.start()
+    for i in range(3):
+        buf.add(i)
+    await asyncio.wait_for(buf.close(), 2)
+    assert db.rows == [0, 1, 2] and buf.pending == 0 and buf.dropped == 0
+
+
+async def test_close_stops_a_writer_waiting_to_retry_at_once() -> None:
+    db = FakeDb()
+    db.down_calls = 1
+    buf = buffer(db, batch=2, close_delay=0.0)
+    buf.start()
+    buf.add(0)
+    buf.add(1)  # wakes the writer: its flush fails, it waits an hour before retrying
+    await asyncio.wait_for(db.entered.wait(), 1)
+    await asyncio.sleep(0)
+    await asyncio.wait_for(buf.close(), 1)
+    assert db.rows == [0, 1] and buf.pending == 0
+
+
+async def test_put_back_rows_still_respect_max_pending() -> None:
+    db = FakeDb()
+    db.down_from = 1
+    buf = buffer(db, max_pending=3)
+    for i in range(5):
+        buf.add(i)
+    with pytest.raises(OSError):
+        await buf.flush()
+    assert buf.pending == 3 and buf.dropped == 2  # the oldest go first
+    db.down_from = None
+    await buf.flush()
+    assert db.rows == [2, 3, 4]
+
+
+def test_request_log_keeps_its_close_defaults() -> None:
+    async def insert_many(rows: Sequence[object]) -> None:
+        return None
+
+    class Repo:
+        pass
+
+    repo = Repo()
+    repo.insert_many = insert_many  # type: ignore[attr-defined]
+    buf = RequestLogBuffer(repo)  # type: ignore[arg-type]
+    assert (buf.close_attempts, buf.close_delay, buf.max_pending) == (3, 0.2, 200_000) and buf.repo is repo
