@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 from collections.abc import Coroutine, Sequence
 from typing import TYPE_CHECKING, Any
@@ -33,9 +34,10 @@ from tollway.billing.pricing import DEFAULT_RESERVE_OUTPUT, cost, reservation
 from tollway.billing.wallet import Hold, MemoryWallet, Wallet
 from tollway.core.billing import Group, LedgerEntry
 from tollway.core.catalog import ModelInfo
-from tollway.core.errors import InternalError, PermissionDenied, RateLimited
+from tollway.core.errors import InternalError, InvalidRequest, PermissionDenied, RateLimited
 from tollway.core.keys import ApiKey
 from tollway.core.money import MICRO
+from tollway.core.request_log import RequestLog
 from tollway.limits.base import Limiter
 from tollway.limits.memory import MemoryLimiter
 from tollway.store.ledger import CHARGE, REFUND, LedgerRepository, month_of
@@ -48,11 +50,18 @@ log = logging.getLogger("tollway.billing")
 SETTLE_RETRIES = (0.1, 0.5, 1.0, 2.0, 5.0, 10.0, 15.0)  # seconds between attempts to settle in Redis
 
 
+MAX_TOKENS = 2**31 - 1  # a bound beyond any model's; larger asks are clamped to it
+
+
 class Bound(msgspec.Struct, frozen=True):
     """What a request may use at most, as far as it is known before the call."""
 
     input_tokens: int
     max_tokens: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.max_tokens is not None:  # a garbage 10**40 must not reach a counter
+            msgspec.structs.force_setattr(self, "max_tokens", max(0, min(self.max_tokens, MAX_TOKENS)))
 
 
 def estimate_tokens(raw: bytes | str) -> int:
@@ -145,13 +154,18 @@ class Billing:
         if rpm is None and tpm is None:
             return
         tokens = bound.input_tokens + (bound.max_tokens or 0)
+        if tpm is not None and tokens > tpm:  # no window will ever have room: not a wait, a refusal
+            self._release_limits(ticket)
+            raise InvalidRequest(f"This request may use {tokens} tokens, more than this key's limit of {tpm} "
+                                 f"tokens per minute{'' if name == f'k{ticket.key.id}' else ' on this model'}: "
+                                 "lower max_tokens or shorten the input.", code="tpm_exceeded")
         decision = await self.limiter.hit(name, rpm=rpm, tpm=tpm, tokens=tokens)
         if not decision.allowed:
             self._release_limits(ticket)
             which = f"{rpm} requests" if decision.reason == "rpm" else f"{tpm} tokens"
             raise RateLimited(f"Rate limit reached: {which} per minute for this key"
                               f"{'' if name == f'k{ticket.key.id}' else ' on this model'}. "
-                              f"Retry after {max(1, round(decision.retry_after))} s.",
+                              f"Retry after {max(1, math.ceil(decision.retry_after))} s.",
                               retry_after=decision.retry_after)
         if decision.reservation is not None:
             ticket.limits.append((name, decision.reservation))
@@ -172,9 +186,10 @@ class Billing:
     # after the call ------------------------------------------------------------------------
 
     def settle(self, ticket: Ticket, model: ModelInfo | None, tokens: tuple[int, int] | None,
-               request_id: str) -> int:
+               request_id: str, row: RequestLog | None = None) -> int:
         """Release the holds; charge for ``tokens`` (input, output) on ``model``, or refund
-        (``tokens`` None). Returns the cost (what the request log shows)."""
+        (``tokens`` None). Returns the cost (what the request log shows); in a shared wallet the
+        charge is settled in the background and ``row`` corrected if less could be charged."""
         self._settle_limits(ticket, 0 if tokens is None else tokens[0] + tokens[1])
         charge = 0 if tokens is None or model is None else cost(model, tokens[0], tokens[1], ticket.multiplier)
         hold = ticket.hold
@@ -186,11 +201,11 @@ class Billing:
             applied = wallet.settle_now(hold, charge, quota=ticket.quota, month=month_of(time.time()))
             self._record(ticket, hold, charge, applied, model, request_id)
             return applied
-        self._spawn(self._settle(ticket, hold, charge, model, request_id))
+        self._spawn(self._settle(ticket, hold, charge, model, request_id, row))
         return charge
 
     async def _settle(self, ticket: Ticket, hold: Hold, charge: int, model: ModelInfo | None,
-                      request_id: str) -> None:
+                      request_id: str, row: RequestLog | None) -> None:
         """Settle in the shared wallet, retrying through a Redis outage of up to about half a
         minute: a hold that is never settled would keep the key's credits out of reach."""
         for delay in (*SETTLE_RETRIES, None):
@@ -200,9 +215,11 @@ class Billing:
             except InternalError as err:
                 if delay is None:
                     log.error("settling request %s failed for good; key %s keeps a hold of %d micro-credits "
-                              "until an admin corrects it: %s", request_id, hold.key_id, hold.amount, err.message)
+                              "until it expires: %s", request_id, hold.key_id, hold.amount, err.message)
                     return
                 await asyncio.sleep(delay)
+        if row is not None and applied != charge:
+            row.cost_micro = applied  # the log row, if it is still waiting for its batch
         self._record(ticket, hold, charge, applied, model, request_id)
 
     def _record(self, ticket: Ticket, hold: Hold, charge: int, applied: int, model: ModelInfo | None,

@@ -108,14 +108,14 @@ class Call:
             return await work(route, gw.providers[route.provider], self.direct)
         last: TollwayError | None = None
         routes = gw.candidates(model)
+        if self.pin is not None or not fallbacks:  # a pin names a credential of this model's provider
+            routes = routes[:1]
         key = self.identity.key if self.identity is not None else None
         if key is not None and gw.billing is not None:
             if bound is None:
                 routes = gw.billing.check_access(key, model, routes)
             else:
                 routes, self.ticket = await gw.billing.admit(key, model, routes, bound)
-        if self.pin is not None or not fallbacks:  # a pin names a credential of this model's provider
-            routes = routes[:1]
         for route in routes:
             provider, pool = gw.providers[route.provider], gw.pools[route.provider]
             tried: set[str] = set()
@@ -196,7 +196,7 @@ class Call:
             # request's size; and at least one token per event the client received
             tokens = (row.prompt_tokens or ticket.input_tokens, max(row.completion_tokens, self.produced))
             row.prompt_tokens, row.completion_tokens = tokens
-        return self._gateway.billing.settle(ticket, self.served, tokens, self.row.id)
+        return self._gateway.billing.settle(ticket, self.served, tokens, self.row.id, self.row)
 
     def finish(self, status: int, error: TollwayError | None = None, note: str | None = None) -> None:
         if self._done:

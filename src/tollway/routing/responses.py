@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TypeVar
 
@@ -49,7 +50,7 @@ def error_response(err: TollwayError, render: Render) -> Response:
     headers = {}
     retry_after = getattr(err, "retry_after", None)
     if isinstance(err, RateLimited | UpstreamError | PoolExhausted) and retry_after is not None:
-        headers["retry-after"] = str(max(1, round(retry_after)))
+        headers["retry-after"] = str(max(1, math.ceil(retry_after)))  # up: a client that waits is let in
     return JSONBytes(render(err), status_code=err.http_status, headers=headers)
 
 
@@ -84,9 +85,12 @@ Respond = Callable[[], "Response | EventStreamResponse"]  # builds the response 
 
 
 def completed(call: Call, response: Response, usage: Usage | None) -> Response:
-    """A whole (non-stream) answer: its usage recorded and the call finished."""
+    """A whole (non-stream) answer: its usage recorded and the call finished. An upstream that
+    reported no usage is billed for about a token per four bytes of its answer."""
     if usage is not None:
         call.usage(usage)
+    else:
+        call.produced = max(call.produced, len(response.body) // 4)
     call.finish(200)
     return response
 

@@ -174,7 +174,10 @@ class OpenAIRoutes:
             return lambda: completed(call, JSONBytes(encode_response(msgspec.structs.replace(resp, model=req.model))),
                                       resp.usage)
 
-        bound = Bound(estimate_tokens(messages), view.max_completion_tokens or view.max_tokens)
+        # the larger cap, if both are sent (an upstream may take either); the whole body: tools,
+        # schemas and images count as input too
+        caps = [c for c in (view.max_completion_tokens, view.max_tokens) if c is not None]
+        bound = Bound(estimate_tokens(raw), max(caps) if caps else None)
         respond = await unless_disconnected(request, call.run(view.model, work, bound=bound))
         return respond()
 
