@@ -306,6 +306,41 @@ def test_models_outside_the_whitelist_or_the_group_are_not_available(gw: Gateway
     assert [(m["id"], m["credit_cost"]) for m in models] == [("echo", 0.0)]
 
 
+def test_a_group_stays_closed_when_its_last_authorization_goes(gw: GatewayProcess) -> None:
+    closed = group(gw, "closed-after")
+    with gw.admin() as admin:
+        assert admin.post("/admin/group/model/authorize", json={"group_id": closed, "model": "echo"}).status_code == 200
+        secret, _ = apply_key(gw, balance=1, group_id=closed)
+        assert chat(gw, secret, "echo").status_code == 200
+        assert chat(gw, secret, "flat-echo").status_code == 403
+        gone = admin.post("/admin/group/model/deauthorize", json={"group_id": closed, "model": "echo"})
+        assert gone.status_code == 200
+        _eventually(lambda: chat(gw, secret, "echo").status_code == 403)
+        assert chat(gw, secret, "flat-echo").status_code == 403  # not opened by losing its last model
+        listed = admin.get("/admin/group/list", params={"q": "closed-after"}).json()["items"]
+        assert [g["restricted"] for g in listed] == [True]
+        # the key's own authorization adds to its group's
+        key_id = _key_id(gw, secret)
+        assert admin.post("/admin/api-key/model/authorize", json={"key_id": key_id, "model": "echo"}).status_code == 200
+        _eventually(lambda: chat(gw, secret, "echo").status_code == 200)
+        # an admin opens the group again explicitly
+        assert admin.post("/admin/group/save", json={"id": closed, "restricted": False}).status_code == 200
+        _eventually(lambda: chat(gw, secret, "flat-echo").status_code == 200)
+
+
+def _eventually(check: Any, timeout: float = 3.0) -> None:
+    deadline = time.time() + timeout
+    while not check():
+        assert time.time() < deadline
+        time.sleep(0.05)
+
+
+def _key_id(gw: GatewayProcess, secret: str) -> int:
+    with gw.admin() as admin:
+        keys = admin.get("/admin/api-key/list", params={"q": secret[:10], "limit": 1000}).json()["items"]
+    return int(next(k["id"] for k in keys if secret.startswith(k["prefix"])))
+
+
 def test_rpm_refuses_the_fourth_request_in_a_minute(gw: GatewayProcess) -> None:
     secret, _ = apply_key(gw, rpm=3)
     assert [chat(gw, secret, "echo").status_code for _ in range(3)] == [200] * 3

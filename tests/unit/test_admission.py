@@ -43,30 +43,32 @@ def billing(books: Books, wallet: Any = None) -> Billing:
     return Billing(wallet or MemoryWallet(books.state), MemoryLimiter(), books, flush_interval=0.01)  # type: ignore[arg-type]
 
 
-@pytest.mark.parametrize(("whitelist", "by_group", "by_key", "model", "allowed"), [
-    (None, None, None, "m", True),  # nothing configured: open
-    (("m",), None, None, "m", True),
-    (("x",), None, None, "m", False),  # outside the whitelist
-    (None, {"m"}, None, "m", True),
-    (None, {"x"}, None, "m", False),  # the group's authorizations close it
-    (None, {"x"}, {"m"}, "m", True),  # the key's own add to its group's
-    (None, None, {"x"}, "m", False),  # the key's own close it too
-    (("x",), {"m"}, None, "m", False),  # the whitelist restricts even an authorized model
+@pytest.mark.parametrize(("whitelist", "restricted", "by_group", "by_key", "model", "allowed"), [
+    (None, False, None, None, "m", True),  # nothing configured: open
+    (("m",), False, None, None, "m", True),
+    (("x",), False, None, None, "m", False),  # outside the whitelist
+    (None, True, {"m"}, None, "m", True),
+    (None, True, {"x"}, None, "m", False),  # a restricted group: only what it is authorized for
+    (None, True, None, None, "m", False),  # restricted with every authorization removed: still closed
+    (None, True, {"x"}, {"m"}, "m", True),  # the key's own add to its group's
+    (None, False, None, {"x"}, "m", True),  # ... and do not close an open group
+    (("x",), True, {"m"}, None, "m", False),  # the whitelist restricts even an authorized model
 ])
-def test_who_may_call_what(whitelist: tuple[str, ...] | None, by_group: set[str] | None, by_key: set[str] | None,
-                           model: str, allowed: bool) -> None:
-    access = Access(group_models={1: frozenset(by_group)} if by_group is not None else {},
+def test_who_may_call_what(whitelist: tuple[str, ...] | None, restricted: bool, by_group: set[str] | None,
+                           by_key: set[str] | None, model: str, allowed: bool) -> None:
+    access = Access(groups={1: Group(id=1, name="g", restricted=restricted)},
+                    group_models={1: frozenset(by_group)} if by_group is not None else {},
                     key_models={7: frozenset(by_key)} if by_key is not None else {})
     assert access.allowed(key(group_id=1, models=whitelist), (model,)) is allowed
 
 
 async def test_a_refused_model_and_a_filtered_fallback() -> None:
     b = billing(Books(10**6))
-    b.access = Access(key_models={7: frozenset({"m"})})
+    b.access = Access(groups={1: Group(id=1, name="g", restricted=True)}, key_models={7: frozenset({"m"})})
     with pytest.raises(PermissionDenied) as err:
-        b.check_access(key(), "other", [Route(model=OTHER, provider="p")])
+        b.check_access(key(group_id=1), "other", [Route(model=OTHER, provider="p")])
     assert err.value.code == "model_not_available"
-    routes = b.check_access(key(), "m", [Route(model=PRICED, provider="p"), Route(model=OTHER, provider="p")])
+    routes = b.check_access(key(group_id=1), "m", [Route(model=PRICED, provider="p"), Route(model=OTHER, provider="p")])
     assert [r.model.id for r in routes] == ["m"]  # the unauthorized fallback is dropped
 
 

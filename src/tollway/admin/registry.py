@@ -20,8 +20,10 @@ Models
 
 Groups
   ``GET /admin/group/list?q=&limit=10&offset=``  ->  ``{"items": [group...], "total": n}``
-  ``POST /admin/group/save {"id"?, "name", "description"?, "multiplier"?}``  ->  the saved group;
-      ``multiplier`` is a decimal price factor, above 0 and at most 1000 (default 1).
+  ``POST /admin/group/save {"id"?, "name", "description"?, "multiplier"?, "restricted"?}``  ->  the
+      saved group; ``multiplier`` is a decimal price factor, above 0 and at most 1000 (default 1);
+      ``restricted``: its keys call only authorized models (the first authorization sets it; it
+      stays set when authorizations are removed, until a save clears it).
   ``POST /admin/group/delete {"id"}``  ->  ``{"success": true, "id"}``; refused (400) while active
       keys are in the group; its model authorizations go too.
 
@@ -75,7 +77,7 @@ _MODEL_COUNTS = ("rpm", "tpm", "max_output_tokens")
 _MODEL_FLAGS = ("multiple", "enabled")
 _MODEL_BODY = frozenset({"id", "name", "provider", "config", "group_id", *_MODEL_TEXT, *_MODEL_LISTS,
                          *_MODEL_PRICES, *_MODEL_COUNTS, *_MODEL_FLAGS})
-_GROUP_BODY = frozenset({"id", "name", "description", "multiplier"})
+_GROUP_BODY = frozenset({"id", "name", "description", "multiplier", "restricted"})
 
 
 # --- field parsing ---------------------------------------------------------------------------
@@ -271,6 +273,10 @@ async def save_group(request: Request, gw: Gateway) -> dict[str, Any]:
             raise InvalidRequest(f"multiplier must be above 0 and at most {MAX_MULTIPLIER // MICRO}",
                                  param="multiplier")
         values["multiplier"] = multiplier
+    if body.get("restricted") is not None:
+        if not isinstance(body["restricted"], bool):
+            raise InvalidRequest("restricted must be true or false", param="restricted")
+        values["restricted"] = body["restricted"]
     saved = await GroupRepository(gw.engine).save(values, group_id)
     await _changed(gw)
     return saved.public()

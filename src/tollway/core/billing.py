@@ -15,12 +15,14 @@ class Group(msgspec.Struct, frozen=True, kw_only=True):
     name: str
     description: str = ""
     multiplier: int = MICRO  # price multiplier in parts per million (1.0x)
+    restricted: bool = False  # its keys may call only models authorized to it (or to the key)
     created_at: float = 0.0
     updated_at: float = 0.0
 
     def public(self) -> dict[str, Any]:
         return {"id": self.id, "name": self.name, "description": self.description,
                 "multiplier": self.multiplier / MICRO, "multiplier_ppm": self.multiplier,
+                "restricted": self.restricted,
                 "created_at": self.created_at, "updated_at": self.updated_at}
 
 

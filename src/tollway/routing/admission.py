@@ -3,8 +3,9 @@
 Before the upstream call (``Billing.admit``), in this order:
 
 1. **Authorization.** The model must be in the key's whitelist (``api_keys.models``) when it has
-   one, and authorized to the key or to its group when either has authorizations (a group and a
-   key with none are open: the first authorization closes them). Otherwise 403
+   one, and, when the key's group is restricted, authorized to the group or to the key (a key's
+   own authorizations add to its group's). A group is restricted from its first authorization
+   until an admin clears the flag, so removing authorizations never opens it. Otherwise 403
    ``model_not_available``.
 2. **Limits.** RPM and TPM per key, and per key on the model when the model sets them: one
    sliding-window hit each (``limits``); 429 ``rate_limited`` with Retry-After.
@@ -81,11 +82,12 @@ class Access(msgspec.Struct, frozen=True):
         """May ``key`` call the model known by any of ``names`` (as asked, as resolved)?"""
         if key.models is not None and not any(n in key.models for n in names):
             return False
-        by_key = self.key_models.get(key.id)
-        by_group = self.group_models.get(key.group_id) if key.group_id is not None else None
-        if by_key is None and by_group is None:
+        group = self.groups.get(key.group_id) if key.group_id is not None else None
+        if group is None or not group.restricted:
             return True
-        return any((by_key is not None and n in by_key) or (by_group is not None and n in by_group) for n in names)
+        by_group = self.group_models.get(group.id, frozenset())
+        by_key = self.key_models.get(key.id, frozenset())
+        return any(n in by_group or n in by_key for n in names)
 
     def multiplier(self, key: ApiKey) -> int:
         group = self.groups.get(key.group_id) if key.group_id is not None else None

@@ -31,7 +31,7 @@ MODEL_FIELDS = frozenset({
     "name", "provider", "upstream_id", "display_name", "description", "category", *_LISTS, "config",
     "price_in", "price_out", "credit_cost", "rpm", "tpm", "max_output_tokens", "group_id", "multiple", "enabled",
 })
-GROUP_FIELDS = frozenset({"name", "description", "multiplier"})
+GROUP_FIELDS = frozenset({"name", "description", "multiplier", "restricted"})
 # what a new row gets for a field not given: ModelRecord's defaults, not the table's empty lists
 _MODEL_DEFAULTS: dict[str, Any] = {
     "upstream_id": "", "display_name": "", "description": "", "category": "chat",
@@ -53,7 +53,7 @@ def _record(r: Any) -> ModelRecord:
 
 def _group(r: Any) -> Group:
     return Group(id=r.id, name=r.name, description=r.description, multiplier=r.multiplier,
-                 created_at=r.created_at, updated_at=r.updated_at)
+                 restricted=r.restricted, created_at=r.created_at, updated_at=r.updated_at)
 
 
 def _checked(values: Mapping[str, Any], allowed: frozenset[str]) -> dict[str, Any]:
@@ -207,7 +207,7 @@ class GroupRepository:
                     if not fields.get("name"):
                         raise InvalidRequest("name is required", param="name")
                     result = await conn.execute(groups.insert().values(
-                        **{"description": "", "multiplier": MICRO, **fields},
+                        **{"description": "", "multiplier": MICRO, "restricted": False, **fields},
                         created_at=now, updated_at=now))
                     group_id = result.inserted_primary_key[0] if result.inserted_primary_key else None
                 else:
@@ -291,8 +291,15 @@ class AuthorizationRepository:
         return await self._listed(key_models, key_models.c.key_id, key_id)
 
     async def authorize_group(self, group_id: int, models: Iterable[str]) -> int:
-        """Authorize the names not authorized yet; returns how many were added."""
-        return await self._authorize(group_models, "group_id", group_id, models)
+        """Authorize the names not authorized yet; returns how many were added. The group becomes
+        restricted (and stays so when its authorizations are removed again)."""
+        added = await self._authorize(group_models, "group_id", group_id, models)
+        async with self.engine.begin() as conn:
+            result = await conn.execute(groups.update().where(groups.c.id == group_id, groups.c.restricted.is_(False))
+                                        .values(restricted=True, updated_at=time.time()))
+            if result.rowcount:
+                await changes.bump(conn)
+        return added
 
     async def deauthorize_group(self, group_id: int, models: Iterable[str]) -> int:
         """Returns how many authorizations were removed."""

@@ -69,6 +69,9 @@ groups = Table(
     Column("name", String(200), nullable=False, unique=True),
     Column("description", Text, nullable=False, default=""),
     Column("multiplier", BigInteger, nullable=False, default=1_000_000),  # price multiplier, parts per million
+    # its keys may call only the models authorized to it (or to them); set by the first authorization
+    # and kept until an admin clears it, so removing the last authorization never opens a group
+    Column("restricted", Boolean, nullable=False, default=False),
     Column("created_at", Float, nullable=False),
     Column("updated_at", Float, nullable=False),
 )

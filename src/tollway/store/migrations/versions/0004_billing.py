@@ -28,6 +28,7 @@ def upgrade() -> None:
         sa.Column("name", sa.String(200), nullable=False, unique=True),
         sa.Column("description", sa.Text, nullable=False),
         sa.Column("multiplier", sa.BigInteger, nullable=False),
+        sa.Column("restricted", sa.Boolean, nullable=False),
         sa.Column("created_at", sa.Float, nullable=False),
         sa.Column("updated_at", sa.Float, nullable=False),
     )
