@@ -163,7 +163,7 @@ async def build_billing(settings: Settings, engine: AsyncEngine, batch: ScriptBa
     else:
         wallet, limiter = MemoryWallet(ledger.state), MemoryLimiter()
     return Billing(wallet, limiter, ledger, enabled=settings.billing, flush_interval=settings.ledger_flush_interval,
-                   default_output=settings.reserve_output_tokens)
+                   default_output=settings.reserve_output_tokens, deny_unpriced=settings.unpriced_models == "deny")
 
 
 async def healthz(request: Request) -> Response:

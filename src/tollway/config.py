@@ -8,6 +8,7 @@ Environment (all optional):
                                       every process (needed for --workers above 1)
   TOLLWAY_REDIS_PREFIX                prefix of every Redis key (tollway:)
   TOLLWAY_BILLING                     off: reserve and charge nothing, even for priced models (on)
+  TOLLWAY_UNPRICED_MODELS             deny: keys may not call models without a price (allow)
   TOLLWAY_LEDGER_FLUSH_INTERVAL       seconds between ledger writes of settled requests (0.1)
   TOLLWAY_RESERVE_OUTPUT_TOKENS       output tokens held for a request without max_tokens (4096)
   TOLLWAY_ADMIN_KEY                   the admin secret; generated once and stored hashed if unset
@@ -68,6 +69,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     redis_url: str = ""  # shared state across processes: pools, limits, wallets, cache invalidation
     redis_prefix: str = "tollway:"
     billing: bool = True  # reserve and charge credits for priced models
+    unpriced_models: str = "allow"  # deny: a key may not call a model without a price
     ledger_flush_interval: float = 0.1
     reserve_output_tokens: int = 4096  # what a request without max_tokens reserves, if its model says none
     admin_key: str | None = None
@@ -88,6 +90,13 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     @property
     def sqlite_path(self) -> Path:
         return Path(self.data_dir) / "tollway.db"
+
+
+def _choice(env: dict[str, str], key: str, choices: tuple[str, ...], default: str) -> str:
+    value = (env.get(key) or default).strip().lower()
+    if value not in choices:
+        raise ConfigError(f"{key} must be one of {', '.join(choices)}, not {value!r}")
+    return value
 
 
 def _float(env: dict[str, str], key: str, default: float, high: float = 86400.0) -> float:
@@ -244,6 +253,7 @@ def load_settings(overrides: dict[str, Any] | None = None, environ: dict[str, st
         redis_url=env.get("TOLLWAY_REDIS_URL") or "",
         redis_prefix=env.get("TOLLWAY_REDIS_PREFIX") or "tollway:",
         billing=env.get("TOLLWAY_BILLING", "on").strip().lower() not in ("0", "off", "false", "no"),
+        unpriced_models=_choice(env, "TOLLWAY_UNPRICED_MODELS", ("allow", "deny"), "allow"),
         ledger_flush_interval=_float(env, "TOLLWAY_LEDGER_FLUSH_INTERVAL", 0.1, high=60.0),
         reserve_output_tokens=_int(env.get("TOLLWAY_RESERVE_OUTPUT_TOKENS"), "TOLLWAY_RESERVE_OUTPUT_TOKENS", 4096,
                                    high=10_000_000),

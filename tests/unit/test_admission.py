@@ -151,3 +151,16 @@ async def test_a_hold_that_cannot_be_settled_is_logged(monkeypatch: pytest.Monke
     await b.close()
     assert books.rows == []
     assert "settling request r9 failed for good" in caplog.text
+
+
+async def test_unpriced_models_can_be_refused() -> None:
+    free = ModelInfo(id="free", provider="p", upstream_id="free")
+    b = Billing(MemoryWallet(Books(10**6).state), MemoryLimiter(), Books(10**6), deny_unpriced=True)  # type: ignore[arg-type]
+    with pytest.raises(PermissionDenied) as err:
+        await b.admit(key(), "free", [Route(model=free, provider="p")], Bound(1))
+    assert err.value.code == "model_not_available"
+    routes, ticket = await b.admit(key(), "m", [Route(model=PRICED, provider="p"), Route(model=free, provider="p")],
+                                   Bound(1))
+    assert [r.model.id for r in routes] == ["m"]  # a free fallback is dropped too
+    assert b.settle(ticket, PRICED, (1, 1), "r") == 1_000
+    await b.close()

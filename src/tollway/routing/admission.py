@@ -12,7 +12,8 @@ Before the upstream call (``Billing.admit``), in this order:
 3. **Credits.** The worst case (every input token plus the output bound, times the group's
    multiplier, plus the model's per-request cost) is held in the key's wallet; 402
    ``insufficient_credits`` when the balance cannot cover it, 429 ``insufficient_quota`` past the
-   monthly quota. Unpriced models hold nothing; the admin secret and direct tokens are not billed.
+   monthly quota. Unpriced models hold nothing (with ``TOLLWAY_UNPRICED_MODELS=deny`` a key may not
+   call them at all); the admin secret and direct tokens are not billed.
 
 When the call ends (``Billing.settle``, from ``Call.finish``), the hold is released and the actual
 cost charged: a success (or a stream the client cut after it had begun) pays for its tokens, any
@@ -111,11 +112,13 @@ class Ticket:
 
 class Billing:
     def __init__(self, wallet: Wallet, limiter: Limiter, ledger: LedgerRepository, *, enabled: bool = True,
-                 flush_interval: float = 0.1, default_output: int = DEFAULT_RESERVE_OUTPUT) -> None:
+                 flush_interval: float = 0.1, default_output: int = DEFAULT_RESERVE_OUTPUT,
+                 deny_unpriced: bool = False) -> None:
         self.wallet = wallet
         self.limiter = limiter
         self.ledger = ledger
         self.enabled = enabled
+        self.deny_unpriced = deny_unpriced  # an operator who bills every call: no model is free
         self.default_output = default_output
         self.access = Access()
         # ledger rows are never dropped while the database is away; at shutdown it gets ~25 s
@@ -135,6 +138,11 @@ class Billing:
     async def admit(self, key: ApiKey, asked: str, routes: Sequence[Route], bound: Bound) -> tuple[list[Route],
                                                                                                   Ticket]:
         allowed = self.check_access(key, asked, routes)
+        if self.deny_unpriced:
+            allowed = [r for r in allowed if r.model.priced]
+            if not allowed:
+                raise PermissionDenied(f"Model '{asked}' has no price, and this gateway serves priced models only.",
+                                       code="model_not_available")
         ticket = Ticket(key, self.access.multiplier(key), bound.input_tokens)
         first = allowed[0].model
         await self._limit(ticket, f"k{key.id}", key.rpm, key.tpm, bound)
