@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import httpx
 import openai
 import pytest
@@ -71,8 +73,12 @@ def test_probes_request_id_and_cors(gateway: GatewayProcess) -> None:
     assert httpx.get(gateway.url + "/healthz").json() == {"status": "ok"}
     ready = httpx.get(gateway.url + "/readyz")
     assert ready.json() == {"status": "ready"}
-    ids = {httpx.get(gateway.url + "/healthz").headers["x-request-id"] for _ in range(3)}
-    assert len(ids) == 3 and all(i.startswith("req_") for i in ids)
+    ids = []
+    for _ in range(3):
+        ids.append(httpx.get(gateway.url + "/healthz").headers["x-request-id"])
+        time.sleep(0.002)
+    assert len(set(ids)) == 3 and all(i.startswith("req_") and len(i) == 28 for i in ids)
+    assert ids == sorted(ids)  # time first: the log's and the ledger's indexes grow at their end
     pre = httpx.options(gateway.url + "/v1/chat/completions", headers={
         "Origin": "http://example.test", "Access-Control-Request-Method": "POST",
         "Access-Control-Request-Headers": "authorization, content-type"})
