@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from typing import Any
 
@@ -164,3 +165,38 @@ async def test_unpriced_models_can_be_refused() -> None:
     assert [r.model.id for r in routes] == ["m"]  # a free fallback is dropped too
     assert b.settle(ticket, PRICED, (1, 1), "r") == 1_000
     await b.close()
+
+
+async def test_in_redis_a_refusal_undoes_what_the_same_round_trip_held(redis_url: str, redis_prefix: str) -> None:
+    """Limits and the hold go to Redis together; a refused limit gives the hold back, a refused
+    hold gives the limits their tokens back."""
+    from tollway.billing.redis_wallet import RedisWallet
+    from tollway.limits.redis import RedisLimiter
+    from tollway.store.redis import ScriptBatch, connect
+
+    books = Books(1_500)
+    client = await connect(redis_url)
+    batch = ScriptBatch(client)
+    b = Billing(RedisWallet(client, books.state, prefix=redis_prefix, batch=batch),  # type: ignore[arg-type]
+                RedisLimiter(client, redis_prefix, batch=batch), books)  # type: ignore[arg-type]
+    try:
+        k = key(rpm=1, tpm=1_000)
+        route = [Route(model=PRICED, provider="p")]
+        _, ticket = await b.admit(k, "m", route, Bound(100))
+        with pytest.raises(RateLimited):  # the RPM refuses: the hold made alongside goes back
+            await b.admit(k, "m", route, Bound(100))
+        for _ in range(50):
+            if await b.wallet.state(7) == (1_500, 1_000, 0):
+                break
+            await asyncio.sleep(0.02)
+        assert await b.wallet.state(7) == (1_500, 1_000, 0)  # only the first request's hold
+        b.settle(ticket, PRICED, (1, 1), "r1")
+        other = key(id=8, tpm=1_000)
+        with pytest.raises(InsufficientCredits):  # key 8 has 1,500 too; the hold of 2,000 is refused...
+            await b.admit(other, "m", [Route(model=OTHER, provider="p")], Bound(600))
+        # ...and its 600 tokens went back (in the background): 600 more fit in the minute
+        await asyncio.gather(*b._settling)
+        decision = await b.limiter.hit("k8", rpm=None, tpm=1_000, tokens=600)
+        assert decision.allowed
+    finally:
+        await b.close()

@@ -67,6 +67,10 @@ class Wallet(Protocol):
         same hold again answers the same and changes nothing."""
         ...
 
+    async def release(self, hold: Hold) -> None:
+        """Give back a hold whose request will not run (an admission refused by a limit)."""
+        ...
+
     async def load(self, key_id: int, month: str) -> bool:
         """Make sure the key's state is here (from the database if not); False for no such key.
         A recharge calls this before writing its ledger row, then ``credit``s the amount."""
@@ -155,6 +159,12 @@ class MemoryWallet:
 
     async def settle(self, hold: Hold, charge: int, *, quota: int | None, month: str) -> int:
         return self.settle_now(hold, charge, quota=quota, month=month)
+
+    async def release(self, hold: Hold) -> None:
+        account = self._accounts.get(hold.key_id)
+        held = account.holds.pop(hold.id, None) if account is not None else None
+        if account is not None and held is not None:
+            account.held -= held
 
     async def load(self, key_id: int, month: str) -> bool:
         return await self._account(key_id, month) is not None

@@ -145,33 +145,59 @@ class Billing:
                                        code="model_not_available")
         ticket = Ticket(key, self.access.multiplier(key), bound.input_tokens)
         first = allowed[0].model
-        await self._limit(ticket, f"k{key.id}", key.rpm, key.tpm, bound)
+        steps = [self._limit(ticket, f"k{key.id}", key.rpm, key.tpm, bound)]
         if first.rpm is not None or first.tpm is not None:
-            await self._limit(ticket, f"k{key.id}:{first.id}", first.rpm, first.tpm, bound)
+            steps.append(self._limit(ticket, f"k{key.id}:{first.id}", first.rpm, first.tpm, bound))
+        amount = 0
         if self.enabled:
             amount = max(reservation(r.model, bound.input_tokens, bound.max_tokens, ticket.multiplier,
                                      self.default_output) for r in allowed)
-            if amount > 0:
-                ticket.month = month_of(time.time())
-                try:
-                    ticket.hold = await self.wallet.reserve(key.id, amount, quota=key.month_quota, month=ticket.month)
-                except BaseException:
-                    self._release_limits(ticket)
-                    raise
+        if amount > 0:
+            ticket.month = month_of(time.time())
+            steps.append(self._hold(ticket, amount))
+        if isinstance(self.wallet, MemoryWallet):  # no I/O: one after the other, each only if the last passed
+            try:
+                for step in steps:
+                    await step
+            except BaseException:
+                for step in steps:
+                    step.close()  # the ones never started
+                self._undo(ticket)
+                raise
+            return allowed, ticket
+        # shared state: every limit and the hold in one round trip; whichever refuses undoes the rest
+        try:
+            results = await asyncio.gather(*steps, return_exceptions=True)
+        except BaseException:  # cancelled (the client went away)
+            self._undo(ticket)
+            raise
+        failed = next((r for r in results if isinstance(r, BaseException)), None)
+        if failed is not None:
+            self._undo(ticket)
+            raise failed
         return allowed, ticket
+
+    async def _hold(self, ticket: Ticket, amount: int) -> None:
+        ticket.hold = await self.wallet.reserve(ticket.key.id, amount, quota=ticket.key.month_quota,
+                                                month=ticket.month)
+
+    def _undo(self, ticket: Ticket) -> None:
+        """A refused admission: its hold given back, its limits keep the request but no tokens."""
+        if ticket.hold is not None:
+            self._spawn(self.wallet.release(ticket.hold))
+            ticket.hold = None
+        self._release_limits(ticket)
 
     async def _limit(self, ticket: Ticket, name: str, rpm: int | None, tpm: int | None, bound: Bound) -> None:
         if rpm is None and tpm is None:
             return
         tokens = bound.input_tokens + (bound.max_tokens or 0)
         if tpm is not None and tokens > tpm:  # no window will ever have room: not a wait, a refusal
-            self._release_limits(ticket)
             raise InvalidRequest(f"This request may use {tokens} tokens, more than this key's limit of {tpm} "
                                  f"tokens per minute{'' if name == f'k{ticket.key.id}' else ' on this model'}: "
                                  "lower max_tokens or shorten the input.", code="tpm_exceeded")
         decision = await self.limiter.hit(name, rpm=rpm, tpm=tpm, tokens=tokens)
         if not decision.allowed:
-            self._release_limits(ticket)
             which = f"{rpm} requests" if decision.reason == "rpm" else f"{tpm} tokens"
             raise RateLimited(f"Rate limit reached: {which} per minute for this key"
                               f"{'' if name == f'k{ticket.key.id}' else ' on this model'}. "
