@@ -241,3 +241,32 @@ async def test_connect_names_the_setting_not_the_password() -> None:
     with pytest.raises(ConfigError, match="TOLLWAY_REDIS_URL") as caught:
         await connect("redis://:hunter2@127.0.0.1:1/0")
     assert "hunter2" not in str(caught.value)
+
+
+async def test_a_busy_window_is_compacted_and_its_live_entries_still_settle() -> None:
+    clock = FakeClock()
+    lim = MemoryLimiter(window=60.0, clock=clock)
+    early = [await lim.hit("k", rpm=None, tpm=10**9, tokens=10) for _ in range(3000)]
+    clock.now += 30
+    late = [await lim.hit("k", rpm=None, tpm=10**9, tokens=10) for _ in range(1000)]
+    clock.now += 31  # the first 3,000 leave; the next hit compacts the arrays
+    probe = await lim.hit("k", rpm=None, tpm=10**9, tokens=0)
+    window = lim._windows["k"]
+    assert len(window) == 1001 and window.head == 0  # compacted: the dead front is gone
+    lim.settle_now("k", late[5].reservation or "", actual_tokens=0)  # a live entry, found after the shift
+    lim.settle_now("k", early[5].reservation or "", actual_tokens=10**6)  # gone: changes nothing
+    assert window.tokens == 999 * 10
+    assert probe.allowed
+
+
+async def test_a_reservation_of_a_swept_window_does_not_touch_its_successor() -> None:
+    clock = FakeClock()
+    lim = MemoryLimiter(window=60.0, clock=clock)
+    old = await lim.hit("k", rpm=5, tpm=100, tokens=50)
+    clock.now += 200
+    await lim.hit("other", rpm=5, tpm=100, tokens=1)  # the sweep drops the idle window of "k"
+    new = await lim.hit("k", rpm=5, tpm=100, tokens=50)
+    lim.settle_now("k", old.reservation or "", actual_tokens=0)  # a stale id: another window's range
+    assert lim._windows["k"].tokens == 50
+    lim.settle_now("k", new.reservation or "", actual_tokens=20)
+    assert lim._windows["k"].tokens == 20
