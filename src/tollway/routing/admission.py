@@ -103,7 +103,7 @@ class Ticket:
     def __init__(self, key: ApiKey, multiplier: int, input_tokens: int) -> None:
         self.key = key
         self.hold: Hold | None = None
-        self.limits: list[tuple[str, str]] = []  # (limit key, reservation)
+        self.limits: list[tuple[str, str, int]] = []  # (limit key, reservation, tokens reserved)
         self.multiplier = multiplier
         self.input_tokens = input_tokens
         self.quota = key.month_quota
@@ -203,8 +203,8 @@ class Billing:
                               f"{'' if name == f'k{ticket.key.id}' else ' on this model'}. "
                               f"Retry after {max(1, math.ceil(decision.retry_after))} s.",
                               retry_after=decision.retry_after)
-        if decision.reservation is not None:
-            ticket.limits.append((name, decision.reservation))
+        if decision.reservation is not None and tpm is not None:  # RPM alone: nothing to settle later
+            ticket.limits.append((name, decision.reservation, tokens))
 
     def _release_limits(self, ticket: Ticket) -> None:
         """A refused admission keeps its request counts (it was a request) but no tokens."""
@@ -213,7 +213,9 @@ class Billing:
 
     def _settle_limits(self, ticket: Ticket, tokens: int) -> None:
         limiter = self.limiter
-        for name, rid in ticket.limits:
+        for name, rid, reserved in ticket.limits:
+            if reserved == tokens:
+                continue  # the estimate was right: nothing to correct
             if isinstance(limiter, MemoryLimiter):  # no I/O: now, not in a task
                 limiter.settle_now(name, rid, actual_tokens=tokens)
             else:
