@@ -49,8 +49,8 @@ param ``model``. Deauthorizing also takes a name that is authorized but no longe
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from typing import Any
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Any, NamedTuple
 
 import msgspec
 from starlette.requests import Request
@@ -349,62 +349,52 @@ async def _listing(gw: Gateway, pairs: list[tuple[str, float]]) -> list[dict[str
     return items
 
 
-async def group_model_list(request: Request, gw: Gateway) -> dict[str, Any]:
-    group_id = await _group_id(gw, request.query_params.get("group_id"))
-    items = await _listing(gw, await AuthorizationRepository(gw.engine).group_models(group_id))
-    return {"group_id": group_id, "items": items, "total": len(items)}
+class _Owner(NamedTuple):
+    """Who models are authorized to: a group or a key (the three operations are the same)."""
+
+    field: str  # the body / query field naming it
+    find: Callable[[Gateway, Any], Awaitable[int]]
+    listed: Callable[[AuthorizationRepository, int], Awaitable[list[tuple[str, float]]]]
+    add: Callable[[AuthorizationRepository, int, list[str]], Awaitable[int]]
+    remove: Callable[[AuthorizationRepository, int, list[str]], Awaitable[int]]
 
 
-async def group_model_authorize(request: Request, gw: Gateway) -> dict[str, Any]:
-    body = await json_body(request)
-    group_id = await _group_id(gw, body.get("group_id"))
-    names = await _requested(body, gw)
-    await _check_known(gw, names)
-    added = await AuthorizationRepository(gw.engine).authorize_group(group_id, names)
-    if added:
-        await _changed(gw)
-    return {"success": True, "group_id": group_id, "models": names, "added": added}
+GROUP = _Owner("group_id", _group_id, AuthorizationRepository.group_models, AuthorizationRepository.authorize_group,
+               AuthorizationRepository.deauthorize_group)
+KEY = _Owner("key_id", _key_id, AuthorizationRepository.key_models, AuthorizationRepository.authorize_key,
+             AuthorizationRepository.deauthorize_key)
 
 
-async def group_model_deauthorize(request: Request, gw: Gateway) -> dict[str, Any]:
-    body = await json_body(request)
-    group_id = await _group_id(gw, body.get("group_id"))
-    names = await _requested(body, gw)
-    auth = AuthorizationRepository(gw.engine)
-    await _check_known(gw, names, also=[name for name, _ in await auth.group_models(group_id)])
-    removed = await auth.deauthorize_group(group_id, names)
-    if removed:
-        await _changed(gw)
-    return {"success": True, "group_id": group_id, "models": names, "removed": removed}
+def _authorizations(owner: _Owner) -> dict[str, Callable[[Request, Gateway], Awaitable[dict[str, Any]]]]:
+    """List, authorize and deauthorize for ``owner``: the handlers of seed 004's six operations."""
 
+    async def listing(request: Request, gw: Gateway) -> dict[str, Any]:
+        owner_id = await owner.find(gw, request.query_params.get(owner.field))
+        items = await _listing(gw, await owner.listed(AuthorizationRepository(gw.engine), owner_id))
+        return {owner.field: owner_id, "items": items, "total": len(items)}
 
-async def key_model_list(request: Request, gw: Gateway) -> dict[str, Any]:
-    key_id = await _key_id(gw, request.query_params.get("key_id"))
-    items = await _listing(gw, await AuthorizationRepository(gw.engine).key_models(key_id))
-    return {"key_id": key_id, "items": items, "total": len(items)}
+    async def authorize(request: Request, gw: Gateway) -> dict[str, Any]:
+        body = await json_body(request)
+        owner_id = await owner.find(gw, body.get(owner.field))
+        names = await _requested(body, gw)
+        await _check_known(gw, names)
+        added = await owner.add(AuthorizationRepository(gw.engine), owner_id, names)
+        await _changed(gw)  # also when nothing was added: a group's first authorization restricts it
+        return {"success": True, owner.field: owner_id, "models": names, "added": added}
 
+    async def deauthorize(request: Request, gw: Gateway) -> dict[str, Any]:
+        body = await json_body(request)
+        owner_id = await owner.find(gw, body.get(owner.field))
+        names = await _requested(body, gw)
+        auth = AuthorizationRepository(gw.engine)
+        # a name authorized before it stopped being known can still be removed
+        await _check_known(gw, names, also=[name for name, _ in await owner.listed(auth, owner_id)])
+        removed = await owner.remove(auth, owner_id, names)
+        if removed:
+            await _changed(gw)
+        return {"success": True, owner.field: owner_id, "models": names, "removed": removed}
 
-async def key_model_authorize(request: Request, gw: Gateway) -> dict[str, Any]:
-    body = await json_body(request)
-    key_id = await _key_id(gw, body.get("key_id"))
-    names = await _requested(body, gw)
-    await _check_known(gw, names)
-    added = await AuthorizationRepository(gw.engine).authorize_key(key_id, names)
-    if added:
-        await _changed(gw)
-    return {"success": True, "key_id": key_id, "models": names, "added": added}
-
-
-async def key_model_deauthorize(request: Request, gw: Gateway) -> dict[str, Any]:
-    body = await json_body(request)
-    key_id = await _key_id(gw, body.get("key_id"))
-    names = await _requested(body, gw)
-    auth = AuthorizationRepository(gw.engine)
-    await _check_known(gw, names, also=[name for name, _ in await auth.key_models(key_id)])
-    removed = await auth.deauthorize_key(key_id, names)
-    if removed:
-        await _changed(gw)
-    return {"success": True, "key_id": key_id, "models": names, "removed": removed}
+    return {"list": listing, "authorize": authorize, "deauthorize": deauthorize}
 
 
 def registry_routes() -> list[BaseRoute]:
@@ -415,10 +405,7 @@ def registry_routes() -> list[BaseRoute]:
         Route("/admin/group/list", admin_endpoint(list_groups), methods=["GET"]),
         Route("/admin/group/save", admin_endpoint(save_group), methods=["POST"]),
         Route("/admin/group/delete", admin_endpoint(delete_group), methods=["POST"]),
-        Route("/admin/group/model/list", admin_endpoint(group_model_list), methods=["GET"]),
-        Route("/admin/group/model/authorize", admin_endpoint(group_model_authorize), methods=["POST"]),
-        Route("/admin/group/model/deauthorize", admin_endpoint(group_model_deauthorize), methods=["POST"]),
-        Route("/admin/api-key/model/list", admin_endpoint(key_model_list), methods=["GET"]),
-        Route("/admin/api-key/model/authorize", admin_endpoint(key_model_authorize), methods=["POST"]),
-        Route("/admin/api-key/model/deauthorize", admin_endpoint(key_model_deauthorize), methods=["POST"]),
+        *(Route(f"/admin/{prefix}/model/{op}", admin_endpoint(handler), methods=["GET" if op == "list" else "POST"])
+          for prefix, owner in (("group", GROUP), ("api-key", KEY))
+          for op, handler in _authorizations(owner).items()),
     ]
