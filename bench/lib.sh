@@ -1,0 +1,20 @@
+# Shared by the bench scripts: `run NAME PORT` drives wrk at $CONC for $DURATION seconds against the
+# gateway whose pid and key are in $OUT/NAME.pid and $OUT/NAME.key, and prints req/s, the gateway's
+# CPU per request (from /proc), p50, p99 and errors. Needs KIT, OUT, CONC, DURATION.
+run() {  # name port
+  local pid before after
+  pid=$(cat "$OUT/$1.pid")
+  before=$(awk '{print $14 + $15}' "/proc/$pid/stat")
+  BENCH_BODY_FILE="$OUT/body.json" BENCH_KEY="$(cat "$OUT/$1.key")" BENCH_OUT="$OUT/$1.jsonl" \
+    wrk -t2 -c"$CONC" -d"${DURATION}s" -s "$KIT/wrk_post.lua" "http://127.0.0.1:$2/v1/chat/completions" \
+    >"$OUT/$1.wrk" 2>&1
+  after=$(awk '{print $14 + $15}' "/proc/$pid/stat")
+  python3 - "$OUT/$1.jsonl" "$before" "$after" "$(getconf CLK_TCK)" "$1" <<'PY'
+import json, sys
+line = json.loads(open(sys.argv[1]).read().splitlines()[-1])
+secs = (int(sys.argv[3]) - int(sys.argv[2])) / int(sys.argv[4])
+errs = sum(line[k] for k in ("err_connect", "err_read", "err_write", "err_status", "err_timeout"))
+print(f"{sys.argv[5]:<8} {line['rps']:>8.0f} req/s  {1000 * secs / max(line['requests'], 1):5.2f} ms CPU/req  "
+      f"p50 {line['lat_p50_ms']:.1f} ms  p99 {line['lat_p99_ms']:.1f} ms  errors={errs}")
+PY
+}
