@@ -4,7 +4,6 @@ counted, keys and values checked; and the env service's handlers over it."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from types import SimpleNamespace
 from typing import Any
 
@@ -18,21 +17,11 @@ from tollway.auth.secret_box import META_KEY, SecretBox, load_secret_key
 from tollway.core.errors import ConfigError, InvalidRequest, NotFound, NotImplementedYet
 from tollway.dialects.city.env import env_service
 from tollway.store import changes
-from tollway.store.db import create_engine, migrate
 from tollway.store.env import KEY_RULE, MAX_VALUE_BYTES, EnvRepository
 from tollway.store.meta import MetaRepository
 from tollway.store.tables import env_vars
 
 SECRET = "sk-live-0123456789abcdefghijklmnop"
-
-
-@pytest.fixture
-async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
-    """A migrated database, on SQLite and on PostgreSQL."""
-    await asyncio.to_thread(migrate, database_url)
-    engine = create_engine(database_url)
-    yield engine
-    await engine.dispose()
 
 
 @pytest.fixture

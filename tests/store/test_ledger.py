@@ -2,27 +2,15 @@
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import AsyncIterator
-
 import pytest
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tollway.auth.key_service import KeyService
 from tollway.core.billing import LedgerEntry
-from tollway.store.db import create_engine, migrate
 from tollway.store.keys import KeyRepository
 from tollway.store.ledger import CHARGE, LedgerRepository, month_of
 from tollway.store.log_buffer import WriteBehind
-
-
-@pytest.fixture
-async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
-    await asyncio.to_thread(migrate, database_url)
-    engine = create_engine(database_url)
-    yield engine
-    await engine.dispose()
 
 
 def charge(key_id: int, request_id: str, amount: int) -> LedgerEntry:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -11,17 +10,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from tollway.auth.key_service import KeyService
 from tollway.core.errors import InvalidRequest, NotFound
 from tollway.store import changes
-from tollway.store.db import create_engine, migrate
 from tollway.store.keys import KeyRepository
 from tollway.store.registry import AuthorizationRepository, GroupRepository, ModelRepository
-
-
-@pytest.fixture
-async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
-    await asyncio.to_thread(migrate, database_url)
-    engine = create_engine(database_url)
-    yield engine
-    await engine.dispose()
 
 
 async def test_models_insert_update_and_read_back(engine: AsyncEngine) -> None:

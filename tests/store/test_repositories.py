@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 
-import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tollway.auth.key_service import KeyService, ensure_admin_secret
@@ -13,20 +11,11 @@ from tollway.auth.keys import hash_secret
 from tollway.core.errors import InvalidRequest
 from tollway.core.request_log import RequestLog
 from tollway.store import changes
-from tollway.store.db import create_engine, migrate
+from tollway.store.db import migrate
 from tollway.store.keys import KeyRepository
 from tollway.store.log_buffer import RequestLogBuffer
 from tollway.store.meta import MetaRepository
 from tollway.store.request_logs import RequestLogRepository
-
-
-@pytest.fixture
-async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
-    """A migrated database, on SQLite and on PostgreSQL."""
-    await asyncio.to_thread(migrate, database_url)
-    engine = create_engine(database_url)
-    yield engine
-    await engine.dispose()
 
 
 async def test_keys_and_change_counter(database_url: str, engine: AsyncEngine) -> None:
