@@ -14,12 +14,15 @@ import asyncio
 import contextlib
 import os
 import secrets
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import asyncpg
 import pytest
 import redis
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from tollway.store.db import create_engine, migrate
 
 PG_URL = os.environ.get("TOLLWAY_TEST_POSTGRES_URL", "postgresql+asyncpg://127.0.0.1:5432/test")
 REDIS_URL = os.environ.get("TOLLWAY_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
@@ -73,6 +76,15 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     if request.param == "sqlite":
         return f"sqlite+aiosqlite:///{tmp_path / 'tollway.db'}"
     return str(request.getfixturevalue("postgres_url"))
+
+
+@pytest.fixture
+async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
+    """A migrated database, on SQLite and on PostgreSQL."""
+    await asyncio.to_thread(migrate, database_url)
+    engine = create_engine(database_url)
+    yield engine
+    await engine.dispose()
 
 
 @pytest.fixture(scope="session")

@@ -7,7 +7,6 @@ import asyncio
 import base64
 import hashlib
 import time
-from collections.abc import AsyncIterator
 from typing import Literal
 from urllib.parse import parse_qs, urlsplit
 
@@ -29,7 +28,6 @@ from tollway.dialects.city.accounts import (
     oauth_config,
     state_ttl,
 )
-from tollway.store.db import create_engine, migrate
 from tollway.store.users import FAILED, PENDING, SUCCEEDED, OAuthStateRepository, UserRepository
 
 GH = {"TOLLWAY_OAUTH_GITHUB_CLIENT_ID": "id", "TOLLWAY_OAUTH_GITHUB_CLIENT_SECRET": "secret"}
@@ -193,14 +191,6 @@ async def test_a_missing_hash_still_costs_a_verification_and_fails() -> None:
 
 
 # repositories ---------------------------------------------------------------------------------
-
-
-@pytest.fixture
-async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
-    await asyncio.to_thread(migrate, database_url)
-    engine = create_engine(database_url)
-    yield engine
-    await engine.dispose()
 
 
 async def test_a_state_is_claimed_once_and_its_token_collected_once(engine: AsyncEngine) -> None:

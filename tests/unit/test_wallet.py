@@ -137,6 +137,17 @@ class Model:
     charged: int = 0
 
 
+async def play_both(s: Scenario, redis_url: str, prefix: str) -> tuple[list[Outcome], list[Outcome]]:
+    """``s`` played on a memory wallet, then on a Redis wallet: (expected, actual)."""
+    memory = MemoryWallet(loader(s.balance, s.spent))
+    shared = RedisWallet(await connect(redis_url), loader(s.balance, s.spent), prefix=prefix)
+    try:
+        return await play(memory, s), await play(shared, s)
+    finally:
+        await memory.close()
+        await shared.close()
+
+
 def roll(m: Model, month: str) -> None:
     """The first reservation loads the key in its month; a later month restarts the spend."""
     if m.month is None:
@@ -278,17 +289,7 @@ _key_ids = itertools.count(1000)
 @given(s=scenarios())
 def test_redis_wallet_matches_memory_wallet_step_by_step(redis_url: str, redis_prefix: str, s: Scenario) -> None:
     prefix = f"{redis_prefix}{next(_key_ids)}:"  # an example of its own
-
-    async def run() -> tuple[list[Outcome], list[Outcome]]:
-        memory = MemoryWallet(loader(s.balance, s.spent))
-        shared = RedisWallet(await connect(redis_url), loader(s.balance, s.spent), prefix=prefix)
-        try:
-            return await play(memory, s), await play(shared, s)
-        finally:
-            await memory.close()
-            await shared.close()
-
-    expected, actual = asyncio.run(run())
+    expected, actual = asyncio.run(play_both(s, redis_url, prefix))
     assert actual == expected
 
 
@@ -297,13 +298,7 @@ async def test_redis_wallet_rolls_the_month_like_memory(redis_url: str, redis_pr
         Reserve(1, "2026-05"), Reserve(60, "2026-06"), Settle(0, "equal", 0, "2026-06"), Reserve(40, "2026-05"),
         Reserve(1, "2026-05"), Settle(0, "above", 30, "2026-07"), Credit(5), Reserve(30, "2026-07"),
     ])
-    memory = MemoryWallet(loader(s.balance, s.spent))
-    shared = RedisWallet(await connect(redis_url), loader(s.balance, s.spent), prefix=redis_prefix)
-    try:
-        expected, actual = await play(memory, s), await play(shared, s)
-    finally:
-        await memory.close()
-        await shared.close()
+    expected, actual = await play_both(s, redis_url, redis_prefix)
     assert actual == expected
     assert [o[0] for o in expected] == ["QuotaExceeded", "held", "settled", "held", "QuotaExceeded", "settled",
                                         "credited", "held"]
@@ -330,13 +325,7 @@ EDGES = {
 @pytest.mark.parametrize("name", list(EDGES))
 async def test_redis_wallet_matches_memory_wallet_on_edges(redis_url: str, redis_prefix: str, name: str) -> None:
     s = EDGES[name]
-    memory = MemoryWallet(loader(s.balance, s.spent))
-    shared = RedisWallet(await connect(redis_url), loader(s.balance, s.spent), prefix=redis_prefix)
-    try:
-        expected, actual = await play(memory, s), await play(shared, s)
-    finally:
-        await memory.close()
-        await shared.close()
+    expected, actual = await play_both(s, redis_url, redis_prefix)
     assert actual == expected
     if name.startswith("beyond"):
         assert [o[1] for o in expected if o[0] == "settled"] == [40, 10]  # 20 + 20 of 60, then just the hold of 50
