@@ -220,6 +220,30 @@ def test_fallback_chain(tmp_path: Path, upstream: CredentialFake) -> None:
         gw.stop()
 
 
+def test_a_fallback_model_keeps_its_own_rate_limit(tmp_path: Path, upstream: CredentialFake) -> None:
+    models = [{"id": "primary", "provider": "p1", "upstream_id": "m1", "fallbacks": ["second", "third"]},
+              {"id": "second", "provider": "p2", "upstream_id": "m2"},
+              {"id": "third", "provider": "p3", "upstream_id": "m3"}]
+    gw = start(tmp_path, [provider("p1", upstream, ["a1"]), provider("p2", upstream, ["b1"]),
+                          provider("p3", upstream, ["c1"])], models)
+    try:
+        with gw.admin() as admin:
+            admin.post("/admin/model/save", json={"name": "second", "provider": "p2", "rpm": 1}).raise_for_status()
+        key = gw.create_key()
+        upstream.script("secret-a1", Behavior(status=500))
+        first = chat(gw, key, "primary")
+        assert first.status_code == 200 and first.json()["model"] == "m2"
+        again = chat(gw, key, "primary")  # "second" had its one request this minute: on to "third"
+        assert again.status_code == 200 and again.json()["model"] == "m3"
+        attempts = json.loads(row(gw, again.headers["x-request-id"])["attempts"])
+        assert [(a["model"], a["credential"], a["status"], a["error"]) for a in attempts] == [
+            ("primary", "a1", 502, attempts[0]["error"]), ("second", None, 429, "rate_limited"),
+            ("third", "c1", 200, None)]
+        assert len(upstream.calls("secret-b1")) == 1  # the limited model was not called again
+    finally:
+        gw.stop()
+
+
 def test_direct_token_mode_is_opt_in_per_provider(tmp_path: Path, upstream: CredentialFake) -> None:
     gw = start(tmp_path, [provider("p1", upstream, ["a"], direct_token=True), provider("p2", upstream, ["b"])])
     try:

@@ -11,7 +11,7 @@ import pytest
 from tollway.billing.wallet import Hold, MemoryWallet
 from tollway.core.billing import Group, LedgerEntry
 from tollway.core.catalog import ModelInfo
-from tollway.core.errors import InsufficientCredits, InternalError, PermissionDenied, RateLimited
+from tollway.core.errors import InsufficientCredits, InternalError, InvalidRequest, PermissionDenied, RateLimited
 from tollway.core.keys import ApiKey
 from tollway.limits.memory import MemoryLimiter
 from tollway.routing import admission
@@ -165,6 +165,32 @@ async def test_unpriced_models_can_be_refused() -> None:
     assert [r.model.id for r in routes] == ["m"]  # a free fallback is dropped too
     assert b.settle(ticket, PRICED, (1, 1), "r") == 1_000
     await b.close()
+
+
+async def test_a_fallback_model_counts_its_own_limits_and_keeps_tokens_only_if_it_served() -> None:
+    limited = ModelInfo(id="f", provider="p", upstream_id="f", credit_cost=1_000, rpm=2, tpm=100)
+    b = billing(Books(10**6))
+    routes = [Route(model=PRICED, provider="p"), Route(model=limited, provider="p")]
+    try:
+        _, first = await b.admit(key(), "m", routes, Bound(30, 30))
+        await b.admit_fallback(first, limited, Bound(30, 30))  # tried: 60 of its 100 tokens held
+        b.settle(first, PRICED, (20, 20), "r1")  # but "m" served: the fallback's window keeps no tokens
+        _, second = await b.admit(key(), "m", routes, Bound(30, 30))
+        await b.admit_fallback(second, limited, Bound(30, 30))  # room for 60 again
+        b.settle(second, limited, (40, 30), "r2")  # served by the fallback: its window keeps 70
+        _, third = await b.admit(key(), "m", routes, Bound(10, 10))
+        with pytest.raises(RateLimited) as err:  # two requests a minute on "f"
+            await b.admit_fallback(third, limited, Bound(10, 10))
+        assert "2 requests per minute for this key on f" in err.value.message
+        with pytest.raises(InvalidRequest) as too_big:  # never fits its TPM: a refusal, not a wait
+            await b.admit_fallback(third, limited, Bound(90, 20))
+        assert too_big.value.code == "tpm_exceeded"
+        b.settle(third, PRICED, (1, 1), "r3")
+        over = await b.limiter.hit("k7:f", rpm=None, tpm=100, tokens=31)  # 70 kept + 31
+        assert not over.allowed and over.reason == "tpm"
+        assert (await b.limiter.hit("k7:f", rpm=None, tpm=100, tokens=30)).allowed
+    finally:
+        await b.close()
 
 
 async def test_in_redis_a_refusal_undoes_what_the_same_round_trip_held(redis_url: str, redis_prefix: str) -> None:

@@ -241,3 +241,21 @@ def test_a_disabled_registry_row_withdraws_every_spelling() -> None:
     assert "gpt-4o" not in {m.id for m in c.listed()}
     c.set_registry([])  # deleted: the code catalog's model is back
     assert c.resolve("gpt-4o").model.price_in == 0
+
+
+def test_a_registry_row_over_a_configured_model_keeps_its_routing() -> None:
+    from tollway.core.billing import ModelRecord
+
+    big = ModelInfo(id="big", provider="openai", upstream_id="gpt-4.1", display_name="Big", aliases=("large",),
+                    fallbacks=("gpt-4o",))
+    c = catalog(OPENAI_ENV, models=(big,))
+    c.set_registry([ModelRecord(id=1, name="big", provider="openai", price_in=2_000_000, rpm=3, aliases=("xl",))])
+    model = c.resolve("large").model  # the configured alias still works, and the row's own
+    assert c.resolve("xl").model == model
+    assert (model.upstream_id, model.display_name, model.fallbacks, model.price_in, model.rpm) == (
+        "gpt-4.1", "Big", ("gpt-4o",), 2_000_000, 3)
+    c.set_registry([ModelRecord(id=1, name="big", provider="openai", upstream_id="o3", display_name="Other")])
+    assert (c.resolve("big").model.upstream_id, c.resolve("big").model.display_name) == ("o3", "Other")
+    c.set_registry([ModelRecord(id=1, name="big", provider="echo")])  # another provider: a model of its own
+    moved = c.resolve("big").model
+    assert (moved.provider, moved.upstream_id, moved.fallbacks) == ("echo", "big", ())

@@ -13,7 +13,9 @@ Models
       "aliases"?, "credit_cost"?, "rpm"?, "tpm"?, "max_output_tokens"?, "enabled"?}``. Without ``id``
       it creates (``name`` and ``provider`` required); with ``id`` it changes the fields given.
       ``config`` is a JSON object or a string holding one (at most 16 KB); its string ``modelId``
-      becomes ``upstream_id`` unless that is given. ``provider`` is a configured provider or a known
+      becomes ``upstream_id`` unless that is given. A row named like a code or YAML model on the same
+      provider overlays it: without ``upstream_id``, ``display_name`` or ``description`` it keeps that
+      model's, and it keeps its fallbacks and aliases. ``provider`` is a configured provider or a known
       provider kind (``bedrock-converse`` means ``bedrock``). Prices are credits per million tokens,
       ``credit_cost`` credits per request. Renaming a model carries its authorizations over.
   ``POST /admin/model/delete {"id"}``  ->  ``{"success": true, "id"}``; its authorizations go too.

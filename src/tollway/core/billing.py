@@ -52,12 +52,22 @@ class ModelRecord(msgspec.Struct, frozen=True, kw_only=True):
     created_at: float = 0.0
     updated_at: float = 0.0
 
-    def info(self) -> ModelInfo:
-        """The routable model this row describes (an enabled row only is routed)."""
+    def info(self, base: ModelInfo | None = None) -> ModelInfo:
+        """The routable model this row describes (an enabled row only is routed). Over ``base``,
+        the code or YAML model of the same name on the same provider, a row left without an
+        upstream id, display name or description keeps the base's, and keeps its fallbacks and
+        aliases (with the row's own): an admin who only prices or limits a configured model does
+        not re-route it."""
+        if base is not None and base.provider != self.provider:
+            base = None
+        aliases = self.aliases if base is None else tuple(dict.fromkeys((*base.aliases, *self.aliases)))
         return ModelInfo(
-            id=self.name, provider=self.provider, upstream_id=self.upstream_id or self.name,
-            display_name=self.display_name or self.name, description=self.description, category=self.category,
-            capabilities=self.capabilities, modalities=self.modalities, aliases=self.aliases,
+            id=self.name, provider=self.provider,
+            upstream_id=self.upstream_id or (base.upstream_id if base is not None else self.name),
+            display_name=self.display_name or (base.display_name if base is not None else "") or self.name,
+            description=self.description or (base.description if base is not None else ""), category=self.category,
+            capabilities=self.capabilities, modalities=self.modalities, aliases=aliases,
+            fallbacks=base.fallbacks if base is not None else (),
             price_in=self.price_in, price_out=self.price_out, credit_cost=self.credit_cost, rpm=self.rpm,
             tpm=self.tpm, max_output_tokens=self.max_output_tokens, meta={"registry_id": self.id},
         )

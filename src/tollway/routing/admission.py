@@ -103,7 +103,8 @@ class Ticket:
     def __init__(self, key: ApiKey, multiplier: int, input_tokens: int) -> None:
         self.key = key
         self.hold: Hold | None = None
-        self.limits: list[tuple[str, str, int]] = []  # (limit key, reservation, tokens reserved)
+        # (limit key, reservation, tokens reserved, the model whose limit it is; None: the key's)
+        self.limits: list[tuple[str, str, int, str | None]] = []
         self.multiplier = multiplier
         self.input_tokens = input_tokens
         self.quota = key.month_quota
@@ -145,9 +146,9 @@ class Billing:
                                        code="model_not_available")
         ticket = Ticket(key, self.access.multiplier(key), bound.input_tokens)
         first = allowed[0].model
-        steps = [self._limit(ticket, f"k{key.id}", key.rpm, key.tpm, bound)]
+        steps = [self._limit(ticket, None, key.rpm, key.tpm, bound)]
         if first.rpm is not None or first.tpm is not None:
-            steps.append(self._limit(ticket, f"k{key.id}:{first.id}", first.rpm, first.tpm, bound))
+            steps.append(self._limit(ticket, first.id, first.rpm, first.tpm, bound))
         amount = 0
         if self.enabled:
             amount = max(reservation(r.model, bound.input_tokens, bound.max_tokens, ticket.multiplier,
@@ -188,38 +189,50 @@ class Billing:
             ticket.hold = None
         self._release_limits(ticket)
 
-    async def _limit(self, ticket: Ticket, name: str, rpm: int | None, tpm: int | None, bound: Bound) -> None:
+    async def admit_fallback(self, ticket: Ticket, model: ModelInfo, bound: Bound) -> None:
+        """Count a fallback model's own limits before it is tried (the key's were counted at
+        admission); RateLimited or InvalidRequest (``tpm_exceeded``) when it may not be tried."""
+        if model.rpm is not None or model.tpm is not None:
+            await self._limit(ticket, model.id, model.rpm, model.tpm, bound)
+
+    async def _limit(self, ticket: Ticket, model: str | None, rpm: int | None, tpm: int | None,
+                     bound: Bound) -> None:
+        """Count one limit: the key's (``model`` None) or the key's on ``model``."""
         if rpm is None and tpm is None:
             return
+        on = "" if model is None else f" on {model}"
         tokens = bound.input_tokens + (bound.max_tokens or 0)
         if tpm is not None and tokens > tpm:  # no window will ever have room: not a wait, a refusal
             raise InvalidRequest(f"This request may use {tokens} tokens, more than this key's limit of {tpm} "
-                                 f"tokens per minute{'' if name == f'k{ticket.key.id}' else ' on this model'}: "
-                                 "lower max_tokens or shorten the input.", code="tpm_exceeded")
+                                 f"tokens per minute{on}: lower max_tokens or shorten the input.",
+                                 code="tpm_exceeded")
+        name = f"k{ticket.key.id}" if model is None else f"k{ticket.key.id}:{model}"
         decision = await self.limiter.hit(name, rpm=rpm, tpm=tpm, tokens=tokens)
         if not decision.allowed:
             which = f"{rpm} requests" if decision.reason == "rpm" else f"{tpm} tokens"
-            raise RateLimited(f"Rate limit reached: {which} per minute for this key"
-                              f"{'' if name == f'k{ticket.key.id}' else ' on this model'}. "
+            raise RateLimited(f"Rate limit reached: {which} per minute for this key{on}. "
                               f"Retry after {max(1, math.ceil(decision.retry_after))} s.",
                               retry_after=decision.retry_after)
         if decision.reservation is not None and tpm is not None:  # RPM alone: nothing to settle later
-            ticket.limits.append((name, decision.reservation, tokens))
+            ticket.limits.append((name, decision.reservation, tokens, model))
 
     def _release_limits(self, ticket: Ticket) -> None:
         """A refused admission keeps its request counts (it was a request) but no tokens."""
-        self._settle_limits(ticket, 0)
+        self._settle_limits(ticket, None, 0)
         ticket.limits = []
 
-    def _settle_limits(self, ticket: Ticket, tokens: int) -> None:
+    def _settle_limits(self, ticket: Ticket, served: str | None, tokens: int) -> None:
+        """The key's limits take the tokens used; a model's, only if that model served them."""
         limiter = self.limiter
-        for name, rid, reserved in ticket.limits:
-            if reserved == tokens:
+        for name, rid, reserved, model in ticket.limits:
+            # a model tried that did not serve the request keeps the request, not the tokens
+            tokens_here = 0 if model is not None and model != served else tokens
+            if reserved == tokens_here:
                 continue  # the estimate was right: nothing to correct
             if isinstance(limiter, MemoryLimiter):  # no I/O: now, not in a task
-                limiter.settle_now(name, rid, actual_tokens=tokens)
+                limiter.settle_now(name, rid, actual_tokens=tokens_here)
             else:
-                self._spawn(limiter.settle(name, rid, actual_tokens=tokens))
+                self._spawn(limiter.settle(name, rid, actual_tokens=tokens_here))
 
     # after the call ------------------------------------------------------------------------
 
@@ -228,7 +241,8 @@ class Billing:
         """Release the holds; charge for ``tokens`` (input, output) on ``model``, or refund
         (``tokens`` None). Returns the cost (what the request log shows); in a shared wallet the
         charge is settled in the background and ``row`` corrected if less could be charged."""
-        self._settle_limits(ticket, 0 if tokens is None else tokens[0] + tokens[1])
+        self._settle_limits(ticket, model.id if model is not None else None,
+                            0 if tokens is None else tokens[0] + tokens[1])
         charge = 0 if tokens is None or model is None else cost(model, tokens[0], tokens[1], ticket.multiplier)
         hold = ticket.hold
         if hold is None:

@@ -65,7 +65,7 @@ class Catalog:
         registry = tuple(registry)
         for r in registry:
             if r.enabled:
-                known[r.name] = r.info()
+                known[r.name] = r.info(known.get(r.name))
             else:
                 known.pop(r.name, None)
                 disabled.add(r.name)

@@ -26,8 +26,10 @@ from tollway.core.chat import Usage
 from tollway.core.errors import (
     AuthenticationFailed,
     CredentialsDisabled,
+    InvalidRequest,
     PermissionDenied,
     PoolExhausted,
+    RateLimited,
     TollwayError,
     UpstreamError,
 )
@@ -116,7 +118,14 @@ class Call:
                 routes = gw.billing.check_access(key, model, routes)
             else:
                 routes, self.ticket = await gw.billing.admit(key, model, routes, bound)
-        for route in routes:
+        for index, route in enumerate(routes):
+            if index and self.ticket is not None and bound is not None and gw.billing is not None:
+                try:  # a fallback model's own limits (the first model's were counted at admission)
+                    await gw.billing.admit_fallback(self.ticket, route.model, bound)
+                except (RateLimited, InvalidRequest) as err:
+                    self._attempt(route, None, err)
+                    last = err
+                    continue
             provider, pool = gw.providers[route.provider], gw.pools[route.provider]
             tried: set[str] = set()
             for _ in range(gw.max_attempts):
