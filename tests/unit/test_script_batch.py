@@ -11,7 +11,7 @@ import hiredis
 import pytest
 import redis.asyncio as aioredis
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import RedisError, ResponseError
+from redis.exceptions import DataError, RedisError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from tollway.store.redis import ScriptBatch, connect
@@ -99,6 +99,32 @@ async def test_one_failing_call_fails_alone(redis_url: str, redis_prefix: str) -
         assert isinstance(bad, ResponseError) and "nope x" in str(bad)
     finally:
         await batch.close()
+
+
+async def test_a_bad_argument_fails_its_call_alone(redis_url: str, redis_prefix: str) -> None:
+    batch = ScriptBatch(await connect(redis_url))
+    incr = batch.register(INCR)
+    try:
+        good = incr(keys=[redis_prefix + "g"], args=[1])
+        with pytest.raises(DataError):
+            incr(keys=[redis_prefix + "g"], args=[None])  # refused as it is made, like redis-py
+        also = incr(keys=[redis_prefix + "g"], args=[2])
+        assert await asyncio.gather(good, also) == [1, 3]  # the rest of its turn went out
+    finally:
+        await batch.close()
+
+
+async def test_closing_fails_what_is_waiting_and_refuses_new_calls(redis_url: str, redis_prefix: str) -> None:
+    batch = ScriptBatch(await connect(redis_url))
+    incr = batch.register(INCR)
+    queued = incr(keys=[redis_prefix + "q"], args=[1])  # not even connected yet
+    await asyncio.sleep(0)  # its turn ends: a connection is on its way
+    await batch.close()
+    with pytest.raises(RedisConnectionError):
+        await asyncio.wait_for(queued, 2)  # failed, not left waiting for a connection that never comes
+    with pytest.raises(RedisConnectionError):
+        incr(keys=[redis_prefix + "q"], args=[1])
+    assert batch._conn is None and not batch._tasks
 
 
 async def test_a_killed_connection_is_replaced(redis_url: str, redis_prefix: str) -> None:

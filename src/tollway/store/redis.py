@@ -8,17 +8,21 @@ import asyncio
 import collections
 import contextlib
 import hashlib
+import logging
 from collections.abc import Awaitable, Callable, Coroutine, Iterator
 from typing import Any, cast
 from urllib.parse import urlsplit, urlunsplit
 
 import hiredis
 import redis.asyncio as aioredis
+from redis._parsers.base import BaseParser
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import RedisError, ResponseError
+from redis.exceptions import DataError, NoScriptError, RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from tollway.core.errors import ConfigError, InternalError
+
+log = logging.getLogger("tollway.redis")
 
 
 def redact(url: str) -> str:
@@ -103,8 +107,9 @@ class ScriptBatch:
 
     A script the server does not know (first use, a SCRIPT FLUSH) is sent again as EVAL, which
     also caches it. A connection lost, or silent for ``timeout`` seconds while calls wait, fails
-    the calls in flight (``redis.exceptions`` errors, as redis-py raises them); the next call
-    connects again. ``register`` returns a callable with redis-py's ``Script`` calling convention.
+    the calls in flight (``redis.exceptions`` errors, as redis-py raises them); they are not sent
+    again, since a script may have run (the callers' scripts are safe to repeat where it matters).
+    The next call connects again. ``register`` returns a callable with redis-py's ``Script`` calling convention.
     """
 
     def __init__(self, client: aioredis.Redis, *, timeout: float | None = None) -> None:
@@ -119,14 +124,17 @@ class ScriptBatch:
         self._tasks: set[asyncio.Task[None]] = set()
         self._replies = 0  # answers received: the watchdog's sign of life
         self._watchdog: asyncio.TimerHandle | None = None
+        self._closed = False
 
     def register(self, text: str) -> Callable[..., Awaitable[Any]]:
         sha = hashlib.sha1(text.encode()).hexdigest()
 
         def call(*, keys: list[str], args: list[Any]) -> asyncio.Future[Any]:
+            if self._closed:
+                raise RedisConnectionError("Redis client closed")
             loop = asyncio.get_running_loop()
             future: asyncio.Future[Any] = loop.create_future()
-            self._queue.append(_Call(sha, text, keys, args, future))
+            self._queue.append(_Call(sha, text, keys, args, future))  # DataError here for a bad argument
             if not self._scheduled:
                 self._scheduled = True
                 loop.call_soon(self._flush)
@@ -137,7 +145,9 @@ class ScriptBatch:
     def _flush(self) -> None:
         self._scheduled = False
         batch, self._queue = self._queue, []
-        if self._writer is not None:
+        if self._closed:
+            _fail(batch, RedisConnectionError("Redis client closed"))
+        elif self._writer is not None:
             self._send(batch)
         elif self._waiting is not None:
             self._waiting.extend(batch)
@@ -147,7 +157,7 @@ class ScriptBatch:
 
     def _send(self, batch: list[_Call]) -> None:
         assert self._writer is not None
-        self._writer.write(b"".join([call.packed() for call in batch]))
+        self._writer.write(b"".join([call.packed for call in batch]))
         self._inflight.extend(batch)
         if self._watchdog is None:
             self._arm()
@@ -175,7 +185,13 @@ class ScriptBatch:
             self._send(waiting)
 
     async def _read(self, conn: Any, stream: asyncio.StreamReader) -> None:
-        parser = hiredis.Reader(replyError=ResponseError, encoding="utf-8")
+        # errors as redis-py's own parser makes them (NoScriptError, BusyLoadingError, ...), strings
+        # decoded as the client asked (decode_responses, encoding, encoding_errors)
+        encoder = conn.encoder
+        options: dict[str, Any] = {"replyError": BaseParser.parse_error}
+        if encoder.decode_responses:
+            options.update(encoding=encoder.encoding, errors=encoder.encoding_errors)
+        parser = hiredis.Reader(**options)
         try:
             while True:
                 data = await stream.read(65536)
@@ -195,8 +211,8 @@ class ScriptBatch:
                 self._drop(lost)
 
     def _answer(self, call: _Call, reply: Any) -> None:
-        if isinstance(reply, ResponseError) and not call.eval and str(reply).startswith("NOSCRIPT"):
-            call.eval = True  # EVAL runs it and caches it for the EVALSHAs that follow
+        if isinstance(reply, NoScriptError) and not call.eval:
+            call.as_eval()  # EVAL runs it and caches it for the EVALSHAs that follow
             self._send([call])
             return
         if call.future.done():
@@ -231,8 +247,12 @@ class ScriptBatch:
         return conn
 
     async def _let_go(self, conn: Any) -> None:
-        await conn.disconnect()
-        await self.client.connection_pool.release(conn)
+        try:
+            await conn.disconnect()
+        except (RedisError, OSError) as exc:
+            log.warning("closing a Redis connection failed: %s", exc)
+        finally:
+            await self.client.connection_pool.release(conn)
 
     def _spawn(self, work: Coroutine[Any, Any, Any]) -> None:
         task = asyncio.ensure_future(work)
@@ -240,7 +260,12 @@ class ScriptBatch:
         task.add_done_callback(self._tasks.discard)
 
     async def close(self) -> None:
-        conn = self._drop(RedisConnectionError("closed"), disconnect=False)
+        """Fail what has not been answered; calls made from now on fail at once."""
+        self._closed = True
+        queued, self._queue = self._queue, []
+        waiting, self._waiting = self._waiting or [], None
+        _fail([*queued, *waiting], RedisConnectionError("Redis client closed"))
+        conn = self._drop(RedisConnectionError("Redis client closed"), disconnect=False)
         for task in list(self._tasks):
             task.cancel()
         if self._tasks:
@@ -251,15 +276,25 @@ class ScriptBatch:
 
 
 class _Call:
-    __slots__ = ("sha", "text", "keys", "args", "future", "eval")
+    """One script call: packed when it is made, so a bad argument fails its caller alone."""
+
+    __slots__ = ("text", "keys", "args", "future", "packed", "eval")
 
     def __init__(self, sha: str, text: str, keys: list[str], args: list[Any], future: asyncio.Future[Any]) -> None:
-        self.sha, self.text, self.keys, self.args, self.future = sha, text, keys, args, future
+        self.text, self.keys, self.args, self.future = text, keys, args, future
         self.eval = False
+        self.packed = _pack(("EVALSHA", sha, len(keys), *keys, *args))
 
-    def packed(self) -> bytes:
-        head = ("EVAL", self.text) if self.eval else ("EVALSHA", self.sha)
-        return cast(bytes, hiredis.pack_command((*head, len(self.keys), *self.keys, *self.args)))
+    def as_eval(self) -> None:
+        self.eval = True
+        self.packed = _pack(("EVAL", self.text, len(self.keys), *self.keys, *self.args))
+
+
+def _pack(command: tuple[Any, ...]) -> bytes:
+    try:
+        return cast(bytes, hiredis.pack_command(command))
+    except TypeError as exc:  # None, a bool, a float subclass hiredis does not take...
+        raise DataError(f"invalid argument in a script call: {exc}") from None
 
 
 def _fail(calls: list[_Call], exc: BaseException) -> None:
