@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
 
 from alembic.autogenerate import compare_metadata
+from alembic.config import Config
 from alembic.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from sqlalchemy import Connection
 
-from tollway.store.db import create_engine, migrate
+from tollway.store.db import MIGRATIONS, SCHEMA_HEAD, create_engine, migrate
 from tollway.store.tables import metadata
 
 
@@ -27,3 +31,18 @@ async def test_migrations_match_the_tables(database_url: str) -> None:
             assert await conn.run_sync(_diff) == []
     finally:
         await engine.dispose()
+
+
+def test_schema_head_names_the_newest_migration() -> None:
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    assert ScriptDirectory.from_config(cfg).get_heads() == [SCHEMA_HEAD], "a new migration: raise SCHEMA_HEAD"
+
+
+async def test_a_database_at_the_head_starts_without_alembic(database_url: str) -> None:
+    await asyncio.to_thread(migrate, database_url)
+    code = ("import sys; from tollway.store.db import migrate; migrate(sys.argv[1]); "
+            "sys.exit(3 if 'alembic' in sys.modules else 0)")
+    done = await asyncio.to_thread(subprocess.run, [sys.executable, "-c", code, database_url], capture_output=True,
+                                   text=True, timeout=60)
+    assert done.returncode == 0, done.stderr or "alembic was imported for a database already at the head"

@@ -23,7 +23,6 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-import httpx
 import msgspec
 from starlette.requests import Request
 from starlette.routing import BaseRoute, Route
@@ -525,6 +524,8 @@ async def self_test(request: Request, gw: Gateway) -> dict[str, Any]:
         model = next((m.id for m in gw.catalog.listed() if m.provider == default), PROVIDER_ECHO)
     message = str_param(body.get("message"), "message", 4000) or DEFAULT_MESSAGE
     payload = {"model": model, "messages": [{"role": "user", "content": message}], "stream": False}
+    import httpx  # only this probe uses it: not imported at start
+
     try:
         async with httpx.AsyncClient(timeout=PROBE_TIMEOUT, trust_env=False) as client:
             r = await client.post(_own_url(request), json=payload, headers={"Authorization": f"Bearer {api_key}"})

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 from typing import Any
 
-from alembic import command
-from alembic.config import Config
-from sqlalchemy import event
+from sqlalchemy import event, text
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 MIGRATIONS = Path(__file__).parent / "migrations"
+# the newest revision in migrations/versions (tests/store/test_migrations.py holds them equal): a
+# database already there starts without importing Alembic, 10 MB the server would keep for nothing
+SCHEMA_HEAD = "0004"
 
 
 def create_engine(url: str) -> AsyncEngine:
@@ -35,7 +38,25 @@ def migrate(url: str) -> None:
         path = url.split("///", 1)[-1]
         if path and path != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
+    if asyncio.run(_revisions(url)) == [SCHEMA_HEAD]:
+        return
+    from alembic import command
+    from alembic.config import Config
+
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS))
     cfg.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
     command.upgrade(cfg, "head")
+
+
+async def _revisions(url: str) -> list[str] | None:
+    """The revisions the database records; None when it cannot say (a new database, or one that
+    is not reachable: Alembic then does the work, or says what is wrong)."""
+    engine = create_engine(url)
+    try:
+        async with engine.connect() as conn:
+            return list((await conn.execute(text("SELECT version_num FROM alembic_version"))).scalars())
+    except (SQLAlchemyError, OSError):
+        return None
+    finally:
+        await engine.dispose()

@@ -47,9 +47,6 @@ from typing import Any
 import msgspec
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from authlib.integrations.httpx_client import AsyncOAuth2Client  # type: ignore[import-untyped]
-from authlib.oauth2.rfc6749.parameters import prepare_grant_uri  # type: ignore[import-untyped]
-from authlib.oauth2.rfc7636 import create_s256_code_challenge  # type: ignore[import-untyped]
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -137,6 +134,10 @@ def callback_url(env: Mapping[str, str], request: Request) -> str:
 
 
 def authorize_url(p: ProviderEndpoints, *, redirect_uri: str, state: str, code_verifier: str) -> str:
+    # Authlib (with httpx) is imported on the first sign-in, not at start: 11 MB of RSS otherwise
+    from authlib.oauth2.rfc6749.parameters import prepare_grant_uri  # type: ignore[import-untyped]
+    from authlib.oauth2.rfc7636 import create_s256_code_challenge  # type: ignore[import-untyped]
+
     return str(prepare_grant_uri(p.authorize_url, client_id=p.client_id, response_type="code",
                                  redirect_uri=redirect_uri, scope=p.scope, state=state,
                                  code_challenge=create_s256_code_challenge(code_verifier),
@@ -314,6 +315,8 @@ async def _google_user(client: Any, userinfo: str) -> ProviderUser:
 async def provider_user(p: ProviderEndpoints, *, code: str, code_verifier: str, redirect_uri: str) -> ProviderUser:
     """Exchange the code (with the PKCE verifier) and fetch who signed in. Every failure of the
     provider or of the connection becomes SignInFailed: this is Authlib's and httpx's boundary."""
+    from authlib.integrations.httpx_client import AsyncOAuth2Client  # type: ignore[import-untyped]
+
     try:
         async with AsyncOAuth2Client(client_id=p.client_id, client_secret=p.client_secret,
                                      redirect_uri=redirect_uri, token_endpoint_auth_method="client_secret_post",
