@@ -173,19 +173,21 @@ async def test_a_fallback_model_counts_its_own_limits_and_keeps_tokens_only_if_i
     routes = [Route(model=PRICED, provider="p"), Route(model=limited, provider="p")]
     try:
         _, first = await b.admit(key(), "m", routes, Bound(30, 30))
-        await b.admit_fallback(first, limited, Bound(30, 30))  # tried: 60 of its 100 tokens held
+        await b.admit_fallback(first, limited)  # tried: 60 of its 100 tokens held
         b.settle(first, PRICED, (20, 20), "r1")  # but "m" served: the fallback's window keeps no tokens
         _, second = await b.admit(key(), "m", routes, Bound(30, 30))
-        await b.admit_fallback(second, limited, Bound(30, 30))  # room for 60 again
+        await b.admit_fallback(second, limited)  # room for 60 again
         b.settle(second, limited, (40, 30), "r2")  # served by the fallback: its window keeps 70
         _, third = await b.admit(key(), "m", routes, Bound(10, 10))
         with pytest.raises(RateLimited) as err:  # two requests a minute on "f"
-            await b.admit_fallback(third, limited, Bound(10, 10))
+            await b.admit_fallback(third, limited)
         assert "2 requests per minute for this key on f" in err.value.message
-        with pytest.raises(InvalidRequest) as too_big:  # never fits its TPM: a refusal, not a wait
-            await b.admit_fallback(third, limited, Bound(90, 20))
-        assert too_big.value.code == "tpm_exceeded"
         b.settle(third, PRICED, (1, 1), "r3")
+        _, big = await b.admit(key(), "m", routes, Bound(90, 20))
+        with pytest.raises(InvalidRequest) as too_big:  # never fits its TPM: a refusal, not a wait
+            await b.admit_fallback(big, limited)
+        assert too_big.value.code == "tpm_exceeded"
+        b.settle(big, PRICED, (1, 1), "r4")
         over = await b.limiter.hit("k7:f", rpm=None, tpm=100, tokens=31)  # 70 kept + 31
         assert not over.allowed and over.reason == "tpm"
         assert (await b.limiter.hit("k7:f", rpm=None, tpm=100, tokens=30)).allowed

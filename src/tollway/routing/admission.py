@@ -98,15 +98,15 @@ class Access(msgspec.Struct, frozen=True):
 class Ticket:
     """One admitted call's holds: credits, and the limit reservations to settle."""
 
-    __slots__ = ("key", "hold", "limits", "multiplier", "input_tokens", "quota", "month")
+    __slots__ = ("key", "hold", "limits", "multiplier", "bound", "quota", "month")
 
-    def __init__(self, key: ApiKey, multiplier: int, input_tokens: int) -> None:
+    def __init__(self, key: ApiKey, multiplier: int, bound: Bound) -> None:
         self.key = key
         self.hold: Hold | None = None
         # (limit key, reservation, tokens reserved, the model whose limit it is; None: the key's)
         self.limits: list[tuple[str, str, int, str | None]] = []
         self.multiplier = multiplier
-        self.input_tokens = input_tokens
+        self.bound = bound  # what the request may use: its limits and hold were counted from it
         self.quota = key.month_quota
         self.month = ""
 
@@ -144,11 +144,11 @@ class Billing:
             if not allowed:
                 raise PermissionDenied(f"Model '{asked}' has no price, and this gateway serves priced models only.",
                                        code="model_not_available")
-        ticket = Ticket(key, self.access.multiplier(key), bound.input_tokens)
+        ticket = Ticket(key, self.access.multiplier(key), bound)
         first = allowed[0].model
-        steps = [self._limit(ticket, None, key.rpm, key.tpm, bound)]
+        steps = [self._limit(ticket, None, key.rpm, key.tpm)]
         if first.rpm is not None or first.tpm is not None:
-            steps.append(self._limit(ticket, first.id, first.rpm, first.tpm, bound))
+            steps.append(self._limit(ticket, first.id, first.rpm, first.tpm))
         amount = 0
         if self.enabled:
             amount = max(reservation(r.model, bound.input_tokens, bound.max_tokens, ticket.multiplier,
@@ -189,19 +189,18 @@ class Billing:
             ticket.hold = None
         self._release_limits(ticket)
 
-    async def admit_fallback(self, ticket: Ticket, model: ModelInfo, bound: Bound) -> None:
+    async def admit_fallback(self, ticket: Ticket, model: ModelInfo) -> None:
         """Count a fallback model's own limits before it is tried (the key's were counted at
         admission); RateLimited or InvalidRequest (``tpm_exceeded``) when it may not be tried."""
         if model.rpm is not None or model.tpm is not None:
-            await self._limit(ticket, model.id, model.rpm, model.tpm, bound)
+            await self._limit(ticket, model.id, model.rpm, model.tpm)
 
-    async def _limit(self, ticket: Ticket, model: str | None, rpm: int | None, tpm: int | None,
-                     bound: Bound) -> None:
+    async def _limit(self, ticket: Ticket, model: str | None, rpm: int | None, tpm: int | None) -> None:
         """Count one limit: the key's (``model`` None) or the key's on ``model``."""
         if rpm is None and tpm is None:
             return
         on = "" if model is None else f" on {model}"
-        tokens = bound.input_tokens + (bound.max_tokens or 0)
+        tokens = ticket.bound.input_tokens + (ticket.bound.max_tokens or 0)
         if tpm is not None and tokens > tpm:  # no window will ever have room: not a wait, a refusal
             raise InvalidRequest(f"This request may use {tokens} tokens, more than this key's limit of {tpm} "
                                  f"tokens per minute{on}: lower max_tokens or shorten the input.",

@@ -119,9 +119,10 @@ class Call:
             else:
                 routes, self.ticket = await gw.billing.admit(key, model, routes, bound)
         for index, route in enumerate(routes):
-            if index and self.ticket is not None and bound is not None and gw.billing is not None:
+            if index and self.ticket is not None:
+                assert gw.billing is not None  # the ticket came from it
                 try:  # a fallback model's own limits (the first model's were counted at admission)
-                    await gw.billing.admit_fallback(self.ticket, route.model, bound)
+                    await gw.billing.admit_fallback(self.ticket, route.model)
                 except (RateLimited, InvalidRequest) as err:
                     self._attempt(route, None, err)
                     last = err
@@ -203,7 +204,7 @@ class Call:
         elif status == 200 or (status == 499 and self.produced):
             # a stream cut short (or an upstream that reported no usage): what was reported, else the
             # request's size; and at least one token per event the client received
-            tokens = (row.prompt_tokens or ticket.input_tokens, max(row.completion_tokens, self.produced))
+            tokens = (row.prompt_tokens or ticket.bound.input_tokens, max(row.completion_tokens, self.produced))
             row.prompt_tokens, row.completion_tokens = tokens
         return self._gateway.billing.settle(ticket, self.served, tokens, self.row.id, self.row)
 

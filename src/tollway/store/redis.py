@@ -101,15 +101,17 @@ class ScriptBatch:
     Under load, many requests reach their admission or settlement in the same turn; batching them
     is what keeps Redis-backed billing close to in-memory billing. redis-py connects (URL, TLS,
     AUTH, SELECT); after that the calls are packed and their replies parsed by hiredis directly,
-    without redis-py's per-command pipeline machinery: about 2 us of client CPU per call instead of
-    10 (measured with 64 calls per batch). Batches are pipelined: a turn's calls are written
-    without waiting for the last turn's answers.
+    without redis-py's per-command pipeline machinery: about 4 us of client CPU per call, its
+    future included, instead of 14 through a redis-py pipeline (64 calls per batch,
+    bench/RESULTS.md). Batches are pipelined: a turn's calls are written without waiting for the
+    last turn's answers.
 
     A script the server does not know (first use, a SCRIPT FLUSH) is sent again as EVAL, which
     also caches it. A connection lost, or silent for ``timeout`` seconds while calls wait, fails
     the calls in flight (``redis.exceptions`` errors, as redis-py raises them); they are not sent
     again, since a script may have run (the callers' scripts are safe to repeat where it matters).
-    The next call connects again. ``register`` returns a callable with redis-py's ``Script`` calling convention.
+    The next call connects again. ``register`` returns a callable with redis-py's ``Script``
+    calling convention.
     """
 
     def __init__(self, client: aioredis.Redis, *, timeout: float | None = None) -> None:
