@@ -23,30 +23,31 @@ from tollway.admin.usage import usage_routes
 from tollway.auth.key_service import ensure_admin_secret
 from tollway.auth.keys import Authenticator
 from tollway.auth.secret_box import SecretBox, load_secret_key
+from tollway.billing.admission import Billing
 from tollway.billing.redis_wallet import RedisWallet
 from tollway.billing.wallet import MemoryWallet, Wallet
 from tollway.config import Settings, load_settings
 from tollway.core.catalog import ProviderConfig
 from tollway.core.errors import ConfigError
+from tollway.core.limiter import Limiter
 from tollway.dialects.anthropic.routes import anthropic_routes
 from tollway.dialects.anthropic.routes import v1_models as anthropic_v1_models
 from tollway.dialects.city.accounts import accounts_service
 from tollway.dialects.city.ai import ai_service
 from tollway.dialects.city.env import env_service
-from tollway.dialects.city.registry import Registry
 from tollway.dialects.city.routes import city_routes
+from tollway.dialects.city.services import Registry
 from tollway.dialects.city.studios import studios_service
 from tollway.dialects.openai.routes import openai_routes
-from tollway.limits.base import Limiter
 from tollway.limits.memory import MemoryLimiter
 from tollway.limits.redis import RedisLimiter
 from tollway.middleware import RequestIdMiddleware
 from tollway.providers.base import ChatProvider, ProviderContext
+from tollway.providers.kinds import SPECS, build_provider, env_provider_configs
 from tollway.providers.media import MediaFetcher
-from tollway.providers.registry import SPECS, build_provider, env_provider_configs
-from tollway.routing.admission import Billing
 from tollway.routing.catalog import Catalog
-from tollway.routing.gateway import Gateway
+from tollway.routing.gateway import Gateway, GatewayOptions
+from tollway.routing.pipeline import ChatPipeline
 from tollway.routing.pools import CredentialPool, MemoryState, PoolOptions, PoolState
 from tollway.routing.redis_state import RedisState
 from tollway.routing.responses import JSONBytes
@@ -123,34 +124,27 @@ def city_registry() -> Registry:
 
 async def build_gateway(settings: Settings) -> Gateway:
     engine = create_engine(settings.database_url)
-    admin_hash, _ = await ensure_admin_secret(MetaRepository(engine), settings.admin_key)
-    configs = provider_configs(settings)
-    catalog = build_catalog(settings, configs)
+    meta = MetaRepository(engine)
+    admin_hash, _ = await ensure_admin_secret(meta, settings.admin_key)
     ctx = ProviderContext(timeouts=settings.timeouts, media=MediaFetcher(settings.media))
-    providers = {name: build_provider(cfg, ctx) for name, cfg in configs.items()}
     # with Redis: one client for pools, limits and wallets, whose scripts of one loop turn share a round trip
     redis_client = await connect_redis_client(settings.redis_url) if settings.redis_url else None
     batch = ScriptBatch(redis_client) if redis_client is not None else None
     state: PoolState = (RedisState(redis_client, prefix=settings.redis_prefix, batch=batch)
                         if redis_client is not None else MemoryState())
-    pools = {name: CredentialPool(name, cfg.credentials, options=pool_options(settings.pool, cfg), state=state)
-             for name, cfg in configs.items()}
-    logs = RequestLogBuffer(RequestLogRepository(engine), interval=settings.log_flush_interval,
-                            batch=settings.log_batch)
-    gateway = Gateway(engine=engine, auth=Authenticator(admin_hash, []), catalog=catalog, providers=providers,
-                      pools=pools, logs=logs, max_body_bytes=settings.max_body_bytes,
-                      poll_interval=settings.change_poll_interval, discovery_interval=settings.discovery_interval,
-                      media=ctx.media, max_attempts=settings.max_attempts, pool_state=state)
-    gateway.direct_providers = frozenset(name for name, cfg in configs.items() if cfg.options.get("direct_token"))
-    gateway.topology = AppTopology(settings, ctx, state)
-    gateway.base_env = dict(settings.env)
-    gateway.configs = dict(configs)
-    gateway.settings = settings
-    gateway.env_repo = EnvRepository(engine, SecretBox(await load_secret_key(settings.env, MetaRepository(engine))))
-    gateway.billing = await build_billing(settings, engine, batch)
-    if settings.redis_url:
-        gateway.broadcast = Broadcast(await connect_redis_client(settings.redis_url), f"{settings.redis_prefix}changes")
-    return gateway
+    broadcast = (Broadcast(await connect_redis_client(settings.redis_url), f"{settings.redis_prefix}changes")
+                 if settings.redis_url else None)
+    return Gateway(
+        engine=engine, auth=Authenticator(admin_hash, []), builder=AppTopology(settings, ctx, state),
+        base_env=settings.env,
+        logs=RequestLogBuffer(RequestLogRepository(engine), interval=settings.log_flush_interval,
+                              batch=settings.log_batch),
+        options=GatewayOptions(max_body_bytes=settings.max_body_bytes, max_attempts=settings.max_attempts,
+                               poll_interval=settings.change_poll_interval,
+                               discovery_interval=settings.discovery_interval),
+        env_repo=EnvRepository(engine, SecretBox(await load_secret_key(settings.env, meta))),
+        billing=await build_billing(settings, engine, batch), media=ctx.media, pool_state=state,
+        broadcast=broadcast)
 
 
 async def build_billing(settings: Settings, engine: AsyncEngine, batch: ScriptBatch | None) -> Billing:
@@ -223,6 +217,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         gateway = await build_gateway(settings)
         await gateway.start()
         app.state.gateway = gateway
+        app.state.pipeline = ChatPipeline(gateway)
         app.state.city = registry
         # everything allocated so far lives as long as the process: keep it out of the
         # collector's generations so full collections stay short under load (p99)

@@ -128,8 +128,8 @@ def cmd_credentials(args: argparse.Namespace) -> int:
     from tollway.admin.ds2api import AccountBook, probe, probe_route
     from tollway.app import build_catalog, provider_configs
     from tollway.providers.base import ProviderContext
+    from tollway.providers.kinds import build_provider
     from tollway.providers.media import MediaFetcher
-    from tollway.providers.registry import build_provider
     from tollway.store.credentials import CredentialRepository, preview
 
     settings = _settings(args)

@@ -44,8 +44,8 @@ import yaml
 from tollway.core.catalog import Credential, ModelInfo, ProviderConfig
 from tollway.core.errors import ConfigError
 from tollway.providers.http import Timeouts
+from tollway.providers.kinds import KINDS
 from tollway.providers.media import MediaPolicy
-from tollway.providers.registry import KINDS
 from tollway.routing.pools import PoolOptions
 
 
@@ -86,10 +86,6 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     max_attempts: int = 3
     file: FileConfig = FileConfig()
     env: dict[str, str] = msgspec.field(default_factory=dict)
-
-    @property
-    def sqlite_path(self) -> Path:
-        return Path(self.data_dir) / "tollway.db"
 
 
 def _choice(env: dict[str, str], key: str, choices: tuple[str, ...], default: str) -> str:

@@ -96,7 +96,7 @@ def chat(*messages: Message, **kw: Any) -> ChatRequest:
 
 async def collect(provider: bedrock.BedrockProvider, req: ChatRequest, model: str,
                   credential: Credential = CRED) -> list[StreamEvent]:
-    return [e async for e in provider.stream(req, upstream_model=model, credential=credential)]
+    return [e async for batch in provider.stream(req, upstream_model=model, credential=credential) for e in batch]
 
 
 def text_of(events: list[StreamEvent]) -> str:
@@ -433,8 +433,8 @@ async def test_in_stream_exception_is_an_upstream_error_without_secrets(provider
     fake.script(model, Behavior(text="one two three four", exception_after=3, echo_secret_in_error=True))
     seen: list[StreamEvent] = []
     with pytest.raises(UpstreamError) as info:
-        async for event in provider.stream(chat(user("x")), upstream_model=model, credential=TEMP_CRED):
-            seen.append(event)
+        async for batch in provider.stream(chat(user("x")), upstream_model=model, credential=TEMP_CRED):
+            seen.extend(batch)
     assert text_of(seen) == "one two "
     err = info.value
     assert err.upstream_status == 429 and err.http_status == 429 and "throttlingException" in err.message
@@ -451,8 +451,8 @@ async def test_stream_cut_is_an_upstream_error(provider: bedrock.BedrockProvider
     fake.script(model, Behavior(text="one two three four five", drop_after=3))
     seen: list[StreamEvent] = []
     with pytest.raises(UpstreamError) as info:
-        async for event in provider.stream(chat(user("x")), upstream_model=model, credential=CRED):
-            seen.append(event)
+        async for batch in provider.stream(chat(user("x")), upstream_model=model, credential=CRED):
+            seen.extend(batch)
     assert text_of(seen) == "one two "
     assert info.value.upstream_status is None
 
@@ -493,8 +493,8 @@ async def test_a_stalled_stream_times_out_idle(fake: FakeBedrock) -> None:
     seen: list[StreamEvent] = []
     try:
         with pytest.raises(UpstreamTimeout, match="idle"):
-            async for event in p.stream(chat(user("x")), upstream_model=model, credential=CRED):
-                seen.append(event)
+            async for batch in p.stream(chat(user("x")), upstream_model=model, credential=CRED):
+                seen.extend(batch)
         assert text_of(seen) == "one two "
     finally:
         await p.close()

@@ -20,7 +20,7 @@ from tests.e2e.harness import GatewayProcess
 from tests.e2e.test_pairing_matrix import KINDS as PAIRING_KINDS
 from tests.fakes.openai_server import UPSTREAM_SECRET, Behavior, FakeOpenAI
 from tollway.core.names import PROVIDER_ECHO
-from tollway.providers.registry import SPECS
+from tollway.providers.kinds import SPECS
 
 SCENARIOS = ("chat", "stream", "tools", "reasoning", "usage", "errors", "images")
 TOOL = {"type": "function", "function": {"name": "lookup", "parameters": {"type": "object", "properties": {

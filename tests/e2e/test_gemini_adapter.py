@@ -87,7 +87,7 @@ def user(text: str) -> Message:
 
 async def collect(p: gemini.GeminiProvider, r: ChatRequest, model: str,
                   credential: Credential = CRED) -> list[StreamEvent]:
-    return [ev async for ev in p.stream(r, upstream_model=model, credential=credential)]
+    return [ev async for batch in p.stream(r, upstream_model=model, credential=credential) for ev in batch]
 
 
 def blocks_of(events: list[StreamEvent]) -> list[Block]:
@@ -466,8 +466,8 @@ async def test_the_api_key_never_appears_in_error_messages(provider, gfake: Fake
     gfake.script("g-echo-stream", Behavior(text="a b c d", error_in_stream_after=2))
     seen: list[StreamEvent] = []
     with pytest.raises(UpstreamError) as caught:
-        async for ev in provider.stream(ask(user("x")), upstream_model="g-echo-stream", credential=CRED):
-            seen.append(ev)
+        async for batch in provider.stream(ask(user("x")), upstream_model="g-echo-stream", credential=CRED):
+            seen.extend(batch)
     assert "mid-stream" in caught.value.message and "overloaded" in caught.value.message
     assert GEMINI_KEY not in caught.value.message
     assert [e.text for e in seen if isinstance(e, TextDelta)] == ["a ", "b "]
@@ -485,8 +485,8 @@ async def test_a_stream_that_ends_before_a_finish_reason_is_an_error(provider, g
     gfake.script("g-cut", Behavior(text="one two three four five", cut_after=2))
     seen: list[StreamEvent] = []
     with pytest.raises(UpstreamError, match="closed the stream before it finished") as caught:
-        async for ev in provider.stream(ask(user("x")), upstream_model="g-cut", credential=CRED):
-            seen.append(ev)
+        async for batch in provider.stream(ask(user("x")), upstream_model="g-cut", credential=CRED):
+            seen.extend(batch)
     assert caught.value.upstream_status is None
     assert isinstance(seen[0], StreamStart) and [e.text for e in seen if isinstance(e, TextDelta)] == ["one ", "two "]
     assert not any(isinstance(e, Finish) for e in seen)
@@ -572,8 +572,8 @@ async def test_a_wrong_shape_after_good_chunks_is_a_502_mid_stream(  # type: ign
     monkeypatch.setattr(gfake, "_frames", broken_last)
     seen: list[StreamEvent] = []
     with pytest.raises(UpstreamError, match="malformed stream chunk") as caught:
-        async for ev in provider.stream(ask(user("x")), upstream_model="g-shape-late", credential=CRED):
-            seen.append(ev)
+        async for batch in provider.stream(ask(user("x")), upstream_model="g-shape-late", credential=CRED):
+            seen.extend(batch)
     assert caught.value.status == 502
     assert [e.text for e in seen if isinstance(e, TextDelta)] == ["one ", "two "]
 

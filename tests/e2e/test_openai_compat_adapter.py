@@ -82,7 +82,8 @@ async def test_complete_encodes_a_spec_valid_request_and_decodes_the_answer(prov
 
 async def test_stream_decodes_text_reasoning_tools_and_usage(provider, fake: FakeOpenAI) -> None:  # type: ignore[no-untyped-def]
     fake.script("adapter-stream", Behavior(text="", reasoning="think first", tool_calls=[("lookup", '{"q": "owls"}')]))
-    events = [e async for e in provider.stream(request(stream=True), upstream_model="adapter-stream", credential=CRED)]
+    events = [e async for batch in provider.stream(request(stream=True), upstream_model="adapter-stream",
+                                                   credential=CRED) for e in batch]
     await provider.close()
     assert fake.seen("adapter-stream")[-1].body["stream_options"] == {"include_usage": True}
     assert isinstance(events[0], StreamStart)

@@ -1,4 +1,4 @@
-"""Admission rules (routing/admission.py) without a server: authorization, limits, holds, settling."""
+"""Admission rules (billing/admission.py) without a server: authorization, limits, holds, settling."""
 
 from __future__ import annotations
 
@@ -8,14 +8,14 @@ from typing import Any
 
 import pytest
 
+from tollway.billing import admission
+from tollway.billing.admission import Access, Billing, Bound
 from tollway.billing.wallet import Hold, MemoryWallet
 from tollway.core.billing import Group, LedgerEntry
 from tollway.core.catalog import ModelInfo
 from tollway.core.errors import InsufficientCredits, InternalError, InvalidRequest, PermissionDenied, RateLimited
 from tollway.core.keys import ApiKey
 from tollway.limits.memory import MemoryLimiter
-from tollway.routing import admission
-from tollway.routing.admission import Access, Billing, Bound
 from tollway.routing.catalog import Route
 
 PRICED = ModelInfo(id="m", provider="p", upstream_id="m", credit_cost=1_000)
@@ -106,9 +106,55 @@ async def test_a_refused_hold_gives_back_its_tokens_but_counts_the_request() -> 
     await b.close()
 
 
+class CountingWallet:
+    """The in-process wallet, local or posing as a shared one, counting its reservations."""
+
+    def __init__(self, books: Books, *, local: bool) -> None:
+        self.inner = MemoryWallet(books.state)
+        self.local = local
+        self.reserves = 0
+        self.release, self.state, self.close = self.inner.release, self.inner.state, self.inner.close
+
+    async def reserve(self, key_id: int, amount: int, *, quota: int | None, month: str) -> Hold:
+        self.reserves += 1
+        return await self.inner.reserve(key_id, amount, quota=quota, month=month)
+
+    def settle_now(self, hold: Hold, charge: int, *, quota: int | None, month: str) -> int | None:
+        return self.inner.settle_now(hold, charge, quota=quota, month=month) if self.local else None
+
+    async def settle(self, hold: Hold, charge: int, *, quota: int | None, month: str) -> int:
+        return self.inner.settle_now(hold, charge, quota=quota, month=month)
+
+
+@pytest.mark.parametrize("local", [True, False])
+async def test_local_steps_stop_at_a_refusal_and_shared_ones_are_undone(local: bool) -> None:
+    """Local backends: one step after the other, so a refused limit never reaches the wallet, and
+    a settlement is applied before ``settle`` returns. A shared wallet: the limits and the hold go
+    out together, the refusal gives the hold back, and settling happens in the background."""
+    books = Books(10_000)
+    wallet = CountingWallet(books, local=local)
+    b = billing(books, wallet)
+    route = [Route(model=PRICED, provider="p")]
+    try:
+        _, ticket = await b.admit(key(rpm=1), "m", route, Bound(1))
+        with pytest.raises(RateLimited):
+            await b.admit(key(rpm=1), "m", route, Bound(1))
+        assert wallet.reserves == (1 if local else 2)
+        await asyncio.gather(*b._settling)  # a shared wallet's hold given back
+        assert await wallet.state(7) == (10_000, 1_000, 0)
+        assert b.settle(ticket, PRICED, (1, 1), "r") == 1_000
+        assert bool(b._settling) is not local
+        await asyncio.gather(*b._settling)
+        assert await wallet.state(7) == (9_000, 0, 1_000)
+    finally:
+        await b.close()
+
+
 class FlakyWallet:
     """A shared wallet (not the in-process one, which settles without awaiting) whose settling
     fails ``failures`` times (Redis away), then works."""
+
+    local = False
 
     def __init__(self, books: Books, failures: int) -> None:
         self.inner = MemoryWallet(books.state)
@@ -116,6 +162,9 @@ class FlakyWallet:
         self.attempts = 0
         self.reserve, self.load, self.credit, self.state = (self.inner.reserve, self.inner.load, self.inner.credit,
                                                             self.inner.state)
+
+    def settle_now(self, hold: Hold, charge: int, *, quota: int | None, month: str) -> None:
+        return None  # shared: settling is a round trip
 
     async def settle(self, hold: Hold, charge: int, *, quota: int | None, month: str) -> int:
         self.attempts += 1

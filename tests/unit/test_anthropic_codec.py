@@ -22,15 +22,10 @@ from tollway.core.chat import (
     Usage,
 )
 from tollway.core.errors import InvalidRequest, RateLimited, UpstreamError
-from tollway.dialects.anthropic.codec import (
-    DEFAULT_MAX_TOKENS,
-    decode_request,
-    decode_response,
-    encode_request,
-    encode_response,
-    unencoded,
-)
+from tollway.dialects.anthropic.decode import decode_request, decode_response
+from tollway.dialects.anthropic.encode import encode_request, encode_response, unencoded
 from tollway.dialects.anthropic.errors import anthropic_error_body
+from tollway.dialects.anthropic.thinking import DEFAULT_MAX_TOKENS
 
 PNG = base64.b64encode(b"\x89PNG\r\n\x1a\n" + b"\0" * 8).decode()
 

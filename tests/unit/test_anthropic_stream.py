@@ -23,7 +23,9 @@ from tollway.core.chat import (
     UsageReport,
 )
 from tollway.core.errors import UpstreamError
-from tollway.dialects.anthropic.stream import StreamDecoder, StreamEncoder
+from tollway.dialects.anthropic.stream import StreamEncoder
+from tollway.providers.anthropic.stream import StreamDecoder
+from tollway.providers.sse import SSEEvent
 
 _events = TypeAdapter(RawMessageStreamEvent)
 
@@ -123,8 +125,8 @@ def test_decoder_turns_upstream_events_into_canonical_ones() -> None:
     dec = StreamDecoder("anthropic")
     out: list[StreamEvent] = []
     for data in upstream_events():
-        out.extend(dec.feed(data))
-    assert dec.done
+        out.extend(dec.feed(json.dumps(data).encode()))
+    assert dec.ended
     assert out == [
         StreamStart(id="msg_1", model="claude-up", created=0),
         ReasoningDelta(text="hm"), ReasoningDelta(signature="S"),
@@ -138,7 +140,7 @@ def test_decoder_turns_upstream_events_into_canonical_ones() -> None:
 
 def test_decoder_then_encoder_gives_back_the_same_message() -> None:
     dec = StreamDecoder("anthropic")
-    events = [e for data in upstream_events() for e in dec.feed(data)]
+    events = [e for data in upstream_events() for e in dec.feed(json.dumps(data).encode())]
     msg = accumulate(encode(events, model="claude-up"))
     assert [b.type for b in msg.content] == ["thinking", "text", "tool_use"]
     assert msg.content[0].signature == "S" and msg.content[2].input == {"a": 1}
@@ -150,8 +152,38 @@ def test_decoder_then_encoder_gives_back_the_same_message() -> None:
 def test_an_error_event_raises_with_its_status(etype: str, status: int) -> None:
     dec = StreamDecoder("anthropic")
     with pytest.raises(UpstreamError) as exc:
-        dec.feed({"type": "error", "error": {"type": etype, "message": "busy"}})
+        dec.feed(json.dumps({"type": "error", "error": {"type": etype, "message": "busy"}}).encode())
     assert exc.value.upstream_status == status and "busy" in exc.value.message
+
+
+def sse(*events: dict[str, Any] | bytes) -> list[SSEEvent]:
+    return [SSEEvent(None, e if isinstance(e, bytes) else json.dumps(e).encode()) for e in events]
+
+
+def test_a_read_is_decoded_up_to_message_stop() -> None:
+    dec = StreamDecoder("anthropic", created=7)
+    late = {"type": "content_block_delta", "index": 1, "delta": {"type": "text_delta", "text": "late"}}
+    events = list(dec.feed_read(sse(*upstream_events(), late)))
+    assert dec.ended
+    assert events[0] == StreamStart(id="msg_1", model="claude-up", created=7) and TextDelta(text="late") not in events
+
+
+def test_what_the_upstream_got_wrong_is_an_upstream_error() -> None:
+    dec = StreamDecoder("a2", secret="sk-ant-secret")
+    with pytest.raises(UpstreamError) as caught:
+        list(dec.feed_read(sse({"type": "error", "error": {"type": "overloaded_error",
+                                                           "message": "busy for sk-ant-secret"}})))
+    assert caught.value.message == "a2 upstream reported an error mid-stream: busy for ***"
+    assert caught.value.upstream_status == 529
+    for raw, message in ((b"{not json", "a2 upstream sent a malformed stream event"),
+                         (b'{"type": "content_block_delta", "index": 0, "delta": 5}',
+                          "a2 upstream sent a malformed 'content_block_delta' event")):
+        with pytest.raises(UpstreamError) as caught:
+            dec.feed(raw)
+        assert caught.value.message == message
+    # JSON that is no object, and event or delta types added later, are skipped
+    assert dec.feed(b"[1]") == dec.feed(b'{"type": "later_event"}') == []
+    assert dec.feed(b'{"type": "content_block_delta", "index": 0, "delta": {"type": "citations_delta"}}') == []
 
 
 def test_tool_headers_first_then_arguments_still_give_whole_blocks() -> None:

@@ -263,14 +263,18 @@ def test_unsupported_names_every_dropped_field() -> None:
         Message(role="user", name="ann", content=(ImageBlock(url=PNG, detail="high"),))),
         seed=1, response_format={"type": "json_object"}, parallel_tool_calls=False, user="u1", top_k=3,
         reasoning_budget=100, extras={"logit_bias": {}, "store": True}, dialect="openai")
-    assert provider.unsupported(r) == ["seed", "response_format", "parallel_tool_calls", "user", "reasoning_budget",
-                                       "extras.logit_bias", "extras.store", "image.detail", "messages.name",
-                                       "system.image"]
-    assert provider.unsupported(ChatRequest(model="bedrock/nova-pro", messages=(user("x"),))) == []
-    # the catalog id, "<provider>/<upstream id>" and a bare name all tell the family
-    assert provider.unsupported(ChatRequest(model="bedrock/claude-haiku-4-5", messages=(user("x"),), top_k=3)) == []
-    assert provider.unsupported(ChatRequest(model=f"bedrock/{LLAMA}", messages=(user("x"),), top_k=3)) == ["top_k"]
-    assert provider.unsupported(ChatRequest(model="my-claude", messages=(user("x"),), top_k=3)) == []
+    assert provider.unsupported(r, upstream_model=NOVA) == [
+        "seed", "response_format", "parallel_tool_calls", "user", "reasoning_budget", "extras.logit_bias",
+        "extras.store", "image.detail", "messages.name", "system.image"]
+    assert provider.unsupported(ChatRequest(model="bedrock/nova-pro", messages=(user("x"),)), upstream_model=NOVA) == []
+    # the routed upstream model tells the family, whatever the public name
+    top_k = ChatRequest(model="bedrock/claude-haiku-4-5", messages=(user("x"),), top_k=3)
+    assert provider.unsupported(top_k, upstream_model="global.anthropic.claude-haiku-4-5-20251001-v1:0") == []
+    assert provider.unsupported(top_k, upstream_model=LLAMA) == ["top_k"]
+    assert provider.unsupported(ChatRequest(model="my-llama", messages=(user("x"),), top_k=3),
+                                upstream_model=LLAMA) == ["top_k"]
+    assert provider.unsupported(ChatRequest(model="my-claude", messages=(user("x"),), top_k=3),
+                                upstream_model=CLAUDE) == []
     body = encode(r, NOVA)
     assert body["system"] == [{"text": "s"}]
     wire = json.dumps(body)
@@ -397,7 +401,7 @@ def test_stream_decoder_maps_every_event() -> None:
                                  "metrics": {"latencyMs": 1}}),
     ]
     d = decoder()
-    assert not d.done
+    assert not d.ended
     assert feed_all(d, frames) == [
         StreamStart(id="rid", model=CLAUDE, created=5), ReasoningDelta(text="hm"), ReasoningDelta(signature="s"),
         ReasoningDelta(redacted_data="cmVk"), TextDelta(text="Hi"),
@@ -406,7 +410,7 @@ def test_stream_decoder_maps_every_event() -> None:
         ToolCallDelta(index=0, arguments='"x"}'), Finish(reason="tool_calls"),
         UsageReport(usage=Usage(input_tokens=3, output_tokens=2)),
     ]
-    assert d.done
+    assert d.ended
 
 
 def test_stream_decoder_stop_sequence_needs_both_stop_and_metadata() -> None:
@@ -414,7 +418,29 @@ def test_stream_decoder_stop_sequence_needs_both_stop_and_metadata() -> None:
     events = feed_all(d, [event_frame("messageStop", {"stopReason": "stop_sequence",
                                                       "additionalModelResponseFields": {"stop_sequence": "##"}})])
     assert events[-1] == Finish(reason="stop", stop_sequence="##")
-    assert d.stopped and not d.done
+    assert d.stopped and not d.ended
+
+
+def test_reads_are_decoded_into_the_frames_they_complete_at_any_split() -> None:
+    frames = [event_frame("messageStart", {"role": "assistant"}),
+              event_frame("contentBlockDelta", {"contentBlockIndex": 0, "delta": {"text": "Hi"}}),
+              event_frame("messageStop", {"stopReason": "end_turn"}),
+              event_frame("metadata", {"usage": {"inputTokens": 3, "outputTokens": 1, "totalTokens": 4}})]
+    stream = b"".join(frames)
+    want = [StreamStart(id="rid", model=CLAUDE, created=5), TextDelta(text="Hi"), Finish(reason="stop"),
+            UsageReport(usage=Usage(input_tokens=3, output_tokens=1))]
+    for cut in range(len(stream) + 1):
+        d = decoder()
+        first = list(d.feed_read(stream[:cut]))
+        assert d.ended == (cut == len(stream))
+        assert first + list(d.feed_read(stream[cut:])) == want, f"split at byte {cut}"
+        assert d.ended
+
+
+def test_a_read_with_a_broken_frame_is_an_error() -> None:
+    frame = event_frame("messageStart", {"role": "assistant"})
+    with pytest.raises(UpstreamError, match="malformed event stream frame"):
+        list(decoder().feed_read(frame[:-1] + bytes([frame[-1] ^ 1])))
 
 
 @pytest.mark.parametrize(("name", "status", "http_status"), [

@@ -9,7 +9,7 @@ import pytest
 from tollway.config import load_file_config
 from tollway.core.catalog import Credential, ModelInfo
 from tollway.core.errors import ConfigError, ModelNotFound, ProviderNotConfigured
-from tollway.providers.registry import SPECS, env_provider_configs
+from tollway.providers.kinds import SPECS, env_provider_configs
 from tollway.routing.catalog import Catalog
 
 OPENAI_ENV = {"OPENAI_API_KEY": "sk-test"}

@@ -51,7 +51,10 @@ async def complete(echo: EchoProvider, req: ChatRequest) -> ChatResponse:
 
 
 async def stream(echo: EchoProvider, req: ChatRequest) -> list[StreamEvent]:
-    return [e async for e in echo.stream(req, upstream_model="echo", credential=CRED)]
+    """The streamed events in order; echo sends each event as a list of its own."""
+    batches = [b async for b in echo.stream(req, upstream_model="echo", credential=CRED)]
+    assert all(len(b) == 1 for b in batches)
+    return [e for b in batches for e in b]
 
 
 def text(resp: ChatResponse) -> str:

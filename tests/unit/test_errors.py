@@ -40,7 +40,10 @@ from tollway.dialects.openai.errors import openai_error_body, platform_error_bod
         (UpstreamError("bad param", provider="p", upstream_status=400), 400, "provider_error",
          "invalid_request_error"),
         (UpstreamTimeout("slow", provider="p", upstream_status=None), 504, "provider_timeout", "api_error"),
-        (AllUpstreamsFailed("all", attempts=[]), 502, "provider_error", "api_error"),
+        (AllUpstreamsFailed([UpstreamError("a", provider="p"), UpstreamError("b", provider="p")], ["1", "2"]), 502,
+         "provider_error", "api_error"),
+        (AllUpstreamsFailed([UpstreamError("a", provider="p"), RateLimited("b", retry_after=3)], ["1", "2"]), 429,
+         "rate_limited", "rate_limit_error"),
     ],
 )
 def test_status_code_and_envelopes(err: TollwayError, status: int, code: str, openai_type: str) -> None:
@@ -51,9 +54,18 @@ def test_status_code_and_envelopes(err: TollwayError, status: int, code: str, op
 
 
 def test_upstream_errors_say_what_is_worth_retrying() -> None:
-    assert UpstreamError("x", provider="p").is_retryable  # connection failed
-    assert UpstreamError("x", provider="p", upstream_status=500).is_retryable
-    assert UpstreamError("x", provider="p", upstream_status=429).is_retryable
-    assert UpstreamError("x", provider="p", upstream_status=401).is_retryable  # another credential may work
-    assert not UpstreamError("x", provider="p", upstream_status=400).is_retryable  # the request itself is bad
-    assert UpstreamError("x", provider="p").blame == "upstream" and InvalidRequest("x").blame == "client"
+    assert UpstreamError("x", provider="p").retryable  # connection failed
+    assert UpstreamError("x", provider="p", upstream_status=500).retryable
+    assert UpstreamError("x", provider="p", upstream_status=429).retryable
+    assert UpstreamError("x", provider="p", upstream_status=401).retryable  # another credential may work
+    assert not UpstreamError("x", provider="p", upstream_status=400).retryable  # the request itself is bad
+    assert not UpstreamError("x", provider="p", upstream_status=418).retryable  # an odd 4xx: not the credential's
+    assert not InvalidRequest("x").retryable
+
+
+def test_all_attempts_failed_keeps_the_last_error_and_names_each() -> None:
+    err = AllUpstreamsFailed([UpstreamError("first broke", provider="p", upstream_status=500),
+                              UpstreamError("second busy", provider="p", upstream_status=429, retry_after=7)],
+                             ["m via p/a: 502 provider_error", "m via p/b: 429 provider_error"])
+    assert err.http_status == 429 and err.retry_after == 7 and err.upstream_status == 429
+    assert err.message.startswith("second busy") and "m via p/a: 502" in err.message and "p/b" in err.message

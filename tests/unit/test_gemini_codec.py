@@ -37,6 +37,7 @@ from tollway.providers import gemini
 from tollway.providers.base import ProviderContext
 from tollway.providers.http import Timeouts
 from tollway.providers.media import Media, MediaFetcher, MediaPolicy
+from tollway.providers.sse import SSEEvent
 
 PNG = b"\x89PNG\r\n\x1a\nfake"
 PNG_URL = "data:image/png;base64," + base64.b64encode(PNG).decode()
@@ -305,17 +306,18 @@ def test_the_upstream_model_decides_the_thinking_budget_not_the_public_name() ->
     assert body["generationConfig"]["thinkingConfig"] == _thinking(128)
 
 
-@pytest.mark.parametrize(("model", "named"), [
-    ("gemini-2.0-flash", ["reasoning_effort"]),  # a catalog model
-    ("gemini/gemini-2.0-flash-lite", ["reasoning_effort"]),  # <provider>/<upstream id>
-    ("other/gemini-2.0-flash", []),  # another provider's prefix: not a name the table knows
-    ("fast-alias", []),  # an alias: the upstream model is not known here
+@pytest.mark.parametrize(("model", "upstream_model", "named"), [
+    ("gemini-2.0-flash", "gemini-2.0-flash", ["reasoning_effort"]),  # a catalog model
+    ("gemini/gemini-2.0-flash-lite", "gemini-2.0-flash-lite", ["reasoning_effort"]),
+    ("fast-alias", "gemini-2.0-flash", ["reasoning_effort"]),  # an alias: the routed model decides
+    ("gemini-2.0-flash", "gemini-2.5-flash", []),  # whatever the public name says
 ])
-def test_the_adapter_guesses_the_upstream_model_from_the_public_name(model: str, named: list[str]) -> None:
+def test_the_adapter_names_what_the_routed_upstream_model_drops(model: str, upstream_model: str,
+                                                                 named: list[str]) -> None:
     p = gemini.build(ProviderConfig(name="gemini", kind="gemini"),
                      ProviderContext(timeouts=Timeouts(), media=MediaFetcher(MediaPolicy())))
     r = ChatRequest(model=model, messages=(user(TextBlock(text="x")),), reasoning_effort="low")
-    assert p.unsupported(r) == named
+    assert p.unsupported(r, upstream_model=upstream_model) == named
 
 
 def test_thinking_range_reads_the_model_family() -> None:
@@ -519,7 +521,7 @@ def test_a_stream_chunk_of_the_wrong_shape_is_a_value_error_and_changes_nothing(
     d = gemini.StreamDecoder(model="m", created=0, make_id=ids())
     with pytest.raises(ValueError, match=r"at `\$\."):
         d.feed(data)
-    assert not d.started and not d.finished and d.calls == 0
+    assert not d.started and not d.ended and d.calls == 0
     assert d.feed({"candidates": [{"content": {"parts": [{"text": "ok"}]}}]})[1:] == [TextDelta(text="ok")]
 
 
@@ -556,7 +558,7 @@ def test_stream_decoder_yields_start_deltas_tool_calls_finish_and_the_last_usage
     events = d.feed(chunk([{"text": "Hmm ", "thought": True}]))
     assert events == [StreamStart(id="r-9", model="gemini-2.5-flash", created=77), ReasoningDelta(text="Hmm ")]
     assert d.feed(chunk([{"text": "Let me call."}])) == [TextDelta(text="Let me call.")]
-    assert not d.finished
+    assert not d.ended
     events = d.feed(chunk([{"functionCall": {"name": "f", "args": {"a": 1}}, "thoughtSignature": "U0k="},
                            {"functionCall": {"name": "g", "id": "x"}}], "STOP", out=6))
     assert events == [
@@ -566,7 +568,7 @@ def test_stream_decoder_yields_start_deltas_tool_calls_finish_and_the_last_usage
         Finish(reason="tool_calls"),
         UsageReport(usage=Usage(input_tokens=4, output_tokens=8, reasoning_tokens=2)),
     ]
-    assert d.finished
+    assert d.ended
 
 
 def test_stream_decoder_blocked_prompt_and_error_chunks() -> None:
@@ -574,11 +576,36 @@ def test_stream_decoder_blocked_prompt_and_error_chunks() -> None:
     events = d.feed({"promptFeedback": {"blockReason": "OTHER"}, "usageMetadata": {"promptTokenCount": 3}})
     assert events[0] == StreamStart(id="gen-0", model="m", created=0)
     assert events[1:] == [Finish(reason="content_filter"), UsageReport(usage=Usage(input_tokens=3))]
-    assert d.finished
+    assert d.ended
     with pytest.raises(UpstreamError, match="overloaded"):
         gemini.StreamDecoder(model="m", created=0).feed({"error": {"code": 503, "message": "overloaded"}})
     with pytest.raises(ValueError):
         gemini.StreamDecoder(model="m", created=0).feed(["not", "an", "object"])
+
+
+def sse(*chunks: Any) -> list[SSEEvent]:
+    return [SSEEvent(None, c if isinstance(c, bytes) else json.dumps(c).encode()) for c in chunks]
+
+
+def test_a_read_is_decoded_up_to_the_chunk_that_ends_the_stream() -> None:
+    d = gemini.StreamDecoder(model="m", created=0, make_id=ids())
+    events = list(d.feed_read(sse({"candidates": [{"content": {"parts": [{"text": "a"}]}}]},
+                                  {"candidates": [{"content": {"parts": [{"text": "b"}]}, "finishReason": "STOP"}]},
+                                  {"candidates": [{"content": {"parts": [{"text": "after"}]}}]})))
+    assert events == [StreamStart(id="gen-0", model="m", created=0), TextDelta(text="a"), TextDelta(text="b"),
+                      Finish(reason="stop"), UsageReport(usage=Usage())]
+    assert d.ended
+
+
+def test_a_read_turns_what_the_upstream_got_wrong_into_the_error_the_client_sees() -> None:
+    d = gemini.StreamDecoder(model="m", created=0, provider="g2", secret="AIza-secret-key")
+    with pytest.raises(UpstreamError) as caught:
+        list(d.feed_read(sse({"error": {"code": 503, "message": "overloaded for AIza-secret-key"}})))
+    assert caught.value.message == "g2 upstream reported an error mid-stream: overloaded for ***"
+    for raw in (b"{not json", b'{"candidates": [{"content": {"parts": "text"}}]}', b"null"):
+        with pytest.raises(UpstreamError, match="^g2 upstream sent a malformed stream chunk: ") as caught:
+            list(d.feed_read(sse(raw)))
+        assert caught.value.status == 502 and caught.value.upstream_status is None
 
 
 def test_stream_decoder_keeps_the_usage_seen_when_a_chunk_has_empty_usage() -> None:

@@ -134,6 +134,16 @@ async def test_settle_refunds_an_overestimate(h: Harness) -> None:
     assert (await h.limiter.hit("k", rpm=None, tpm=100, tokens=20)).allowed  # 100
 
 
+async def test_settle_now_settles_a_local_window_and_leaves_a_shared_one_alone(h: Harness) -> None:
+    first = await h.limiter.hit("k", rpm=None, tpm=100, tokens=80)
+    assert first.reservation is not None
+    assert h.limiter.settle_now("k", first.reservation, actual_tokens=30) is h.limiter.local
+    if not h.limiter.local:  # nothing changed: settling here takes the round trip
+        assert not (await h.limiter.hit("k", rpm=None, tpm=100, tokens=50)).allowed
+        await h.limiter.settle("k", first.reservation, actual_tokens=30)
+    assert (await h.limiter.hit("k", rpm=None, tpm=100, tokens=50)).allowed  # 30 + 50
+
+
 async def test_settle_counts_an_overage_at_the_original_time(h: Harness) -> None:
     first = await h.limiter.hit("k", rpm=None, tpm=100, tokens=10)
     assert first.reservation is not None

@@ -35,6 +35,14 @@ async def test_a_settlement_repeated_answers_the_same_and_changes_nothing(wallet
     assert await wallet.state(KEY) == (700, 0, 300)
 
 
+async def test_settling_is_always_a_round_trip(wallet: RedisWallet) -> None:
+    hold = await wallet.reserve(KEY, 400, quota=None, month=MONTH)
+    assert not wallet.local
+    assert wallet.settle_now(hold, 300, quota=None, month=MONTH) is None  # not now: await settle
+    assert await wallet.state(KEY) == (1_000, 400, 0)
+    assert await wallet.settle(hold, 300, quota=None, month=MONTH) == 300
+
+
 async def test_a_release_gives_a_hold_back_once(wallet: RedisWallet) -> None:
     hold = await wallet.reserve(KEY, 400, quota=None, month=MONTH)
     await wallet.release(hold)

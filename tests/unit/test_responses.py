@@ -12,7 +12,7 @@ import pytest
 from tollway.core.catalog import Credential
 from tollway.core.errors import TollwayError, UpstreamError
 from tollway.core.request_log import RequestLog
-from tollway.routing.gateway import Call
+from tollway.routing.call import Call
 from tollway.routing.pools import CredentialPool, PoolOptions
 from tollway.routing.responses import guarded_stream
 
@@ -31,9 +31,9 @@ class _Gateway:
 
 
 async def _call() -> tuple[Call, CredentialPool, _Gateway]:
-    """A call holding a lease on the pool's one credential, as ``Call.run`` leaves it."""
+    """A call holding a lease on the pool's one credential, as the pipeline leaves it."""
     gw = _Gateway()
-    call = Call(gw, RequestLog(id="r1", created_at=0.0, path="/v1/chat/completions", dialect="openai"))  # type: ignore[arg-type]
+    call = Call(gw.logs, RequestLog(id="r1", created_at=0.0, path="/v1/chat/completions", dialect="openai"))
     pool = CredentialPool("p", (Credential(id="c1"),), options=PoolOptions(max_inflight=1, queue_size=0))
     call.lease, call.pool = await pool.acquire(), pool
     assert call.credential == Credential(id="c1") and await _in_flight(pool) == 1

@@ -1,4 +1,5 @@
-"""OpenAI chunk streams: StreamEncoder frames, StreamDecoder replay of a recorded stream, re-encoding."""
+"""OpenAI chunk streams: StreamEncoder frames, the upstream StreamDecoder's replay of a recorded stream
+(whole, and cut at every byte), re-encoding."""
 
 from __future__ import annotations
 
@@ -19,9 +20,10 @@ from tollway.core.chat import (
     Usage,
     UsageReport,
 )
-from tollway.core.errors import TollwayError
+from tollway.core.errors import TollwayError, UpstreamError
 from tollway.dialects.openai.codec import encode_usage
-from tollway.dialects.openai.stream import DONE, StreamDecoder, StreamEncoder
+from tollway.dialects.openai.stream import DONE, StreamEncoder
+from tollway.providers.openai_wire import StreamDecoder
 from tollway.providers.sse import SSEFramer
 
 FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "openai" / "stream_tools.sse"
@@ -156,32 +158,55 @@ def test_empty_reasoning_delta_emits_nothing() -> None:
 # --- decoder: replay of a recorded stream ------------------------------------------------------
 
 
-def replay() -> list[StreamEvent]:
+def replay(reads: list[bytes] | None = None) -> list[StreamEvent]:
+    """The events the decoder makes of the recorded stream, read in ``reads`` (whole by default);
+    it must end at ``[DONE]``."""
     dec = StreamDecoder()
+    framer = SSEFramer()
     events: list[StreamEvent] = []
-    for chunk in frames(FIXTURE.read_bytes()):
-        if chunk != "[DONE]":
-            events.extend(dec.feed(chunk))
+    for read in reads if reads is not None else [FIXTURE.read_bytes()]:
+        assert not dec.ended
+        events.extend(dec.feed_read(framer.feed(read)))
+    events.extend(dec.feed_read(framer.close()))
+    assert dec.ended
     return events
 
 
+REPLAY = [
+    StreamStart(id="chatcmpl-S1", model="deepseek-reasoner", created=1730000300),
+    ReasoningDelta(text="The user wants "),
+    ReasoningDelta(text="two cities."),
+    TextDelta(text="Checking "),
+    TextDelta(text="both."),
+    ToolCallStart(index=0, id="call_paris", name="get_weather"),
+    ToolCallDelta(index=0, arguments='{"ci'),
+    ToolCallStart(index=1, id="call_tokyo", name="get_weather"),
+    ToolCallDelta(index=1, arguments='{"city"'),
+    ToolCallDelta(index=0, arguments='ty": "Par'),
+    ToolCallDelta(index=1, arguments=': "Tokyo"}'),
+    ToolCallDelta(index=0, arguments='is"}'),
+    Finish(reason="tool_calls"),
+    UsageReport(usage=Usage(input_tokens=57, output_tokens=31, cached_tokens=32, reasoning_tokens=6)),
+]
+
+
 def test_recorded_stream_decodes_to_the_canonical_events() -> None:
-    assert replay() == [
-        StreamStart(id="chatcmpl-S1", model="deepseek-reasoner", created=1730000300),
-        ReasoningDelta(text="The user wants "),
-        ReasoningDelta(text="two cities."),
-        TextDelta(text="Checking "),
-        TextDelta(text="both."),
-        ToolCallStart(index=0, id="call_paris", name="get_weather"),
-        ToolCallDelta(index=0, arguments='{"ci'),
-        ToolCallStart(index=1, id="call_tokyo", name="get_weather"),
-        ToolCallDelta(index=1, arguments='{"city"'),
-        ToolCallDelta(index=0, arguments='ty": "Par'),
-        ToolCallDelta(index=1, arguments=': "Tokyo"}'),
-        ToolCallDelta(index=0, arguments='is"}'),
-        Finish(reason="tool_calls"),
-        UsageReport(usage=Usage(input_tokens=57, output_tokens=31, cached_tokens=32, reasoning_tokens=6)),
-    ]
+    assert replay() == REPLAY
+
+
+def test_recorded_stream_cut_at_any_byte_decodes_to_the_same_events() -> None:
+    data = FIXTURE.read_bytes()
+    for cut in range(0, len(data) + 1, 7):
+        assert replay([data[:cut], data[cut:]]) == REPLAY, f"cut at byte {cut}"
+
+
+def test_a_read_stops_at_done() -> None:
+    dec = StreamDecoder()
+    batch = SSEFramer().feed(b'data: {"id": "x", "choices": [{"delta": {"content": "a"}}]}\n\n'
+                             b"data: [DONE]\n\n"
+                             b'data: {"choices": [{"delta": {"content": "after"}}]}\n\n')
+    assert list(dec.feed_read(batch)) == [StreamStart(id="x", model="", created=0), TextDelta(text="a")]
+    assert dec.ended
 
 
 def test_re_encoding_the_replay_assembles_to_the_same_answer() -> None:
@@ -196,18 +221,49 @@ def test_re_encoding_the_replay_assembles_to_the_same_answer() -> None:
     assert original["finish"] == ["tool_calls"]
 
 
+def chunk(obj: Any) -> bytes:
+    return json.dumps(obj).encode()
+
+
 def test_tool_call_without_an_id_gets_a_stable_one_and_one_start_per_index() -> None:
     dec = StreamDecoder()
-    first = dec.feed({"choices": [{"delta": {"tool_calls": [{"index": 2, "function": {"name": "f",
-                                                                                          "arguments": "{"}}]}}]})
-    more = dec.feed({"choices": [{"delta": {"tool_calls": [{"index": 2, "function": {"arguments": "}"}}]}}]})
+    first = dec.feed(chunk({"choices": [{"delta": {"tool_calls": [{"index": 2, "function": {"name": "f",
+                                                                                              "arguments": "{"}}]}}]}))
+    more = dec.feed(chunk({"choices": [{"delta": {"tool_calls": [{"index": 2, "function": {"arguments": "}"}}]}}]}))
     assert first[1:] == [ToolCallStart(index=2, id="call_2", name="f"), ToolCallDelta(index=2, arguments="{")]
     assert more == [ToolCallDelta(index=2, arguments="}")]
+
+
+def test_null_fields_are_read_as_absent() -> None:
+    dec = StreamDecoder()
+    events = dec.feed(chunk({"id": None, "model": None, "created": None, "usage": None, "error": None,
+                             "choices": [{"delta": {"content": None, "reasoning_content": None,
+                                                    "tool_calls": [{"index": None, "id": None, "function": None}]},
+                                          "finish_reason": None}]}))
+    assert events == [StreamStart(id="", model="", created=0), ToolCallStart(index=0, id="call_0", name="")]
+    assert dec.feed(chunk({"choices": [{"delta": None, "finish_reason": "length"}]})) == [Finish(reason="length")]
 
 
 @pytest.mark.parametrize("error", [{"message": "overloaded", "type": "server_error"}, "overloaded"])
 def test_an_error_chunk_raises(error: Any) -> None:
     with pytest.raises(TollwayError, match="overloaded") as info:
-        StreamDecoder().feed({"error": error})
+        StreamDecoder().feed(chunk({"error": error}))
     assert info.value.status == 502
-    assert info.value.blame == "upstream"
+    assert isinstance(info.value, UpstreamError)  # the upstream's fault
+
+
+def test_an_error_chunk_names_the_provider_and_hides_the_secret() -> None:
+    dec = StreamDecoder(provider="deepseek", secret="sk-topsecret")
+    with pytest.raises(TollwayError) as info:
+        dec.feed(chunk({"error": {"message": "bad key sk-topsecret"}}))
+    assert info.value.message == "deepseek upstream reported an error mid-stream: bad key ***"
+    with pytest.raises(TollwayError, match="an error in the stream"):
+        dec.feed(chunk({"error": {"code": 500}}))
+
+
+@pytest.mark.parametrize("data", [b"{not json", b'["a", "list"]', b'{"choices": "text"}',
+                                  b'{"choices": [{"delta": {"tool_calls": [{"index": "0"}]}}]}'])
+def test_a_chunk_that_cannot_be_read_raises(data: bytes) -> None:
+    with pytest.raises(TollwayError, match="^deepseek upstream sent a malformed stream chunk$") as info:
+        StreamDecoder(provider="deepseek").feed(data)
+    assert info.value.status == 502

@@ -43,8 +43,8 @@ from tollway.core.errors import (
     UpstreamTimeout,
 )
 from tollway.core.names import PROVIDER_ECHO
+from tollway.core.redaction import redact
 from tollway.providers.base import ChatProvider
-from tollway.providers.http import redact
 from tollway.routing.catalog import Catalog
 from tollway.routing.catalog import Route as ModelRoute
 from tollway.routing.gateway import Gateway

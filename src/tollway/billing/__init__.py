@@ -1,1 +1,2 @@
-"""Prices, reservations, the ledger's write-behind and monthly quotas."""
+"""Admission and settlement (``admission``), prices, wallets with their holds and monthly quotas,
+and the ledger's write-behind."""

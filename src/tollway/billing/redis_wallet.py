@@ -140,6 +140,11 @@ return 2
 
 
 class RedisWallet:
+    """``Wallet`` in Redis: not local, every call is a round trip (those of one event-loop turn
+    share one with ``batch``)."""
+
+    local = False
+
     def __init__(self, client: aioredis.Redis, load: StateLoader, *, prefix: str = "tollway:",
                  batch: ScriptBatch | None = None, hold_ttl: float = HOLD_TTL) -> None:
         """With ``batch``, the scripts go out in its pipelines (shared with the rate limits)."""
@@ -206,6 +211,10 @@ class RedisWallet:
                               self.hold_ttl_ms / 1000, err)
                     return
                 await asyncio.sleep(delay)
+
+    def settle_now(self, hold: Hold, charge: int, *, quota: int | None, month: str) -> None:
+        """Never: settling here is a round trip (await ``settle``)."""
+        return None
 
     async def settle(self, hold: Hold, charge: int, *, quota: int | None, month: str) -> int:
         args: list[int | str] = [hold.id, charge, -1 if quota is None else quota, month, DONE_TTL_MS]

@@ -9,7 +9,7 @@ overspent. The month's spend restarts at zero in each calendar month (UTC).
 
 Holds live only here (in this process, or in Redis for every replica): a process that dies takes
 its holds with it, so no reservation leaks into the database. What ``settle`` charged goes to the
-ledger through ``LedgerWriter``.
+ledger through ``admission.Billing``'s write-behind.
 
 ``MemoryWallet`` serves one process. Its state of a key is loaded from the database the first
 time the key pays; afterwards this process is the only writer of that key's balance (several
@@ -60,7 +60,19 @@ def settled(hold: int, charge: int, balance_room: int, quota_room: int | None) -
 
 
 class Wallet(Protocol):
+    @property
+    def local(self) -> bool:
+        """True when the balances are in this process: nothing waits on I/O but a key's first
+        load, so a reservation may follow the limits one after another and ``settle_now``
+        always settles. False for balances shared over the network (each call a round trip)."""
+        ...
+
     async def reserve(self, key_id: int, amount: int, *, quota: int | None, month: str) -> Hold: ...
+
+    def settle_now(self, hold: Hold, charge: int, *, quota: int | None, month: str) -> int | None:
+        """``settle`` without awaiting, when this wallet can (a local one): what was charged; None,
+        changing nothing, when settling takes a round trip (await ``settle``)."""
+        ...
 
     async def settle(self, hold: Hold, charge: int, *, quota: int | None, month: str) -> int:
         """Release ``hold`` and charge up to ``charge``; returns what was charged. Settling the
@@ -101,7 +113,9 @@ class _Account:
 
 
 class MemoryWallet:
-    """Every key's wallet in this process. ``reserve`` awaits only the first load of a key."""
+    """Every key's wallet in this process (local). ``reserve`` awaits only the first load of a key."""
+
+    local = True
 
     def __init__(self, load: StateLoader) -> None:
         self._load = load

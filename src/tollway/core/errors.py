@@ -1,9 +1,10 @@
 """One error hierarchy for the whole gateway.
 
 Every error carries an HTTP ``status``, a stable ``code`` (the platform dialect's
-``error.code``), whether a retry on another credential may help (``retryable``) and who is
-to blame (``blame``: client, upstream or gateway). Dialects render these in their own
-envelopes; routing decides retries from ``retryable`` and ``blame`` alone.
+``error.code``) and whether another attempt (another credential, a fallback model) may help
+(``retryable``). Dialects render these in their own envelopes; the request pipeline decides
+retries from ``retryable`` alone. What an upstream's HTTP status means is data:
+``UPSTREAM_STATUS`` (the status the caller gets, and whether to retry).
 
 TollwayError
  +-- InvalidRequest            400  invalid_request / model_required / messages_required
@@ -19,7 +20,7 @@ TollwayError
  |    +-- UpstreamTimeout      504  provider_timeout
  +-- PoolExhausted             429  pool_exhausted
  +-- CredentialsDisabled       503  credentials_disabled (every usable credential got 401/403 upstream)
- +-- AllUpstreamsFailed        502  provider_error (every attempt's error)
+ +-- AllUpstreamsFailed        the last attempt's status and code, with every attempt's error
  +-- PayloadTooLarge           413  payload_too_large
  +-- ClientGone                499  client_closed_request
  +-- NotImplementedYet         501  not_implemented (a City action whose capability is not built yet)
@@ -30,16 +31,14 @@ TollwayError
 
 from __future__ import annotations
 
-from typing import ClassVar, Literal
-
-Blame = Literal["client", "upstream", "gateway"]
+from collections.abc import Sequence
+from typing import ClassVar
 
 
 class TollwayError(Exception):
     status: ClassVar[int] = 500
     default_code: ClassVar[str] = "internal_error"
-    retryable: ClassVar[bool] = False
-    blame: ClassVar[Blame] = "gateway"
+    retryable: bool = False  # a class's default; an UpstreamError's comes from its status
 
     def __init__(self, message: str, *, code: str | None = None, param: str | None = None) -> None:
         super().__init__(message)
@@ -55,43 +54,36 @@ class TollwayError(Exception):
 class InvalidRequest(TollwayError):
     status = 400
     default_code = "invalid_request"
-    blame = "client"
 
 
 class PayloadTooLarge(TollwayError):
     status = 413
     default_code = "payload_too_large"
-    blame = "client"
 
 
 class AuthenticationFailed(TollwayError):
     status = 401
     default_code = "invalid_api_key"
-    blame = "client"
 
 
 class PermissionDenied(TollwayError):
     status = 403
     default_code = "permission_denied"
-    blame = "client"
 
 
 class InsufficientCredits(TollwayError):
     status = 402
     default_code = "insufficient_credits"
-    blame = "client"
 
 
 class QuotaExceeded(TollwayError):
     status = 429
     default_code = "quota_exceeded"
-    blame = "client"
 
 
 class RateLimited(TollwayError):
     status = 429
     default_code = "rate_limited"
-    blame = "client"
 
     def __init__(self, message: str, *, retry_after: float | None = None, code: str | None = None) -> None:
         super().__init__(message, code=code)
@@ -101,7 +93,6 @@ class RateLimited(TollwayError):
 class NotFound(TollwayError):
     status = 404
     default_code = "not_found"
-    blame = "client"
 
 
 class ModelNotFound(NotFound):
@@ -114,7 +105,21 @@ class ModelNotFound(NotFound):
 class ProviderNotConfigured(TollwayError):
     status = 503
     default_code = "provider_not_configured"
-    blame = "gateway"
+
+
+# an upstream's HTTP status -> (the status the caller gets, whether another credential may help);
+# a status not listed: 502, retried when it is a 5xx; no status (the connection failed): 502, retried
+UPSTREAM_STATUS: dict[int, tuple[int, bool]] = {
+    400: (400, False), 404: (404, False), 413: (413, False), 422: (422, False),  # the request itself
+    401: (502, True), 403: (502, True),  # this credential's refusal: another may work
+    429: (429, True),
+}
+
+
+def upstream_policy(status: int | None) -> tuple[int, bool]:
+    if status is None:
+        return 502, True
+    return UPSTREAM_STATUS.get(status, (502, status >= 500))
 
 
 class UpstreamError(TollwayError):
@@ -127,7 +132,6 @@ class UpstreamError(TollwayError):
 
     status = 502
     default_code = "provider_error"
-    blame = "upstream"
 
     def __init__(
         self,
@@ -142,22 +146,11 @@ class UpstreamError(TollwayError):
         self.provider = provider
         self.upstream_status = upstream_status
         self.retry_after = retry_after
+        self._status, self.retryable = upstream_policy(upstream_status)
 
     @property
     def http_status(self) -> int:
-        s = self.upstream_status
-        if s is None:
-            return self.status
-        if s == 429:
-            return 429
-        if s in (400, 404, 413, 422):
-            return s
-        return 502
-
-    @property
-    def is_retryable(self) -> bool:
-        s = self.upstream_status
-        return s is None or s == 429 or s >= 500 or s in (401, 403)
+        return self._status
 
 
 class UpstreamTimeout(UpstreamError):
@@ -172,7 +165,6 @@ class UpstreamTimeout(UpstreamError):
 class PoolExhausted(TollwayError):
     status = 429
     default_code = "pool_exhausted"
-    blame = "gateway"
     retryable = True
 
     def __init__(self, message: str, *, retry_after: float | None = None, code: str | None = None) -> None:
@@ -185,17 +177,28 @@ class CredentialsDisabled(TollwayError):
 
     status = 503
     default_code = "credentials_disabled"
-    blame = "gateway"
 
 
 class AllUpstreamsFailed(TollwayError):
+    """Every attempt of a call failed: the caller gets the last attempt's status, code and
+    Retry-After, and a message that names every attempt (``attempts``: one line each)."""
+
     status = 502
     default_code = "provider_error"
-    blame = "upstream"
 
-    def __init__(self, message: str, *, attempts: list[TollwayError]) -> None:
-        super().__init__(message)
-        self.attempts = attempts
+    def __init__(self, errors: Sequence[TollwayError], attempts: Sequence[str]) -> None:
+        last = errors[-1]
+        listing = "; ".join(attempts)
+        super().__init__(f"{last.message} (all {len(errors)} attempts failed: {listing})", code=last.code,
+                         param=last.param)
+        self.errors = list(errors)
+        self.attempts = list(attempts)
+        self.retry_after: float | None = getattr(last, "retry_after", None)
+        self.upstream_status: int | None = getattr(last, "upstream_status", None)
+
+    @property
+    def http_status(self) -> int:
+        return self.errors[-1].http_status
 
 
 class ClientGone(TollwayError):
@@ -203,7 +206,6 @@ class ClientGone(TollwayError):
 
     status = 499
     default_code = "client_closed_request"
-    blame = "client"
 
 
 class NotImplementedYet(TollwayError):
@@ -211,22 +213,18 @@ class NotImplementedYet(TollwayError):
 
     status = 501
     default_code = "not_implemented"
-    blame = "gateway"
 
 
 class MethodNotAllowed(TollwayError):
     status = 405
     default_code = "method_not_allowed"
-    blame = "client"
 
 
 class ConfigError(TollwayError):
     status = 500
     default_code = "config_error"
-    blame = "gateway"
 
 
 class InternalError(TollwayError):
     status = 500
     default_code = "internal_error"
-    blame = "gateway"

@@ -35,11 +35,6 @@ def to_micro(value: object, name: str, *, allow_negative: bool = False) -> int:
     return int(micro)
 
 
-def credits(micro: int | None) -> float | None:
-    """Micro-credits as a number of credits, for display (the exact figure goes out beside it)."""
-    return None if micro is None else micro / MICRO
-
-
 def ppm(value: object, name: str) -> int:
     """A multiplier (``1.5``) as parts per million (1,500,000)."""
     return to_micro(value, name)

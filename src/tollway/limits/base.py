@@ -1,4 +1,7 @@
-"""The limiter interface: requests per minute (RPM) and tokens per minute (TPM) for one key.
+"""What the limiters share: requests per minute (RPM) and tokens per minute (TPM) for one key.
+
+The interface, ``Limiter`` with its ``Decision``, is ``tollway.core.limiter`` (billing counts
+through it without importing this package); this module holds the window and the algorithm.
 
 A key is whatever the caller limits: an API key, or an API key and a model. Each key has one
 sliding window (60 s by default) holding a log of the requests admitted into it; each entry is a
@@ -26,42 +29,8 @@ is refused with a ``retry_after`` of the whole window.
 
 from __future__ import annotations
 
-from typing import Literal, Protocol
-
-import msgspec
+from tollway.core.limiter import Decision
 
 WINDOW = 60.0  # seconds
 
-Reason = Literal["rpm", "tpm"]
-
-
-class Decision(msgspec.Struct, frozen=True, kw_only=True):
-    """``allowed`` with a ``reservation`` to settle; or refused, with the limit that refused it
-    (``reason``) and the seconds until enough of the window has passed for this hit to fit."""
-
-    allowed: bool
-    reservation: str | None = None
-    retry_after: float = 0.0
-    reason: Reason | None = None
-
-
 UNCOUNTED = Decision(allowed=True)  # both limits None: nothing recorded, nothing to settle
-
-
-class Limiter(Protocol):
-    """Sliding-window RPM and TPM counters, per key."""
-
-    async def hit(self, key: str, *, rpm: int | None, tpm: int | None, tokens: int) -> Decision:
-        """Atomically count one request and reserve ``tokens`` (an estimate) in ``key``'s window.
-
-        If either limit would be exceeded, record nothing and return a refusal; else record both
-        and return the reservation id."""
-        ...
-
-    async def settle(self, key: str, reservation: str, *, actual_tokens: int) -> None:
-        """Replace a reservation's estimate with the actual token count, at its original time.
-        A reservation that has left the window (or never existed) is ignored."""
-        ...
-
-    async def close(self) -> None:
-        ...

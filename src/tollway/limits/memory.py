@@ -11,7 +11,8 @@ import time
 from array import array
 from collections.abc import Callable
 
-from tollway.limits.base import UNCOUNTED, WINDOW, Decision, Reason
+from tollway.core.limiter import Decision, Reason
+from tollway.limits.base import UNCOUNTED, WINDOW
 
 ID_SPAN = 1 << 40  # reservation ids of one window: [base, base + ID_SPAN)
 
@@ -76,7 +77,9 @@ class _Window:
 
 
 class MemoryLimiter:
-    """``Limiter`` in this process's memory."""
+    """``Limiter`` in this process's memory: local, so a settlement never waits."""
+
+    local = True
 
     def __init__(self, *, window: float = WINDOW, clock: Callable[[], float] = time.monotonic) -> None:
         self.window = window
@@ -112,11 +115,12 @@ class MemoryLimiter:
     async def settle(self, key: str, reservation: str, *, actual_tokens: int) -> None:
         self.settle_now(key, reservation, actual_tokens=actual_tokens)
 
-    def settle_now(self, key: str, reservation: str, *, actual_tokens: int) -> None:
-        """``settle`` without awaiting: nothing here does I/O."""
+    def settle_now(self, key: str, reservation: str, *, actual_tokens: int) -> bool:
+        """``settle`` without awaiting: nothing here does I/O, so it always settles (True)."""
         win = self._windows.get(key)
         if win is not None and reservation.isdigit():
             win.settle(int(reservation), max(0, actual_tokens))
+        return True
 
     def _sweep(self, now: float) -> None:
         edge = now - self.window

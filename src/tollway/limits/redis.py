@@ -23,7 +23,8 @@ from typing import cast
 
 import redis.asyncio as aioredis
 
-from tollway.limits.base import UNCOUNTED, WINDOW, Decision
+from tollway.core.limiter import Decision
+from tollway.limits.base import UNCOUNTED, WINDOW
 from tollway.store.redis import ScriptBatch, translated
 from tollway.store.redis import connect as connect_redis
 
@@ -89,7 +90,10 @@ return 1
 
 
 class RedisLimiter:
-    """``Limiter`` in Redis, shared by every replica that uses the same server and prefix."""
+    """``Limiter`` in Redis, shared by every replica that uses the same server and prefix: not
+    local, every call is a round trip (those of one event-loop turn share one with ``batch``)."""
+
+    local = False
 
     def __init__(self, client: aioredis.Redis, prefix: str = "tollway:", *, window: float = WINDOW,
                  batch: ScriptBatch | None = None) -> None:
@@ -120,6 +124,10 @@ class RedisLimiter:
         if not code:
             return Decision(allowed=True, reservation=reservation)
         return Decision(allowed=False, retry_after=int(wait_ms) / 1000, reason="rpm" if code == 1 else "tpm")
+
+    def settle_now(self, key: str, reservation: str, *, actual_tokens: int) -> bool:
+        """Never: settling here is a round trip (await ``settle``)."""
+        return False
 
     async def settle(self, key: str, reservation: str, *, actual_tokens: int) -> None:
         with translated("rate limits", "settle a reservation"):

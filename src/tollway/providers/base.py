@@ -24,14 +24,20 @@ class ChatProvider(Protocol):
 
     name: str
 
-    def unsupported(self, req: ChatRequest) -> list[str]:
-        """The request parameters this upstream will not receive (dropped, named in the log)."""
+    def unsupported(self, req: ChatRequest, *, upstream_model: str) -> list[str]:
+        """The request parameters this upstream will not receive for ``upstream_model`` (the
+        routed model's upstream id): dropped, and named in the request log."""
         ...
 
     async def complete(self, req: ChatRequest, *, upstream_model: str, credential: Credential) -> ChatResponse: ...
 
     def stream(self, req: ChatRequest, *, upstream_model: str,
-               credential: Credential) -> AsyncIterator[StreamEvent]: ...
+               credential: Credential) -> AsyncIterator[list[StreamEvent]]:
+        """The answer's canonical events, one list per upstream read (never an empty list), so
+        that a front door writes once per read. The iterator's ``aclose`` closes the upstream
+        connection; an error before the first list is an attempt's failure (another credential
+        or a fallback may be tried), after it an in-stream error."""
+        ...
 
     async def close(self) -> None: ...
 

@@ -9,7 +9,8 @@ change what it does, so end-to-end tests get predictable tool calls and reasonin
 
 Usage is counted in whitespace-separated words: input = words of every message, output =
 words answered plus argument chunks. ``max_tokens`` truncates (finish ``length``); ``stop``
-sequences cut the answer.
+sequences cut the answer. The stream sends every event as a list of its own, as an upstream
+whose every read holds one event.
 """
 
 from __future__ import annotations
@@ -138,7 +139,7 @@ class EchoProvider:
     def __init__(self, config: ProviderConfig) -> None:
         self.name = config.name
 
-    def unsupported(self, req: ChatRequest) -> list[str]:
+    def unsupported(self, req: ChatRequest, *, upstream_model: str) -> list[str]:
         return []  # echo reads every field it understands and ignores the rest by design
 
     async def complete(self, req: ChatRequest, *, upstream_model: str, credential: Credential) -> ChatResponse:
@@ -152,22 +153,22 @@ class EchoProvider:
                             finish_reason=plan.finish, usage=plan.usage())
 
     async def stream(self, req: ChatRequest, *, upstream_model: str,
-                     credential: Credential) -> AsyncIterator[StreamEvent]:
+                     credential: Credential) -> AsyncIterator[list[StreamEvent]]:
         plan = _Plan(req)
-        yield StreamStart(id=plan.id, model=req.model, created=plan.created)
+        yield [StreamStart(id=plan.id, model=req.model, created=plan.created)]
         for i, r in enumerate(plan.reasoning):
             if i:
-                yield ReasoningDelta(text="\n")
+                yield [ReasoningDelta(text="\n")]
             for w in _words(r):
-                yield ReasoningDelta(text=w)
+                yield [ReasoningDelta(text=w)]
         for w in plan.words:
-            yield TextDelta(text=w)
+            yield [TextDelta(text=w)]
         for i, (name, args) in enumerate(plan.calls):
-            yield ToolCallStart(index=i, id=plan.call_id(i), name=name)
+            yield [ToolCallStart(index=i, id=plan.call_id(i), name=name)]
             for piece in plan.arg_chunks(args):
-                yield ToolCallDelta(index=i, arguments=piece)
-        yield Finish(reason=plan.finish)
-        yield UsageReport(usage=plan.usage())
+                yield [ToolCallDelta(index=i, arguments=piece)]
+        yield [Finish(reason=plan.finish)]
+        yield [UsageReport(usage=plan.usage())]
 
     async def close(self) -> None:
         return None

@@ -20,6 +20,7 @@ import aiohttp
 import msgspec
 
 from tollway.core.errors import UpstreamError, UpstreamTimeout
+from tollway.core.redaction import Secret, redact, secret_parts
 from tollway.providers.sse import SSEEvent, SSEFramer
 
 ErrorParser = Callable[[bytes], str | None]
@@ -31,22 +32,6 @@ class Timeouts(msgspec.Struct, frozen=True, kw_only=True):
     connect: float = 10.0
     first_byte: float = 120.0
     idle: float = 120.0
-
-
-# one secret, or all the parts of a credential that must never leave (Bedrock's session token)
-Secret = str | tuple[str | None, ...] | None
-
-
-def _parts(secret: Secret) -> list[str]:
-    parts = secret if isinstance(secret, tuple) else (secret,)
-    return [p for p in parts if p and len(p) >= 4]
-
-
-def redact(text: str, secret: Secret) -> str:
-    for part in _parts(secret):
-        if part in text:
-            text = text.replace(part, "***")
-    return text
 
 
 MAX_RETRY_AFTER = 3600.0
@@ -70,22 +55,42 @@ def retry_after_of(headers: Any) -> float | None:
 
 
 class UpstreamStream:
-    """An open upstream SSE response. Iterate for events; ``close`` aborts the connection."""
+    """An open upstream response body, read as a stream. Used as an async context manager,
+    it is the one lifecycle every reader shares: the reader sets ``ended`` once it has seen the
+    stream's last event; on leaving the block, an ended stream is finished (the rest of the
+    body is read in the background and the connection goes back to the pool) and any other
+    (an error, a client gone, an upstream that stopped early) is closed, which drops the
+    connection and so cancels the upstream's work.
+
+        async with upstream:
+            async for batch in upstream.batches():
+                ...
+                upstream.ended = True
+    """
 
     def __init__(self, resp: aiohttp.ClientResponse, client: UpstreamClient, secret: Secret) -> None:
         self._resp = resp
         self._client = client
         self._secret = secret
         self.headers = resp.headers
-        self.complete = False
+        self.ended = False  # the reader saw the stream's last event
+        self._eof = False  # the body was read to its end
 
-    async def events(self) -> AsyncIterator[SSEEvent]:
-        async for batch in self.batches():
-            for event in batch:
-                yield event
+    async def __aenter__(self) -> UpstreamStream:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.end()
+
+    def end(self) -> None:
+        """Finish the stream if its reader saw the last event, else close it."""
+        if self.ended:
+            self.finish()
+        else:
+            self.close()
 
     async def batches(self) -> AsyncIterator[list[SSEEvent]]:
-        """The events of each upstream read, together (one client write per read)."""
+        """The SSE events of each upstream read, together (one client write per read)."""
         framer = SSEFramer()
         async for chunk in self.chunks():
             events = framer.feed(chunk)
@@ -111,7 +116,7 @@ class UpstreamStream:
                 if not chunk:
                     break
                 yield chunk
-            self.complete = True
+            self._eof = True
         except aiohttp.ClientError as exc:
             raise UpstreamError(f"upstream stream broke: {type(exc).__name__}",
                                 provider=self._client.provider) from None
@@ -119,20 +124,20 @@ class UpstreamStream:
     async def drain(self, timeout: float = 1.0) -> None:
         """Read to the end of the body after the stream's last event, so the connection can
         go back to the pool instead of being dropped."""
-        if self.complete:
+        if self._eof:
             return
         try:
             async with asyncio.timeout(timeout):
                 while await self._resp.content.readany():
                     pass
-            self.complete = True
+            self._eof = True
         except (TimeoutError, aiohttp.ClientError):
             pass
 
     def finish(self) -> None:
         """After the stream's last event: read to the end of the body in the background (so the
         connection goes back to the pool) without holding up the client's response."""
-        if self.complete:
+        if self._eof:
             self._resp.release()
             return
         self._client.drain_later(self)
@@ -141,7 +146,7 @@ class UpstreamStream:
         try:
             await self.drain()
         finally:
-            if self.complete:
+            if self._eof:
                 self._resp.release()
             else:
                 self._resp.close()
@@ -200,7 +205,7 @@ class UpstreamClient:
             body = b""
         finally:
             resp.close()
-        for part in _parts(secret):
+        for part in secret_parts(secret):
             body = body.replace(part.encode(), b"***")  # before any parsing or cutting
         detail = redact(self._parse_error(body) or resp.reason or "error", secret)[:MAX_MESSAGE]
         retry_after = retry_after_of(resp.headers)

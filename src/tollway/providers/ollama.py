@@ -9,7 +9,7 @@ from __future__ import annotations
 from tollway.core.catalog import EnvRequirement, ProviderConfig, ProviderSpec
 from tollway.core.names import PROVIDER_OLLAMA
 from tollway.providers.base import ProviderContext
-from tollway.providers.openai_compat import OPENAI_WIRE_FEATURES, OpenAICompatProvider, Quirks
+from tollway.providers.openai_wire import OPENAI_WIRE_FEATURES, OpenAICompatProvider, Quirks
 
 SPEC = ProviderSpec(
     name=PROVIDER_OLLAMA,

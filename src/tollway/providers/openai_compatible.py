@@ -11,7 +11,7 @@ import msgspec
 from tollway.core.catalog import ProviderConfig, ProviderSpec
 from tollway.core.names import PROVIDER_OPENAI_COMPATIBLE
 from tollway.providers.base import ProviderContext
-from tollway.providers.openai_compat import OPENAI_WIRE_FEATURES, OpenAICompatProvider, Quirks
+from tollway.providers.openai_wire import OPENAI_WIRE_FEATURES, OpenAICompatProvider, Quirks
 
 SPEC = ProviderSpec(name=PROVIDER_OPENAI_COMPATIBLE, kind=PROVIDER_OPENAI_COMPATIBLE, open_catalog=True,
                     features=OPENAI_WIRE_FEATURES, discover_models=True)

@@ -15,17 +15,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
-from tollway.core.chat import StreamEvent, Usage
-from tollway.core.errors import (
-    ClientGone,
-    InternalError,
-    PayloadTooLarge,
-    PoolExhausted,
-    RateLimited,
-    TollwayError,
-    UpstreamError,
-)
-from tollway.routing.gateway import Call, Gateway
+from tollway.core.errors import ClientGone, InternalError, PayloadTooLarge, TollwayError
+from tollway.routing.call import Call
+from tollway.routing.gateway import Gateway
 
 _encoder = msgspec.json.Encoder()
 log = logging.getLogger("tollway")
@@ -49,7 +41,7 @@ def error_response(err: TollwayError, render: Render) -> Response:
     """An error in a dialect's envelope, with Retry-After when the error carries one."""
     headers = {}
     retry_after = getattr(err, "retry_after", None)
-    if isinstance(err, RateLimited | UpstreamError | PoolExhausted) and retry_after is not None:
+    if retry_after is not None:
         headers["retry-after"] = str(max(1, math.ceil(retry_after)))  # up: a client that waits is let in
     return JSONBytes(render(err), status_code=err.http_status, headers=headers)
 
@@ -57,7 +49,8 @@ def error_response(err: TollwayError, render: Render) -> Response:
 def dialect_endpoint(dialect: str, render: Render,
                      handler: Handler) -> Callable[[Request], Awaitable[Response | EventStreamResponse]]:
     """A route handler of one dialect, guarded: its request-log row is begun first and always
-    finished; a tollway error becomes that dialect's error body; anything else a 500."""
+    finished (a plain response the handler returns finishes it as a 200, a stream when it ends);
+    a tollway error becomes that dialect's error body; anything else a 500."""
 
     async def endpoint(request: Request) -> Response | EventStreamResponse:
         gw: Gateway = request.app.state.gateway
@@ -65,7 +58,7 @@ def dialect_endpoint(dialect: str, render: Render,
         headers = request.headers
         call.pin = headers.get("x-tollway-credential") or headers.get("x-ds2-target-account") or None
         try:
-            return await handler(request, call)
+            response = await handler(request, call)
         except TollwayError as err:
             call.finish(err.http_status, err)
             return error_response(err, render)
@@ -77,33 +70,11 @@ def dialect_endpoint(dialect: str, render: Render,
             internal = InternalError("The gateway failed to process this request.")
             call.finish(500, internal)
             return error_response(internal, render)
+        if isinstance(response, Response):
+            call.finish(response.status_code)  # no-op when the pipeline finished it already
+        return response
 
     return endpoint
-
-
-Respond = Callable[[], "Response | EventStreamResponse"]  # builds the response once the upstream answered
-
-
-def completed(call: Call, response: Response, usage: Usage | None) -> Response:
-    """A whole (non-stream) answer: its usage recorded and the call finished. An upstream that
-    reported no usage is billed for about a token per four bytes of its answer."""
-    if usage is not None:
-        call.usage(usage)
-    else:
-        call.produced = max(call.produced, len(response.body) // 4)
-    call.finish(200)
-    return response
-
-
-async def first_event(events: AsyncIterator[StreamEvent]) -> StreamEvent:
-    """A provider stream's first event: the upstream has answered. If it fails instead, the
-    stream is closed (its upstream connection with it) before the error goes on, to a plain
-    error response or another attempt."""
-    try:
-        return await anext(events)
-    except BaseException:
-        await events.aclose()  # type: ignore[attr-defined]
-        raise
 
 
 async def read_body(request: Request, limit: int) -> bytes:

@@ -25,7 +25,7 @@ from tollway.core.errors import ConfigError, InternalError
 log = logging.getLogger("tollway.redis")
 
 
-def redact(url: str) -> str:
+def redact_url(url: str) -> str:
     """The URL without its password, for messages and logs."""
     try:
         parts = urlsplit(url)
@@ -45,13 +45,13 @@ async def connect(url: str) -> aioredis.Redis:
     try:
         client = aioredis.Redis.from_url(url, decode_responses=True, socket_connect_timeout=5, socket_timeout=5)
     except ValueError as exc:
-        raise ConfigError(f"TOLLWAY_REDIS_URL {redact(url)!r} is not a Redis URL: {exc}") from None
+        raise ConfigError(f"TOLLWAY_REDIS_URL {redact_url(url)!r} is not a Redis URL: {exc}") from None
     try:
         await cast(Awaitable[bool], client.ping())
     except (RedisError, OSError) as exc:
         await client.aclose()
         detail = " ".join(str(exc).split())
-        raise ConfigError(f"Redis not reachable at {redact(url)} ({type(exc).__name__}: {detail}); "
+        raise ConfigError(f"Redis not reachable at {redact_url(url)} ({type(exc).__name__}: {detail}); "
                           "check TOLLWAY_REDIS_URL") from None
     return client
 

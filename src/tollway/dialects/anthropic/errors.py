@@ -1,4 +1,6 @@
-"""Anthropic's error envelope: ``{"type": "error", "error": {"type", "message"}, "request_id"}``."""
+"""Anthropic's error envelope: ``{"type": "error", "error": {"type", "message"}, "request_id"}``,
+and its error types both ways: the type a tollway error is rendered as, and the HTTP status an
+upstream's error type (in a 200 or mid-stream) stands for."""
 
 from __future__ import annotations
 
@@ -17,6 +19,13 @@ _TYPES = {
     499: "invalid_request_error",
     504: "timeout_error",
     529: "overloaded_error",
+}
+
+# Anthropic's error types and the HTTP status each stands for
+ERROR_STATUS = {
+    "invalid_request_error": 400, "authentication_error": 401, "billing_error": 402, "permission_error": 403,
+    "not_found_error": 404, "request_too_large": 413, "rate_limit_error": 429, "api_error": 500,
+    "timeout_error": 504, "overloaded_error": 529,
 }
 
 

@@ -59,9 +59,10 @@ from tollway.core.errors import (
     PermissionDenied,
     RateLimited,
 )
-from tollway.dialects.city.registry import Caller, Kind, Service
+from tollway.dialects.city.services import Caller, Kind, Service
 from tollway.dialects.city.studios import issue_user_token
-from tollway.routing.gateway import Call, Gateway
+from tollway.routing.call import Call
+from tollway.routing.gateway import Gateway
 from tollway.store.studios import StudioRepository
 from tollway.store.users import FAILED, PENDING, SUCCEEDED, OAuthStateRepository, User, UserRepository
 

@@ -30,8 +30,8 @@ from starlette.requests import Request
 
 from tollway.core.catalog import EnvRequirement
 from tollway.core.errors import InvalidRequest, NotFound, NotImplementedYet
-from tollway.dialects.city.registry import Caller, Kind, Service
-from tollway.routing.gateway import Call
+from tollway.dialects.city.services import Caller, Kind, Service
+from tollway.routing.call import Call
 from tollway.store.env import EnvRepository, key_problem, value_problem
 
 SOURCE = "database"

@@ -29,18 +29,21 @@ from tollway.core.errors import (
 )
 from tollway.core.names import DIALECT_CITY
 from tollway.dialects.city.errors import city_error_body
-from tollway.dialects.city.registry import Caller, Registry
-from tollway.routing.gateway import Call, Gateway
+from tollway.dialects.city.services import Caller, Registry
+from tollway.routing.call import Call
+from tollway.routing.gateway import Gateway
+from tollway.routing.pipeline import ChatPipeline
 from tollway.routing.responses import EventStreamResponse, JSONBytes, dialect_endpoint, read_body
 
 _decoder = msgspec.json.Decoder()
 
 
-async def resolve_caller(request: Request, gw: Gateway) -> Caller:
+async def resolve_caller(request: Request, call: Call) -> Caller:
     token = bearer_token(request.headers.get("authorization"), request.headers.get("x-api-key"))
     if not token:
         return Caller(kind="guest")
-    identity = await gw.identify(request.headers, direct=False)
+    pipeline: ChatPipeline = request.app.state.pipeline
+    identity = await pipeline.identify(request, call, direct=False)
     if identity.is_admin and identity.key is None:  # the admin secret itself, not an admin-role key
         return Caller(kind="admin", identity=identity)
     return Caller(kind="user", identity=identity, studio_id=identity.key.studio_id if identity.key else None)
@@ -49,7 +52,7 @@ async def resolve_caller(request: Request, gw: Gateway) -> Caller:
 async def _body(request: Request, gw: Gateway) -> dict[str, Any]:
     if request.method == "GET":
         return dict(request.query_params)
-    raw = await read_body(request, gw.max_body_bytes)
+    raw = await read_body(request, gw.options.max_body_bytes)
     if not raw.strip():
         return {}
     try:
@@ -72,9 +75,7 @@ def city_endpoint(registry: Registry) -> Any:
         if request.method not in action.methods:
             raise MethodNotAllowed(f"/v1/{service}/{action_name} takes {' or '.join(action.methods)}, "
                                    f"not {request.method}")
-        caller = await resolve_caller(request, gw)
-        if caller.identity is not None:
-            call.identify(caller.identity)
+        caller = await resolve_caller(request, call)
         if not action.allows(caller.kind):
             if caller.kind == "guest":
                 raise AuthenticationFailed(f"/v1/{service}/{action_name} needs a user_token: send "
@@ -91,7 +92,6 @@ def city_endpoint(registry: Registry) -> Any:
             gw.changed()  # studios, env, users: other processes reload at once
         if isinstance(out, Response | EventStreamResponse):
             return out
-        call.finish(200)
         return JSONBytes(out)
 
     return dialect_endpoint(DIALECT_CITY, city_error_body, handle)
@@ -107,7 +107,6 @@ async def services(request: Request, call: Call) -> Response:
                       "env": [{"key": e.key, "description": e.description, "required": e.required} for e in env],
                       "actions": [{"name": a.name, "methods": list(a.methods), "allow": list(a.allow)}
                                   for a in s.actions.values()]})
-    call.finish(200)
     return JSONBytes({"items": items})
 
 

@@ -14,8 +14,9 @@ from starlette.requests import Request
 
 from tollway.auth.key_service import KeyService
 from tollway.core.errors import InvalidRequest, NotFound
-from tollway.dialects.city.registry import Caller, Kind, Service
-from tollway.routing.gateway import Call, Gateway
+from tollway.dialects.city.services import Caller, Kind, Service
+from tollway.routing.call import Call
+from tollway.routing.gateway import Gateway
 from tollway.store.studios import StudioRepository
 
 USER_TOKEN_PREFIX = "ub_"

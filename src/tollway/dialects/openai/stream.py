@@ -1,9 +1,10 @@
-"""OpenAI chat-completion chunk streams <-> canonical stream events.
+"""Canonical stream events -> OpenAI chat-completion chunk streams, for the front door.
 
 ``StreamEncoder`` turns canonical events into ``data: {...}`` SSE frames (the first delta
 carries the role; tool calls carry id, type and name on their first delta; a final usage
-chunk with ``choices: []`` when asked for; ``data: [DONE]``). ``StreamDecoder`` turns upstream
-chunk objects into canonical events. Both are small state objects fed one item at a time.
+chunk with ``choices: []`` when asked for; ``data: [DONE]``); a small state object fed one
+event at a time. An upstream's chunk stream is decoded next to its provider
+(``providers.openai_wire.stream``).
 """
 
 from __future__ import annotations
@@ -23,8 +24,7 @@ from tollway.core.chat import (
     Usage,
     UsageReport,
 )
-from tollway.core.errors import UpstreamError
-from tollway.dialects.openai.codec import decode_usage, encode_usage, finish_reason_in
+from tollway.dialects.openai.codec import encode_usage
 
 _encoder = msgspec.json.Encoder()
 DONE = b"data: [DONE]\n\n"
@@ -90,41 +90,3 @@ class StreamEncoder:
 def error_frame(body: dict[str, Any]) -> bytes:
     """An in-stream error once headers are sent: the OpenAI SDK raises on ``{"error": ...}``."""
     return sse_data(body)
-
-
-class StreamDecoder:
-    """OpenAI chunk objects from an upstream -> canonical events."""
-
-    def __init__(self) -> None:
-        self._started = False
-        self._tool_ids: dict[int, str] = {}
-
-    def feed(self, chunk: dict[str, Any]) -> list[StreamEvent]:
-        events: list[StreamEvent] = []
-        if "error" in chunk and chunk["error"]:
-            err = chunk["error"]
-            message = err.get("message") if isinstance(err, dict) else str(err)
-            raise UpstreamError(message or "upstream reported an error in the stream", provider="upstream")
-        if not self._started:
-            self._started = True
-            events.append(StreamStart(id=chunk.get("id") or "", model=chunk.get("model") or "",
-                                      created=chunk.get("created") or 0))
-        for choice in chunk.get("choices") or ():
-            delta = choice.get("delta") or {}
-            if delta.get("reasoning_content"):
-                events.append(ReasoningDelta(text=delta["reasoning_content"]))
-            if delta.get("content"):
-                events.append(TextDelta(text=delta["content"]))
-            for call in delta.get("tool_calls") or ():
-                index = call.get("index", 0)
-                fn = call.get("function") or {}
-                if index not in self._tool_ids:
-                    self._tool_ids[index] = call.get("id") or f"call_{index}"
-                    events.append(ToolCallStart(index=index, id=self._tool_ids[index], name=fn.get("name") or ""))
-                if fn.get("arguments"):
-                    events.append(ToolCallDelta(index=index, arguments=fn["arguments"]))
-            if choice.get("finish_reason"):
-                events.append(Finish(reason=finish_reason_in(choice["finish_reason"])))
-        if chunk.get("usage"):
-            events.append(UsageReport(usage=decode_usage(chunk["usage"])))
-        return events

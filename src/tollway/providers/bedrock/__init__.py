@@ -20,6 +20,7 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import AsyncIterator, Mapping
+from functools import partial
 from typing import Any, Final
 from urllib.parse import quote
 
@@ -27,7 +28,6 @@ import msgspec
 from botocore.auth import SigV4Auth  # type: ignore[import-untyped]
 from botocore.awsrequest import AWSRequest  # type: ignore[import-untyped]
 from botocore.credentials import Credentials  # type: ignore[import-untyped]
-from botocore.eventstream import EventStreamBuffer  # type: ignore[import-untyped]
 from yarl import URL
 
 from tollway.core.catalog import Credential, EnvRequirement, ModelInfo, ProviderConfig, ProviderSpec
@@ -43,8 +43,9 @@ from tollway.providers.bedrock.codec import (
     media_urls,
     parse_bedrock_error,
 )
-from tollway.providers.bedrock.stream import StreamDecoder, read_frames
-from tollway.providers.http import UpstreamClient, redact
+from tollway.providers.bedrock.stream import StreamDecoder
+from tollway.providers.http import UpstreamClient, UpstreamStream
+from tollway.providers.streaming import decode_stream
 
 __all__ = [
     "SPEC",
@@ -137,16 +138,8 @@ class BedrockProvider:
                                   "extra.access_key_id")
         self.client = UpstreamClient(provider=config.name, timeouts=ctx.timeouts, parse_error=parse_bedrock_error)
 
-    def unsupported(self, req: ChatRequest) -> list[str]:
-        return dropped_fields(req, upstream_model=self._upstream_guess(req.model))
-
-    def _upstream_guess(self, model: str) -> str:
-        """The upstream id a public model name stands for, as far as the name tells."""
-        known = next((m.upstream_id for m in SPEC.models if m.id == model), None)
-        if known is not None:
-            return known
-        prefix, sep, rest = model.partition("/")
-        return rest if sep and prefix == self.name else model
+    def unsupported(self, req: ChatRequest, *, upstream_model: str) -> list[str]:
+        return dropped_fields(req, upstream_model=upstream_model)
 
     # signing ------------------------------------------------------------------------------
 
@@ -183,36 +176,21 @@ class BedrockProvider:
             raise UpstreamError(f"{self.name} upstream sent an unreadable Converse response",
                                 provider=self.name) from None
 
-    async def stream(self, req: ChatRequest, *, upstream_model: str,
-                     credential: Credential) -> AsyncIterator[StreamEvent]:
+    def stream(self, req: ChatRequest, *, upstream_model: str,
+               credential: Credential) -> AsyncIterator[list[StreamEvent]]:
+        return decode_stream(partial(self._open_stream, req, upstream_model, credential), UpstreamStream.chunks,
+                             provider=self.name)
+
+    async def _open_stream(self, req: ChatRequest, upstream_model: str,
+                           credential: Credential) -> tuple[UpstreamStream, StreamDecoder]:
         body = await self._prepare(req, upstream_model)
         url, headers = self._signed(credential, upstream_model, "converse-stream", body, EVENT_STREAM)
         upstream = await self.client.open_stream(url, headers, body, secret=_secrets(credential))
+        # an in-stream exception may echo the signed request: the decoder redacts every secret
         decoder = StreamDecoder(provider=self.name, model=upstream_model, created=int(time.time()),
                                 response_id=upstream.headers.get("x-amzn-requestid") or f"bedrock-{uuid.uuid4().hex}",
                                 secrets=_secrets(credential))
-        frames = EventStreamBuffer()
-        try:
-            async for chunk in upstream.chunks():
-                for message in read_frames(frames, chunk, provider=self.name):
-                    for event in decoder.feed(message.headers, message.payload):
-                        yield event
-                if decoder.done:
-                    break
-            if not decoder.done:
-                raise UpstreamError(f"{self.name} upstream closed the stream before it finished",
-                                    provider=self.name)
-        except UpstreamError as err:  # an in-stream exception may echo the signed request
-            message = redact(err.message, _secrets(credential))
-            if message == err.message:
-                raise
-            raise type(err)(message, provider=err.provider, upstream_status=err.upstream_status,
-                            retry_after=err.retry_after) from None
-        finally:
-            if decoder.done:
-                upstream.finish()
-            else:
-                upstream.close()
+        return upstream, decoder
 
     async def close(self) -> None:
         await self.client.close()

@@ -48,7 +48,7 @@ from tollway.core.chat import (
 )
 from tollway.core.errors import InvalidRequest
 from tollway.core.names import DIALECT_BEDROCK
-from tollway.dialects.anthropic.codec import DEFAULT_MAX_TOKENS, thinking_plan
+from tollway.dialects.anthropic.thinking import DEFAULT_MAX_TOKENS, thinking_plan
 from tollway.providers.media import Media
 
 

@@ -4,7 +4,7 @@ and the JSON events they carry. Pure: no I/O."""
 from __future__ import annotations
 
 import struct
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any, Final
 
 import msgspec
@@ -21,8 +21,8 @@ from tollway.core.chat import (
     UsageReport,
 )
 from tollway.core.errors import UpstreamError
+from tollway.core.redaction import redact
 from tollway.providers.bedrock.codec import ConverseToolUse, ConverseUsage, finish_of, parse_bedrock_error
-from tollway.providers.http import redact
 
 # --- ConverseStream events -> canonical --------------------------------------------------
 
@@ -80,8 +80,9 @@ STREAM_EXCEPTIONS: Final = {
 
 
 class StreamDecoder:
-    """ConverseStream messages (headers, payload) -> canonical events. ``done`` once both
-    messageStop and metadata were seen; exceptions raise ``UpstreamError``."""
+    """ConverseStream messages (headers, payload) -> canonical events: ``feed`` takes one message,
+    ``feed_read`` the bytes of one upstream read (the event-stream frames it completes).
+    ``ended`` once both messageStop and metadata were seen; exceptions raise ``UpstreamError``."""
 
     def __init__(self, *, provider: str, response_id: str, model: str, created: int,
                  secrets: tuple[str | None, ...] = ()) -> None:
@@ -90,17 +91,22 @@ class StreamDecoder:
         self._secrets = secrets
         self._started = False
         self._tools: dict[int, int] = {}  # content block index -> tool call index
+        self._frames = EventStreamBuffer()
         self.stopped = False
         self.metadata = False
 
     @property
-    def done(self) -> bool:
+    def ended(self) -> bool:
         return self.stopped and self.metadata
 
     def _scrub(self, text: str) -> str:
         for s in self._secrets:
             text = redact(text, s)
         return text
+
+    def feed_read(self, chunk: bytes) -> Iterator[StreamEvent]:
+        for message in read_frames(self._frames, chunk, provider=self.provider):
+            yield from self.feed(message.headers, message.payload)
 
     def feed(self, headers: Mapping[str, Any], payload: bytes) -> list[StreamEvent]:
         kind = headers.get(":message-type")

@@ -5,32 +5,28 @@
 API key goes in the ``x-goog-api-key`` header, never in the URL, so it never reaches a log.
 
 The request and response mapping (and what it drops) is in ``codec``, the stream decoding in
-``stream``, Google's error bodies in ``errors``; all pure, their public names re-exported here. This module fetches the
-request's media (``MediaFetcher.load_many``: Gemini takes images and documents only inline) and
-makes the calls.
+``stream``, Google's error bodies in ``errors``; all pure, their public names re-exported here.
+This module fetches the request's media (``MediaFetcher.load_many``: Gemini takes images and
+documents only inline) and makes the calls; ``providers.streaming`` reads the stream.
 
 - Whatever the upstream sends, a body or chunk that cannot be read (not JSON, an error object
   in a 200, a part or count of the wrong type) is an UpstreamError (502) naming what was wrong,
   never an internal error.
-- ``unsupported(req)`` sees only the model name the client sent, not the upstream model the
-  route chose; like Bedrock's adapter it takes the upstream id of a catalog model of that name,
-  or the name without a ``<provider>/`` prefix. When an alias (or a YAML model) maps the name to
-  a different upstream model, the reasoning fields it names may not match what the body carries;
-  the body itself always has the budget fitted to the real upstream model.
+- ``unsupported(req, upstream_model=...)`` names what is dropped for the routed upstream model,
+  which also decides the thinking budget the body carries.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator
-from typing import Final
+from functools import partial
 from urllib.parse import quote
 
 import msgspec
 
 from tollway.core.catalog import Credential, EnvRequirement, ModelInfo, ProviderConfig, ProviderSpec
 from tollway.core.chat import ChatRequest, ChatResponse, StreamEvent
-from tollway.core.errors import UpstreamError
 from tollway.core.names import PROVIDER_GEMINI
 from tollway.providers.base import ProviderContext
 from tollway.providers.gemini.codec import (
@@ -50,10 +46,17 @@ from tollway.providers.gemini.codec import (
     unsupported,
     usage_of,
 )
-from tollway.providers.gemini.errors import RETRY_INFO, duration_seconds, parse_gemini_error, parse_gemini_retry_after
+from tollway.providers.gemini.errors import (
+    RETRY_INFO,
+    duration_seconds,
+    parse_gemini_error,
+    parse_gemini_retry_after,
+    upstream_fault,
+)
 from tollway.providers.gemini.stream import StreamDecoder
-from tollway.providers.http import Timeouts, UpstreamClient, redact
+from tollway.providers.http import Timeouts, UpstreamClient, UpstreamStream
 from tollway.providers.media import MediaFetcher
+from tollway.providers.streaming import decode_stream
 
 __all__ = [
     "EFFORT_BUDGETS",
@@ -77,11 +80,11 @@ __all__ = [
     "thinking_budget",
     "thinking_range",
     "unsupported",
+    "upstream_fault",
     "usage_of",
 ]
 
 _CAPS = ("chat", "tools", "vision", "reasoning")
-MAX_DETAIL: Final = 300  # characters of a decoding error shown in an UpstreamError
 
 
 def _model(model_id: str, display: str) -> ModelInfo:
@@ -134,26 +137,12 @@ class GeminiProvider:
             h["x-goog-api-key"] = credential.secret
         return h
 
-    def unsupported(self, req: ChatRequest) -> list[str]:
-        return unsupported(req, upstream_model=self._upstream_guess(req.model))
-
-    def _upstream_guess(self, model: str) -> str:
-        """The upstream id a public model name stands for, as far as the name tells."""
-        known = next((m.upstream_id for m in SPEC.models if m.id == model), None)
-        if known is not None:
-            return known
-        prefix, sep, rest = model.partition("/")
-        return rest if sep and prefix == self.name else model
+    def unsupported(self, req: ChatRequest, *, upstream_model: str) -> list[str]:
+        return unsupported(req, upstream_model=upstream_model)
 
     async def body(self, req: ChatRequest, upstream_model: str) -> bytes:
         media = await self.media.load_many(media_urls(req))
         return _encoder.encode(encode_request(req, media=media, upstream_model=upstream_model))
-
-    def _broken(self, what: str, detail: object, secret: str | None) -> UpstreamError:
-        text = redact(str(detail), secret)
-        if len(text) > MAX_DETAIL:
-            text = text[:MAX_DETAIL] + "..."
-        return UpstreamError(f"{self.name} upstream {what}: {text}", provider=self.name)
 
     async def complete(self, req: ChatRequest, *, upstream_model: str, credential: Credential) -> ChatResponse:
         body = await self.body(req, upstream_model)
@@ -162,34 +151,21 @@ class GeminiProvider:
         try:
             return decode_response(response_decoder.decode(raw), model=upstream_model, created=int(time.time()))
         except Exception as exc:  # whatever reading the body raises, it is the upstream's fault: a 502
-            raise self._broken("sent an unreadable completion", exc, credential.secret) from None
+            raise upstream_fault(self.name, "sent an unreadable completion", exc, credential.secret) from None
 
-    async def stream(self, req: ChatRequest, *, upstream_model: str,
-                     credential: Credential) -> AsyncIterator[StreamEvent]:
+    def stream(self, req: ChatRequest, *, upstream_model: str,
+               credential: Credential) -> AsyncIterator[list[StreamEvent]]:
+        return decode_stream(partial(self._open_stream, req, upstream_model, credential), UpstreamStream.batches,
+                             provider=self.name)
+
+    async def _open_stream(self, req: ChatRequest, upstream_model: str,
+                           credential: Credential) -> tuple[UpstreamStream, StreamDecoder]:
         body = await self.body(req, upstream_model)
         upstream = await self.client.open_stream(self.url(upstream_model, stream=True),
                                                  self.headers(credential, stream=True), body,
                                                  secret=credential.secret)
-        decoder = StreamDecoder(model=upstream_model, created=int(time.time()))
-        try:
-            async for event in upstream.events():
-                try:
-                    events = decoder.feed(response_decoder.decode(event.data))
-                except UpstreamError as err:
-                    raise self._broken("reported an error mid-stream", err.message, credential.secret) from None
-                except Exception as exc:  # a chunk that cannot be read is the upstream's fault: a 502
-                    raise self._broken("sent a malformed stream chunk", exc, credential.secret) from None
-                for ev in events:
-                    yield ev
-                if decoder.finished:
-                    break
-            if not decoder.finished:
-                raise UpstreamError(f"{self.name} upstream closed the stream before it finished", provider=self.name)
-        finally:
-            if decoder.finished:
-                upstream.finish()
-            else:
-                upstream.close()
+        return upstream, StreamDecoder(model=upstream_model, created=int(time.time()), provider=self.name,
+                                       secret=credential.secret)
 
     async def close(self) -> None:
         await self.client.close()

@@ -1,4 +1,5 @@
-"""Google's error bodies: the message and the RetryInfo delay. Pure: no I/O.
+"""Google's error bodies: the message and the RetryInfo delay; and the UpstreamError for what the
+upstream got wrong in a 200. Pure: no I/O.
 
 ``{"error": {"code", "message", "status", "details"}}``, sometimes wrapped in a one-element list.
 """
@@ -10,7 +11,20 @@ from typing import Final
 
 import msgspec
 
+from tollway.core.errors import UpstreamError
+from tollway.core.redaction import Secret, redact
+
 _decoder = msgspec.json.Decoder()
+MAX_DETAIL: Final = 300  # characters of a decoding error shown in an UpstreamError
+
+
+def upstream_fault(provider: str, what: str, detail: object, secret: Secret) -> UpstreamError:
+    """``{provider} upstream {what}: {detail}``, the detail redacted and cut to MAX_DETAIL characters
+    (a 502: an unreadable body or chunk, an error reported mid-stream)."""
+    text = redact(str(detail), secret)
+    if len(text) > MAX_DETAIL:
+        text = text[:MAX_DETAIL] + "..."
+    return UpstreamError(f"{provider} upstream {what}: {text}", provider=provider)
 
 
 def parse_gemini_error(body: bytes) -> str | None:

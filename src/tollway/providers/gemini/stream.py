@@ -3,6 +3,7 @@ events. Pure: no I/O, no clock (the time comes in as an argument)."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import msgspec
@@ -21,6 +22,7 @@ from tollway.core.chat import (
 )
 from tollway.core.errors import UpstreamError
 from tollway.core.names import PROVIDER_GEMINI
+from tollway.core.redaction import Secret
 from tollway.providers.gemini.codec import (
     GenerateContentResponse,
     IdFactory,
@@ -33,29 +35,51 @@ from tollway.providers.gemini.codec import (
     first_candidate,
     new_id,
     parts_of,
+    response_decoder,
     usage_of,
 )
+from tollway.providers.gemini.errors import upstream_fault
+from tollway.providers.sse import SSEEvent
 
 _NO_USAGE = UsageMetadata()  # ``"usageMetadata": {}`` keeps the counts seen before
 
 
 class StreamDecoder:
-    """Streamed GenerateContentResponse chunks -> canonical events, one chunk at a time.
+    """Streamed GenerateContentResponse chunks -> canonical events: ``feed`` takes one chunk,
+    ``feed_read`` the SSE events of one upstream read (there is no ``[DONE]``).
 
-    ``finished`` turns true with the chunk carrying a finishReason (or a prompt block); the
-    events it returns end with Finish and UsageReport (the last usageMetadata seen). A chunk
-    of the wrong shape raises ValueError (``msgspec.ValidationError``) before any state
-    changes; an error chunk raises UpstreamError.
+    ``ended`` turns true with the chunk carrying a finishReason (or a prompt block); the
+    events it returns end with Finish and UsageReport (the last usageMetadata seen). To
+    ``feed``, a chunk of the wrong shape raises ValueError (``msgspec.ValidationError``) before
+    any state changes, and an error chunk raises UpstreamError; ``feed_read`` turns both into
+    the UpstreamError the client sees, naming ``provider``, with ``secret`` redacted.
     """
 
-    def __init__(self, *, model: str, created: int, make_id: IdFactory = new_id) -> None:
+    def __init__(self, *, model: str, created: int, make_id: IdFactory = new_id,
+                 provider: str = PROVIDER_GEMINI, secret: Secret = None) -> None:
         self.model = model
         self.created = created
         self.make_id = make_id
+        self.provider = provider
+        self.secret = secret
         self.started = False
-        self.finished = False
+        self.ended = False
         self.calls = 0
         self.usage = Usage()
+
+    def feed_read(self, batch: list[SSEEvent]) -> Iterator[StreamEvent]:
+        for event in batch:
+            yield from self._feed_data(event.data)
+            if self.ended:
+                return
+
+    def _feed_data(self, data: bytes) -> list[StreamEvent]:
+        try:
+            return self.feed(response_decoder.decode(data))
+        except UpstreamError as err:
+            raise upstream_fault(self.provider, "reported an error mid-stream", err.message, self.secret) from None
+        except Exception as exc:  # a chunk that cannot be read is the upstream's fault: a 502
+            raise upstream_fault(self.provider, "sent a malformed stream chunk", exc, self.secret) from None
 
     def feed(self, chunk: Any) -> list[StreamEvent]:
         """One chunk (decoded JSON, or the ``GenerateContentResponse`` view) -> its events."""
@@ -63,7 +87,7 @@ class StreamDecoder:
             raise ValueError("a stream chunk is not a JSON object")
         data = as_response(chunk)
         if data.error is not msgspec.UNSET:
-            raise UpstreamError(error_text(data.error), provider=PROVIDER_GEMINI)
+            raise UpstreamError(error_text(data.error), provider=self.provider)
         out: list[StreamEvent] = []
         if not self.started:
             self.started = True
@@ -92,5 +116,5 @@ class StreamDecoder:
         return out
 
     def _finish(self, reason: FinishReason) -> list[StreamEvent]:
-        self.finished = True
+        self.ended = True
         return [Finish(reason=reason), UsageReport(usage=self.usage)]

@@ -17,7 +17,7 @@ from starlette.responses import Response
 
 from tollway.auth.keys import Identity
 from tollway.core.catalog import EnvRequirement
-from tollway.routing.gateway import Call
+from tollway.routing.call import Call
 from tollway.routing.responses import EventStreamResponse
 
 Kind = Literal["guest", "user", "admin"]

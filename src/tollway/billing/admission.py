@@ -8,7 +8,7 @@ Before the upstream call (``Billing.admit``), in this order:
    until an admin clears the flag, so removing authorizations never opens it. Otherwise 403
    ``model_not_available``.
 2. **Limits.** RPM and TPM per key, and per key on the model when the model sets them: one
-   sliding-window hit each (``limits``); 429 ``rate_limited`` with Retry-After.
+   sliding-window hit each (a ``core.limiter.Limiter``); 429 ``rate_limited`` with Retry-After.
 3. **Credits.** The worst case (every input token plus the output bound, times the group's
    multiplier, plus the model's per-request cost) is held in the key's wallet; 402
    ``insufficient_credits`` when the balance cannot cover it, 429 ``insufficient_quota`` past the
@@ -19,6 +19,12 @@ When the call ends (``Billing.settle``, from ``Call.finish``), the hold is relea
 cost charged: a success (or a stream the client cut after it had begun) pays for its tokens, any
 other failure is refunded in full. The charge goes to the ledger in the background (one row per
 billed request), and the TPM reservation is replaced by the actual token count.
+
+The wallet and the limiter say whether they are ``local`` (this process's memory, no I/O) or
+shared (Redis, a round trip per call). With both local the steps above run one after the other,
+each only if the last passed, and a settlement is applied before ``settle`` returns. Otherwise
+every limit and the hold go out together (one round trip through the shared ``ScriptBatch``) and
+whichever refuses undoes the rest; settlements run in the background, retried through an outage.
 """
 
 from __future__ import annotations
@@ -28,25 +34,21 @@ import logging
 import math
 import time
 from collections.abc import Coroutine, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol, TypeVar
 
 import msgspec
 
 from tollway.billing.pricing import DEFAULT_RESERVE_OUTPUT, cost, reservation
-from tollway.billing.wallet import Hold, MemoryWallet, Wallet
+from tollway.billing.wallet import Hold, Wallet
 from tollway.core.billing import Group, LedgerEntry
 from tollway.core.catalog import ModelInfo
 from tollway.core.errors import InternalError, InvalidRequest, PermissionDenied, RateLimited
 from tollway.core.keys import ApiKey
+from tollway.core.limiter import Limiter
 from tollway.core.money import MICRO
 from tollway.core.request_log import RequestLog
-from tollway.limits.base import Limiter
-from tollway.limits.memory import MemoryLimiter
 from tollway.store.ledger import CHARGE, REFUND, LedgerRepository, month_of
 from tollway.store.log_buffer import WriteBehind
-
-if TYPE_CHECKING:
-    from tollway.routing.catalog import Route
 
 log = logging.getLogger("tollway.billing")
 SETTLE_RETRIES = (0.1, 0.5, 1.0, 2.0, 5.0, 10.0, 15.0)  # seconds between attempts to settle in Redis
@@ -70,6 +72,17 @@ def estimate_tokens(raw: bytes | str) -> int:
     """An upper-leaning estimate of a request's input tokens from its size: a token is about four
     bytes of English and three of most other scripts; a reservation settles to the real count."""
     return len(raw) // 3 + 8
+
+
+class Candidate(Protocol):
+    """A route as admission reads it: the model it would call (``routing.catalog.Route`` is one;
+    billing is below routing, so it names the shape, not the class)."""
+
+    @property
+    def model(self) -> ModelInfo: ...
+
+
+R = TypeVar("R", bound=Candidate)
 
 
 class Access(msgspec.Struct, frozen=True):
@@ -130,14 +143,13 @@ class Billing:
 
     # before the call -----------------------------------------------------------------------
 
-    def check_access(self, key: ApiKey, asked: str, routes: Sequence[Route]) -> list[Route]:
+    def check_access(self, key: ApiKey, asked: str, routes: Sequence[R]) -> list[R]:
         """The routes ``key`` may use (the first must be allowed: fallbacks are filtered)."""
         if not self.access.allowed(key, (asked, routes[0].model.id)):
             raise PermissionDenied(f"Model '{asked}' is not available to this key.", code="model_not_available")
         return [routes[0], *(r for r in routes[1:] if self.access.allowed(key, (r.model.id,)))]
 
-    async def admit(self, key: ApiKey, asked: str, routes: Sequence[Route], bound: Bound) -> tuple[list[Route],
-                                                                                                  Ticket]:
+    async def admit(self, key: ApiKey, asked: str, routes: Sequence[R], bound: Bound) -> tuple[list[R], Ticket]:
         allowed = self.check_access(key, asked, routes)
         if self.deny_unpriced:
             allowed = [r for r in allowed if r.model.priced]
@@ -156,7 +168,7 @@ class Billing:
         if amount > 0:
             ticket.month = month_of(time.time())
             steps.append(self._hold(ticket, amount))
-        if isinstance(self.wallet, MemoryWallet):  # no I/O: one after the other, each only if the last passed
+        if self.wallet.local and self.limiter.local:  # no I/O: one after the other, each only if the last passed
             try:
                 for step in steps:
                     await step
@@ -228,9 +240,7 @@ class Billing:
             tokens_here = 0 if model is not None and model != served else tokens
             if reserved == tokens_here:
                 continue  # the estimate was right: nothing to correct
-            if isinstance(limiter, MemoryLimiter):  # no I/O: now, not in a task
-                limiter.settle_now(name, rid, actual_tokens=tokens_here)
-            else:
+            if not limiter.settle_now(name, rid, actual_tokens=tokens_here):  # local: now, not in a task
                 self._spawn(limiter.settle(name, rid, actual_tokens=tokens_here))
 
     # after the call ------------------------------------------------------------------------
@@ -247,9 +257,8 @@ class Billing:
         if hold is None:
             return charge
         ticket.hold = None
-        wallet = self.wallet
-        if isinstance(wallet, MemoryWallet):  # no I/O: settle now
-            applied = wallet.settle_now(hold, charge, quota=ticket.quota, month=month_of(time.time()))
+        applied = self.wallet.settle_now(hold, charge, quota=ticket.quota, month=month_of(time.time()))
+        if applied is not None:  # a local wallet: settled now
             self._record(ticket, hold, charge, applied, model, request_id)
             return applied
         self._spawn(self._settle(ticket, hold, charge, model, request_id, row))

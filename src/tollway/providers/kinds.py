@@ -16,10 +16,6 @@ SPECS: tuple[ProviderSpec, ...] = tuple(m.SPEC for m in _MODULES.values())
 KINDS: frozenset[str] = frozenset(_MODULES)
 
 
-def spec_of(kind: str) -> ProviderSpec:
-    return _MODULES[kind].SPEC  # type: ignore[no-any-return]
-
-
 def build_provider(config: ProviderConfig, ctx: ProviderContext) -> ChatProvider:
     module = _MODULES.get(config.kind)
     if module is None:

@@ -2,28 +2,44 @@
 
 Requests from the Anthropic front door are forwarded as bytes (``forward``), so thinking
 blocks with their signatures, cache_control and server tools reach Anthropic unchanged;
-requests from other dialects are encoded from the canonical model (``complete``/``stream``).
+requests from other dialects are encoded from the canonical model (``complete``/``stream``)
+with the dialect's own codec (``dialects.anthropic.encode``/``decode``). The upstream's stream
+is read by ``stream.StreamDecoder`` (through ``providers.streaming``), its error bodies by
+``errors``.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator, Mapping
+from functools import partial
 from typing import Any
 
 import msgspec
 
 from tollway.core.catalog import Credential, EnvRequirement, ModelInfo, ProviderConfig, ProviderSpec
-from tollway.core.chat import ChatRequest, ChatResponse, StreamEvent, StreamStart
+from tollway.core.chat import ChatRequest, ChatResponse, StreamEvent
 from tollway.core.errors import UpstreamError
 from tollway.core.names import DIALECT_ANTHROPIC, PROVIDER_ANTHROPIC
-from tollway.dialects.anthropic.codec import decode_response, encode_request, unencoded
-from tollway.dialects.anthropic.stream import StreamDecoder
+from tollway.dialects.anthropic.decode import decode_response
+from tollway.dialects.anthropic.encode import encode_request, unencoded
+from tollway.providers.anthropic.errors import parse_anthropic_error
+from tollway.providers.anthropic.stream import StreamDecoder
 from tollway.providers.base import ProviderContext
-from tollway.providers.http import UpstreamClient, UpstreamStream, redact
+from tollway.providers.http import UpstreamClient, UpstreamStream
+from tollway.providers.streaming import decode_stream
+
+__all__ = [
+    "API_VERSION",
+    "FORWARDED_HEADERS",
+    "SPEC",
+    "AnthropicProvider",
+    "StreamDecoder",
+    "build",
+    "parse_anthropic_error",
+]
 
 API_VERSION = "2023-06-01"
-_decoder = msgspec.json.Decoder()
 _encoder = msgspec.json.Encoder()
 # request headers of an Anthropic caller that the pass-through hands on
 FORWARDED_HEADERS = ("anthropic-beta",)
@@ -62,30 +78,6 @@ SPEC = ProviderSpec(
 )
 
 
-class _ErrorDetail(msgspec.Struct):
-    message: str | None = None
-    type: str | None = None
-
-
-class _ErrorBody(msgspec.Struct):
-    error: _ErrorDetail | None = None
-
-
-_error_decoder = msgspec.json.Decoder(_ErrorBody)
-
-
-def parse_anthropic_error(body: bytes) -> str | None:
-    """The message of an Anthropic error body (``error.message``), or the text's start."""
-    try:
-        err = _error_decoder.decode(body).error
-    except (msgspec.DecodeError, msgspec.ValidationError):
-        text = body[:300].decode("utf-8", "replace").strip()
-        return text or None
-    if err is None:
-        return None
-    return f"{err.type}: {err.message}" if err.type and err.message else (err.message or err.type)
-
-
 class AnthropicProvider:
     dialect = DIALECT_ANTHROPIC
 
@@ -109,8 +101,8 @@ class AnthropicProvider:
     def adapt(self, body: dict[str, Any]) -> list[str]:
         return []  # Anthropic to Anthropic: nothing to rename or drop
 
-    def unsupported(self, req: ChatRequest) -> list[str]:
-        return unencoded(req)
+    def unsupported(self, req: ChatRequest, *, upstream_model: str) -> list[str]:
+        return unencoded(req)  # the same for every Claude model
 
     # pass-through ------------------------------------------------------------------------
 
@@ -136,46 +128,21 @@ class AnthropicProvider:
         raw = await self.forward(_encoder.encode(wire), credential=credential)
         try:
             resp = decode_response(raw)
-        except (msgspec.DecodeError, AttributeError, TypeError) as exc:
+        except msgspec.DecodeError as exc:  # ValidationError too: JSON that is no message
             raise UpstreamError(f"{self.name} upstream sent an unreadable message: {exc}",
                                 provider=self.name) from None
         return msgspec.structs.replace(resp, created=int(time.time()))
 
-    async def stream(self, req: ChatRequest, *, upstream_model: str,
-                     credential: Credential) -> AsyncIterator[StreamEvent]:
+    def stream(self, req: ChatRequest, *, upstream_model: str,
+               credential: Credential) -> AsyncIterator[list[StreamEvent]]:
+        return decode_stream(partial(self._open_stream, req, upstream_model, credential), UpstreamStream.batches,
+                             provider=self.name)
+
+    async def _open_stream(self, req: ChatRequest, upstream_model: str,
+                           credential: Credential) -> tuple[UpstreamStream, StreamDecoder]:
         wire = encode_request(msgspec.structs.replace(req, stream=True), model=upstream_model)
         upstream = await self.forward_stream(_encoder.encode(wire), credential=credential)
-        decoder = StreamDecoder(self.name)
-        created = int(time.time())
-        try:
-            async for event in upstream.events():
-                try:
-                    data = _decoder.decode(event.data)
-                except msgspec.DecodeError:
-                    raise UpstreamError(f"{self.name} upstream sent a malformed stream event",
-                                        provider=self.name) from None
-                if not isinstance(data, dict):
-                    continue
-                try:
-                    events = decoder.feed(data)
-                except UpstreamError as err:
-                    raise UpstreamError(redact(err.message, credential.secret), provider=self.name,
-                                        upstream_status=err.upstream_status) from None
-                except (AttributeError, TypeError, KeyError, ValueError):  # an event of the wrong shape
-                    raise UpstreamError(f"{self.name} upstream sent a malformed {data.get('type')!r} event",
-                                        provider=self.name) from None
-                for ev in events:
-                    yield msgspec.structs.replace(ev, created=created) if isinstance(ev, StreamStart) else ev
-                if decoder.done:
-                    break
-            if not decoder.done:
-                raise UpstreamError(f"{self.name} upstream closed the stream before it finished",
-                                    provider=self.name)
-        finally:
-            if decoder.done:
-                upstream.finish()
-            else:
-                upstream.close()
+        return upstream, StreamDecoder(self.name, created=int(time.time()), secret=credential.secret)
 
     async def close(self) -> None:
         await self.client.close()

@@ -3,12 +3,14 @@
 A provider that speaks OpenAI's chat-completions wire is this adapter plus a ``Quirks``
 object: base URL, auth header, parameter renames and drops. Requests from the OpenAI front
 door are forwarded as bytes (``forward``); requests from other dialects are encoded from the
-canonical model (``complete``/``stream``).
+canonical model (``complete``/``stream``). The upstream stream's decoding is in ``stream``,
+the error bodies in ``errors``; both pure, their public names re-exported here.
 """
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Mapping
+from functools import partial
 from typing import Any
 
 import msgspec
@@ -18,12 +20,20 @@ from tollway.core.chat import Block, ChatRequest, ChatResponse, DocumentBlock, S
 from tollway.core.errors import InvalidRequest, UpstreamError
 from tollway.core.names import DIALECT_OPENAI
 from tollway.dialects.openai.codec import decode_response, encode_request, unencoded
-from tollway.dialects.openai.stream import StreamDecoder
-from tollway.dialects.openai.wire import error_view_decoder
-from tollway.providers.http import Timeouts, UpstreamClient, UpstreamStream, redact
+from tollway.providers.http import Timeouts, UpstreamClient, UpstreamStream
 from tollway.providers.media import MediaFetcher
+from tollway.providers.openai_wire.errors import parse_openai_error
+from tollway.providers.openai_wire.stream import StreamDecoder
+from tollway.providers.streaming import decode_stream
 
-_decoder = msgspec.json.Decoder()
+__all__ = [
+    "OPENAI_WIRE_FEATURES",
+    "OpenAICompatProvider",
+    "Quirks",
+    "StreamDecoder",
+    "parse_openai_error",
+]
+
 _encoder = msgspec.json.Encoder()
 
 
@@ -51,21 +61,6 @@ class Quirks(msgspec.Struct, frozen=True, kw_only=True):
     # request fields this upstream rejects; dropped and named in the request log
     drops: frozenset[str] = frozenset()
     extra_headers: dict[str, str] = msgspec.field(default_factory=dict)
-
-
-def parse_openai_error(body: bytes) -> str | None:
-    """The message of an OpenAI-style error body (``error.message``, ``message`` or ``detail``)."""
-    try:
-        view = error_view_decoder.decode(body)
-    except (msgspec.DecodeError, msgspec.ValidationError):
-        text = body[:300].decode("utf-8", "replace").strip()
-        return text or None
-    err = view.error
-    if isinstance(err, str):
-        return err
-    if err is not None and err.message:
-        return err.message
-    return view.message or view.detail
 
 
 class OpenAICompatProvider:
@@ -96,7 +91,7 @@ class OpenAICompatProvider:
             del body[k]
         return dropped
 
-    def unsupported(self, req: ChatRequest) -> list[str]:
+    def unsupported(self, req: ChatRequest, *, upstream_model: str) -> list[str]:
         dropped = unencoded(req)
         dropped.extend(k for k in self.quirks.drops if getattr(req, k, None) not in (None, (), {}))
         return dropped
@@ -145,41 +140,20 @@ class OpenAICompatProvider:
             raise UpstreamError(f"{self.name} upstream sent an unreadable completion: {exc}",
                                 provider=self.name) from None
 
-    async def stream(self, req: ChatRequest, *, upstream_model: str,
-                     credential: Credential) -> AsyncIterator[StreamEvent]:
+    def stream(self, req: ChatRequest, *, upstream_model: str,
+               credential: Credential) -> AsyncIterator[list[StreamEvent]]:
+        return decode_stream(partial(self._open_stream, req, upstream_model, credential), UpstreamStream.batches,
+                             provider=self.name)
+
+    async def _open_stream(self, req: ChatRequest, upstream_model: str,
+                           credential: Credential) -> tuple[UpstreamStream, StreamDecoder]:
         req = await self._inline_documents(req)
         wire = encode_request(req, model=upstream_model)
         wire["stream"] = True
         wire["stream_options"] = {"include_usage": True}
         self.adapt(wire)
         upstream = await self.forward_stream(_encoder.encode(wire), credential=credential)
-        decoder = StreamDecoder()
-        done = False
-        try:
-            async for event in upstream.events():
-                if event.data == b"[DONE]":
-                    done = True
-                    break
-                try:
-                    chunk = _decoder.decode(event.data)
-                except msgspec.DecodeError:
-                    raise UpstreamError(f"{self.name} upstream sent a malformed stream chunk",
-                                        provider=self.name) from None
-                try:
-                    events = decoder.feed(chunk)
-                except UpstreamError as err:
-                    raise UpstreamError(f"{self.name} upstream reported an error mid-stream: "
-                                        f"{redact(err.message, credential.secret)}", provider=self.name) from None
-                for ev in events:
-                    yield ev
-            if not done:
-                raise UpstreamError(f"{self.name} upstream closed the stream before it finished",
-                                    provider=self.name)
-        finally:
-            if done:
-                upstream.finish()
-            else:
-                upstream.close()
+        return upstream, StreamDecoder(provider=self.name, secret=credential.secret)
 
     async def list_models(self, *, credential: Credential) -> list[str]:
         """Model ids from the server's OpenAI-style ``GET /models``."""

@@ -1,0 +1,205 @@
+"""The OpenAI chat front door as the request pipeline sees it: ``OpenAICodec``.
+
+A request is validated from a small view of its body (model, stream flags, caps, that
+``messages`` is a non-empty array) and decoded to the canonical model only when an upstream with
+another wire needs it. When the upstream speaks OpenAI's wire too, ``OpenAIPassThrough`` forwards
+the body with the model name (and stream options) rewritten and reads back only ``usage``.
+Pure: no I/O, no clock, no settings.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol
+
+import msgspec
+
+from tollway.core.chat import ChatRequest, ChatResponse, Usage
+from tollway.core.errors import InvalidRequest, TollwayError, UpstreamError
+from tollway.core.names import DIALECT_OPENAI
+from tollway.core.redaction import redact
+from tollway.dialects.openai.codec import decode_request, encode_response
+from tollway.dialects.openai.stream import DONE, StreamEncoder, error_frame
+from tollway.dialects.openai.wire import (
+    Body,
+    body_decoder,
+    encoder,
+    error_view_decoder,
+    request_view_decoder,
+    response_view_decoder,
+)
+
+Render = Callable[[TollwayError], dict[str, Any]]
+_USAGE_OBJECT = re.compile(rb'"usage"\s*:\s*\{')
+_INCLUDE_USAGE = msgspec.Raw(b'{"include_usage":true}')
+
+
+class SSE(Protocol):
+    """One upstream Server-Sent Event (``providers.sse.SSEEvent``)."""
+
+    @property
+    def event(self) -> str | None: ...
+
+    @property
+    def data(self) -> bytes: ...
+
+
+class OpenAIRequest:
+    """A chat-completion request: its view, and its body and canonical form once asked for."""
+
+    __slots__ = ("raw", "model", "stream", "max_tokens", "client_usage", "_body", "_canonical")
+
+    def __init__(self, raw: bytes, model: str, stream: bool, max_tokens: int | None, client_usage: bool) -> None:
+        self.raw = raw
+        self.model = model
+        self.stream = stream
+        self.max_tokens = max_tokens
+        self.client_usage = client_usage  # stream_options.include_usage: the client wants the usage chunk
+        self._body: Body | None = None
+        self._canonical: ChatRequest | None = None
+
+    def canonical(self) -> ChatRequest:
+        if self._canonical is None:
+            self._canonical = decode_request(self.raw)
+        return self._canonical
+
+    def body(self) -> Body:
+        if self._body is None:
+            self._body = body_decoder.decode(self.raw)
+        return self._body
+
+
+def decode(raw: bytes) -> OpenAIRequest:
+    try:
+        raw.decode("utf-8")  # the pass-through forwards bytes it does not decode: check them once
+        view = request_view_decoder.decode(raw)
+    except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError) as exc:
+        raise InvalidRequest(f"Invalid request body: {exc}") from None
+    if not view.model:
+        raise InvalidRequest("The 'model' field is required.", code="model_required", param="model")
+    messages = bytes(view.messages).strip()
+    if not messages.startswith(b"[") or messages.replace(b" ", b"") == b"[]":
+        raise InvalidRequest("The 'messages' field must be a non-empty array.", code="messages_required",
+                             param="messages")
+    if view.n not in (None, 1):
+        raise InvalidRequest("Only n=1 is supported.", param="n")
+    # the larger cap, if both are sent (an upstream may take either)
+    caps = [c for c in (view.max_completion_tokens, view.max_tokens) if c is not None]
+    return OpenAIRequest(raw, view.model, bool(view.stream), max(caps) if caps else None,
+                         bool(view.stream_options and view.stream_options.include_usage))
+
+
+def raise_reported_error(provider: str, data: bytes, secret: str | None, where: str) -> None:
+    """An upstream that reports an error in a body it sent with 200 (inside its stream, or as
+    the whole completion): re-raise it as ours, redacted. Returns if ``data`` holds no error."""
+    err = reported_error(provider, data, secret, where)
+    if err is not None:
+        raise err
+
+
+def reported_error(provider: str, data: bytes, secret: str | None, where: str) -> UpstreamError | None:
+    try:
+        view = error_view_decoder.decode(data)
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        return None
+    err = view.error
+    if err is None:
+        return None
+    message = err if isinstance(err, str) else (err.message or "error")
+    return UpstreamError(f"{provider} upstream reported an error {where}: {redact(message, secret)}",
+                         provider=provider)
+
+
+class OpenAIPassReader:
+    """An OpenAI-wire upstream's chunk stream, forwarded chunk by chunk; usage read on the way
+    (its chunk dropped when the client did not ask for it); ``[DONE]`` ends it."""
+
+    __slots__ = ("provider", "secret", "client_usage", "usage", "ended", "error")
+
+    def __init__(self, provider: str, secret: str | None, client_usage: bool) -> None:
+        self.provider = provider
+        self.secret = secret
+        self.client_usage = client_usage
+        self.usage: Usage | None = None
+        self.ended = False
+        self.error: UpstreamError | None = None
+
+    def feed(self, batch: Sequence[SSE]) -> list[bytes]:
+        frames = []
+        for event in batch:
+            data = event.data
+            if data == b"[DONE]":
+                self.ended = True
+                frames.append(DONE)
+                break
+            if b'"error"' in data:  # an "error" key: quotes inside string values are escaped
+                self.error = reported_error(self.provider, data, self.secret, "mid-stream")
+                if self.error is not None:
+                    break
+            if _USAGE_OBJECT.search(data) and not self._usage_of(data):
+                continue  # a usage-only chunk the client did not ask for
+            frames.append(b"data: " + data + b"\n\n")
+        return frames
+
+    def _usage_of(self, data: bytes) -> bool:
+        """Read a chunk's usage; whether the chunk goes on to the client."""
+        try:
+            view = response_view_decoder.decode(data)
+        except (msgspec.DecodeError, msgspec.ValidationError):
+            raise UpstreamError(f"{self.provider} upstream sent a malformed stream chunk",
+                                provider=self.provider) from None
+        if view.usage is not None:
+            self.usage = view.usage.to_usage()
+        return self.client_usage or bool(view.choices)
+
+
+class OpenAIPassThrough:
+    wire = DIALECT_OPENAI
+
+    def body(self, req: OpenAIRequest, upstream_model: str) -> dict[str, Any]:
+        body: dict[str, Any] = dict(req.body())
+        body["model"] = msgspec.Raw(encoder.encode(upstream_model))
+        if req.stream:
+            body["stream_options"] = _INCLUDE_USAGE  # usage for billing; dropped on the way if not asked for
+        return body
+
+    def usage(self, provider: str, raw: bytes, secret: str | None) -> Usage | None:
+        """The usage of a forwarded completion; an UpstreamError (retryable) if it is not one."""
+        try:
+            view = response_view_decoder.decode(raw)
+        except (msgspec.DecodeError, msgspec.ValidationError):
+            raise UpstreamError(f"{provider} upstream sent an unreadable completion", provider=provider) from None
+        if view.choices is None:  # a 200 that is not a completion: an error body, or nothing we know
+            raise_reported_error(provider, raw, secret, "instead of a completion")
+            raise UpstreamError(f"{provider} upstream sent a 200 without choices", provider=provider)
+        return view.usage.to_usage() if view.usage is not None else None
+
+    def reader(self, req: OpenAIRequest, provider: str, secret: str | None) -> OpenAIPassReader:
+        return OpenAIPassReader(provider, secret, req.client_usage)
+
+
+class OpenAICodec:
+    """``/v1/chat/completions`` in OpenAI's error envelope, or the platform's (``/api/v1``)."""
+
+    passthrough = OpenAIPassThrough()
+
+    def __init__(self, dialect: str, render: Render) -> None:
+        self.dialect = dialect
+        self.render = render
+
+    def decode(self, raw: bytes) -> OpenAIRequest:
+        return decode(raw)
+
+    def encode_response(self, req: OpenAIRequest, resp: ChatResponse) -> bytes:
+        return encoder.encode(encode_response(msgspec.structs.replace(resp, model=req.canonical().model)))
+
+    def stream_writer(self, req: OpenAIRequest) -> StreamEncoder:
+        canonical = req.canonical()
+        return StreamEncoder(model=canonical.model, include_usage=canonical.include_usage)
+
+    def error_body(self, err: TollwayError) -> dict[str, Any]:
+        return self.render(err)
+
+    def error_frame(self, err: TollwayError) -> bytes:
+        return error_frame(self.render(err))

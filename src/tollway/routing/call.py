@@ -1,0 +1,155 @@
+"""One request's bookkeeping, from arrival to its request-log row.
+
+A ``Call`` is begun by the route guard (``routing.responses.dialect_endpoint``) and filled in by
+the request pipeline (``routing.pipeline``) alone: who called, which model, provider and
+credential served, each attempt, when the first token left, the usage, the holds admission took.
+``finish`` settles the holds and writes the row, once. A dialect passes its call along and never
+reads or writes its fields.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+from typing import Any, Protocol
+
+import msgspec
+
+from tollway.auth.keys import Identity
+from tollway.billing.admission import Billing, Ticket
+from tollway.core.catalog import Credential, ModelInfo
+from tollway.core.chat import Usage
+from tollway.core.errors import TollwayError
+from tollway.core.request_log import RequestLog
+from tollway.routing.catalog import Route
+from tollway.routing.pools import CredentialPool, Lease
+
+log = logging.getLogger("tollway")
+_json = msgspec.json.Encoder()
+
+
+class RowSink(Protocol):
+    def add(self, row: RequestLog) -> None: ...
+
+
+class Call:
+    """One request's bookkeeping. ``finish`` is idempotent and writes the log row once."""
+
+    __slots__ = ("_logs", "_billing", "row", "t0", "lease", "pool", "pin", "attempts", "direct", "_done",
+                 "identity", "ticket", "served", "produced", "_usage")
+
+    def __init__(self, logs: RowSink, row: RequestLog, billing: Billing | None = None) -> None:
+        self._logs = logs
+        self._billing = billing
+        self.row = row
+        self.t0 = time.perf_counter()
+        self.lease: Lease | None = None
+        self.pool: CredentialPool | None = None
+        self.pin: str | None = None  # X-Tollway-Credential / X-Ds2-Target-Account
+        self.attempts: list[dict[str, Any]] = []
+        self.direct: Credential | None = None  # direct-token mode: the caller's own upstream credential
+        self._done = False
+        self.identity: Identity | None = None
+        self.ticket: Ticket | None = None  # what admission held for this call (credits, limits)
+        self.served: ModelInfo | None = None  # the model of the attempt that answered
+        self.produced = 0  # stream events sent to the client (bills a stream cut without usage)
+        self._usage = False  # whether the upstream reported usage
+
+    @property
+    def credential(self) -> Credential | None:
+        return self.lease.credential if self.lease is not None else None
+
+    @property
+    def done(self) -> bool:
+        return self._done
+
+    def identify(self, identity: Identity) -> None:
+        self.identity = identity
+        if identity.direct_token is not None:
+            digest = hashlib.sha256(identity.direct_token.encode()).hexdigest()[:12]
+            self.direct = Credential(id=f"direct:{digest}", secret=identity.direct_token)
+        self.row.key_id = identity.key_id
+        self.row.key_prefix = identity.key_prefix
+        self.row.studio_id = identity.key.studio_id if identity.key else None
+
+    def serving(self, route: Route, credential: Credential, lease: Lease | None = None,
+                pool: CredentialPool | None = None) -> None:
+        """An attempt begins on ``route`` with ``credential`` (held as ``lease`` of ``pool``)."""
+        self.lease, self.pool = lease, pool
+        self.row.model, self.row.provider, self.row.credential = route.model.id, route.provider, credential.id
+
+    def attempt(self, route: Route, lease: Lease | None, err: TollwayError | None) -> None:
+        self.attempts.append({
+            "model": route.model.id, "provider": route.provider,
+            "credential": lease.credential.id if lease is not None else None,
+            "status": err.http_status if err is not None else 200,
+            "upstream_status": getattr(err, "upstream_status", None),
+            "error": err.code if err is not None else None,
+            "message": err.message[:200] if err is not None else None,
+        })
+
+    def release(self) -> None:
+        if self.pool is not None and self.lease is not None:
+            self.pool.release_nowait(self.lease)
+        self.lease = None
+
+    def first_token(self, events: int = 1) -> None:
+        """``events`` stream events went to the client (the first of them sets the TTFT)."""
+        self.produced += events
+        if self.row.ttft_ms is None:
+            self.row.ttft_ms = (time.perf_counter() - self.t0) * 1000.0
+
+    def usage(self, usage: Usage) -> None:
+        self._usage = True
+        self.row.prompt_tokens = usage.input_tokens
+        self.row.completion_tokens = usage.output_tokens
+        self.row.cached_tokens = usage.cached_tokens
+        self.row.reasoning_tokens = usage.reasoning_tokens
+
+    def sized(self, answer_bytes: int) -> None:
+        """A whole answer without usage: billed for about a token per four bytes of it."""
+        self.produced = max(self.produced, answer_bytes // 4)
+
+    def dropped(self, params: list[str]) -> None:
+        if params:
+            self.row.dropped_params = ",".join(sorted(params))
+
+    def _settle(self, status: int) -> int:
+        """Charge what the call used: a success, or a stream the client cut once it had begun,
+        pays for its tokens (estimated when the upstream reported none); anything else is refunded."""
+        ticket = self.ticket
+        assert ticket is not None and self._billing is not None
+        self.ticket = None
+        tokens: tuple[int, int] | None = None
+        row = self.row
+        if status == 200 and self._usage:
+            tokens = (row.prompt_tokens, row.completion_tokens)
+        elif status == 200 or (status == 499 and self.produced):
+            # a stream cut short (or an upstream that reported no usage): what was reported, else the
+            # request's size; and at least one token per event the client received
+            tokens = (row.prompt_tokens or ticket.bound.input_tokens, max(row.completion_tokens, self.produced))
+            row.prompt_tokens, row.completion_tokens = tokens
+        return self._billing.settle(ticket, self.served, tokens, self.row.id, self.row)
+
+    def finish(self, status: int, error: TollwayError | None = None, note: str | None = None) -> None:
+        if self._done:
+            return
+        self._done = True
+        self.release()
+        row = self.row
+        if self.ticket is not None:
+            row.cost_micro = self._settle(status)
+        row.status = status
+        row.latency_ms = (time.perf_counter() - self.t0) * 1000.0
+        if self.attempts:
+            row.attempts = _json.encode(self.attempts).decode()
+        if error is not None:
+            row.error_code = error.code
+            row.note = error.message[:500]
+            if status >= 500:
+                log.warning("request %s failed: %s %s (key=%s provider=%s)", row.id, status, error.code,
+                            row.key_prefix, row.provider)
+        if note:
+            row.note = note
+        self._logs.add(row)

@@ -1,0 +1,352 @@
+"""The one request path of every chat dialect.
+
+``ChatPipeline.serve`` takes a request, the call its route guard began and the dialect's codec
+(``routing.codec.ChatCodec``), and does, in this order, for every front door alike:
+
+1. **identify** the caller (a key, the admin secret, a direct upstream token);
+2. **decode** the body with the codec, which gives the model, the stream flag and the token
+   **bound** (input estimate, output cap);
+3. **admit** it (``billing.admission``: authorization, RPM/TPM, the credit hold);
+4. **attempt** it: a credential from the model's pool; on a retryable failure before any byte
+   reached the client, another credential, then each fallback model; a stream counts as
+   answered once its first events arrived (**first-event retry**). When every attempt failed
+   the caller gets one ``AllUpstreamsFailed`` naming each;
+5. **answer**: a same-dialect upstream's bytes are forwarded (``PassThrough``), anything else is
+   translated (the canonical request to the provider, its answer through the codec);
+6. **meter** a stream (events sent, usage, time to first token, a client that cut it);
+7. **finish**: settle the holds and write the request-log row, on every path.
+
+A dialect never touches the call's bookkeeping: it hands the call on.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any, NamedTuple, TypeVar
+
+import msgspec
+from starlette.requests import Request
+from starlette.responses import Response
+
+from tollway.auth.keys import Identity
+from tollway.billing.admission import Bound, estimate_tokens
+from tollway.core.catalog import Credential
+from tollway.core.chat import StreamEvent, Usage, UsageReport
+from tollway.core.errors import (
+    AllUpstreamsFailed,
+    AuthenticationFailed,
+    CredentialsDisabled,
+    InternalError,
+    InvalidRequest,
+    PoolExhausted,
+    RateLimited,
+    TollwayError,
+    UpstreamError,
+)
+from tollway.providers.base import ChatProvider, PassThroughProvider, TokenCounter
+from tollway.providers.http import UpstreamStream
+from tollway.routing.call import Call
+from tollway.routing.catalog import Route
+from tollway.routing.codec import ChatCodec, PassReader, R, WireRequest
+from tollway.routing.gateway import Gateway, Topology
+from tollway.routing.responses import EventStreamResponse, JSONBytes, guarded_stream, read_body, unless_disconnected
+
+_encoder = msgspec.json.Encoder()
+T = TypeVar("T")
+Work = Callable[[Route, ChatProvider, Credential], Awaitable[T]]
+
+
+class Whole(NamedTuple):
+    """A whole (non-stream) answer, encoded for the client."""
+
+    body: bytes
+    usage: Usage | None
+
+
+class Translated(NamedTuple):
+    """An upstream stream in canonical events, its first read already in."""
+
+    events: AsyncIterator[list[StreamEvent]]
+    first: list[StreamEvent]
+
+
+class Forwarded(NamedTuple):
+    """A same-dialect upstream stream, read for the client as it is."""
+
+    upstream: UpstreamStream
+    reader: PassReader
+    provider: str
+
+
+Answer = Whole | Translated | Forwarded
+
+
+async def first_batch(events: AsyncIterator[list[StreamEvent]]) -> list[StreamEvent]:
+    """A provider stream's first events: the upstream has answered. If it fails instead, the
+    stream is closed (its upstream connection with it) before the error goes on, to a plain
+    error response or another attempt."""
+    try:
+        return await anext(events)
+    except BaseException:
+        await events.aclose()  # type: ignore[attr-defined]
+        raise
+
+
+class ChatPipeline:
+    def __init__(self, gateway: Gateway) -> None:
+        self.gw = gateway
+
+    # 1. identify -----------------------------------------------------------------------
+
+    async def identify(self, request: Request, call: Call, *, direct: bool = True) -> Identity:
+        """The caller, recorded on the call (any route that needs a key calls this)."""
+        identity = await self.gw.identify(request.headers, direct=direct)
+        call.identify(identity)
+        return identity
+
+    # the chat path -----------------------------------------------------------------------
+
+    async def serve(self, request: Request, call: Call, codec: ChatCodec[R], *,
+                    raw: bytes | None = None) -> Response | EventStreamResponse:
+        """One chat request of ``codec``'s dialect, from its body to its response. ``raw``: a
+        body the route already read (City's actions); a call already identified stays so."""
+        if call.identity is None:
+            await self.identify(request, call)
+        if raw is None:
+            raw = await read_body(request, self.gw.options.max_body_bytes)
+        req = codec.decode(raw)
+        call.row.stream = req.stream
+
+        async def work(route: Route, provider: ChatProvider, credential: Credential) -> Answer:
+            return await self._answer(request, call, codec, req, route, provider, credential)
+
+        bound = Bound(estimate_tokens(raw), req.max_tokens)  # the whole body: tools, schemas, images are input too
+        answer = await unless_disconnected(request, self.attempts(call, req.model, work, bound=bound))
+        if isinstance(answer, Whole):
+            return self._whole(call, answer)
+        if isinstance(answer, Translated):
+            return self._translated(call, codec, req, answer)
+        return self._forwarded(call, codec, answer)
+
+    async def _answer(self, request: Request, call: Call, codec: ChatCodec[R], req: R, route: Route,
+                      provider: ChatProvider, credential: Credential) -> Answer:
+        """One attempt, up to the upstream's first answer: a failure here may be retried."""
+        upstream_model = route.model.upstream_id
+        passthrough = codec.passthrough
+        if (passthrough is not None and isinstance(provider, PassThroughProvider)
+                and provider.dialect == passthrough.wire):
+            body = passthrough.body(req, upstream_model)
+            call.dropped(provider.adapt(body))
+            data = _encoder.encode(body)
+            if req.stream:
+                upstream = await provider.forward_stream(data, credential=credential, headers=request.headers)
+                return Forwarded(upstream, passthrough.reader(req, provider.name, credential.secret), provider.name)
+            out = await provider.forward(data, credential=credential, headers=request.headers)
+            return Whole(out, passthrough.usage(provider.name, out, credential.secret))
+        canonical = req.canonical()
+        call.dropped([*provider.unsupported(canonical, upstream_model=upstream_model), *canonical.lossy])
+        if req.stream:
+            events = provider.stream(canonical, upstream_model=upstream_model, credential=credential)
+            return Translated(events, await first_batch(events))
+        resp = await provider.complete(canonical, upstream_model=upstream_model, credential=credential)
+        return Whole(codec.encode_response(req, resp), resp.usage)
+
+    # 3-4. admit and attempt ----------------------------------------------------------------
+
+    async def attempts(self, call: Call, model: str, work: Work[T], *, fallbacks: bool = True,
+                       bound: Bound | None = None) -> T:
+        """``work`` on the model's provider with a credential from its pool: on a retryable failure
+        before any byte reached the client, again on another credential (up to the gateway's
+        ``max_attempts``), then on each of the model's fallbacks. Every attempt is named in the
+        log row. The lease of the attempt that succeeded is held until the call finishes.
+
+        A key's call is admitted first: the model must be authorized to it; with a ``bound`` (a
+        generation, not a token count), its limits are counted and its worst case held in its
+        wallet until the call settles."""
+        gw = self.gw
+        topo = gw.topology
+        if call.direct is not None:  # the caller's own credential: no pool, no retries, no fallbacks
+            route = topo.catalog.resolve(model)
+            if route.provider not in topo.direct_providers:
+                raise AuthenticationFailed("Invalid API key.")
+            call.serving(route, call.direct)
+            return await work(route, topo.providers[route.provider], call.direct)
+        routes = await self._admit(call, topo, model, fallbacks, bound)
+        errors: list[TollwayError] = []
+        for index, route in enumerate(routes):
+            if index and not await self._admit_fallback(call, route, errors):
+                continue
+            result = await self._on_pool(call, topo, route, work, errors)
+            if not isinstance(result, _Failed):
+                return result
+        raise _final(call, errors)
+
+    async def _admit(self, call: Call, topo: Topology, model: str, fallbacks: bool,
+                     bound: Bound | None) -> list[Route]:
+        routes = topo.candidates(model)
+        if call.pin is not None or not fallbacks:  # a pin names a credential of this model's provider
+            routes = routes[:1]
+        key = call.identity.key if call.identity is not None else None
+        billing = self.gw.billing
+        if key is None or billing is None:
+            return routes
+        if bound is None:
+            return billing.check_access(key, model, routes)
+        routes, call.ticket = await billing.admit(key, model, routes, bound)
+        return routes
+
+    async def _admit_fallback(self, call: Call, route: Route, errors: list[TollwayError]) -> bool:
+        """A fallback model's own limits (the first model's were counted at admission)."""
+        if call.ticket is None or self.gw.billing is None:
+            return True
+        try:
+            await self.gw.billing.admit_fallback(call.ticket, route.model)
+        except (RateLimited, InvalidRequest) as err:
+            call.attempt(route, None, err)
+            errors.append(err)
+            return False
+        return True
+
+    async def _on_pool(self, call: Call, topo: Topology, route: Route, work: Work[T],
+                       errors: list[TollwayError]) -> T | _Failed:
+        """``work`` on up to ``max_attempts`` credentials of the route's pool; ``_FAILED`` when
+        this pool can do no more (its model's fallback is next). An error that another attempt
+        cannot mend is raised."""
+        provider, pool = topo.providers[route.provider], topo.pools[route.provider]
+        tried: set[str] = set()
+        for _ in range(self.gw.options.max_attempts):
+            try:
+                lease = await pool.acquire(pin=call.pin, exclude=tried)
+            except (PoolExhausted, CredentialsDisabled) as err:
+                call.attempt(route, None, err)
+                errors.append(err)
+                return _FAILED
+            call.serving(route, lease.credential, lease, pool)
+            try:
+                result = await work(route, provider, lease.credential)
+            except UpstreamError as err:
+                await pool.failed(lease, err)
+                call.attempt(route, lease, err)
+                call.release()
+                errors.append(err)
+                if not err.retryable or call.pin is not None:
+                    raise
+                tried.add(lease.credential.id)
+                if len(tried) >= len(pool.credentials):
+                    return _FAILED
+                continue
+            await pool.succeeded(lease)
+            call.served = route.model
+            if call.attempts:
+                call.attempt(route, lease, None)
+            return result
+        return _FAILED
+
+    # 5-7. answer, meter, finish ------------------------------------------------------------
+
+    def _whole(self, call: Call, answer: Whole) -> Response:
+        """A whole answer: its usage recorded (its size when the upstream reported none) and the
+        call finished before the first byte goes out."""
+        if answer.usage is not None:
+            call.usage(answer.usage)
+        else:
+            call.sized(len(answer.body))
+        call.finish(200)
+        return JSONBytes(answer.body)
+
+    def _translated(self, call: Call, codec: ChatCodec[R], req: WireRequest,
+                    answer: Translated) -> EventStreamResponse:
+        writer = codec.stream_writer(req)  # type: ignore[arg-type]
+        events = answer.events
+
+        async def chunks() -> AsyncIterator[bytes]:
+            batch: list[StreamEvent] | None = answer.first
+            while batch is not None:
+                out, produced = [], 0
+                for event in batch:
+                    if isinstance(event, UsageReport):
+                        call.usage(event.usage)
+                    else:
+                        produced += 1  # what a client that cuts the stream pays for, without usage
+                    frame = writer.feed(event)
+                    if frame:
+                        out.append(frame)
+                call.first_token(produced)
+                if out:
+                    yield b"".join(out)  # one write per upstream read
+                batch = await anext(events, None)
+            yield writer.close()
+
+        async def close() -> None:
+            await events.aclose()  # type: ignore[attr-defined]
+
+        return guarded_stream(chunks(), call, codec.error_frame, close)
+
+    def _forwarded(self, call: Call, codec: ChatCodec[Any], answer: Forwarded) -> EventStreamResponse:
+        upstream, reader = answer.upstream, answer.reader
+
+        async def chunks() -> AsyncIterator[bytes]:
+            async for batch in upstream.batches():
+                frames = reader.feed(batch)
+                if reader.usage is not None:
+                    call.usage(reader.usage)
+                if frames:
+                    call.first_token(len(frames))
+                    yield b"".join(frames)
+                if reader.error is not None:
+                    raise reader.error
+                if reader.ended:
+                    upstream.ended = True
+                    return
+            raise UpstreamError(f"{answer.provider} upstream closed the stream before it finished",
+                                provider=answer.provider)
+
+        async def close() -> None:
+            upstream.end()
+
+        return guarded_stream(chunks(), call, codec.error_frame, close)
+
+    # a same-dialect upstream's own token count ---------------------------------------------
+
+    async def upstream_count(self, request: Request, call: Call, wire: str, body: dict[str, Any],
+                             read: Callable[[str, bytes], T]) -> T | None:
+        """Forward a token-count request to the model's provider when it speaks ``wire`` and
+        counts tokens itself (Anthropic's count_tokens): its answer, as ``read(provider, bytes)``
+        takes it (an ``UpstreamError`` there is an attempt's failure). None when the provider
+        does not count (the caller counts). The model must exist (404 otherwise); no fallbacks."""
+        model = body["model"]
+        route, provider, _pool = self.gw.topology.resolve(model)
+        call.row.model = route.model.id
+        if not (isinstance(provider, PassThroughProvider) and provider.dialect == wire
+                and isinstance(provider, TokenCounter)):
+            return None
+
+        async def work(route: Route, provider: ChatProvider, credential: Credential) -> T:
+            assert isinstance(provider, TokenCounter)
+            data = _encoder.encode({**body, "model": route.model.upstream_id})
+            return read(route.provider, await provider.count_tokens(data, credential=credential,
+                                                                    headers=request.headers))
+
+        return await unless_disconnected(request, self.attempts(call, model, work, fallbacks=False))
+
+
+class _Failed:
+    """An attempt loop's marker: this pool can do no more."""
+
+
+_FAILED = _Failed()
+
+
+def _final(call: Call, errors: list[TollwayError]) -> TollwayError:
+    """What the caller gets when no attempt succeeded: the one error, or all of them."""
+    if not errors:
+        return InternalError("No upstream could be tried for this request.")
+    if len(errors) == 1:
+        return errors[0]
+    lines = []
+    for attempt in call.attempts:
+        where = f"{attempt['model']} via {attempt['provider']}"
+        if attempt["credential"]:
+            where += f"/{attempt['credential']}"
+        lines.append(f"{where}: {attempt['status']} {attempt['error']}")
+    return AllUpstreamsFailed(errors, lines)
