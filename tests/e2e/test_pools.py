@@ -216,6 +216,13 @@ def test_fallback_chain(tmp_path: Path, upstream: CredentialFake) -> None:
         every = chat(gw, key, "primary")
         assert every.status_code == 502  # the last attempt's error, every attempt in the log
         assert len(json.loads(row(gw, every.headers["x-request-id"])["attempts"])) >= 3
+        # one error for the caller that names every attempt, in the order they were made
+        message = every.json()["error"]["message"]
+        assert "all 4 attempts failed" in message and every.json()["error"]["code"] == "provider_error"
+        named = [f"{m} via {p}/{c}: 502" for m, p, c in
+                 (("primary", "p1", "a1"), ("primary", "p1", "a2"), ("second", "p2", "b1"), ("third", "p3", "c1"))]
+        assert all(n in message for n in named), message
+        assert message.index("second via p2/b1") < message.index("third via p3/c1")
     finally:
         gw.stop()
 

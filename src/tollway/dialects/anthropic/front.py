@@ -10,7 +10,7 @@ Pure: no I/O, no clock, no settings.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, Protocol
+from typing import Any
 
 import msgspec
 
@@ -23,18 +23,9 @@ from tollway.dialects.anthropic.encode import encode_response
 from tollway.dialects.anthropic.errors import anthropic_error_body
 from tollway.dialects.anthropic.stream import ERROR_STATUS, StreamEncoder, error_event
 from tollway.dialects.anthropic.wire import Body, UsageView, body_decoder, encoder, event_view_decoder
+from tollway.dialects.upstream_event import UpstreamEvent
 
 _USAGE = b'"usage"'
-
-
-class SSE(Protocol):
-    """One upstream Server-Sent Event (``providers.sse.SSEEvent``)."""
-
-    @property
-    def event(self) -> str | None: ...
-
-    @property
-    def data(self) -> bytes: ...
 
 
 class AnthropicRequest:
@@ -92,7 +83,7 @@ class AnthropicPassReader:
         self.ended = False
         self.error: UpstreamError | None = None
 
-    def feed(self, batch: Sequence[SSE]) -> list[bytes]:
+    def feed(self, batch: Sequence[UpstreamEvent]) -> list[bytes]:
         frames = []
         for event in batch:
             name, data = event.event or "message", event.data

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Sequence
-from typing import Any, Protocol
+from typing import Any
 
 import msgspec
 
@@ -29,20 +29,11 @@ from tollway.dialects.openai.wire import (
     request_view_decoder,
     response_view_decoder,
 )
+from tollway.dialects.upstream_event import UpstreamEvent
 
 Render = Callable[[TollwayError], dict[str, Any]]
 _USAGE_OBJECT = re.compile(rb'"usage"\s*:\s*\{')
 _INCLUDE_USAGE = msgspec.Raw(b'{"include_usage":true}')
-
-
-class SSE(Protocol):
-    """One upstream Server-Sent Event (``providers.sse.SSEEvent``)."""
-
-    @property
-    def event(self) -> str | None: ...
-
-    @property
-    def data(self) -> bytes: ...
 
 
 class OpenAIRequest:
@@ -125,7 +116,7 @@ class OpenAIPassReader:
         self.ended = False
         self.error: UpstreamError | None = None
 
-    def feed(self, batch: Sequence[SSE]) -> list[bytes]:
+    def feed(self, batch: Sequence[UpstreamEvent]) -> list[bytes]:
         frames = []
         for event in batch:
             data = event.data

@@ -15,7 +15,7 @@ Canonical -> Converse, and what has no place there:
   When the history has tool blocks but the request no tools, minimal specs are made from the
   tool names in the history, for the same reason.
 - Anthropic models: ``top_k`` and the reasoning budget go in additionalModelRequestFields
-  (Claude models follow Anthropic's thinking rules: ``dialects.anthropic.codec.thinking_plan``);
+  (Claude models follow Anthropic's thinking rules: ``dialects.anthropic.thinking.thinking_plan``);
   with thinking on, a temperature, top_k or top_p < 0.95 that Anthropic refuses is dropped
   (named). Nova models: ``top_k`` as ``inferenceConfig.topK``. Other models: both dropped.
 - temperature above 1 (OpenAI allows 2) is clamped to Converse's maximum of 1.
