@@ -20,6 +20,7 @@ from tollway.admin.ds2api import ds2api_routes
 from tollway.admin.keys import key_routes
 from tollway.admin.registry import registry_routes
 from tollway.admin.usage import usage_routes
+from tollway.auth.jwt import AdminTokens, server_secret
 from tollway.auth.key_service import ensure_admin_secret
 from tollway.auth.keys import Authenticator
 from tollway.auth.secret_box import SecretBox, load_secret_key
@@ -28,8 +29,10 @@ from tollway.billing.redis_wallet import RedisWallet
 from tollway.billing.wallet import MemoryWallet, Wallet
 from tollway.config import Settings, load_settings
 from tollway.core.catalog import ProviderConfig
-from tollway.core.errors import ConfigError
+from tollway.core.errors import ConfigError, MethodNotAllowed, NotFound, TollwayError
 from tollway.core.limiter import Limiter
+from tollway.core.names import DIALECT_ANTHROPIC, DIALECT_OPENAI, DIALECT_PLATFORM
+from tollway.dialects.anthropic.errors import anthropic_error_body
 from tollway.dialects.anthropic.routes import anthropic_routes
 from tollway.dialects.anthropic.routes import v1_models as anthropic_v1_models
 from tollway.dialects.city.accounts import accounts_service
@@ -38,6 +41,7 @@ from tollway.dialects.city.env import env_service
 from tollway.dialects.city.routes import city_routes
 from tollway.dialects.city.services import Registry
 from tollway.dialects.city.studios import studios_service
+from tollway.dialects.openai.errors import openai_error_body, platform_error_body
 from tollway.dialects.openai.routes import openai_routes
 from tollway.limits.memory import MemoryLimiter
 from tollway.limits.redis import RedisLimiter
@@ -45,12 +49,14 @@ from tollway.middleware import RequestIdMiddleware
 from tollway.providers.base import ChatProvider, ProviderContext
 from tollway.providers.kinds import SPECS, build_provider, env_provider_configs
 from tollway.providers.media import MediaFetcher
+from tollway.routing.call import Call
 from tollway.routing.catalog import Catalog
 from tollway.routing.gateway import Gateway, GatewayOptions
 from tollway.routing.pipeline import ChatPipeline
 from tollway.routing.pools import CredentialPool, MemoryState, PoolOptions, PoolState
 from tollway.routing.redis_state import RedisState
-from tollway.routing.responses import JSONBytes
+from tollway.routing.responses import JSONBytes, Render, dialect_endpoint, error_response
+from tollway.store.credentials import CredentialRepository
 from tollway.store.db import create_engine
 from tollway.store.env import EnvRepository
 from tollway.store.ledger import LedgerRepository
@@ -81,12 +87,27 @@ def build_catalog(settings: Settings, configs: dict[str, ProviderConfig] | None 
                    settings.file.claude_mapping)
 
 
-_POOL_FIELDS = ("max_inflight", "queue_size", "queue_timeout", "cooldown_base", "cooldown_max")
+_POOL_FIELDS = ("queue_size", "queue_timeout", "cooldown_base", "cooldown_max")
+_CAP_OPTIONS = ("max_inflight", "account_max_inflight", "api_key_max_inflight")
 
 
 def pool_options(defaults: PoolOptions, cfg: ProviderConfig) -> PoolOptions:
-    """The settings' pool options, with what a provider's YAML ``options`` set for it."""
-    chosen = {k: cfg.options[k] for k in _POOL_FIELDS if k in cfg.options}
+    """The settings' pool options, with what a provider's YAML ``options`` set for it.
+
+    In-flight caps: ``max_inflight`` sets every credential's of the provider;
+    ``account_max_inflight`` (DS2API logins) and ``api_key_max_inflight`` one kind's, over it.
+    The settings' (TOLLWAY_MAX_INFLIGHT_PER_ACCOUNT / _PER_API_KEY) apply where it sets none."""
+    options = cfg.options
+    for k in _CAP_OPTIONS:
+        v = options.get(k)
+        if k in options and not (isinstance(v, int) and not isinstance(v, bool) and 1 <= v <= 1_000_000):
+            raise ConfigError(f"provider {cfg.name!r}: options: {k} must be an integer from 1 to 1000000, not {v!r}")
+    chosen = {k: options[k] for k in _POOL_FIELDS if k in options}
+    every = options.get("max_inflight")
+    if "account_max_inflight" in options or every is not None:
+        chosen["max_inflight"] = options.get("account_max_inflight", every)
+    if "api_key_max_inflight" in options or every is not None:
+        chosen["api_key_max_inflight"] = options.get("api_key_max_inflight", every)
     try:
         return msgspec.convert({**msgspec.structs.asdict(defaults), **chosen}, PoolOptions)
     except msgspec.ValidationError as exc:
@@ -134,7 +155,8 @@ async def build_gateway(settings: Settings) -> Gateway:
                         if redis_client is not None else MemoryState())
     broadcast = (Broadcast(await connect_redis_client(settings.redis_url), f"{settings.redis_prefix}changes")
                  if settings.redis_url else None)
-    return Gateway(
+    box = SecretBox(await load_secret_key(settings.env, meta))
+    gateway = Gateway(
         engine=engine, auth=Authenticator(admin_hash, []), builder=AppTopology(settings, ctx, state),
         base_env=settings.env,
         logs=RequestLogBuffer(RequestLogRepository(engine), interval=settings.log_flush_interval,
@@ -142,21 +164,23 @@ async def build_gateway(settings: Settings) -> Gateway:
         options=GatewayOptions(max_body_bytes=settings.max_body_bytes, max_attempts=settings.max_attempts,
                                poll_interval=settings.change_poll_interval,
                                discovery_interval=settings.discovery_interval),
-        env_repo=EnvRepository(engine, SecretBox(await load_secret_key(settings.env, meta))),
+        env_repo=EnvRepository(engine, box),
         billing=await build_billing(settings, engine, batch), media=ctx.media, pool_state=state,
-        broadcast=broadcast)
+        broadcast=broadcast, credentials=CredentialRepository(engine, box))  # accounts' secrets are sealed
+    return gateway
 
 
 async def build_billing(settings: Settings, engine: AsyncEngine, batch: ScriptBatch | None) -> Billing:
     """Wallets and limits in this process, or in Redis for every process sharing it. Redis keys
-    carry this database's install id, so a fresh database never meets an old one's balances."""
+    carry this database's install id, so a fresh database never meets an old one's balances. A
+    hold in Redis is a lease as long as a credential slot's (TOLLWAY_LEASE_TTL), renewed with them."""
     ledger = LedgerRepository(engine)
     wallet: Wallet
     limiter: Limiter
     if batch is not None:
         install = await MetaRepository(engine).set_if_absent(INSTALL_ID, secrets.token_hex(6))
         prefix = f"{settings.redis_prefix}{install}:"
-        wallet = RedisWallet(batch.client, ledger.state, prefix=prefix, batch=batch)
+        wallet = RedisWallet(batch.client, ledger.state, prefix=prefix, batch=batch, hold_ttl=settings.pool.lease_ttl)
         limiter = RedisLimiter(batch.client, prefix, batch=batch)
     else:
         wallet, limiter = MemoryWallet(ledger.state), MemoryLimiter()
@@ -178,22 +202,34 @@ async def readyz(request: Request) -> Response:
     return JSONBytes({"status": "ready"})
 
 
-async def unrouted(request: Request, exc: Exception) -> Response:
-    """404/405 in the shape of the surface the path belongs to."""
-    status = getattr(exc, "status_code", 404)
+def _surface(request: Request) -> tuple[str, Render]:
+    """The dialect a request that matched no route speaks: Anthropic's for a caller that sends
+    ``anthropic-version`` (every Anthropic SDK does) or an Anthropic path, the platform's under
+    ``/api/``, else OpenAI's."""
     path = request.url.path
-    message = (f"Unknown path {path}" if status == 404 else f"Method {request.method} is not allowed on {path}")
-    code = "not_found" if status == 404 else "method_not_allowed"
-    if path.startswith("/admin"):
-        return JSONBytes({"detail": message}, status_code=status)
-    if path.startswith(("/anthropic/", "/v1/messages")):
-        return JSONBytes({"type": "error", "error": {"type": "not_found_error" if status == 404 else
-                                                     "invalid_request_error", "message": message},
-                          "request_id": None}, status_code=status)
+    if "anthropic-version" in request.headers or path.startswith(("/anthropic/", "/v1/messages")):
+        return DIALECT_ANTHROPIC, anthropic_error_body
     if path.startswith("/api/"):
-        return JSONBytes({"error": {"message": message, "type": code, "code": code}}, status_code=status)
-    return JSONBytes({"error": {"message": message, "type": "invalid_request_error", "param": None, "code": code}},
-                     status_code=status)
+        return DIALECT_PLATFORM, platform_error_body
+    return DIALECT_OPENAI, openai_error_body
+
+
+async def unrouted(request: Request, exc: Exception) -> Response:
+    """404/405 in the shape of the caller's surface, through that dialect's route guard: logged
+    like any of its requests, with its error headers (the admin API keeps no request log)."""
+    path = request.url.path
+    err: TollwayError = (NotFound(f"Unknown path {path}") if getattr(exc, "status_code", 404) == 404
+                         else MethodNotAllowed(f"Method {request.method} is not allowed on {path}"))
+    if path.startswith("/admin"):
+        return error_response(err, lambda e: {"detail": e.message})
+
+    async def refuse(request: Request, call: Call) -> Response:
+        raise err
+
+    dialect, render = _surface(request)
+    response = await dialect_endpoint(dialect, render, refuse)(request)
+    assert isinstance(response, Response)  # an error is a plain response
+    return response
 
 
 def models_by_dialect(openai: list[BaseRoute]) -> Callable[[Request], Awaitable[Response]]:
@@ -217,6 +253,9 @@ def create_app(settings: Settings | None = None) -> Starlette:
         gateway = await build_gateway(settings)
         await gateway.start()
         app.state.gateway = gateway
+        # the admin JWT's key: part of it is never in the database (env, or a file in the data dir)
+        app.state.admin_tokens = AdminTokens(gateway.meta, gateway.auth.admin_hash,
+                                             server_secret(settings.env, settings.data_dir))
         app.state.pipeline = ChatPipeline(gateway)
         app.state.city = registry
         # everything allocated so far lives as long as the process: keep it out of the

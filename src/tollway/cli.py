@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import os
 import sys
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from tollway.auth.key_service import KeyService, admin_hash_of, ensure_admin_secret
-from tollway.auth.secret_box import load_secret_key
+from tollway.auth.secret_box import SecretBox, load_secret_key
 from tollway.config import Settings, load_settings
 from tollway.core.errors import ConfigError, TollwayError
 from tollway.store.db import create_engine, migrate
@@ -45,6 +46,23 @@ def _with_engine(settings: Settings, fn: Callable[[Any], Awaitable[Any]]) -> Any
     return asyncio.run(run())
 
 
+def uvicorn_options(settings: Settings, log_level: str = "info") -> dict[str, Any]:
+    """How ``tollway serve`` runs uvicorn (besides the app): the guarded HTTP protocol, and
+    forwarded headers believed only from TOLLWAY_TRUSTED_PROXIES (uvicorn's own default trusts
+    127.0.0.1, so anything on the same host could name any client address)."""
+    from tollway.server import GuardedHttpToolsProtocol
+
+    trusted = list(settings.trusted_proxies)
+    return {
+        "host": settings.host, "port": settings.port, "workers": settings.workers, "loop": "uvloop",
+        "http": functools.partial(GuardedHttpToolsProtocol, limits=settings.connections),
+        "ws": "none",  # no route speaks WebSocket: an upgrade is not handed to another protocol
+        "proxy_headers": bool(trusted), "forwarded_allow_ips": trusted or None,
+        "timeout_keep_alive": settings.keepalive_timeout, "log_level": log_level, "access_log": False,
+        "timeout_graceful_shutdown": max(1, round(settings.shutdown_grace)), "lifespan": "on",
+    }
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
@@ -74,11 +92,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         print("admin key: from TOLLWAY_ADMIN_KEY", flush=True)
     else:
         print("admin key: set at first start (stored hashed); set TOLLWAY_ADMIN_KEY to choose one", flush=True)
-    uvicorn.run(
-        "tollway.app:create_app", factory=True, host=settings.host, port=settings.port, workers=settings.workers,
-        loop="uvloop", http="httptools", log_level=args.log_level, access_log=False,
-        timeout_graceful_shutdown=max(1, round(settings.shutdown_grace)), lifespan="on",
-    )
+    uvicorn.run("tollway.app:create_app", factory=True, **uvicorn_options(settings, args.log_level))
     return 0
 
 
@@ -137,7 +151,8 @@ def cmd_credentials(args: argparse.Namespace) -> int:
     configs = provider_configs(settings)
 
     async def run(engine: Any) -> int:
-        book = AccountBook(CredentialRepository(engine), list(configs),
+        box = SecretBox(await load_secret_key(settings.env, MetaRepository(engine)))  # accounts' secrets are sealed
+        book = AccountBook(CredentialRepository(engine, box), list(configs),
                            {name: cfg.credentials for name, cfg in configs.items()})
         if args.cred_cmd == "list":
             accounts = await book.accounts(book.provider(args.provider) if args.provider else None)

@@ -18,13 +18,23 @@ Environment (all optional):
   TOLLWAY_LOG_FLUSH_INTERVAL / TOLLWAY_LOG_BATCH   request-log batching
   TOLLWAY_CHANGE_POLL_INTERVAL        how often caches look for changes by other processes (0.5 s)
   TOLLWAY_SHUTDOWN_GRACE              seconds in-flight requests get to finish after SIGTERM (30)
-  TOLLWAY_MAX_INFLIGHT_PER_CREDENTIAL  calls at once per upstream credential (2)
+  TOLLWAY_TRUSTED_PROXIES             addresses / networks (or *) whose X-Forwarded-For and -Proto are believed
+                                      (none: request.client is always the connection's peer)
+  TOLLWAY_CLIENT_HEADER_TIMEOUT / TOLLWAY_CLIENT_BODY_TIMEOUT / TOLLWAY_CLIENT_READ_TIMEOUT   seconds a client
+                                      gets for its headers (10), its body (60), and between two reads of it (15)
+  TOLLWAY_KEEPALIVE_TIMEOUT           seconds an idle keep-alive connection stays open (5)
+  TOLLWAY_MAX_CONNECTIONS             open client connections per process (1000); more are refused with 503
+  TOLLWAY_MAX_HEADER_BYTES            request line and headers (64 KiB); larger gets 431
+  TOLLWAY_MAX_INFLIGHT_PER_ACCOUNT    calls at once per account-style credential (a DS2API login) (2)
+  TOLLWAY_MAX_INFLIGHT_PER_API_KEY    calls at once per API-key credential (1000)
+  TOLLWAY_MAX_INFLIGHT_PER_CREDENTIAL  both of those at once (a kind's own variable wins)
   TOLLWAY_QUEUE_SIZE / TOLLWAY_QUEUE_TIMEOUT   waiting room when every credential is busy (100, 30 s)
   TOLLWAY_COOLDOWN_BASE / TOLLWAY_COOLDOWN_MAX  backoff of a failing credential (1 s doubling, up to 300 s)
   TOLLWAY_LEASE_TTL                   how soon a crashed process's in-flight slots come back (60 s)
   TOLLWAY_MAX_ATTEMPTS                attempts per model on different credentials (3), then its fallbacks
   TOLLWAY_MEDIA_MAX_BYTES / TOLLWAY_MEDIA_TIMEOUT   limits on images/documents fetched by URL
   TOLLWAY_MEDIA_MAX_URLS / TOLLWAY_MEDIA_MAX_TOTAL_BYTES   per-request bounds on those fetches
+  TOLLWAY_MEDIA_MAX_INFLIGHT_BYTES    fetched media bytes held at once by all requests of a process (128 MiB)
   TOLLWAY_MEDIA_ALLOW_PRIVATE         let those fetches reach private/loopback addresses (tests only)
   TOLLWAY_DISCOVERY_INTERVAL          how often Ollama / OpenAI-compatible servers are asked for models (60 s)
   provider variables: OPENAI_API_KEY, OPENAI_BASE_URL, DEEPSEEK_API_KEY, DEEPSEEK_BASE_URL,
@@ -33,6 +43,7 @@ Environment (all optional):
 
 from __future__ import annotations
 
+import ipaddress
 import math
 import os
 from pathlib import Path
@@ -47,6 +58,16 @@ from tollway.providers.http import Timeouts
 from tollway.providers.kinds import KINDS
 from tollway.providers.media import MediaPolicy
 from tollway.routing.pools import PoolOptions
+
+
+class ConnectionLimits(msgspec.Struct, frozen=True, kw_only=True):
+    """What a client may take of the HTTP server (``server.GuardedHttpToolsProtocol``)."""
+
+    header_timeout: float = 10.0  # connection (or request) start -> complete headers
+    body_timeout: float = 60.0  # complete headers -> the body's last byte
+    read_timeout: float = 15.0  # the longest gap between two reads of a body
+    max_header_bytes: int = 64 * 1024  # request line and headers
+    max_connections: int = 1000  # open connections per process
 
 
 class FileConfig(msgspec.Struct, frozen=True, kw_only=True):
@@ -81,6 +102,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     change_poll_interval: float = 0.5
     discovery_interval: float = 60.0
     shutdown_grace: float = 30.0
+    trusted_proxies: tuple[str, ...] = ()  # whose X-Forwarded-For / -Proto uvicorn believes (none by default)
+    connections: ConnectionLimits = ConnectionLimits()  # deadlines and bounds on what clients send
+    keepalive_timeout: int = 5
     media: MediaPolicy = MediaPolicy()
     pool: PoolOptions = PoolOptions()  # every provider's, unless its YAML options say otherwise
     max_attempts: int = 3
@@ -126,6 +150,20 @@ def _flag(env: dict[str, str], key: str) -> bool:
     if value in ("1", "true", "yes", "on"):
         return True
     raise ConfigError(f"{key} must be 1/0, true/false, yes/no or on/off, not {env[key]!r}")
+
+
+def _proxies(env: dict[str, str]) -> tuple[str, ...]:
+    """TOLLWAY_TRUSTED_PROXIES: comma-separated addresses and networks, or ``*`` (any peer)."""
+    items = tuple(p.strip() for p in env.get("TOLLWAY_TRUSTED_PROXIES", "").split(",") if p.strip())
+    if "*" in items:
+        return ("*",)
+    for item in items:
+        try:
+            ipaddress.ip_network(item, strict=False)
+        except ValueError:
+            raise ConfigError(f"TOLLWAY_TRUSTED_PROXIES: {item!r} is not an IP address or network "
+                              "(e.g. 10.0.0.5, 10.0.0.0/8, ::1, or * for any)") from None
+    return items
 
 
 def _secret(value: object, where: str) -> str:
@@ -181,6 +219,8 @@ def _credential(c: object, provider: str, i: int, env: dict[str, str]) -> Creden
     else:
         raise ConfigError(f"{where} needs api_key or api_key_env")
     extra = {}
+    if c.get("max_inflight") is not None:  # this credential's own cap of calls at once
+        extra["max_inflight"] = str(_int(c["max_inflight"], f"{where}: max_inflight", 1, high=1_000_000))
     for field in _CREDENTIAL_EXTRA:  # a second part some providers need (Bedrock's access key id)
         value = c.get(field)
         if value is None and c.get(f"{field}_env"):
@@ -240,6 +280,8 @@ def load_settings(overrides: dict[str, Any] | None = None, environ: dict[str, st
     database_url = env.get("TOLLWAY_DATABASE_URL") or ""
     if not database_url:
         database_url = f"sqlite+aiosqlite:///{Path(data_dir).resolve() / 'tollway.db'}"
+    every_credential = _int(env.get("TOLLWAY_MAX_INFLIGHT_PER_CREDENTIAL"), "TOLLWAY_MAX_INFLIGHT_PER_CREDENTIAL", 0,
+                            high=1_000_000)
     return Settings(
         host=o.get("host") or env.get("TOLLWAY_HOST") or "127.0.0.1",
         port=_int(o.get("port") or env.get("TOLLWAY_PORT"), "TOLLWAY_PORT", 4000, high=65535),
@@ -266,6 +308,16 @@ def load_settings(overrides: dict[str, Any] | None = None, environ: dict[str, st
         change_poll_interval=_float(env, "TOLLWAY_CHANGE_POLL_INTERVAL", 0.5),
         discovery_interval=_float(env, "TOLLWAY_DISCOVERY_INTERVAL", 60.0),
         shutdown_grace=_float(env, "TOLLWAY_SHUTDOWN_GRACE", 30.0),
+        trusted_proxies=_proxies(env),
+        connections=ConnectionLimits(
+            header_timeout=_float(env, "TOLLWAY_CLIENT_HEADER_TIMEOUT", 10.0, high=3600.0),
+            body_timeout=_float(env, "TOLLWAY_CLIENT_BODY_TIMEOUT", 60.0, high=86400.0),
+            read_timeout=_float(env, "TOLLWAY_CLIENT_READ_TIMEOUT", 15.0, high=3600.0),
+            max_header_bytes=_int(env.get("TOLLWAY_MAX_HEADER_BYTES"), "TOLLWAY_MAX_HEADER_BYTES", 64 * 1024,
+                                  low=1024, high=16 * 1024 * 1024),
+            max_connections=_int(env.get("TOLLWAY_MAX_CONNECTIONS"), "TOLLWAY_MAX_CONNECTIONS", 1000, high=1_000_000),
+        ),
+        keepalive_timeout=_int(env.get("TOLLWAY_KEEPALIVE_TIMEOUT"), "TOLLWAY_KEEPALIVE_TIMEOUT", 5, high=3600),
         media=MediaPolicy(
             max_bytes=_int(env.get("TOLLWAY_MEDIA_MAX_BYTES"), "TOLLWAY_MEDIA_MAX_BYTES", 20 * 1024 * 1024),
             timeout=_float(env, "TOLLWAY_MEDIA_TIMEOUT", 10.0, high=300.0),
@@ -273,10 +325,15 @@ def load_settings(overrides: dict[str, Any] | None = None, environ: dict[str, st
             max_urls_per_request=_int(env.get("TOLLWAY_MEDIA_MAX_URLS"), "TOLLWAY_MEDIA_MAX_URLS", 16, high=1000),
             max_total_bytes=_int(env.get("TOLLWAY_MEDIA_MAX_TOTAL_BYTES"), "TOLLWAY_MEDIA_MAX_TOTAL_BYTES",
                                  50 * 1024 * 1024),
+            max_inflight_bytes=_int(env.get("TOLLWAY_MEDIA_MAX_INFLIGHT_BYTES"), "TOLLWAY_MEDIA_MAX_INFLIGHT_BYTES",
+                                    128 * 1024 * 1024),
         ),
         pool=PoolOptions(
-            max_inflight=_int(env.get("TOLLWAY_MAX_INFLIGHT_PER_CREDENTIAL"), "TOLLWAY_MAX_INFLIGHT_PER_CREDENTIAL", 2,
-                              high=100_000),
+            # seed 002's cap of 2 is for logged-in web accounts; an API key serves many calls at once
+            max_inflight=_int(env.get("TOLLWAY_MAX_INFLIGHT_PER_ACCOUNT"), "TOLLWAY_MAX_INFLIGHT_PER_ACCOUNT",
+                              every_credential or 2, high=1_000_000),
+            api_key_max_inflight=_int(env.get("TOLLWAY_MAX_INFLIGHT_PER_API_KEY"), "TOLLWAY_MAX_INFLIGHT_PER_API_KEY",
+                                      every_credential or 1000, high=1_000_000),
             queue_size=_int(env.get("TOLLWAY_QUEUE_SIZE"), "TOLLWAY_QUEUE_SIZE", 100, low=0, high=1_000_000),
             queue_timeout=_float(env, "TOLLWAY_QUEUE_TIMEOUT", 30.0, high=3600.0),
             cooldown_base=_float(env, "TOLLWAY_COOLDOWN_BASE", 1.0, high=3600.0),

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import hmac
 import json
 import sqlite3
 import subprocess
@@ -24,6 +23,7 @@ import pytest
 
 from tests.e2e.harness import ADMIN_KEY, GatewayProcess
 from tests.fakes.openai_server import UPSTREAM_SECRET, Behavior, FakeOpenAI
+from tollway.auth.jwt import server_secret, signing_key
 
 OTHER_SECRET = "sk-other-upstream-secret-0123456789"
 
@@ -62,11 +62,12 @@ def _client(gw: GatewayProcess, bearer: str) -> httpx.Client:
 
 
 def _signing_key(gw: GatewayProcess) -> bytes:
-    """What the gateway signs with: its stored secret mixed with the admin secret's hash."""
+    """What the gateway signs with: its stored secret and the admin secret's hash, keyed by the
+    server secret that is not in the database (here TOLLWAY_ADMIN_KEY, which the test knows)."""
     with sqlite3.connect(gw.db_path) as db:
         (secret,) = db.execute("SELECT value FROM meta WHERE key = 'admin_jwt_secret'").fetchone()
     admin_hash = hashlib.sha256(ADMIN_KEY.encode()).hexdigest()
-    return hmac.new(secret.encode(), admin_hash.encode(), hashlib.sha256).digest()
+    return signing_key(server_secret({"TOLLWAY_ADMIN_KEY": ADMIN_KEY}, gw.data_dir), secret, admin_hash)
 
 
 def _chat(gw: GatewayProcess, key: str, model: str = "echo", content: str = "hi",
@@ -146,10 +147,11 @@ def test_expired_tampered_and_foreign_jwts_are_refused(gw: GatewayProcess, token
         jwt.encode({"sub": "admin", "iat": now, "exp": now + 60}, None, algorithm="none"),
         hs512,
     ]
-    for bad in forged:
-        for path in ("/admin/verify", "/admin/accounts"):
-            r = httpx.get(gw.url + path, headers={"Authorization": f"Bearer {bad}"})
-            assert r.status_code == 401 and "detail" in r.json(), (bad, path)
+    for i, bad in enumerate(forged):  # each from an address of its own: failures are throttled per address
+        with httpx.Client(transport=httpx.HTTPTransport(local_address=f"127.0.1.{i + 1}")) as client:
+            for path in ("/admin/verify", "/admin/accounts"):
+                r = client.get(gw.url + path, headers={"Authorization": f"Bearer {bad}"})
+                assert r.status_code == 401 and "detail" in r.json(), (bad, path)
 
 
 def test_wrong_admin_keys_are_throttled_per_address(fake: FakeOpenAI, tmp_path: Any) -> None:
@@ -196,7 +198,7 @@ def test_accounts_crud_paging_and_total_pages(gw: GatewayProcess, token: str) ->
                 r = admin.get("/admin/accounts", params={"provider": "other", **bad})
                 assert r.status_code == 400 and "detail" in r.json(), bad
             r = admin.post("/admin/accounts", json={"provider": "other", "email": "u01@example.com", "password": "x"})
-            assert r.status_code == 400 and "already exists" in r.json()["detail"]
+            assert r.status_code == 409 and "already exists" in r.json()["detail"]
             r = admin.post("/admin/accounts", json={"provider": "other", "email": "lonely@example.com"})
             assert r.status_code == 400 and "password or a token" in r.json()["detail"]
             r = admin.post("/admin/accounts", json={"provider": "nope", "email": "a@b.c", "password": "x"})

@@ -23,6 +23,7 @@ from tollway.store.ledger import LedgerRepository
 from tollway.store.request_logs import RequestLogRepository
 
 SUMS = ("requests", "prompt_tokens", "completion_tokens", "total_tokens", "cost_micro")
+ESTIMATE = {"estimated_cost_micro", "estimated_cost"}  # at list price, for models without a price: never charged
 
 
 class Caller:
@@ -149,8 +150,9 @@ def _expected(rows: list[dict[str, Any]], fields: tuple[str, ...]) -> dict[tuple
 def _by_group(items: list[dict[str, Any]], fields: tuple[str, ...]) -> dict[tuple[Any, ...], dict[str, int]]:
     out = {}
     for item in items:
-        assert set(item) == set(fields) | set(SUMS) | {"cost"}, item  # only the grouped fields
+        assert set(item) == set(fields) | set(SUMS) | ESTIMATE | {"cost"}, item  # only the grouped fields
         assert item["cost"] == item["cost_micro"] / 1_000_000
+        assert (item["estimated_cost_micro"], item["estimated_cost"]) == (0, 0)  # echo has no list price
         out[tuple(item[f] for f in fields)] = {s: item[s] for s in SUMS}
     return out
 
@@ -236,7 +238,7 @@ def test_usage_per_key_model_day(traffic: Traffic) -> None:
     assert _by_group(full["items"], fields) == _expected(rows, fields)
     assert {k: full["totals"][k] for k in SUMS} == _expected(rows, ())[()]
     assert full["totals"]["cost"] == full["totals"]["cost_micro"] / 1_000_000
-    assert set(full["totals"]) == set(SUMS) | {"cost"} and full["group_by"] == ["key", "model", "day"]
+    assert set(full["totals"]) == set(SUMS) | ESTIMATE | {"cost"} and full["group_by"] == ["key", "model", "day"]
 
     keys = _by_group(per_key["items"], ("key_id",))
     assert keys == _expected(rows, ("key_id",)) and list(keys) == [(a.id,), (b.id,), (None,)]
@@ -252,7 +254,8 @@ def test_usage_per_key_model_day(traffic: Traffic) -> None:
     assert {i["key_id"]: i["requests"] for i in echo["items"]} == {a.id: a.ok, b.id: b.ok}
     assert future["items"] == [] and future["totals"]["requests"] == 0 and future["totals"]["cost"] == 0
     assert old["items"] == [{"model": "fake-chat", "day": "2001-02-03", "requests": 1, "prompt_tokens": 7,
-                             "completion_tokens": 0, "total_tokens": 7, "cost": 0.001234, "cost_micro": 1234}]
+                             "completion_tokens": 0, "total_tokens": 7, "cost": 0.001234, "cost_micro": 1234,
+                             "estimated_cost": 0, "estimated_cost_micro": 0}]
 
 
 @pytest.mark.parametrize(("params", "param"), [

@@ -70,7 +70,7 @@ def test_either_key_header_on_either_path(header: str, path: str, gw: GatewayPro
     r = post(gw, path, ask("deepseek-chat"), {header: value})
     assert r.status_code == 200, r.text
     body = r.json()
-    assert body["content"][0]["text"] == "Hi there." and anthropic_spec.message_errors(body) == []
+    assert body["content"][0]["text"] == "Hi there." and anthropic_spec.message_errors(body, as_sent=True) == []
     row = log_row(gw, r.headers["x-request-id"])
     assert (row["dialect"], row["provider"], row["status"]) == ("anthropic", "deepseek", 200)
 
@@ -128,13 +128,103 @@ def test_translated_stream_conforms_to_the_spec(gw: GatewayProcess, key: str, fa
     r = post(gw, "/v1/messages", ask("deepseek-reasoner", stream=True, tools=tools), {"x-api-key": key})
     assert r.status_code == 200 and r.headers["content-type"].startswith("text/event-stream")
     events = anthropic_spec.parse_sse(r.content)
-    assert anthropic_spec.stream_errors(events) == []
+    assert anthropic_spec.stream_errors(events, as_sent=True) == []
     assert [e for e, _ in events][0] == "message_start" and events[-1][0] == "message_stop"
     deltas = [d["delta"]["type"] for e, d in events if e == "content_block_delta"]
     assert "thinking_delta" in deltas and "input_json_delta" in deltas
     full = post(gw, "/v1/messages", ask("deepseek-reasoner", tools=tools), {"x-api-key": key}).json()
-    assert anthropic_spec.message_errors(full) == []
+    assert anthropic_spec.message_errors(full, as_sent=True) == []
     assert [b["type"] for b in full["content"]] == ["thinking", "tool_use"]  # no text: the fake sends none with calls
+
+
+def nulls(node: Any, path: str = "") -> set[str]:
+    """The paths of every null in a JSON document (list indexes left out)."""
+    if isinstance(node, dict):
+        return {p for k, v in node.items() for p in nulls(v, f"{path}.{k}" if path else k)}
+    if isinstance(node, list):
+        return {p for v in node for p in nulls(v, path)}
+    return {path} if node is None else set()
+
+
+def test_translated_answers_leave_out_the_nulls_anthropic_leaves_out(gw: GatewayProcess, key: str,
+                                                                     fake: FakeOpenAI) -> None:
+    """Issue 17 #15: a text block's ``"citations": null`` made the Vercel AI SDK refuse every translated
+    answer ("Invalid JSON response": its schema is ``z.array(...).optional()``). Anthropic's recorded
+    responses carry null only in stop_reason / stop_sequence / stop_details; the rest it leaves out."""
+    fake.script("deepseek-reasoner", openai_server.Behavior(text="Four.", reasoning="Two plus two."))
+    r = post(gw, "/v1/messages", ask("deepseek-reasoner"), {"x-api-key": key})
+    whole = r.json()
+    assert [b["type"] for b in whole["content"]] == ["thinking", "text"]
+    assert whole["content"][1] == {"type": "text", "text": "Four."}
+    assert nulls(whole) <= {"stop_sequence", "stop_details"}, nulls(whole)
+    assert anthropic_spec.message_errors(whole, as_sent=True) == []
+    assert {"input_tokens", "output_tokens", "cache_read_input_tokens", "cache_creation_input_tokens"} <= set(
+        whole["usage"])
+    r = post(gw, "/v1/messages", ask("deepseek-reasoner", stream=True), {"x-api-key": key})
+    assert r.headers["request-id"] == r.headers["x-request-id"]  # a stream names its request too
+    events = anthropic_spec.parse_sse(r.content)
+    assert anthropic_spec.stream_errors(events, as_sent=True) == []
+    allowed = {"message_start": {"message.stop_reason", "message.stop_sequence", "message.stop_details"},
+               "message_delta": {"delta.stop_sequence", "delta.stop_details"}}
+    for name, data in events:
+        assert nulls(data) <= allowed.get(name, set()), (name, data)
+    starts = [d["content_block"] for e, d in events if e == "content_block_start"]
+    assert {"type": "text", "text": ""} in starts
+    client = anthropic.Anthropic(api_key=key, base_url=gw.url, max_retries=0)  # the SDK still reads both
+    msg = client.messages.create(model="deepseek-reasoner", max_tokens=64, messages=[{"role": "user", "content": "?"}])
+    assert msg.content[1].text == "Four." and msg.content[1].citations is None  # type: ignore[union-attr]
+    with client.messages.stream(model="deepseek-reasoner", max_tokens=64,
+                                messages=[{"role": "user", "content": "?"}]) as stream:
+        assert stream.get_final_message().content[1].text == "Four."  # type: ignore[union-attr]
+
+
+def test_errors_name_their_request_and_say_whether_to_retry(gw: GatewayProcess, key: str) -> None:
+    """Issue 17 #16: Anthropic's errors carry the request's id (body and ``request-id`` header, which
+    the SDK reads), and a refusal no retry can mend says ``x-should-retry: false`` (Claude Code retried
+    a bad key for minutes)."""
+    bad = anthropic.Anthropic(api_key="tw-not-a-real-key", base_url=gw.url, max_retries=0)
+    with pytest.raises(anthropic.AuthenticationError) as exc:
+        bad.messages.create(model="deepseek-chat", max_tokens=8, messages=[{"role": "user", "content": "x"}])
+    rid = exc.value.response.headers["x-request-id"]
+    assert exc.value.request_id == rid and rid.startswith("req_")
+    assert isinstance(exc.value.body, dict) and exc.value.body["request_id"] == rid
+    assert exc.value.response.headers["x-should-retry"] == "false"
+    client = anthropic.Anthropic(api_key=key, base_url=gw.url, max_retries=0)
+    with pytest.raises(anthropic.NotFoundError) as missing:
+        client.messages.create(model="no-such-model", max_tokens=8, messages=[{"role": "user", "content": "x"}])
+    assert missing.value.request_id == missing.value.response.headers["x-request-id"]
+    assert missing.value.response.headers["x-should-retry"] == "false"
+    r = post(gw, "/v1/messages", b"{not json", {"x-api-key": key})
+    assert r.status_code == 400 and r.json()["request_id"] == r.headers["request-id"] == r.headers["x-request-id"]
+    assert anthropic_spec.error_body_errors(r.json()) == [] and r.headers["x-should-retry"] == "false"
+    ok = client.messages.with_raw_response.create(model="deepseek-chat", max_tokens=8,
+                                                  messages=[{"role": "user", "content": "x"}])
+    assert ok.request_id == ok.headers["x-request-id"] and ok.parse()._request_id == ok.request_id
+    count = client.messages.count_tokens(model="deepseek-chat", messages=[{"role": "user", "content": "x"}])
+    assert count._request_id is not None and count._request_id.startswith("req_")
+    models = httpx.get(gw.url + "/v1/models", headers={**VERSION, "x-api-key": key})
+    assert models.headers["request-id"] == models.headers["x-request-id"]
+
+
+def test_unknown_paths_answer_in_the_callers_shape_and_are_logged(gw: GatewayProcess, key: str) -> None:
+    """Issue 17 #16: an Anthropic client (``anthropic-version``) on a path the gateway lacks gets
+    Anthropic's error, with its request id, and the request is in the log like any other."""
+    client = anthropic.Anthropic(api_key=key, base_url=gw.url, max_retries=0)
+    with pytest.raises(anthropic.NotFoundError) as exc:
+        client.beta.files.list()  # GET /v1/files: not served here
+    rid = exc.value.response.headers["x-request-id"]
+    assert exc.value.request_id == rid and exc.value.body == {
+        "type": "error", "error": {"type": "not_found_error", "message": "Unknown path /v1/files"}, "request_id": rid}
+    assert exc.value.response.headers["x-should-retry"] == "false"
+    row = log_row(gw, rid)
+    assert (row["status"], row["dialect"], row["path"], row["error_code"]) == (
+        404, "anthropic", "/v1/files", "not_found")
+    plain = httpx.get(gw.url + "/v1/nope")  # no anthropic-version: OpenAI's shape, logged too
+    assert plain.status_code == 404 and plain.json()["error"]["code"] == "not_found" and "type" in plain.json()["error"]
+    assert log_row(gw, plain.headers["x-request-id"])["dialect"] == "openai"
+    wrong = httpx.put(gw.url + "/anthropic/v1/messages", headers=VERSION)
+    assert wrong.status_code == 405 and wrong.json()["request_id"] == wrong.headers["x-request-id"]
+    assert log_row(gw, wrong.headers["x-request-id"])["status"] == 405
 
 
 @pytest.mark.parametrize("model, behavior_of", [
@@ -194,6 +284,31 @@ def test_count_tokens_on_anthropic_is_anthropics_own(gw: GatewayProcess, key: st
     assert r.status_code == 200 and r.json() == {"input_tokens": 1234}
     seen = fake_anthropic.requests[-1]  # max_tokens is not part of a count request: not forwarded
     assert seen.path == "/v1/messages/count_tokens" and seen.body == {**body, "model": "claude-opus-4-6"}
+
+
+def test_count_tokens_falls_back_to_the_local_count_when_the_upstream_has_none(tmp_path: Any) -> None:
+    """Issue 17 #17: an Anthropic-compatible upstream without count_tokens answers 404 there; Claude
+    Code calls it before every turn, so the gateway counts locally instead of passing the 404 on."""
+    with FakeAnthropic(count_tokens=False) as compat:
+        compat.script("compat-up", anthropic_server.Behavior(text="still here"))
+        g = GatewayProcess(tmp_path, config={
+            "providers": [{"name": "compat", "kind": "anthropic", "base_url": compat.base_url,
+                           "credentials": [{"id": "c1", "api_key": ANTHROPIC_SECRET}]}],
+            "models": [{"id": "compat-model", "provider": "compat", "upstream_id": "compat-up"}],
+            "aliases": {"local-alias": "echo"}}).start()
+        try:
+            key = g.create_key("counts")
+            client = anthropic.Anthropic(api_key=key, base_url=g.url, max_retries=0)
+            messages: list[Any] = [{"role": "user", "content": "hello " * 50}]
+            counted = client.messages.count_tokens(model="compat-model", messages=messages)
+            assert compat.requests[-1].path == "/v1/messages/count_tokens"  # asked first: it may count itself
+            local = client.messages.count_tokens(model="local-alias", messages=messages)  # echo: counted here
+            assert counted.input_tokens == local.input_tokens > 50
+            msg = client.messages.create(model="compat-model", max_tokens=16, messages=messages)
+            assert msg.content[0].text == "still here"  # type: ignore[union-attr]  # the credential is not cooled
+            assert compat.spec_errors == []
+        finally:
+            g.stop()
 
 
 def test_dated_claude_ids_reach_the_anthropic_upstream(gw: GatewayProcess, key: str,

@@ -376,7 +376,7 @@ async def test_max_tokens_and_stop_sequence(provider: bedrock.BedrockProvider, f
 
 
 @pytest.mark.parametrize(("error_type", "status", "http_status", "retry_after"), [
-    ("ValidationException", 400, 400, None), ("AccessDeniedException", 403, 502, None),
+    ("ValidationException", 400, 400, None), ("AccessDeniedException", 403, 403, None),  # the request's refusal
     ("ThrottlingException", 429, 429, "7"), ("ModelTimeoutException", 408, 502, None),
     ("ServiceUnavailableException", 503, 502, None)])
 @pytest.mark.parametrize("streaming", [False, True])

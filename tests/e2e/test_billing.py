@@ -23,7 +23,7 @@ import httpx
 import openai
 import pytest
 
-from tests.e2e.harness import GatewayProcess, fake_config
+from tests.e2e.harness import ADMIN_KEY, GatewayProcess, fake_config
 from tests.fakes.openai_server import UPSTREAM_SECRET, Behavior, FakeOpenAI
 
 PRICE_IN, PRICE_OUT, PER_REQUEST = Fraction("1.5"), Fraction("8.25"), Fraction("0.0001")  # credits
@@ -418,3 +418,41 @@ def test_concurrent_requests_spend_exactly_the_balance_on_postgres(tmp_path: Pat
         spend_concurrently(pg, Books(postgres=postgres_url))
     finally:
         pg.stop()
+
+
+# --- estimates for models without an operator price (issue 17.23) --------------------------------
+
+def test_an_unpriced_model_logs_an_estimate_at_list_price_and_charges_nothing(
+        gw: GatewayProcess, books: Books, fake: FakeOpenAI) -> None:
+    with gw.admin() as admin:  # no price: served for free, as before, but no longer shown as costing nothing
+        r = admin.post("/admin/model/save", json={"name": "listed-mini", "provider": "fake",
+                                                  "upstream_id": "gpt-4o-mini"})
+        assert r.status_code == 200, r.text
+    fake.script("gpt-4o-mini", Behavior(text="one two three", prompt_tokens=100_000))
+    secret, key_id = apply_key(gw, balance=1)
+    keyed = chat(gw, secret, "listed-mini")
+    assert keyed.status_code == 200, keyed.text
+    admin_call = chat(gw, ADMIN_KEY, "listed-mini")
+    assert admin_call.status_code == 200, admin_call.text
+    # gpt-4o-mini lists at $0.15 / $0.60 per million tokens: 100,000 in and 3 out
+    expected = math.ceil((100_000 * Fraction("0.15") + 3 * Fraction("0.60")) / MICRO * MICRO)
+    assert expected == 15_002
+    ids = {keyed.headers["x-request-id"], admin_call.headers["x-request-id"]}
+    deadline = time.time() + 5
+    with gw.admin() as admin:
+        while True:
+            items = [i for i in admin.get("/admin/log/list", params={"model": "listed-mini"}).json()["items"]
+                     if i["id"] in ids]
+            if len(items) == 2 or time.time() > deadline:
+                break
+            time.sleep(0.05)
+        assert len(items) == 2
+        for item in items:
+            assert (item["cost_micro"], item["estimated_cost_micro"]) == (0, expected), item
+            assert item["estimated_cost"] == expected / MICRO
+        usage = admin.get("/admin/usage", params={"model": "listed-mini", "group_by": "model"}).json()
+    assert usage["totals"]["cost_micro"] == 0
+    assert usage["totals"]["estimated_cost_micro"] == 2 * expected
+    assert usage["items"][0]["estimated_cost"] == 2 * expected / MICRO
+    assert books.balance(key_id) == MICRO  # never charged
+    assert [e[0] for e in books.ledger(key_id)] == ["recharge"]

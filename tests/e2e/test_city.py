@@ -200,9 +200,58 @@ def test_env_changes_reach_every_process_without_a_restart(tmp_path: Any, fake: 
         first.stop()
 
 
-def test_only_the_admin_secret_is_citys_admin(city: GatewayProcess) -> None:
+def test_an_admin_role_key_is_citys_admin(city: GatewayProcess, studio: dict[str, Any]) -> None:
+    """Issue 17 #18: the README counts an admin-role key as the admin, as the admin API does."""
     with city.admin() as admin:
         key = admin.post("/admin/api-key/apply", json={"name": "ops", "role": "admin"}).json()["api_key"]
-    r = call(city, "GET", "/v1/studios/list", key)  # an admin-role key is a user here
-    assert r.status_code == 403 and r.json()["error"]["code"] == "forbidden"
-    assert call(city, "GET", "/v1/studios/list", ADMIN_KEY).status_code == 200
+    r = call(city, "GET", "/v1/studios/list", key)
+    assert r.status_code == 200, r.text
+    assert studio["id"] in [s["id"] for s in r.json()["items"]]
+    models = call(city, "GET", "/v1/ai/models", key).json()["items"]
+    assert all("env_requirements" in m for m in models)  # the admin's view of the catalog
+    with city.admin() as admin:
+        user = admin.post("/admin/api-key/apply", json={"name": "plain", "role": "user"}).json()["api_key"]
+    assert call(city, "GET", "/v1/studios/list", user).status_code == 403  # a user-role key stays a user
+
+
+def test_studio_actions_take_id_or_studio_id(city: GatewayProcess) -> None:
+    """Issue 17 #18: pause/activate/remove took ``id`` and tokens/apply ``studio_id``; each takes both."""
+    sid = call(city, "POST", "/v1/studios/create", ADMIN_KEY, {"name": "Either"}).json()["id"]
+    applied = call(city, "POST", "/v1/studios/tokens/apply", ADMIN_KEY, {"id": sid})
+    assert applied.status_code == 200 and applied.json()["studio_id"] == sid
+    paused = call(city, "POST", "/v1/studios/pause", ADMIN_KEY, {"studio_id": sid})
+    assert paused.status_code == 200 and paused.json()["status"] == "paused"
+    assert call(city, "POST", "/v1/studios/activate", ADMIN_KEY, {"studio_id": sid}).json()["status"] == "active"
+    both = call(city, "POST", "/v1/studios/pause", ADMIN_KEY, {"id": sid, "studio_id": "studio_other"})
+    assert both.status_code == 400 and both.json()["error"]["code"] == "invalid_request"
+    assert call(city, "POST", "/v1/studios/pause", ADMIN_KEY, {"id": sid, "studio_id": sid}).status_code == 200
+    missing = call(city, "POST", "/v1/studios/remove", ADMIN_KEY, {})
+    assert missing.status_code == 400 and "studio_id" in missing.json()["error"]["message"]
+    removed = call(city, "POST", "/v1/studios/remove", ADMIN_KEY, {"studio_id": sid})
+    assert removed.status_code == 200 and removed.json()["revoked_tokens"] == 1
+
+
+def test_chat_completions_on_v1_ai_checks_the_studio(city: GatewayProcess, studio: dict[str, Any],
+                                                     fake: FakeOpenAI) -> None:
+    """Issue 17 #18: the other ai actions refuse a body's studio_id of another studio; so does this one."""
+    fake.script("deepseek-chat", Behavior(text="mine"))
+    client = openai.OpenAI(api_key=studio["token"], base_url=city.url + "/v1/ai", max_retries=0)
+    messages: list[Any] = [{"role": "user", "content": "hi"}]
+    with pytest.raises(openai.PermissionDeniedError) as exc:
+        client.chat.completions.create(model="deepseek-chat", messages=messages,
+                                       extra_body={"studio_id": "studio_someone_else"})
+    assert exc.value.code == "studio_mismatch"
+    before = len(fake.seen("deepseek-chat"))
+    mine = {"studio_id": studio["id"]}
+    ok = client.chat.completions.create(model="deepseek-chat", messages=messages, extra_body=mine)
+    assert ok.choices[0].message.content == "mine"
+    assert "studio_id" not in fake.seen("deepseek-chat")[-1].body  # City's field, not the upstream's
+    streamed = client.chat.completions.create(model="deepseek-chat", messages=messages, stream=True, extra_body=mine)
+    assert "".join(ch.choices[0].delta.content or "" for ch in streamed if ch.choices) == "mine"
+    assert len(fake.seen("deepseek-chat")) == before + 2
+    with pytest.raises(openai.PermissionDeniedError):
+        client.chat.completions.create(model="deepseek-chat", messages=messages, stream=True,
+                                       extra_body={"studio_id": "studio_someone_else"})
+    admin = openai.OpenAI(api_key=ADMIN_KEY, base_url=city.url + "/v1/ai", max_retries=0)  # no studio to differ from
+    assert admin.chat.completions.create(model="deepseek-chat", messages=messages,
+                                         extra_body=mine).choices[0].message.content == "mine"

@@ -2,7 +2,8 @@
 GitHub/Google sign-in against fake providers on loopback (tests/fakes/oauth_server.py).
 
 The client IP the login limits count is the one uvicorn resolves; it honours X-Forwarded-For
-from 127.0.0.1, so each test sends its own address and the per-IP counts stay apart.
+from 127.0.0.1 (trusted here: TOLLWAY_TRUSTED_PROXIES), so each test sends its own address and the
+per-IP counts stay apart.
 """
 
 from __future__ import annotations
@@ -30,9 +31,13 @@ def oauth() -> Iterator[FakeOAuth]:
     server.stop()
 
 
+# the tests play many clients from 127.0.0.1 through X-Forwarded-For: believed from a trusted proxy only
+TRUSTED = {"TOLLWAY_TRUSTED_PROXIES": "127.0.0.1"}
+
+
 @pytest.fixture(scope="module")
 def gw(oauth: FakeOAuth, tmp_path_factory: pytest.TempPathFactory) -> Iterator[GatewayProcess]:
-    process = GatewayProcess(tmp_path_factory.mktemp("accounts"), env=oauth.env()).start()
+    process = GatewayProcess(tmp_path_factory.mktemp("accounts"), env=oauth.env() | TRUSTED).start()
     yield process
     process.stop()
 
@@ -40,7 +45,7 @@ def gw(oauth: FakeOAuth, tmp_path_factory: pytest.TempPathFactory) -> Iterator[G
 @pytest.fixture(scope="module")
 def short_gw(oauth: FakeOAuth, tmp_path_factory: pytest.TempPathFactory) -> Iterator[GatewayProcess]:
     """States live one second; only GitHub is configured."""
-    env = {k: v for k, v in oauth.env().items() if "GOOGLE" not in k} | {"TOLLWAY_OAUTH_STATE_TTL": "1"}
+    env = {k: v for k, v in oauth.env().items() if "GOOGLE" not in k} | {"TOLLWAY_OAUTH_STATE_TTL": "1"} | TRUSTED
     process = GatewayProcess(tmp_path_factory.mktemp("accounts-short"), env=env).start()
     yield process
     process.stop()
@@ -147,15 +152,28 @@ def test_wrong_password_and_unknown_email_get_the_same_401(gw: GatewayProcess) -
     assert "user_token" not in wrong.text
 
 
-def test_failures_per_email_are_limited(gw: GatewayProcess) -> None:
-    user = new_user(gw)
+def _login_from(gw: GatewayProcess, address: str, email: str, password: str) -> httpx.Response:
+    """A login whose connection comes from ``address`` (loopback), with no forwarding header."""
+    with httpx.Client(transport=httpx.HTTPTransport(local_address=address), timeout=30) as client:
+        return client.post(gw.url + "/v1/accounts/login", json={"email": email, "password": password})
+
+
+def test_wrong_passwords_from_one_address_never_lock_the_user_out(gw: GatewayProcess) -> None:
+    """Issue 17 item 7: five wrong passwords used to lock the email for everyone (429 from
+    anywhere); now they slow down the address that sent them, on that email, and nobody else."""
+    user, attacker, owner = new_user(gw), "127.0.0.7", "127.0.0.8"
     for _ in range(5):
-        assert login(gw, user["email"], "wrong password").status_code == 401
-    limited = login(gw, user["email"], "correct horse battery")  # even the right one, from anywhere
+        assert _login_from(gw, attacker, user["email"], "wrong password").status_code == 401
+    limited = _login_from(gw, attacker, user["email"], "wrong password")  # the attacker waits now
     assert limited.status_code == 429, limited.text
-    assert limited.json()["error"]["code"] == "rate_limited"
-    assert 1 <= int(limited.headers["retry-after"]) <= 300
-    assert login(gw, user["email"], "correct horse battery", client_ip=ip()).status_code == 429
+    assert limited.json()["error"]["code"] == "rate_limited" and int(limited.headers["retry-after"]) == 1
+    assert _login_from(gw, attacker, user["email"], "correct horse battery").status_code == 429  # no oracle
+    assert _login_from(gw, owner, user["email"], "correct horse battery").status_code == 200
+    time.sleep(1.05)
+    assert _login_from(gw, attacker, user["email"], "wrong password").status_code == 401  # the delay is over ...
+    limited = _login_from(gw, attacker, user["email"], "wrong password")
+    assert limited.status_code == 429 and 1 <= int(limited.headers["retry-after"]) <= 2  # ... the next is longer
+    assert _login_from(gw, owner, user["email"], "correct horse battery").status_code == 200
 
 
 def test_failures_per_ip_are_limited(gw: GatewayProcess) -> None:
@@ -167,13 +185,14 @@ def test_failures_per_ip_are_limited(gw: GatewayProcess) -> None:
     assert login(gw, user["email"], "correct horse battery", ip()).status_code == 200  # another address
 
 
-def test_a_successful_login_clears_the_email_count(gw: GatewayProcess) -> None:
-    user = new_user(gw)
+def test_a_successful_login_clears_the_count(gw: GatewayProcess) -> None:
+    user, here = new_user(gw), ip()
     for _ in range(4):
-        assert login(gw, user["email"], "wrong password").status_code == 401
-    assert login(gw, user["email"], "correct horse battery").status_code == 200
-    for _ in range(4):
-        assert login(gw, user["email"], "wrong password").status_code == 401
+        assert login(gw, user["email"], "wrong password", here).status_code == 401
+    assert login(gw, user["email"], "correct horse battery", here).status_code == 200
+    for _ in range(5):
+        assert login(gw, user["email"], "wrong password", here).status_code == 401
+    assert login(gw, user["email"], "wrong password", here).status_code == 429
 
 
 def test_guests_and_users_may_call_login_and_oauth(gw: GatewayProcess) -> None:

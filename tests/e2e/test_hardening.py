@@ -10,7 +10,7 @@ import httpx
 import openai
 import pytest
 
-from tests.e2e.harness import GatewayProcess
+from tests.e2e.harness import ADMIN_KEY, GatewayProcess
 from tests.e2e.test_openai_chat import client, log_rows, wait_for_row
 from tests.fakes.openai_server import UPSTREAM_SECRET, Behavior, FakeOpenAI
 
@@ -113,3 +113,79 @@ def test_openai_sdk_sees_the_odd_retry_after_as_a_plain_rate_limit(gateway: Gate
     with pytest.raises(openai.RateLimitError):
         client(gateway, user_key).chat.completions.create(model="fake/odd-retry-sdk",
                                                           messages=[{"role": "user", "content": "x"}])
+
+
+# --- issue 17 #2 and #3: bodies no decoder should choke on, on every JSON surface ------------------
+
+_DEEP = b'{"model": "echo", "x": ' + b"[" * 1000 + b"]" * 1000 + b"}"
+_DEEP_OBJECTS = b'{"model": "echo", "x": ' + b'{"a": ' * 3000 + b"1" + b"}" * 3000 + b"}"
+_BAD_UTF8 = (b'{"model": "echo", "prompt": "h\xffi", "messages": [{"role": "user", "content": "h\xffi"}], '
+             b'"email": "a\xff@example.com", "password": "p\xff", "provider": "github", "admin_key": "k\xff", '
+             b'"identifier": "a\xff", "message": "h\xffi"}')
+
+
+def _openai_shape(body: Any) -> bool:
+    return body["error"]["type"] == "invalid_request_error" and body["error"]["code"] == "invalid_request"
+
+
+def _anthropic_shape(body: Any) -> bool:
+    return body["type"] == "error" and body["error"]["type"] == "invalid_request_error"
+
+
+def _city_shape(body: Any) -> bool:
+    return body["error"]["code"] == "invalid_request"
+
+
+def _admin_shape(body: Any) -> bool:
+    return isinstance(body["detail"], str)
+
+
+_SURFACES = [  # path, who calls it, the surface's error shape
+    ("/admin/login", None, _admin_shape),
+    ("/admin/test", "admin", _admin_shape),
+    ("/admin/accounts/test", "admin", _admin_shape),
+    ("/admin/api-key/apply", "admin", _admin_shape),
+    ("/v1/accounts/login", None, _city_shape),
+    ("/v1/accounts/oauth/start", None, _city_shape),
+    ("/v1/studios/create", "admin", _city_shape),
+    ("/v1/ai/text", "user", _city_shape),
+    ("/v1/ai/stream", "user", _city_shape),
+    ("/v1/chat/completions", "user", _openai_shape),
+    ("/api/v1/chat/completions", "user", lambda b: b["error"]["code"] == "invalid_request"),
+    ("/v1/messages", "user", _anthropic_shape),
+    ("/v1/messages/count_tokens", "user", _anthropic_shape),
+]
+
+
+@pytest.mark.parametrize(("path", "who", "shape"), _SURFACES, ids=[s[0] for s in _SURFACES])
+def test_deep_json_and_invalid_utf8_are_400_in_the_surfaces_error_shape(
+        gateway: GatewayProcess, user_key: str, path: str, who: str | None, shape: Any) -> None:
+    """Issue 17 #2 (JSON nested 1,000 deep was a 500: RecursionError) and #3 (invalid UTF-8 in a
+    string was a 500: UnicodeDecodeError), each with a traceback in the log."""
+    token = {"admin": ADMIN_KEY, "user": user_key, None: None}[who]
+    headers = {"content-type": "application/json", "anthropic-version": "2023-06-01",
+               "X-Forwarded-For": "10.9.8.7"}
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
+    logged = len(gateway.output())
+    for raw in (_DEEP, _DEEP_OBJECTS, _BAD_UTF8):
+        r = httpx.post(gateway.url + path, content=raw, headers=headers, timeout=10)
+        assert r.status_code == 400, (raw[:40], r.text)
+        assert shape(r.json()), r.text
+    assert "Traceback" not in gateway.output()[logged:]
+
+
+def test_a_seed_004_doc_part_reaches_an_openai_compatible_upstream_as_a_file_part(
+        gateway: GatewayProcess, user_key: str, fake: FakeOpenAI) -> None:
+    """Issue 17 #20: the pass-through forwarded the ``doc`` part unchanged, which no OpenAI-wire
+    upstream takes (the fake's spec check refused it)."""
+    fake.script("doc-reader", Behavior(text="read it"))
+    doc = {"type": "doc", "doc": {"name": "tiny.pdf", "format": "pdf", "size": 3,
+                                  "source": {"bytes": {"0": 37, "1": 80, "2": 68}}}}
+    r = _chat(gateway, user_key, {"model": "fake/doc-reader", "messages": [
+        {"role": "user", "content": [{"type": "text", "text": "Describe this document."}, doc]}]})
+    assert r.status_code == 200, r.text
+    content = fake.seen("doc-reader")[-1].body["messages"][0]["content"]
+    assert content == [{"type": "text", "text": "Describe this document."},
+                       {"type": "file", "file": {"file_data": "data:application/pdf;base64,JVBE",
+                                                 "filename": "tiny.pdf"}}]

@@ -140,7 +140,51 @@ def test_requests_cut_by_the_shutdown_grace_still_leave_a_row(tmp_path: Path, fa
     con = sqlite3.connect(gw.db_path)
     rows = dict(con.execute("SELECT model, status FROM request_logs WHERE model IN ('fake/forever', 'echo')"))
     con.close()
-    assert rows == {"fake/forever": 499, "echo": 200}
+    assert rows == {"fake/forever": 503, "echo": 200}  # cut by the server, not by its client
+
+
+@pytest.mark.parametrize(("path", "model", "body"), [
+    ("/v1/chat/completions", "fake/slow", {}),  # an OpenAI pass-through stream
+    ("/v1/messages", "fake/slow", {"max_tokens": 50}),  # an Anthropic client, translated
+])
+def test_a_stream_cut_by_the_shutdown_grace_ends_with_an_error_frame_and_pays_what_it_delivered(
+        tmp_path: Path, fake: FakeOpenAI, path: str, model: str, body: dict[str, object]) -> None:
+    fake.script("slow", Behavior(text=" ".join(["word"] * 40), chunk_delay=0.25))
+    gw = GatewayProcess(tmp_path, config=fake_config(fake.base_url, UPSTREAM_SECRET),
+                        env={"TOLLWAY_SHUTDOWN_GRACE": "1"}).start()
+    with gw.admin() as admin:  # a price and a balance, so that what is charged shows
+        admin.post("/admin/model/save", json={"name": "fake/slow", "provider": "fake", "upstream_id": "slow",
+                                              "price_in": "1", "price_out": "1000"}).raise_for_status()
+        applied = admin.post("/admin/api-key/apply", json={"name": "cut", "role": "user", "balance": "10"})
+        applied.raise_for_status()
+        key = applied.json()["api_key"]
+    received: list[bytes] = []
+
+    def read() -> None:
+        with httpx.stream("POST", gw.url + path, timeout=20,
+                          headers={"Authorization": f"Bearer {key}", "anthropic-version": "2023-06-01"},
+                          json={"model": model, "stream": True, "messages": [{"role": "user", "content": "go"}],
+                                **body}) as r:
+            for chunk in r.iter_bytes():
+                received.append(chunk)
+
+    with ThreadPoolExecutor(1) as pool:
+        future = pool.submit(read)
+        time.sleep(1.5)  # a few chunks in, far from the end
+        gw.signal(signal.SIGTERM)
+        gw.wait(20)
+        with contextlib.suppress(httpx.HTTPError):
+            future.result()
+    text = b"".join(received)
+    assert b"word" in text and b"The gateway is shutting down" in text, text[-300:]
+    assert text.rstrip().endswith(b"}")  # the error frame is the stream's last event
+    con = sqlite3.connect(gw.db_path)
+    status, code, note, completion, cost = con.execute(
+        "SELECT status, error_code, note, completion_tokens, cost_micro FROM request_logs WHERE model = ?",
+        (model,)).fetchone()
+    con.close()
+    assert (status, code, note) == (503, "server_shutdown", "cut by the server's shutdown")
+    assert 0 < completion < 40 and cost > 0  # charged for what was delivered, not refunded, not all of it
 
 
 @pytest.mark.parametrize(("yaml_text", "env", "message"), [

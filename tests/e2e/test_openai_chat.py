@@ -7,6 +7,7 @@ import sqlite3
 import time
 from typing import Any
 
+import anthropic
 import httpx
 import openai
 import pytest
@@ -93,6 +94,28 @@ def test_non_stream_passthrough(gateway: GatewayProcess, user_key: str, fake: Fa
     assert (row["status"], row["model"], row["provider"], row["credential"]) == (200, "fake-chat", "fake", "fake-1")
     assert (row["prompt_tokens"], row["completion_tokens"], row["cached_tokens"]) == (11, 6, 3)
     assert row["key_prefix"] == user_key[:10] and row["stream"] == 0
+    # the answer names the model asked for, as a translated one does; the upstream's id is beside it
+    assert resp.model == "fake-chat" and raw.headers["x-tollway-upstream-model"] == "upstream-chat"
+    assert row["upstream_model"] == "upstream-chat"
+
+
+def test_every_path_answers_with_the_model_name_the_client_asked_for(
+        gateway: GatewayProcess, user_key: str, fake: FakeOpenAI) -> None:
+    """Seed 004: the answer's model is the name in the request, pass-through or translated,
+    stream or not."""
+    fake.script("upstream-chat", Behavior(text="one two three"))
+    sdk = client(gateway, user_key)
+    for model in ("fake-chat", "echo"):  # pass-through, translated
+        chunks = list(sdk.chat.completions.create(
+            model=model, stream=True, messages=[{"role": "user", "content": "one two three"}]))
+        assert chunks and {c.model for c in chunks} == {model}, (model, {c.model for c in chunks})
+    claude = anthropic.Anthropic(api_key=user_key, base_url=gateway.url)
+    whole = claude.messages.with_raw_response.create(model="fake-chat", max_tokens=20,
+                                                     messages=[{"role": "user", "content": "hi"}])
+    assert whole.parse().model == "fake-chat" and whole.headers["x-tollway-upstream-model"] == "upstream-chat"
+    events = list(claude.messages.create(model="fake-chat", max_tokens=20, stream=True,
+                                         messages=[{"role": "user", "content": "hi"}]))
+    assert events[0].type == "message_start" and events[0].message.model == "fake-chat"
 
 
 def test_alias_and_env_catalog_route_to_the_upstream(gateway: GatewayProcess, user_key: str,

@@ -169,9 +169,29 @@ def test_a_401_disables_the_credential(tmp_path: Path, upstream: CredentialFake)
         before = len(upstream.calls("secret-a"))
         assert all(chat(gw, key).status_code == 200 for _ in range(4))
         assert len(upstream.calls("secret-a")) == before == 1
-        upstream.script("secret-b", Behavior(status=403))
+        upstream.script("secret-b", Behavior(status=401))
         r = chat(gw, key)  # b is disabled by this call; a was already: nothing is left
         assert r.status_code == 503 and r.json()["error"]["code"] == "credentials_disabled"
+    finally:
+        gw.stop()
+
+
+def test_a_403_is_the_requests_failure_and_disables_nothing(tmp_path: Path, upstream: CredentialFake) -> None:
+    """A user key cannot switch a shared pool off: requests the upstream refuses with 403 (a model
+    this key may not use, refused content) fail, and every credential keeps serving."""
+    gw = start(tmp_path, [provider("p1", upstream, ["a", "b", "c"])])
+    try:
+        key = gw.create_key()
+        for c in "abc":
+            upstream.script(f"secret-{c}", Behavior(status=403))
+        for _ in range(2):
+            refused = chat(gw, key)
+            assert refused.status_code == 403, refused.text
+            assert "all 3 attempts failed" in refused.json()["error"]["message"]
+        for c in "abc":
+            upstream.script(f"secret-{c}", Behavior())
+        assert all(chat(gw, key).status_code == 200 for _ in range(6))
+        assert {a.credential for a in upstream.calls()[-6:]} == {"secret-a", "secret-b", "secret-c"}
     finally:
         gw.stop()
 
@@ -205,7 +225,10 @@ def test_fallback_chain(tmp_path: Path, upstream: CredentialFake) -> None:
         for c in ("a1", "a2", "b1"):
             upstream.script(f"secret-{c}", Behavior(status=500))
         r = chat(gw, key, "primary")
-        assert r.status_code == 200 and r.json()["model"] == "m3"
+        # the answer names the model asked for; which upstream model served it is in a header and the log
+        assert r.status_code == 200 and r.json()["model"] == "primary"
+        assert r.headers["x-tollway-upstream-model"] == "m3"
+        assert row(gw, r.headers["x-request-id"])["upstream_model"] == "m3"
         attempts = json.loads(row(gw, r.headers["x-request-id"])["attempts"])
         assert [(a["model"], a["credential"], a["status"]) for a in attempts] == [
             ("primary", "a1", 502), ("primary", "a2", 502), ("second", "b1", 502), ("third", "c1", 200)] or [
@@ -239,9 +262,9 @@ def test_a_fallback_model_keeps_its_own_rate_limit(tmp_path: Path, upstream: Cre
         key = gw.create_key()
         upstream.script("secret-a1", Behavior(status=500))
         first = chat(gw, key, "primary")
-        assert first.status_code == 200 and first.json()["model"] == "m2"
+        assert first.status_code == 200 and first.headers["x-tollway-upstream-model"] == "m2"
         again = chat(gw, key, "primary")  # "second" had its one request this minute: on to "third"
-        assert again.status_code == 200 and again.json()["model"] == "m3"
+        assert again.status_code == 200 and again.headers["x-tollway-upstream-model"] == "m3"
         attempts = json.loads(row(gw, again.headers["x-request-id"])["attempts"])
         assert [(a["model"], a["credential"], a["status"], a["error"]) for a in attempts] == [
             ("primary", "a1", 502, attempts[0]["error"]), ("second", None, 429, "rate_limited"),

@@ -8,17 +8,23 @@ RPM limit holds across both (within one request), and an admin change made throu
 from __future__ import annotations
 
 import asyncio
+import signal
 import time
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
+import redis
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from tests.conftest import redis_namespace
-from tests.e2e.harness import ADMIN_KEY, GatewayProcess
+from tests.e2e.harness import ADMIN_KEY, GatewayProcess, fake_config
+from tests.fakes.openai_server import UPSTREAM_SECRET, Behavior, FakeOpenAI
+from tests.fakes.tcp_proxy import TcpProxy
 
 COST = 0.25  # credits per echo request in these tests (credit_cost only: the hold is exact)
 
@@ -207,3 +213,136 @@ def test_workers_without_redis_are_refused(tmp_path: Path) -> None:
     gw = GatewayProcess(tmp_path, workers=2)
     with pytest.raises(RuntimeError, match="needs TOLLWAY_REDIS_URL"):
         gw.start(timeout=20)
+
+
+# --- a replica killed with calls in flight, and Redis going away under one (issue 17.12, 17.13) ------
+
+def _slow_gateways_env(postgres_url: str, redis_url: str, prefix: str, **extra: str) -> dict[str, str]:
+    return {"TOLLWAY_DATABASE_URL": postgres_url, "TOLLWAY_REDIS_URL": redis_url, "TOLLWAY_REDIS_PREFIX": prefix,
+            "TOLLWAY_LOG_FLUSH_INTERVAL": "0.1", "TOLLWAY_LEDGER_FLUSH_INTERVAL": "0.05",
+            "TOLLWAY_MAX_INFLIGHT_PER_CREDENTIAL": "64", **extra}
+
+
+def _fire(url: str, key: str, model: str, n: int) -> tuple[ThreadPoolExecutor, list[Future[int]]]:
+    """``n`` calls at once, left running; each future answers its status (or raises)."""
+    pool = ThreadPoolExecutor(n)
+
+    def call() -> int:
+        r = httpx.post(f"{url}/v1/chat/completions", headers={"Authorization": f"Bearer {key}"},
+                       json={"model": model, "messages": [{"role": "user", "content": "hi"}], "max_tokens": 8},
+                       timeout=60)
+        return r.status_code
+
+    return pool, [pool.submit(call) for _ in range(n)]
+
+
+def _wait_seen(fake: FakeOpenAI, upstream: str, n: int, timeout: float = 20.0) -> None:
+    deadline = time.time() + timeout
+    while len(fake.seen(upstream)) < n:
+        assert time.time() < deadline, f"only {len(fake.seen(upstream))} of {n} calls reached the upstream"
+        time.sleep(0.02)
+
+
+def test_the_holds_of_a_killed_replica_come_back_within_their_lease(
+        tmp_path: Path, fake: FakeOpenAI, postgres_url: str, redis_url: str, redis_prefix: str) -> None:
+    """Issue 17.12: a replica SIGKILLed with 20 calls in flight held the key's whole balance for an
+    hour (402 on the other replica meanwhile). Holds are leases renewed while their call runs: the
+    dead replica's come back within TOLLWAY_LEASE_TTL (here 3 s; 60 s by default)."""
+    env = _slow_gateways_env(postgres_url, redis_url, redis_prefix, TOLLWAY_LEASE_TTL="3")
+    config = fake_config(fake.base_url, UPSTREAM_SECRET)
+    for name in ("a", "b"):
+        (tmp_path / name).mkdir()
+    a = GatewayProcess(tmp_path / "a", env=env, config=config).start()
+    b = GatewayProcess(tmp_path / "b", env=env, config=config)
+    pool = None
+    try:
+        b.start()
+        _admin(a, "/admin/model/save", {"name": "held-chat", "provider": "fake", "upstream_id": "held-up",
+                                       "credit_cost": 1})
+        key_id, key = _key(a, balance=20)
+        fake.script("held-up", Behavior(headers_delay=30.0))
+        seen = len(fake.seen("held-up"))
+        pool, _ = _fire(a.url, key, "held-chat", 20)
+        _wait_seen(fake, "held-up", seen + 20)  # 20 calls in flight on A, 20 credits held
+        _until(lambda: _status_on(b, key, "held-chat") == 402, timeout=5)
+        a.signal(signal.SIGKILL)
+        a.wait(10)
+        fake.script("held-up", Behavior(text="back"))
+        t0 = time.monotonic()
+        while (status := _status_on(b, key, "held-chat")) != 200:
+            assert status == 402 and time.monotonic() - t0 < 15, f"the dead replica's holds stayed ({status})"
+            time.sleep(0.25)
+        balance, total = _settled(postgres_url, key_id, 1)
+        assert balance == total == 19_000_000  # the killed calls were never settled: nothing charged for them
+    finally:
+        if pool is not None:
+            pool.shutdown(wait=False, cancel_futures=True)
+        b.stop()
+        a.stop()
+
+
+def _status_on(gw: GatewayProcess, key: str, model: str) -> int:
+    r = httpx.post(f"{gw.url}/v1/chat/completions", headers={"Authorization": f"Bearer {key}"},
+                   json={"model": model, "messages": [{"role": "user", "content": "hi"}], "max_tokens": 8}, timeout=10)
+    return r.status_code
+
+
+def _redis_balance(redis_url: str, prefix: str, key_id: int) -> int | None:
+    with redis.Redis.from_url(redis_url, decode_responses=True) as client:
+        for name in client.scan_iter(match=f"{prefix}*wallet:{{{key_id}}}", count=1000):
+            return int(client.hget(name, "b") or 0)  # type: ignore[arg-type]
+    return None
+
+
+def test_a_redis_outage_bills_every_call_served_and_refuses_new_ones_with_503(
+        tmp_path: Path, fake: FakeOpenAI, postgres_url: str, redis_url: str, redis_prefix: str) -> None:
+    """Issue 17.13: 10 calls in flight when Redis went away for more than half a minute were served
+    and never booked, and every call meanwhile got a 500. Now a billed call meanwhile gets 503 with
+    Retry-After; a settlement that cannot reach Redis is kept in the database, so it survives even
+    its replica's SIGKILL, and another replica books it once Redis is back."""
+    target = urlsplit(redis_url)
+    proxy = TcpProxy(target.hostname or "127.0.0.1", target.port or 6379).start()
+    db = int((target.path or "/0").strip("/") or 0)
+    env = _slow_gateways_env(postgres_url, proxy.url(db), redis_prefix)
+    config = fake_config(fake.base_url, UPSTREAM_SECRET)
+    for name in ("a", "b"):
+        (tmp_path / name).mkdir()
+    a = GatewayProcess(tmp_path / "a", env=env, config=config).start()
+    b = GatewayProcess(tmp_path / "b", env=env, config=config)
+    pool = None
+    try:
+        _admin(a, "/admin/model/save", {"name": "outage-chat", "provider": "fake", "upstream_id": "outage-up",
+                                       "credit_cost": 1})
+        key_id, key = _key(a, balance=100)
+        fake.script("outage-up", Behavior(headers_delay=2.0))
+        seen = len(fake.seen("outage-up"))
+        pool, calls = _fire(a.url, key, "outage-chat", 10)
+        _wait_seen(fake, "outage-up", seen + 10)
+        proxy.cut()
+        assert [c.result(30) for c in calls] == [200] * 10  # served while Redis is away
+        r = httpx.post(f"{a.url}/v1/chat/completions", headers={"Authorization": f"Bearer {key}"},
+                       json={"model": "outage-chat", "messages": [{"role": "user", "content": "hi"}]}, timeout=30)
+        assert r.status_code == 503, r.text
+        assert r.json()["error"]["code"] == "billing_unavailable" and int(r.headers["retry-after"]) >= 1
+        deadline = time.time() + 20
+        while _scalar(postgres_url, "SELECT count(*) FROM pending_settlements WHERE key_id = :k", k=key_id) < 10:
+            assert time.time() < deadline, "the settlements were not kept in the database"
+            time.sleep(0.1)
+        logged = _scalar(postgres_url, "SELECT count(*) FROM request_logs WHERE model = 'outage-chat' AND "
+                                       "status = 200 AND cost_micro = 1000000")
+        assert logged == 10
+        a.signal(signal.SIGKILL)  # whatever it kept in memory is gone
+        a.wait(10)
+        proxy.restore()
+        b.start()  # books what A kept
+        balance, total = _settled(postgres_url, key_id, 10, timeout=20)
+        assert balance == total == 90_000_000  # 100 credits less the 10 calls served: none unbilled
+        assert _scalar(postgres_url, "SELECT count(*) FROM pending_settlements") == 0
+        assert _redis_balance(redis_url, redis_prefix, key_id) == 90_000_000
+        assert _status_on(b, key, "outage-chat") == 200
+    finally:
+        if pool is not None:
+            pool.shutdown(wait=False, cancel_futures=True)
+        b.stop()
+        a.stop()
+        proxy.stop()

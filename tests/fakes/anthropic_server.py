@@ -14,7 +14,9 @@ Usage::
 ``https://api.anthropic.com``: clients append ``/v1/messages``, ``/v1/messages/count_tokens``, ``/v1/models``.
 
 Endpoints: POST /v1/messages (JSON, or SSE when ``"stream": true``), POST /v1/messages/count_tokens,
-GET /v1/models (paged with ``limit`` / ``after_id`` / ``before_id``) and GET /v1/models/{id}.
+GET /v1/models (paged with ``limit`` / ``after_id`` / ``before_id``) and GET /v1/models/{id}. With
+``count_tokens=False`` it is an Anthropic-compatible server that has no count_tokens (DeepSeek's, Kimi's
+Anthropic endpoints): that path is aiohttp's plain 404.
 
 Every request must carry the secret, in ``x-api-key`` (the header the spec documents), or, unless
 ``accept_bearer=False``, as ``Authorization: Bearer <secret>`` (what the ``anthropic`` SDK 2.x sends for an
@@ -112,8 +114,9 @@ SEEN = web.RequestKey("seen", Seen)
 
 class FakeAnthropic:
     def __init__(self, secret: str = ANTHROPIC_SECRET, *, accept_bearer: bool = True,
-                 reject_invalid: bool = False) -> None:
+                 reject_invalid: bool = False, count_tokens: bool = True) -> None:
         self.secret = secret
+        self.count_tokens = count_tokens
         self.accept_bearer = accept_bearer
         self.reject_invalid = reject_invalid
         self.behaviors: dict[str, Behavior] = {}
@@ -147,7 +150,8 @@ class FakeAnthropic:
             self._loop = loop
             app = web.Application(middlewares=[self._gate])
             app.router.add_post("/v1/messages", self._messages)
-            app.router.add_post("/v1/messages/count_tokens", self._count_tokens)
+            if self.count_tokens:
+                app.router.add_post("/v1/messages/count_tokens", self._count_tokens)
             app.router.add_get("/v1/models", self._models)
             app.router.add_get("/v1/models/{model_id}", self._model)
             self._runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=0.1)

@@ -17,6 +17,13 @@ nullable fields as ``anyOf [..., {"type": "null"}]``), with OpenAPI idioms conve
 The spec does not describe the stream wire format; ``stream_errors`` checks the documented event order
 (message_start, then each content block's start / deltas / stop, message_delta, message_stop; pings
 anywhere; an ``error`` event ends the stream) on top of each event's own schema.
+
+``as_sent=True`` checks a payload as Anthropic's API itself sends it. Stainless marks every property of a
+response schema required, nullable ones included, but the API leaves most of those out when they are
+empty (a text block's ``citations``, ``container``, the usage breakdowns: see Anthropic's recorded
+responses), and some clients refuse them as ``null`` (the Vercel AI SDK: ``citations`` is
+``z.array(...).optional()``). In that mode a nullable property may be absent; when present it must
+still match its schema.
 """
 
 from __future__ import annotations
@@ -95,11 +102,31 @@ def _convert(node: Any) -> Any:
     return out
 
 
+def _nullable(schema: Any) -> bool:
+    return isinstance(schema, dict) and any(
+        isinstance(b, dict) and b.get("type") == "null" for b in schema.get("anyOf", ()))
+
+
+def _absent_when_null(node: Any) -> Any:
+    """``as_sent``: every object schema's nullable properties leave its ``required`` list."""
+    if isinstance(node, list):
+        return [_absent_when_null(x) for x in node]
+    if not isinstance(node, dict):
+        return node
+    out = {k: _absent_when_null(v) for k, v in node.items()}
+    props = node.get("properties")
+    if isinstance(props, dict) and isinstance(node.get("required"), list):
+        out["required"] = [r for r in node["required"] if not _nullable(props.get(r))]
+    return out
+
+
 @cache
-def _document() -> dict[str, Any]:
+def _document(as_sent: bool = False) -> dict[str, Any]:
     raw = json.loads(SPEC_FILE.read_text())
     schemas = raw["components"]["schemas"]
     converted = {name: _convert(copy.deepcopy(schema)) for name, schema in schemas.items()}
+    if as_sent:
+        converted = _absent_when_null(converted)
     return {"components": {"schemas": converted}}
 
 
@@ -108,10 +135,10 @@ def schema_names() -> list[str]:
 
 
 @cache
-def _validator(name: str) -> jsonschema.Draft202012Validator:
+def _validator(name: str, as_sent: bool = False) -> jsonschema.Draft202012Validator:
     if name not in _document()["components"]["schemas"]:
         raise KeyError(f"no schema {name!r} in {SPEC_FILE.name}")
-    doc = dict(_document())
+    doc = dict(_document(as_sent))
     doc["$ref"] = f"#/components/schemas/{name}"
     return jsonschema.Draft202012Validator(doc)
 
@@ -126,9 +153,10 @@ def _describe(name: str, e: jsonschema.ValidationError) -> str:
     return text
 
 
-def errors(name: str, payload: Any) -> list[str]:
-    """Every way ``payload`` breaks schema ``name`` (empty when it conforms)."""
-    return [_describe(name, e) for e in _validator(name).iter_errors(payload)]
+def errors(name: str, payload: Any, *, as_sent: bool = False) -> list[str]:
+    """Every way ``payload`` breaks schema ``name`` (empty when it conforms); ``as_sent``: as
+    Anthropic's API sends it (a nullable property may be absent)."""
+    return [_describe(name, e) for e in _validator(name, as_sent).iter_errors(payload)]
 
 
 def request_errors(body: Any) -> list[str]:
@@ -140,9 +168,9 @@ def count_tokens_request_errors(body: Any) -> list[str]:
     return errors("CountMessageTokensParams", body)
 
 
-def message_errors(message: Any) -> list[str]:
+def message_errors(message: Any, *, as_sent: bool = False) -> list[str]:
     """A non-streamed POST /v1/messages 200 body."""
-    return errors("Message", message)
+    return errors("Message", message, as_sent=as_sent)
 
 
 def error_body_errors(body: Any) -> list[str]:
@@ -150,7 +178,7 @@ def error_body_errors(body: Any) -> list[str]:
     return errors("ErrorResponse", body)
 
 
-def event_errors(event: str, data: Any) -> list[str]:
+def event_errors(event: str, data: Any, *, as_sent: bool = False) -> list[str]:
     """One SSE event: its ``event:`` name, and its ``data:`` parsed from JSON."""
     if event not in EVENT_SCHEMAS:
         return [f"event {event!r}: not a Messages stream event (known: {sorted(EVENT_SCHEMAS)})"]
@@ -158,12 +186,12 @@ def event_errors(event: str, data: Any) -> list[str]:
     if not isinstance(data, dict) or data.get("type") != event:
         problems.append(f"event {event!r}: data.type is {data.get('type') if isinstance(data, dict) else data!r}"
                         f", not the event's name")
-    return problems + [f"event {event!r}: {p}" for p in errors(EVENT_SCHEMAS[event], data)]
+    return problems + [f"event {event!r}: {p}" for p in errors(EVENT_SCHEMAS[event], data, as_sent=as_sent)]
 
 
-def stream_errors(events: list[tuple[str, Any]]) -> list[str]:
+def stream_errors(events: list[tuple[str, Any]], *, as_sent: bool = False) -> list[str]:
     """Schema and order problems in a whole stream, as ``[(event name, parsed data), ...]``."""
-    problems = [p for name, data in events for p in event_errors(name, data)]
+    problems = [p for name, data in events for p in event_errors(name, data, as_sent=as_sent)]
 
     def bad(n: int, text: str) -> None:
         problems.append(f"event #{n} {events[n][0]!r}: {text}")

@@ -47,3 +47,32 @@ async def test_recharges_are_payments(engine: AsyncEngine) -> None:
     await ledger.recharge(key.id, 250)
     rows, total = await ledger.entries(key_id=key.id, kind="recharge")
     assert total == 2 and [r.amount for r in rows] == [250, 500]  # newest first
+
+
+async def test_a_deferred_settlement_is_kept_then_booked_once(engine: AsyncEngine) -> None:
+    """Issue 17.13: a settlement the wallet store could not take waits in the database beside the
+    ledger; booking it writes its row and moves the balance in one transaction, and only once
+    however many processes try."""
+    from tollway.core.billing import PendingSettlement
+
+    key, _ = await KeyService(KeyRepository(engine)).create(name="d")
+    ledger = LedgerRepository(engine)
+    await ledger.recharge(key.id, 1_000)
+    kept = [PendingSettlement(hold_id=f"run.{i}", key_id=key.id, reserved=300, charge=200 + i,
+                              quota=None if i else 5_000, request_id=f"req-{i}", model="m", created_at=float(i))
+            for i in range(3)]
+    for p in kept:
+        await ledger.defer(p)
+    await ledger.defer(kept[0])  # kept twice (a retried write): still one
+    assert await ledger.deferred() == kept  # oldest first, as they were
+    assert await ledger.deferred(limit=1) == kept[:1]
+    entry = charge(key.id, "req-0", 200)
+    assert await ledger.book(kept[0], entry)
+    assert not await ledger.book(kept[0], entry)  # another process got there first: nothing moves
+    assert await ledger.deferred() == kept[1:]
+    assert await ledger.total(key.id) == 800 == (await KeyRepository(engine).get(key.id)).balance  # type: ignore[union-attr]
+    # booked already (its row is in the ledger): the kept copy just goes
+    await ledger.apply([charge(key.id, "req-1", 201)])
+    assert await ledger.book(kept[1], charge(key.id, "req-1", 201)) is False
+    assert await ledger.deferred() == kept[2:]
+    assert await ledger.total(key.id) == 599

@@ -52,15 +52,20 @@ async def test_usage_groups_and_sums(engine: AsyncEngine) -> None:
     full = await repo.usage()
     assert full == [
         {"key_id": 1, "model": "echo", "day": "2026-11-22", "requests": 2, "prompt_tokens": 5,
-         "completion_tokens": 6, "total_tokens": 11, "cost_micro": 2_000_001_500_000},
+         "completion_tokens": 6, "total_tokens": 11, "cost_micro": 2_000_001_500_000,
+         "estimated_cost_micro": 0},
         {"key_id": 1, "model": "gpt", "day": "2026-11-23", "requests": 1, "prompt_tokens": 7,
-         "completion_tokens": 0, "total_tokens": 7, "cost_micro": 10},
+         "completion_tokens": 0, "total_tokens": 7, "cost_micro": 10,
+         "estimated_cost_micro": 0},
         {"key_id": 1, "model": "nope", "day": "2026-11-23", "requests": 1, "prompt_tokens": 0,
-         "completion_tokens": 0, "total_tokens": 0, "cost_micro": 0},
+         "completion_tokens": 0, "total_tokens": 0, "cost_micro": 0,
+         "estimated_cost_micro": 0},
         {"key_id": 2, "model": "echo", "day": "2026-11-23", "requests": 1, "prompt_tokens": 4,
-         "completion_tokens": 4, "total_tokens": 8, "cost_micro": 7},
+         "completion_tokens": 4, "total_tokens": 8, "cost_micro": 7,
+         "estimated_cost_micro": 0},
         {"key_id": None, "model": None, "day": "2026-11-23", "requests": 1, "prompt_tokens": 0,
-         "completion_tokens": 0, "total_tokens": 0, "cost_micro": 0},
+         "completion_tokens": 0, "total_tokens": 0, "cost_micro": 0,
+         "estimated_cost_micro": 0},
     ]
     assert all(type(v) is int for u in full for k, v in u.items() if k not in ("key_id", "model", "day"))
 
@@ -68,15 +73,16 @@ async def test_usage_groups_and_sums(engine: AsyncEngine) -> None:
     assert [(u["key_id"], u["requests"], u["total_tokens"]) for u in per_key] == [(1, 4, 18), (2, 1, 8),
                                                                                  (None, 1, 0)]
     assert all(set(u) == {"key_id", "requests", "prompt_tokens", "completion_tokens", "total_tokens",
-                          "cost_micro"} for u in per_key)
+                          "cost_micro", "estimated_cost_micro"} for u in per_key)
     per_model = await repo.usage(group_by=("model",), key_id=1)
     assert [(u["model"], u["requests"]) for u in per_model] == [("echo", 2), ("gpt", 1), ("nope", 1)]
 
     (totals,) = await repo.usage(group_by=())
     assert totals == {"requests": 6, "prompt_tokens": 16, "completion_tokens": 10, "total_tokens": 26,
-                      "cost_micro": 2_000_001_500_017}
+                      "cost_micro": 2_000_001_500_017, "estimated_cost_micro": 0}
     (none,) = await repo.usage(group_by=(), key_id=99)
-    assert none == {"requests": 0, "prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0, "cost_micro": 0}
+    assert none == {"requests": 0, "prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0, "cost_micro": 0,
+                    "estimated_cost_micro": 0}
     assert await repo.usage(key_id=99) == []
 
     # filters: model, and a window [since, until)
@@ -112,3 +118,20 @@ async def test_list_filters_pages_newest_first(engine: AsyncEngine) -> None:
 
     with pytest.raises(ValueError, match="status"):
         await repo.list(status="4x")
+
+
+async def test_estimated_costs_are_stored_and_summed_apart_from_charges(engine: AsyncEngine) -> None:
+    """Issue 17.23: a model without an operator price logs cost 0 and an estimate at list price."""
+    repo = RequestLogRepository(engine)
+    t = at("2026-11-23T10:00:00")
+    estimated = row("est", t, model="gpt-4o", prompt=1000, completion=100)
+    estimated.estimated_cost_micro = 3_500
+    await repo.insert_many([estimated, row("charged", t + 1, model="priced", cost=900),
+                            row("unknown", t + 2, model="llama")])
+    rows, _ = await repo.list()
+    assert {r.id: (r.cost_micro, r.estimated_cost_micro) for r in rows} == {
+        "est": (0, 3_500), "charged": (900, None), "unknown": (0, None)}
+    by_model = {u["model"]: (u["cost_micro"], u["estimated_cost_micro"]) for u in await repo.usage(group_by=["model"])}
+    assert by_model == {"gpt-4o": (0, 3_500), "priced": (900, 0), "llama": (0, 0)}
+    (total,) = await repo.usage(group_by=())
+    assert (total["cost_micro"], total["estimated_cost_micro"]) == (900, 3_500)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -11,7 +12,7 @@ import pytest
 from tollway.billing import admission
 from tollway.billing.admission import Access, Billing, Bound
 from tollway.billing.wallet import Hold, MemoryWallet
-from tollway.core.billing import Group, LedgerEntry
+from tollway.core.billing import BillingUnavailable, Group, LedgerEntry, PendingSettlement
 from tollway.core.catalog import ModelInfo
 from tollway.core.errors import InsufficientCredits, InternalError, InvalidRequest, PermissionDenied, RateLimited
 from tollway.core.keys import ApiKey
@@ -27,17 +28,36 @@ def key(**kw: Any) -> ApiKey:
 
 
 class Books:
-    """A ledger repository in memory: what the writer would have written."""
+    """A ledger repository in memory: what the writer would have written, and the settlements
+    kept for later while the wallet store was away (``down``: the database is away too)."""
 
     def __init__(self, balance: int) -> None:
         self.balance = balance
         self.rows: list[LedgerEntry] = []
+        self.pending: dict[str, PendingSettlement] = {}
+        self.down = False
 
     async def apply(self, entries: Sequence[LedgerEntry]) -> None:
         self.rows.extend(entries)
 
     async def state(self, key_id: int, month: str) -> tuple[int, int]:
         return self.balance, 0
+
+    async def defer(self, pending: PendingSettlement) -> None:
+        if self.down:
+            raise OSError("database unreachable")
+        self.pending[pending.hold_id] = pending
+
+    async def deferred(self, limit: int = 500) -> list[PendingSettlement]:
+        if self.down:
+            raise OSError("database unreachable")
+        return list(self.pending.values())[:limit]
+
+    async def book(self, pending: PendingSettlement, entry: LedgerEntry) -> bool:
+        if self.pending.pop(pending.hold_id, None) is None:
+            return False
+        self.rows.append(entry)
+        return True
 
 
 def billing(books: Books, wallet: Any = None) -> Billing:
@@ -119,10 +139,15 @@ class CountingWallet:
         self.reserves += 1
         return await self.inner.reserve(key_id, amount, quota=quota, month=month)
 
+    lease = None
+
+    async def renew(self) -> None:
+        return None
+
     def settle_now(self, hold: Hold, charge: int, *, quota: int | None, month: str) -> int | None:
         return self.inner.settle_now(hold, charge, quota=quota, month=month) if self.local else None
 
-    async def settle(self, hold: Hold, charge: int, *, quota: int | None, month: str) -> int:
+    async def settle(self, hold: Hold, charge: int, *, quota: int | None, month: str, keep: float | None = None) -> int:
         return self.inner.settle_now(hold, charge, quota=quota, month=month)
 
 
@@ -152,22 +177,34 @@ async def test_local_steps_stop_at_a_refusal_and_shared_ones_are_undone(local: b
 
 class FlakyWallet:
     """A shared wallet (not the in-process one, which settles without awaiting) whose settling
-    fails ``failures`` times (Redis away), then works."""
+    fails ``failures`` times (Redis away), then works; ``down`` fails reservations too."""
 
     local = False
+    lease = 60.0
 
     def __init__(self, books: Books, failures: int) -> None:
         self.inner = MemoryWallet(books.state)
         self.failures = failures
         self.attempts = 0
-        self.reserve, self.load, self.credit, self.state = (self.inner.reserve, self.inner.load, self.inner.credit,
-                                                            self.inner.state)
+        self.down = False
+        self.keep: list[float | None] = []
+        self.load, self.credit, self.state = self.inner.load, self.inner.credit, self.inner.state
+        self.release = self.inner.release
+
+    async def reserve(self, key_id: int, amount: int, *, quota: int | None, month: str) -> Hold:
+        if self.down:
+            raise InternalError("wallet: Redis failed to reserve credits (ConnectionError: refused)")
+        return await self.inner.reserve(key_id, amount, quota=quota, month=month)
+
+    async def renew(self) -> None:
+        return None
 
     def settle_now(self, hold: Hold, charge: int, *, quota: int | None, month: str) -> None:
         return None  # shared: settling is a round trip
 
-    async def settle(self, hold: Hold, charge: int, *, quota: int | None, month: str) -> int:
+    async def settle(self, hold: Hold, charge: int, *, quota: int | None, month: str, keep: float | None = None) -> int:
         self.attempts += 1
+        self.keep.append(keep)
         if self.failures:
             self.failures -= 1
             raise InternalError("wallet: Redis failed to settle a request")
@@ -190,17 +227,87 @@ async def test_settling_retries_through_an_outage(monkeypatch: pytest.MonkeyPatc
     assert [(r.kind, r.amount) for r in books.rows] == [("charge", -1_000)]
 
 
-async def test_a_hold_that_cannot_be_settled_is_logged(monkeypatch: pytest.MonkeyPatch,
-                                                      caplog: pytest.LogCaptureFixture) -> None:
+async def until(check: Any, timeout: float = 5.0) -> None:
+    for _ in range(int(timeout / 0.01)):
+        if check():
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError("not in time")
+
+
+async def test_a_settlement_the_wallet_store_cannot_take_is_kept_and_booked_when_it_returns(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 17.13: an outage longer than the retries used to drop the charge (served, never
+    booked). It is kept in the database and applied once the wallet store answers again."""
     monkeypatch.setattr(admission, "SETTLE_RETRIES", (0.01,))
+    monkeypatch.setattr(admission, "REPLAY_INTERVAL", 0.02)
     books = Books(10_000)
-    b = billing(books, FlakyWallet(books, failures=5))
+    wallet = FlakyWallet(books, failures=6)  # two in memory, then the replays fail until the 7th attempt
+    b = billing(books, wallet)
+    b.start()
+    try:
+        _, ticket = await b.admit(key(), "m", [Route(model=PRICED, provider="p")], Bound(1))
+        assert b.settle(ticket, PRICED, (1, 1), "r9") == 1_000  # what the log row shows
+        await until(lambda: "r9" in {p.request_id for p in books.pending.values()} or books.rows)
+        await until(lambda: bool(books.rows))
+        assert [(r.kind, r.amount, r.reserved, r.request_id) for r in books.rows] == [("charge", -1_000, 1_000, "r9")]
+        assert books.pending == {}
+        assert wallet.keep[-1] is not None and wallet.keep[-1] >= 86_400  # its answer outlives a slow database
+        assert await wallet.state(7) == (9_000, 0, 1_000)
+    finally:
+        await b.close()
+
+
+async def test_settlements_kept_by_a_process_that_died_are_booked_by_another(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(admission, "REPLAY_INTERVAL", 0.02)
+    books = Books(10_000)
+    wallet = FlakyWallet(books, failures=0)
+    hold = await wallet.reserve(7, 3_000, quota=None, month="2026-11")
+    books.pending[hold.id] = PendingSettlement(hold_id=hold.id, key_id=7, reserved=3_000, charge=2_500, quota=None,
+                                               request_id="dead-1", model="m", created_at=1.0)
+    b = billing(books, wallet)
+    b.start()  # a process starting later books what the dead one kept
+    try:
+        await until(lambda: bool(books.rows))
+        assert [(r.kind, r.amount, r.reserved, r.request_id) for r in books.rows] == [("charge", -2_500, 3_000,
+                                                                                        "dead-1")]
+        assert await wallet.state(7) == (7_500, 0, 2_500)
+    finally:
+        await b.close()
+
+
+async def test_admission_while_the_wallet_store_is_unreachable_is_a_503_with_retry_after() -> None:
+    """Issue 17.13: a billed call during a Redis outage is refused as unavailable (503, Retry-After),
+    not failed as an internal error (500)."""
+    books = Books(10_000)
+    wallet = FlakyWallet(books, failures=0)
+    wallet.down = True
+    b = billing(books, wallet)
+    try:
+        with pytest.raises(BillingUnavailable) as err:
+            await b.admit(key(), "m", [Route(model=PRICED, provider="p")], Bound(1))
+        assert err.value.http_status == 503 and err.value.code == "billing_unavailable"
+        assert err.value.retry_after is not None and err.value.retry_after >= 1
+        wallet.down = False
+        _, ticket = await b.admit(key(), "m", [Route(model=PRICED, provider="p")], Bound(1))
+        assert ticket.hold is not None
+    finally:
+        await b.close()
+
+
+async def test_closing_with_both_stores_away_gives_up_in_bounded_time(monkeypatch: pytest.MonkeyPatch,
+                                                                      caplog: pytest.LogCaptureFixture) -> None:
+    monkeypatch.setattr(admission, "SETTLE_RETRIES", (0.01,))
+    monkeypatch.setattr(admission, "CLOSE_GRACE", 0.3)
+    books = Books(10_000)
+    b = billing(books, FlakyWallet(books, failures=10**6))
     b.start()
     _, ticket = await b.admit(key(), "m", [Route(model=PRICED, provider="p")], Bound(1))
-    b.settle(ticket, PRICED, (1, 1), "r9")
-    await b.close()
-    assert books.rows == []
-    assert "settling request r9 failed for good" in caplog.text
+    books.down = True
+    b.settle(ticket, PRICED, (1, 1), "r7")
+    await asyncio.wait_for(b.close(), 5)
+    assert books.rows == [] and books.pending == {}
+    assert "r7" in caplog.text and "lost" in caplog.text
 
 
 async def test_unpriced_models_can_be_refused() -> None:
@@ -277,3 +384,56 @@ async def test_in_redis_a_refusal_undoes_what_the_same_round_trip_held(redis_url
         assert decision.allowed
     finally:
         await b.close()
+
+
+async def test_a_real_redis_outage_bills_every_request_served(engine: Any, redis_url: str, redis_prefix: str,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 17.13 against Redis (through a proxy the test cuts) and the database: ten calls in
+    flight when Redis goes away are all booked once it is back, a call during the outage is a 503,
+    and the balance equals the ledger in the database and in Redis."""
+    from urllib.parse import urlsplit
+
+    from tests.fakes.tcp_proxy import TcpProxy
+    from tollway.auth.key_service import KeyService
+    from tollway.billing.redis_wallet import RedisWallet
+    from tollway.limits.redis import RedisLimiter
+    from tollway.store.keys import KeyRepository
+    from tollway.store.ledger import LedgerRepository
+    from tollway.store.redis import ScriptBatch, connect
+
+    monkeypatch.setattr(admission, "SETTLE_RETRIES", (0.05, 0.1))
+    monkeypatch.setattr(admission, "REPLAY_INTERVAL", 0.05)
+    target = urlsplit(redis_url)
+    proxy = TcpProxy(target.hostname or "127.0.0.1", target.port or 6379).start()
+    client = await connect(proxy.url(int((target.path or "/0").strip("/") or 0)))
+    batch = ScriptBatch(client, timeout=1.0)
+    ledger = LedgerRepository(engine)
+    api_key, _ = await KeyService(KeyRepository(engine)).create(name="outage")
+    await ledger.recharge(api_key.id, 100_000)
+    b = Billing(RedisWallet(client, ledger.state, prefix=redis_prefix, batch=batch),
+                RedisLimiter(client, redis_prefix, batch=batch), ledger, flush_interval=0.02)
+    b.start()
+    route = [Route(model=PRICED, provider="p")]
+    try:
+        tickets = [(await b.admit(api_key, "m", route, Bound(1)))[1] for _ in range(10)]
+        proxy.cut()
+        with pytest.raises(BillingUnavailable):
+            await b.admit(api_key, "m", route, Bound(1))
+        for i, ticket in enumerate(tickets):
+            assert b.settle(ticket, PRICED, (1, 1), f"outage-{i}") == 1_000
+        for _ in range(200):  # every settlement kept in the database
+            if len(await ledger.deferred()) == 10:
+                break
+            await asyncio.sleep(0.02)
+        assert len(await ledger.deferred()) == 10
+        proxy.restore()
+        for _ in range(300):
+            if await ledger.total(api_key.id) == 90_000 and not await ledger.deferred():
+                break
+            await asyncio.sleep(0.02)
+        assert await ledger.total(api_key.id) == 90_000 and await ledger.deferred() == []
+        assert await ledger.state(api_key.id, admission.month_of(time.time())) == (90_000, 10_000)
+        assert await b.wallet.state(api_key.id) == (90_000, 0, 10_000)
+    finally:
+        await b.close()
+        proxy.stop()

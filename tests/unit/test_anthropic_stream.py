@@ -212,3 +212,12 @@ def test_sequential_tool_calls_stream_as_they_come() -> None:
     second = enc.feed(ToolCallStart(index=1, id="b", name="g")) + enc.feed(ToolCallDelta(index=1, arguments="{}"))
     names = [n for n, _ in frames(second)]
     assert names == ["content_block_stop", "content_block_start", "content_block_delta"]
+
+
+def test_an_event_of_a_type_added_later_is_skipped_whatever_its_fields_hold() -> None:
+    from tollway.providers.anthropic import StreamDecoder as Decoder
+
+    dec = Decoder("anthropic")
+    assert dec.feed(b'{"type": "citations_delta_v9", "index": "zero", "delta": [1, 2], "usage": "many"}') == []
+    assert dec.feed(b'{"type": 5}') == []
+    assert not dec.ended

@@ -259,3 +259,52 @@ def test_a_registry_row_over_a_configured_model_keeps_its_routing() -> None:
     c.set_registry([ModelRecord(id=1, name="big", provider="echo")])  # another provider: a model of its own
     moved = c.resolve("big").model
     assert (moved.provider, moved.upstream_id, moved.fallbacks) == ("echo", "big", ())
+
+
+# --- a priced model is never served for free (issue 17.21) ------------------------------------
+
+
+def test_a_priced_model_rerouted_by_claude_mapping_keeps_its_price_and_limits() -> None:
+    """A registry row prices a Claude name on Anthropic, which is not configured: claude_mapping
+    still routes it (that is what it is for), but the call is billed and limited as the model the
+    client asked for, never at the mapped model's price (here none)."""
+    from tollway.core.billing import ModelRecord
+
+    mapped = Catalog(SPECS, env_provider_configs(DEEPSEEK_ENV),
+                     claude_mapping={"fast": "deepseek-chat", "slow": "deepseek-reasoner"})
+    mapped.set_registry([ModelRecord(id=1, name="claude-opus-4-6", provider="anthropic", price_in=15_000_000,
+                                     price_out=75_000_000, credit_cost=1_000, rpm=5, tpm=9_000,
+                                     max_output_tokens=2_000)])
+    for asked in ("claude-opus-4-6", "claude-opus-4-1"):  # the row's own name, and an alias of the built-in model
+        route = mapped.resolve(asked)
+        assert (route.provider, route.model.upstream_id) == ("deepseek", "deepseek-reasoner")  # served there
+        model = route.model
+        assert model.id == "claude-opus-4-6"  # logged, limited and authorized as what was asked
+        assert (model.price_in, model.price_out, model.credit_cost) == (15_000_000, 75_000_000, 1_000)
+        assert (model.rpm, model.tpm, model.max_output_tokens) == (5, 9_000, 2_000)
+    # an unpriced Claude name still takes the mapped model as it is (priced or not)
+    assert mapped.resolve("claude-sonnet-4-5").model.id == "deepseek-chat"
+    assert not mapped.resolve("claude-sonnet-4-5").model.priced
+
+
+def test_a_priced_model_taken_by_a_provider_owning_its_prefix_keeps_its_price() -> None:
+    from tollway.core.billing import ModelRecord
+    from tollway.core.catalog import ProviderConfig
+
+    eu = ProviderConfig(name="anthropic-eu", kind="anthropic", base_url="http://127.0.0.1:1",
+                        credentials=(Credential(id="k", secret="s"),))
+    c = Catalog(SPECS, [eu])
+    c.set_registry([ModelRecord(id=1, name="claude-sonnet-4-5", provider="anthropic", credit_cost=2_000)])
+    route = c.resolve("claude-sonnet-4-5")
+    assert (route.provider, route.model.upstream_id) == ("anthropic-eu", "claude-sonnet-4-5")
+    assert route.model.credit_cost == 2_000
+
+
+def test_a_priced_model_reachable_as_configured_is_left_as_it_is() -> None:
+    from tollway.core.billing import ModelRecord
+
+    mapped = Catalog(SPECS, env_provider_configs({**DEEPSEEK_ENV, **ANTHROPIC_ENV}),
+                     claude_mapping={"fast": "deepseek-chat"})
+    mapped.set_registry([ModelRecord(id=1, name="deepseek-chat", provider="deepseek", credit_cost=7)])
+    assert mapped.resolve("deepseek-chat").model == mapped.known["deepseek-chat"]
+    assert mapped.resolve("claude-3-haiku-20240307").model.provider == "anthropic"  # Anthropic wins, unchanged

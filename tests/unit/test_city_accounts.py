@@ -17,6 +17,7 @@ from starlette.requests import Request
 
 from tollway.core.errors import ConfigError, RateLimited
 from tollway.dialects.city.accounts import (
+    Backoff,
     FailureWindow,
     LoginGuard,
     Passwords,
@@ -145,23 +146,73 @@ def test_a_failure_window_keeps_at_most_max_keys() -> None:
     assert all(w.retry_after(k) is not None for k in ("b", "c", "d"))
 
 
-def test_the_login_guard_limits_per_email_and_per_ip_and_forgives_a_success() -> None:
+def test_the_login_guard_never_locks_an_email_for_everyone() -> None:
+    """Issue 17 item 7: failures from one address slow that address down on that email only."""
     clock = Clock()
-    guard = LoginGuard(per_email=2, per_ip=3, window=300.0, clock=clock)
-    guard.begin("a@x.io", "1.1.1.1")
-    guard.begin("a@x.io", "2.2.2.2")
-    with pytest.raises(RateLimited) as limited:
-        guard.begin("a@x.io", "3.3.3.3")
-    assert limited.value.retry_after == pytest.approx(300.0)
-    guard.begin("b@x.io", "1.1.1.1")
-    at = guard.begin("c@x.io", "1.1.1.1")  # the IP's third
-    guard.succeeded("c@x.io", "1.1.1.1", at)  # it was right: not a failure after all
-    ok = guard.begin("d@x.io", "1.1.1.1")
+    guard = LoginGuard(per_ip=100, free=5, base_delay=1.0, max_delay=300.0, clock=clock)
+    for _ in range(5):
+        guard.begin("a@x.io", "6.6.6.6")  # an attacker's five wrong passwords
     with pytest.raises(RateLimited):
-        guard.begin("e@x.io", "1.1.1.1")
-    guard.succeeded("d@x.io", "1.1.1.1", ok)
-    clock.now += 301
+        guard.begin("a@x.io", "6.6.6.6")
+    at = guard.begin("a@x.io", "1.1.1.1")  # the user, from their own address: not held up
+    guard.succeeded("a@x.io", "1.1.1.1", at)
+    for _ in range(20):  # the attacker keeps going: never a lock for the user
+        clock.now += 301
+        guard.begin("a@x.io", "6.6.6.6")
+    at = guard.begin("a@x.io", "1.1.1.1")
+    guard.succeeded("a@x.io", "1.1.1.1", at)
+    guard.begin("b@x.io", "6.6.6.6")  # nor for the attacker on another email (the per-IP window aside)
+
+
+def test_the_login_guard_delays_grow_per_email_and_address_and_a_success_forgives() -> None:
+    clock = Clock()
+    guard = LoginGuard(per_ip=100, free=2, base_delay=1.0, max_delay=8.0, clock=clock)
     guard.begin("a@x.io", "1.1.1.1")
+    guard.begin("a@x.io", "1.1.1.1")
+    waits = []
+    for _ in range(6):
+        with pytest.raises(RateLimited) as limited:
+            guard.begin("a@x.io", "1.1.1.1")
+        assert limited.value.retry_after is not None
+        waits.append(limited.value.retry_after)
+        clock.now += limited.value.retry_after
+        guard.begin("a@x.io", "1.1.1.1")  # allowed once the delay is over; it failed again
+    assert waits == pytest.approx([1.0, 2.0, 4.0, 8.0, 8.0, 8.0])  # doubling, capped
+    clock.now += 8
+    at = guard.begin("a@x.io", "1.1.1.1")
+    guard.succeeded("a@x.io", "1.1.1.1", at)  # the right password: the count starts again
+    guard.begin("a@x.io", "1.1.1.1")
+    guard.begin("a@x.io", "1.1.1.1")
+    with pytest.raises(RateLimited):
+        guard.begin("a@x.io", "1.1.1.1")
+
+
+def test_the_login_guard_forgets_after_a_quiet_while_and_still_limits_per_ip() -> None:
+    clock = Clock()
+    guard = LoginGuard(per_ip=3, window=300.0, free=1, base_delay=10.0, max_delay=60.0, clock=clock)
+    guard.begin("a@x.io", "1.1.1.1")
+    with pytest.raises(RateLimited):
+        guard.begin("a@x.io", "1.1.1.1")
+    clock.now += 300  # quiet for max(3 x max_delay, window): forgotten
+    assert guard.pairs.retry_after("a@x.io\x001.1.1.1") is None
+    guard.begin("b@x.io", "1.1.1.1")
+    guard.begin("c@x.io", "1.1.1.1")
+    guard.begin("d@x.io", "1.1.1.1")  # the IP's third failure in 5 minutes, each on a new email
+    with pytest.raises(RateLimited) as limited:
+        guard.begin("e@x.io", "1.1.1.1")
+    assert limited.value.retry_after == pytest.approx(300.0)
+    guard.begin("e@x.io", "2.2.2.2")
+
+
+def test_backoff_keeps_at_most_max_keys() -> None:
+    clock = Clock()
+    backoff = Backoff(free=0, base=100.0, cap=100.0, reset=200.0, clock=clock, max_keys=3)
+    backoff.add("stale")
+    clock.now += 201
+    for key in ("a", "b", "c", "d"):
+        backoff.add(key)
+    assert backoff.retry_after("stale") is None and backoff.retry_after("a") is None
+    assert all(backoff.retry_after(k) is not None for k in ("b", "c", "d"))
 
 
 # passwords ------------------------------------------------------------------------------------

@@ -273,3 +273,99 @@ def test_fields_of_the_wrong_type_are_400s(field: str, value: object) -> None:
     with pytest.raises(InvalidRequest) as exc:
         decode_request({"model": "m", "messages": [{"role": "user", "content": "x"}], field: value})
     assert exc.value.param == field
+
+
+# --- issue 17 #4: values of the wrong type or size are 400s naming the field, never a 500 later -----
+
+_TOOLS = [{"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}]
+
+
+def _tool_turns(call: dict[str, Any]) -> list[dict[str, Any]]:
+    return [_USER, {"role": "assistant", "content": None, "tool_calls": [call]},
+            {"role": "tool", "tool_call_id": "c1", "content": "ok"}]
+
+
+def _call(**fields: Any) -> dict[str, Any]:
+    return {"id": "c1", "type": "function", "function": {"name": "f", "arguments": "{}"}, **fields}
+
+
+_DEEP_ARGUMENTS = '{"a": ' + "[" * 3000 + "]" * 3000 + "}"
+
+
+@pytest.mark.parametrize(("body", "where"), [
+    pytest.param({"messages": [{"role": "user", "content": [{"type": "text", "text": 5}]}]},
+                 "messages[0].content[0].text", id="text-part-int"),
+    pytest.param({"messages": [_USER], "response_format": {"type": {}}}, "response_format.type",
+                 id="response-format-type-object"),
+    pytest.param({"messages": [_USER], "response_format": {"type": "json_schema", "json_schema": [1]}},
+                 "response_format.json_schema", id="json-schema-array"),
+    pytest.param({"messages": [_USER], "tools": [{"type": "function", "function": {"name": "f", "parameters": [1]}}]},
+                 "tools[0].function.parameters", id="tool-parameters-array"),
+    pytest.param({"messages": [_USER], "tools": [{"type": "function", "function": {"name": "f", "description": 5}}]},
+                 "tools[0].function.description", id="tool-description-int"),
+    pytest.param({"messages": _tool_turns(_call(id=[1])), "tools": _TOOLS}, "messages[1].tool_calls[0].id",
+                 id="tool-call-id-array"),
+    pytest.param({"messages": _tool_turns(_call(function={"name": "f", "arguments": {"a": 1}})), "tools": _TOOLS},
+                 "messages[1].tool_calls[0].function.arguments", id="arguments-object"),
+    pytest.param({"messages": _tool_turns(_call(function={"name": "f", "arguments": _DEEP_ARGUMENTS})),
+                  "tools": _TOOLS}, "messages[1].tool_calls[0].function.arguments", id="arguments-3000-deep"),
+    pytest.param({"messages": [_USER], "tool_choice": {"type": "function", "function": {"name": 5}}},
+                 "tool_choice.function.name", id="tool-choice-name-int"),
+    pytest.param({"messages": [{"role": "user", "content": "x", "name": ["n"]}]}, "messages[0].name",
+                 id="message-name-array"),
+    pytest.param({"messages": [_USER], "user": "u" * 1_000_000}, "user", id="user-1mb"),
+    pytest.param({"messages": [_USER], "max_tokens": 2**63}, "max_tokens", id="max-tokens-2**63"),
+    pytest.param({"messages": [_USER], "seed": 2**64}, "seed", id="seed-2**64"),
+    pytest.param({"messages": [{"role": "user", "content": [{"type": "doc", "doc": {"source": {"bytes": [256]}}}]}]},
+                 "messages[0].content[0].doc.source.bytes", id="doc-byte-256"),
+    pytest.param({"messages": [{"role": "user", "content": [{"type": "file", "file": {"file_data": "x",
+                                                                                          "filename": 5}}]}]},
+                 "messages[0].content[0].file.filename", id="file-name-int"),
+])
+def test_values_the_encoders_cannot_take_are_400s_naming_the_field(body: dict[str, Any], where: str) -> None:
+    """Issue 17 #4: each of these passed the decoder and crashed a provider's encoder (echo,
+    Gemini) with a 500."""
+    with pytest.raises(InvalidRequest) as info:
+        decode_request({"model": "m", **body})
+    assert info.value.status == 400
+    assert info.value.param == where or where in info.value.message, (info.value.param, info.value.message)
+
+
+def test_the_bounds_keep_what_real_requests_send() -> None:
+    req = decode_request({"model": "m", "messages": _tool_turns(_call()), "tools": _TOOLS, "user": "u" * 512,
+                          "max_tokens": 2**31 - 1, "seed": -(2**63), "response_format": {"type": "json_object"}})
+    assert (req.user, req.max_tokens, req.seed) == ("u" * 512, 2**31 - 1, -(2**63))
+
+
+# --- issue 17 #20: seed 004's doc part through the pass-through --------------------------------
+
+
+def _passed_through(wire: dict[str, Any]) -> dict[str, Any]:
+    from tollway.dialects.openai.front import OpenAIPassThrough, decode
+
+    body = OpenAIPassThrough().body(decode(json.dumps(wire).encode()), "upstream-model")
+    return dict(msgspec.json.decode(msgspec.json.encode(body)))
+
+
+def test_the_pass_through_sends_a_doc_part_as_an_openai_file_part() -> None:
+    """Issue 17 #20: an OpenAI-compatible upstream got seed 004's ``doc`` part unchanged."""
+    wire = load("req_doc_seed004.json")
+    sent = _passed_through(wire)
+    data = base64.b64encode(b"%PDF-1.4\n%\xff\x00").decode()
+    assert sent["messages"][0]["content"] == [
+        wire["messages"][0]["content"][0],
+        {"type": "file", "file": {"file_data": f"data:application/pdf;base64,{data}", "filename": "tiny.pdf"}}]
+    assert sent["model"] == "upstream-model"
+
+
+def test_the_pass_through_leaves_messages_without_doc_parts_as_they_came() -> None:
+    from tollway.dialects.openai.front import OpenAIPassThrough, decode
+
+    raw_body = b'{"model": "m", "messages": [ {"role": "user", "content": "a \\"doc\\" part"} ]}'
+    body = OpenAIPassThrough().body(decode(raw_body), "up")
+    assert bytes(body["messages"]) == b'[ {"role": "user", "content": "a \\"doc\\" part"} ]'
+
+
+def test_a_broken_doc_part_in_the_pass_through_is_a_400() -> None:
+    with pytest.raises(InvalidRequest):
+        _passed_through({"model": "m", "messages": [{"role": "user", "content": [{"type": "doc", "doc": {}}]}]})

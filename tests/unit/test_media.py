@@ -10,17 +10,20 @@ from __future__ import annotations
 import asyncio
 import base64
 import ipaddress
+import json
 import socket
+import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
+import msgspec
 import pytest
 from aiohttp import web
 from aiohttp.abc import AbstractResolver, ResolveResult
 
-from tollway.core.errors import InvalidRequest
-from tollway.providers import media
+from tollway.core.errors import InvalidRequest, RateLimited
+from tollway.providers import inline, media
 from tollway.providers.media import (
     GuardedResolver,
     MediaFetcher,
@@ -657,3 +660,209 @@ async def test_the_total_is_per_call(upstream: Upstream) -> None:
         assert (await f.load(url)).data == PNG
     finally:
         await f.close()
+
+
+# --- the process's budget of fetched bytes (issue 17, item 9) -----------------------------------
+
+
+async def test_the_budget_bounds_media_bytes_in_flight_across_requests(upstream: Upstream) -> None:
+    """Before: every request fetched at once, whatever the others held. Here the budget holds
+    two requests' worth (a request reserves max_bytes per URL before fetching): the rest wait."""
+    f = make_fetcher(True, max_bytes=CAP, max_inflight_bytes=2 * CAP, timeout=5.0)
+    url = f"http://127.0.0.1:{upstream.port}/paced"
+    try:
+        got = await asyncio.gather(*(f.load_many([f"{url}?n={n}"]) for n in range(8)))
+    finally:
+        await f.close()
+    assert all(list(g.values())[0].data == PNG for g in got)
+    assert upstream.peak == 2  # never more than the budget's worth fetched at once
+    assert f.budget.held == 0
+
+
+async def test_loaded_media_stay_in_the_budget_until_the_block_ends(upstream: Upstream) -> None:
+    f = make_fetcher(True, max_bytes=CAP, max_inflight_bytes=CAP + len(PNG), timeout=0.3)
+    url = f"http://127.0.0.1:{upstream.port}/image.png"
+    try:
+        async with f.loaded([url, url]) as media:
+            assert f.budget.held == len(PNG)  # the reservation (CAP) shrank to what came
+            assert media[url].data == PNG
+            async with f.loaded([url + "?again"]):  # CAP more fits beside it
+                assert f.budget.held == 2 * len(PNG)
+            with pytest.raises(RateLimited) as info:  # but not while a second CAP is reserved
+                async with f.loaded([url + "?1", url + "?2"]):
+                    pass
+            assert info.value.status == 429 and info.value.code == "media_busy" and info.value.retry_after == 1.0
+            assert f.budget.held == len(PNG)
+        assert f.budget.held == 0
+        data_url = "data:image/png;base64," + base64.b64encode(PNG).decode()
+        async with f.loaded([data_url]) as media:  # data: URLs are not fetched: nothing reserved
+            assert media[data_url].data == PNG and f.budget.held == 0
+    finally:
+        await f.close()
+
+
+async def test_waiters_for_the_budget_are_served_in_arrival_order(upstream: Upstream) -> None:
+    budget = media.MediaBudget(100)
+    await budget.take(100, 1)
+    order: list[str] = []
+
+    async def want(name: str, n: int) -> None:
+        await budget.take(n, 2)
+        order.append(name)
+
+    big = asyncio.create_task(want("big", 80))
+    await asyncio.sleep(0.01)
+    small = asyncio.create_task(want("small", 10))  # fits sooner, but arrived later: waits its turn
+    await asyncio.sleep(0.01)
+    budget.give(30)
+    await asyncio.sleep(0.01)
+    assert order == []
+    budget.give(70)
+    await asyncio.gather(big, small)
+    assert order == ["big", "small"] and budget.held == 90
+
+
+async def test_a_waiter_that_gives_up_passes_its_turn_on() -> None:
+    budget = media.MediaBudget(100)
+    await budget.take(60, 1)
+    first = asyncio.create_task(budget.take(80, 5))
+    await asyncio.sleep(0.01)
+    second = asyncio.create_task(budget.take(40, 5))
+    await asyncio.sleep(0.01)
+    assert not second.done()  # behind the first in line
+    first.cancel()
+    await asyncio.sleep(0.01)
+    assert second.done() and budget.held == 100
+    with pytest.raises(asyncio.CancelledError):
+        await first
+
+
+@pytest.mark.parametrize("path", ["/missing.png", "/big", "/chunked-big", "/slow", "/to-file"])
+async def test_the_budget_is_given_back_on_every_failure(upstream: Upstream, path: str) -> None:
+    f = make_fetcher(True, max_inflight_bytes=10 * CAP, timeout=0.3)
+    try:
+        with pytest.raises(InvalidRequest):
+            await f.load_many([f"http://127.0.0.1:{upstream.port}{path}", f"http://127.0.0.1:{upstream.port}/paced"])
+        assert f.budget.held == 0
+        with pytest.raises(RuntimeError):  # the caller's own failure inside the block
+            async with f.loaded([f"http://127.0.0.1:{upstream.port}/image.png"]):
+                raise RuntimeError("boom")
+        assert f.budget.held == 0
+        task = asyncio.create_task(f.load_many([f"http://127.0.0.1:{upstream.port}/slow"]))
+        await asyncio.sleep(0.1)
+        assert f.budget.held == CAP
+        task.cancel()  # the client went away mid-fetch
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        assert f.budget.held == 0 and fetch_tasks() == []
+    finally:
+        await f.close()
+
+
+async def test_a_request_larger_than_the_budget_is_held_to_it(upstream: Upstream) -> None:
+    f = make_fetcher(True, max_bytes=10_000, max_total_bytes=50_000, max_inflight_bytes=2 * len(PNG) + 10)
+    base = f"http://127.0.0.1:{upstream.port}/image.png"
+    try:
+        assert len(await f.load_many([f"{base}?n={n}" for n in range(2)])) == 2
+        message = await refused_many(f, [f"{base}?n={n}" for n in range(3)])
+        assert "limit per request" in message and f.budget.held == 0
+    finally:
+        await f.close()
+
+
+# --- base64 in steps, the event loop running between them ----------------------------------------
+
+
+SIZES = [0, 1, 2, 3, media.B64_STEP - 1, media.B64_STEP, media.B64_STEP + 1, 3 * media.B64_STEP + 2]
+
+
+@pytest.mark.parametrize("size", SIZES)
+async def test_a_body_with_media_spliced_in_steps_is_the_body_encoded_at_once(size: int) -> None:
+    data = bytes(i * 7 % 256 for i in range(size))
+    loaded = {"http://a/1.png": media.Media(media_type="image/png", data=data),
+              "http://a/2.gif": media.Media(media_type="image/gif", data=b"GIF89a" + data[:100])}
+
+    def build(m: Any) -> dict[str, Any]:  # as a codec does: each media's base64, one of them twice
+        parts = [{"mime": x.media_type, "data": x.b64()} for x in m.values()]
+        return {"parts": [*parts, {"again": m["http://a/1.png"].b64(), "note": 'quote " and \\ kept'}]}
+
+    expected = json.dumps(build(loaded), separators=(",", ":")).encode()
+    assert await inline.encode_with_media(build, loaded, msgspec.json.encode) == expected
+    assert await inline.encode_with_media(lambda m: {"n": len(m)}, {}, msgspec.json.encode) == b'{"n":0}'
+
+
+@pytest.mark.parametrize("size", SIZES)
+async def test_a_data_url_decoded_in_steps_is_the_data_url_decoded(size: int) -> None:
+    data = bytes(i * 13 % 256 for i in range(size))
+    url = "data:image/png;base64," + base64.b64encode(data).decode()
+    assert await media.decode_data_url_steps(url) == decode_data_url(url)
+
+
+LONG = "QUJD" * (media.B64_STEP // 3 * 2)
+
+
+@pytest.mark.parametrize("bad", ["QQ==" + LONG, LONG + "QQ=", LONG + "Q$==", LONG + "\nQUJD", LONG[:-1]])
+async def test_invalid_base64_is_refused_in_steps_too(bad: str) -> None:
+    with pytest.raises(InvalidRequest, match="invalid base64"):
+        await media.decode_data_url_steps("data:image/png;base64," + bad)
+    with pytest.raises(InvalidRequest, match="invalid base64"):
+        decode_data_url("data:image/png;base64," + bad)  # as in one go
+    with pytest.raises(InvalidRequest, match="must be a base64 data: URL"):
+        await media.decode_data_url_steps("data:image/png," + LONG)
+
+
+async def test_off_loop_runs_large_work_in_a_thread() -> None:
+    here = threading.get_ident()
+    assert await inline.off_loop(inline.OFF_LOOP_BYTES - 1, threading.get_ident) == here
+    assert await inline.off_loop(inline.OFF_LOOP_BYTES, threading.get_ident) != here
+
+
+async def test_large_media_leave_the_event_loop_running() -> None:
+    """Twelve MiB decoded and coded in one go hold the loop throughout; in steps, a ticking
+    coroutine keeps its pace."""
+    data = bytes(range(256)) * (12 * 4096)
+    url = "data:image/png;base64," + base64.b64encode(data).decode()
+    started = time.perf_counter()
+    msgspec.json.encode({"data": decode_data_url(url).b64()})
+    whole = time.perf_counter() - started
+    gaps: list[float] = []
+    done = False
+
+    async def tick() -> None:
+        last = time.perf_counter()
+        while not done:
+            await asyncio.sleep(0)
+            now = time.perf_counter()
+            gaps.append(now - last)
+            last = now
+
+    ticker = asyncio.create_task(tick())
+    await asyncio.sleep(0)
+    decoded = await media.decode_data_url_steps(url)
+    body = await inline.encode_with_media(lambda m: {"data": m["u"].b64()}, {"u": decoded}, msgspec.json.encode)
+    done = True
+    await ticker
+    assert decoded.data == data and json.loads(body)["data"] == url.partition(",")[2]
+    assert len(gaps) > 100 and max(gaps) < max(0.02, whole / 4), (max(gaps), whole)
+
+
+def test_drop_locals_clears_the_frames_an_error_came_through() -> None:
+    def inner(body: bytes) -> None:
+        raise ValueError("upstream said no")
+
+    def outer() -> None:
+        body = b"x" * 1000
+        inner(body)
+
+    try:
+        outer()
+    except ValueError as exc:
+        err = exc
+    tb = err.__traceback__
+    assert tb is not None and tb.tb_next is not None and "body" in tb.tb_next.tb_frame.f_locals
+    inline.drop_locals(err)
+    frames = []
+    while tb is not None:
+        frames.append(tb.tb_frame)
+        tb = tb.tb_next
+    assert all("body" not in f.f_locals for f in frames[1:])

@@ -35,9 +35,11 @@ from tollway.core.errors import AllUpstreamsFailed, UpstreamError
 from tollway.core.names import DIALECT_ANTHROPIC, DIALECT_OPENAI
 from tollway.core.request_log import RequestLog
 from tollway.dialects.anthropic.front import AnthropicCodec
+from tollway.dialects.city.front import CityCodec
 from tollway.dialects.openai.errors import openai_error_body
 from tollway.dialects.openai.front import OpenAICodec
 from tollway.providers import echo
+from tollway.providers.sse import SSEEvent
 from tollway.routing.catalog import Catalog
 from tollway.routing.gateway import Gateway, GatewayOptions
 from tollway.routing.pipeline import ChatPipeline
@@ -92,15 +94,57 @@ class ScriptedProvider:
         return None
 
 
+class FakeUpstream:
+    """An open upstream SSE body (``providers.http.UpstreamStream``'s reading side)."""
+
+    def __init__(self, reads: list[list[SSEEvent]]) -> None:
+        self.reads = reads
+        self.ended = False
+        self.closed = False
+        self.finished = False
+
+    async def batches(self) -> AsyncIterator[list[SSEEvent]]:
+        for read in self.reads:
+            yield read
+
+    def close(self) -> None:
+        self.closed = True
+
+    def end(self) -> None:
+        self.finished, self.closed = self.ended, not self.ended
+
+
+class ForwardingProvider(ScriptedProvider):
+    """An OpenAI-wire upstream: the OpenAI dialect's requests are forwarded to it as bytes."""
+
+    dialect = DIALECT_OPENAI
+
+    def __init__(self, script: Script, reads: dict[str, list[list[SSEEvent]]]) -> None:
+        super().__init__(script)
+        self.reads = reads
+        self.opened: dict[str, FakeUpstream] = {}
+
+    def adapt(self, body: dict[str, Any]) -> list[str]:
+        return []
+
+    async def forward(self, body: bytes, *, credential: Credential, headers: Any = None) -> bytes:
+        raise AssertionError("not used")
+
+    async def forward_stream(self, body: bytes, *, credential: Credential, headers: Any = None) -> FakeUpstream:
+        self.opened[credential.id] = FakeUpstream(self.reads[credential.id])
+        return self.opened[credential.id]
+
+
 class Builder:
-    def __init__(self, script: Script) -> None:
+    def __init__(self, script: Script, provider: ScriptedProvider | None = None) -> None:
         self.script = script
+        self.made = provider
 
     def configs(self, env: Mapping[str, str]) -> dict[str, ProviderConfig]:
         return {"echo": ProviderConfig(name="echo", kind="echo", credentials=CREDENTIALS)}
 
     def provider(self, config: ProviderConfig) -> ScriptedProvider:
-        return ScriptedProvider(self.script)
+        return self.made or ScriptedProvider(self.script)
 
     def pool(self, config: ProviderConfig) -> CredentialPool:
         return CredentialPool(config.name, config.credentials, options=PoolOptions(max_inflight=1, queue_size=0))
@@ -139,10 +183,10 @@ class Peer:
         return [m["body"] for m in self.sent if m["type"] == "http.response.body" and m["body"]]
 
 
-def _gateway(tmp_path: Path, script: Script) -> tuple[Gateway, Rows]:
+def _gateway(tmp_path: Path, script: Script, provider: ScriptedProvider | None = None) -> tuple[Gateway, Rows]:
     rows = Rows()
     gw = Gateway(engine=create_engine(f"sqlite+aiosqlite:///{tmp_path / 't.db'}"),
-                 auth=Authenticator(hash_secret(ADMIN), []), builder=Builder(script), base_env={},
+                 auth=Authenticator(hash_secret(ADMIN), []), builder=Builder(script, provider), base_env={},
                  logs=rows, options=GatewayOptions(max_attempts=3))  # type: ignore[arg-type]
     return gw, rows
 
@@ -244,3 +288,52 @@ async def test_a_whole_answer_is_encoded_by_the_codec_and_billed_from_its_usage(
     assert answer["type"] == "message" and [(c["type"], c["text"]) for c in answer["content"]] == [("text", "hi")]
     [row] = rows.rows  # finished before the first byte went out
     assert (row.status, row.prompt_tokens, row.completion_tokens) == (200, 3, 1)
+
+
+async def test_a_forwarded_stream_that_reports_an_error_before_any_event_is_tried_on_the_next_credential(
+        tmp_path: Path) -> None:
+    """First-event retry for pass-through streams too: the upstream answered 200, then an error
+    frame before anything the client would get: another credential, not an in-stream error."""
+    chunk = b'{"id":"c","object":"chat.completion.chunk","created":1,"model":"m","choices":[{"index":0,' \
+            b'"delta":{"content":"hi"},"finish_reason":null}]}'
+    provider = ForwardingProvider(Script([]), {
+        "c1": [[SSEEvent(event=None, data=b'{"error":{"message":"overloaded"}}')]],
+        "c2": [[SSEEvent(event=None, data=chunk)], [SSEEvent(event=None, data=b"[DONE]")]]})
+    gw, rows = _gateway(tmp_path, Script([]), provider)
+    peer, _ = await _serve(gw, OpenAICodec(DIALECT_OPENAI, openai_error_body), OPENAI_BODY, "/v1/chat/completions")
+    text = b"".join(peer.writes())
+    assert b'"hi"' in text and text.endswith(b"data: [DONE]\n\n") and b"overloaded" not in text
+    assert provider.opened["c1"].closed and provider.opened["c2"].finished
+    [row] = rows.rows
+    attempts = msgspec.json.decode(row.attempts or "[]")
+    assert [(a["credential"], a["status"]) for a in attempts] == [("c1", 502), ("c2", 200)] and row.status == 200
+
+
+async def test_a_refusal_after_a_retried_failure_is_one_error_naming_both(tmp_path: Path) -> None:
+    """c1 fails with a 500 (retried), c2 with a 400 (the request's fault: not retried): the
+    caller gets the 400, and the message names both attempts."""
+    class TwoWays(ScriptedProvider):
+        async def complete(self, req: ChatRequest, *, upstream_model: str, credential: Credential) -> ChatResponse:
+            status = 500 if credential.id == "c1" else 400
+            raise UpstreamError(f"{credential.id} said {status}", provider=self.name, upstream_status=status)
+
+    gw, rows = _gateway(tmp_path, Script([]), TwoWays(Script([])))
+    peer = Peer(msgspec.json.encode({**OPENAI_BODY, "stream": False}))
+    call = gw.begin("r1", "/v1/chat/completions", DIALECT_OPENAI)
+    with pytest.raises(AllUpstreamsFailed) as info:
+        await ChatPipeline(gw).serve(_request(peer, "/v1/chat/completions"), call,
+                                     OpenAICodec(DIALECT_OPENAI, openai_error_body))
+    assert info.value.http_status == 400 and info.value.message.startswith("c2 said 400")
+    assert "echo via echo/c1: 502" in info.value.message and "echo via echo/c2: 400" in info.value.message
+
+
+@pytest.mark.parametrize(("codec", "body", "frames"), [
+    (OpenAICodec(DIALECT_OPENAI, openai_error_body), OPENAI_BODY, 7),  # the role chunk, five deltas, the finish
+    (CityCodec(stream=True), {"model": "echo", "prompt": "hi"}, 6),  # start, then five text deltas
+])
+async def test_a_stream_without_usage_is_billed_for_the_frames_the_client_got(
+        tmp_path: Path, codec: Any, body: dict[str, Any], frames: int) -> None:
+    gw, rows = _gateway(tmp_path, Script([BATCHES[0], BATCHES[1][:3]]))  # no usage report
+    _, call = await _serve(gw, codec, body, "/v1/x")
+    [row] = rows.rows
+    assert row.status == 200 and call.produced == frames  # what settlement bills a cut stream without usage

@@ -254,7 +254,7 @@ async def test_a_queued_call_is_served_at_once_by_a_re_enabled_credential() -> N
 # health: disabling -----------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("status", [401, 403])
+@pytest.mark.parametrize("status", [401])  # a 403 is the request's failure: tests/unit/test_recovery.py
 async def test_a_rejected_credential_is_disabled_until_enabled(status: int) -> None:
     pool = make(2)
     lease = await pool.acquire()
@@ -267,7 +267,7 @@ async def test_a_rejected_credential_is_disabled_until_enabled(status: int) -> N
         await pool.release(le)
     assert set(ids(served)) == {"k1"}
     s = await pool.status()
-    assert s["disabled"] == {"k0": f"upstream answered {status}"} and s["available_accounts"] == ["k1"]
+    assert s["disabled"]["k0"].startswith(f"upstream answered {status}") and s["available_accounts"] == ["k1"]
     with pytest.raises(CredentialsDisabled):
         await pool.acquire(pin="k0")
 
@@ -496,7 +496,7 @@ async def test_status_reports_seed_002s_fields() -> None:
     assert await pool.status() == {
         "available": 3, "in_use": 0, "total": 3,
         "available_accounts": ["k0", "k1", "k2"], "in_use_accounts": [],
-        "max_inflight_per_account": 2, "recommended_concurrency": 6,
+        "max_inflight_per_account": 2, "recommended_concurrency": 6, "max_inflight": {"k0": 2, "k1": 2, "k2": 2},
         "in_flight": {"k0": 0, "k1": 0, "k2": 0}, "cooling": {}, "disabled": {}, "queued": 0,
     }
     leases = [await pool.acquire() for _ in range(4)]  # k0 twice (full), k1 and k2 once

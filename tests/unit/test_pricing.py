@@ -205,3 +205,45 @@ def test_the_output_bound_without_max_tokens(m: ModelInfo, max_tokens: int | Non
 @given(models, st.integers(min_value=1, max_value=10**6))
 def test_max_tokens_wins_over_the_model_bound(m: ModelInfo, max_tokens: int) -> None:
     assert output_bound(m, max_tokens) == max_tokens
+
+
+# --- reference prices: estimates for models without an operator price (issue 17.23) ----------
+
+LIST_PRICES = {  # USD per million input / output tokens, the providers' own pages, late 2025
+    "gpt-4o": ("2.50", "10.00"), "gpt-4o-mini": ("0.15", "0.60"), "claude-sonnet-4-5": ("3", "15"),
+    "claude-haiku-4-5": ("1", "5"), "gemini-2.5-pro": ("1.25", "10"), "deepseek-chat": ("0.28", "0.42"),
+    "bedrock/nova-micro": ("0.035", "0.14"),
+}
+
+
+def test_every_built_in_model_of_a_paid_provider_has_a_reference_price() -> None:
+    from tollway.billing.reference_prices import reference_price
+    from tollway.providers.kinds import SPECS
+
+    paid = [s for s in SPECS if s.name in ("openai", "anthropic", "gemini", "bedrock", "deepseek")]
+    assert len(paid) == 5
+    for spec in paid:
+        for m in spec.models:
+            assert reference_price(m) is not None, m.id
+            # a name made up for the same upstream model ("openai/gpt-4o", a dated id) finds it too
+            made_up = ModelInfo(id=f"{spec.name}/x", provider=spec.name, upstream_id=m.upstream_id)
+            assert reference_price(made_up) == reference_price(m), m.upstream_id
+
+
+@pytest.mark.parametrize("name", list(LIST_PRICES))
+def test_an_estimate_is_the_list_price_rounded_up_once(name: str) -> None:
+    from tollway.billing.reference_prices import estimate
+
+    price_in, price_out = (Fraction(p) for p in LIST_PRICES[name])
+    m = ModelInfo(id=name, provider="p", upstream_id=name)
+    for n_in, n_out in ((1_000_000, 1_000_000), (1, 1), (12_345, 678), (0, 0)):
+        exact = (n_in * price_in + n_out * price_out) / MICRO  # dollars
+        assert estimate(m, n_in, n_out) == math.ceil(exact * MICRO), (n_in, n_out)  # micro-dollars
+
+
+def test_no_estimate_for_a_priced_model_or_one_without_a_reference_price() -> None:
+    from tollway.billing.reference_prices import estimate
+
+    assert estimate(ModelInfo(id="gpt-4o", provider="openai", upstream_id="gpt-4o", price_in=1), 10, 10) is None
+    assert estimate(ModelInfo(id="ollama/llama3", provider="ollama", upstream_id="llama3"), 10, 10) is None
+    assert estimate(ModelInfo(id="echo", provider="echo", upstream_id="echo"), 10, 10) is None

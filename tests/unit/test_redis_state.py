@@ -318,3 +318,60 @@ async def test_memory_and_redis_state_pick_the_same_credentials(replicas: tuple[
                 await state.give_back(POOL, cid, token)
         answers.append(seen)
     assert answers[0] == answers[1]
+
+
+# caps per credential (issue 17, item 11) ---------------------------------------------------------
+
+
+async def test_each_candidate_is_held_to_its_own_cap_across_two_replicas(
+        replicas: tuple[RedisState, RedisState]) -> None:
+    a, b = replicas
+    ids, caps = ["acct", "key", "own"], [2, 50, 3]
+    taken = await asyncio.gather(*(s.take(POOL, ids, caps, 30) for _ in range(60) for s in (a, b)))
+    won = Counter(t[0] for t in taken if t is not None)
+    assert won == {"acct": 2, "key": 50, "own": 3}
+    assert await b.counts(POOL, ids) == [2, 50, 3]
+    assert await a.take(POOL, ids, caps, 30) is None
+    assert await a.take(POOL, ["key"], [51], 30) is not None  # the cap goes with each take
+    with pytest.raises(ValueError):
+        await a.take(POOL, ids, [1, 2], 30)
+
+
+async def test_the_least_busy_candidate_under_its_cap_wins_as_in_memory(
+        replicas: tuple[RedisState, RedisState]) -> None:
+    """The same takes with mixed caps give the same answers from both backends."""
+    script: list[tuple[list[str], list[int]]] = [
+        (["a"], [1]), (["b"], [5]), (["b"], [5]), (["a", "b", "c"], [1, 5, 5]), (["a", "b", "c"], [1, 5, 5]),
+        (["a", "b"], [1, 5]), (["c", "b", "a"], [2, 5, 1]), (["a"], [1]), (["c", "a"], [2, 1])]
+    answers: list[list[str | None]] = []
+    for state in (MemoryState(), replicas[0]):
+        seen: list[str | None] = []
+        for order, caps in script:
+            got = await state.take(POOL, order, caps, 30)
+            seen.append(got[0] if got else None)
+        answers.append(seen)
+    assert answers[0] == answers[1] == ["a", "b", "b", "c", "c", "b", "b", None, None]
+
+
+async def test_an_account_keeps_its_cap_and_an_api_key_serves_many_across_replicas(
+        replicas: tuple[RedisState, RedisState]) -> None:
+    """Two replicas' pools of one provider: a DS2API login (email) at most 2 at once in all, an
+    API key far more (before: both were held to the one cap of 2)."""
+    creds = (Credential(id="acct@example.com", secret="t", extra={"email": "acct@example.com"}),
+             Credential(id="key", secret="sk"))
+    opts = PoolOptions(max_inflight=2, api_key_max_inflight=1000, queue_size=0)
+    one, two = (CredentialPool(POOL, creds, options=opts, state=s) for s in replicas)
+    async with asyncio.timeout(5):
+        keys = [await (one if i % 2 else two).acquire(pin="key") for i in range(40)]
+        accounts = [await one.acquire(pin="acct@example.com"), await two.acquire(pin="acct@example.com")]
+    with pytest.raises(PoolExhausted):
+        await two.acquire(pin="acct@example.com")
+    status = await one.status()
+    assert status["in_flight"] == {"acct@example.com": 2, "key": 40}
+    assert status["max_inflight"] == {"acct@example.com": 2, "key": 1000}
+    assert status["max_inflight_per_account"] == 2 and status["recommended_concurrency"] == 1002
+    for lease in keys[::2]:
+        await two.release(lease)
+    for lease in [*keys[1::2], *accounts]:
+        await one.release(lease)
+    assert await replicas[1].counts(POOL, ["acct@example.com", "key"]) == [0, 0]

@@ -1,20 +1,34 @@
 """The guarded event stream: every way a stream can end releases the credential, closes the
-upstream and writes exactly one log row with the right status."""
+upstream and writes exactly one log row with the right status. And the error response's headers."""
 
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 
 from tollway.core.catalog import Credential
-from tollway.core.errors import TollwayError, UpstreamError
+from tollway.core.errors import (
+    AuthenticationFailed,
+    InsufficientCredits,
+    InternalError,
+    InvalidRequest,
+    ModelNotFound,
+    PayloadTooLarge,
+    QuotaExceeded,
+    RateLimited,
+    TollwayError,
+    UpstreamError,
+)
 from tollway.core.request_log import RequestLog
+from tollway.dialects.anthropic.errors import anthropic_error_body
+from tollway.dialects.openai.errors import openai_error_body
 from tollway.routing.call import Call
 from tollway.routing.pools import CredentialPool, PoolOptions
-from tollway.routing.responses import guarded_stream
+from tollway.routing.responses import error_response, guarded_stream
 
 
 class _Logs:
@@ -157,3 +171,27 @@ async def test_client_gone_before_the_first_byte_still_cleans_up() -> None:
     assert closed == [True]
     assert [r.status for r in gw.logs.rows] == [499]
     assert await _released(call, pool)
+
+
+@pytest.mark.parametrize("err, should_retry", [
+    (AuthenticationFailed("bad key"), "false"),  # Claude Code retried this one for minutes
+    (InvalidRequest("bad body"), "false"),
+    (ModelNotFound("no such model"), "false"),
+    (PayloadTooLarge("too big"), "false"),
+    (InsufficientCredits("top up"), "false"),
+    (QuotaExceeded("spent for the month", code="insufficient_quota"), "false"),  # a 429 no retry mends
+    (RateLimited("slow down", retry_after=2.5), "true"),
+    (UpstreamError("upstream 429", provider="p", upstream_status=429), "true"),
+    (UpstreamError("upstream down", provider="p", upstream_status=503), None),  # a 5xx: the client's own rule
+    (InternalError("bug"), None),
+])
+def test_error_headers_say_whether_a_retry_may_help(err: TollwayError, should_retry: str | None) -> None:
+    response = error_response(err, anthropic_error_body)
+    assert response.headers.get("x-should-retry") == should_retry
+    assert "request-id" not in response.headers and json.loads(response.body)["request_id"] is None
+    named = error_response(err, anthropic_error_body, request_id="req_1")
+    assert named.headers["request-id"] == "req_1" and json.loads(named.body)["request_id"] == "req_1"
+    other = error_response(err, openai_error_body, request_id="req_1")  # no request_id in OpenAI's envelope
+    assert "request_id" not in json.loads(other.body)
+    if isinstance(err, RateLimited):
+        assert response.headers["retry-after"] == "3"

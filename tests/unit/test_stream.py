@@ -267,3 +267,17 @@ def test_a_chunk_that_cannot_be_read_raises(data: bytes) -> None:
     with pytest.raises(TollwayError, match="^deepseek upstream sent a malformed stream chunk$") as info:
         StreamDecoder(provider="deepseek").feed(data)
     assert info.value.status == 502
+
+
+def test_shapes_openai_compatible_servers_send_are_read_as_the_dict_decoder_read_them() -> None:
+    """A numeric id, a string ``created``, content as a list of parts (Mistral), arguments as an
+    object, an empty error object: each read, not a 502."""
+    dec = StreamDecoder()
+    events = dec.feed(chunk({"id": 7, "created": "1700000000", "error": {},
+                             "choices": [{"delta": {"content": [{"type": "text", "text": "he"},
+                                                                {"type": "text", "text": "llo"}]}}]}))
+    assert events == [StreamStart(id="7", model="", created=1700000000), TextDelta(text="hello")]
+    calls = dec.feed(chunk({"choices": [{"delta": {"tool_calls": [
+        {"index": 0, "id": 42, "function": {"name": "f", "arguments": {"city": "Oslo"}}}]}}]}))
+    assert calls == [ToolCallStart(index=0, id="42", name="f"), ToolCallDelta(index=0, arguments='{"city":"Oslo"}')]
+    assert dec.feed(chunk({"created": "soon", "choices": []})) == []

@@ -119,6 +119,7 @@ async def play(wallet: Wallet, s: Scenario) -> list[Outcome]:
         else:
             await wallet.credit(KEY, step.amount, next(REFS))
             result = ("credited", step.amount)
+        await wallet.renew()  # the holds still open are renewed: nothing else changes
         out.append((*result, await wallet.state(KEY)))
     return out
 
@@ -244,6 +245,16 @@ async def test_the_month_rolls_forward_never_back() -> None:
     hold = await wallet.reserve(KEY, 10, quota=100, month="2027-01")
     assert await wallet.settle(hold, 5, quota=100, month="2027-02") == 5  # settled in the next month
     assert await wallet.state(KEY) == (885, 0, 5)
+
+
+async def test_memory_holds_die_with_their_process_and_need_no_renewal() -> None:
+    wallet = MemoryWallet(loader(1000, 0))
+    assert wallet.lease is None  # nothing outlives this process: there is nothing to renew
+    hold = await wallet.reserve(KEY, 600, quota=None, month="2026-01")
+    await wallet.renew()
+    assert await wallet.state(KEY) == (1000, 600, 0)
+    assert await wallet.settle(hold, 600, quota=None, month="2026-01", keep=3600.0) == 600
+    assert await wallet.settle(hold, 600, quota=None, month="2026-01") == 0  # settled once
 
 
 async def test_settle_rolls_the_month_before_charging() -> None:

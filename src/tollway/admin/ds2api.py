@@ -16,31 +16,36 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import collections
 import logging
 import math
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import msgspec
 from starlette.requests import Request
 from starlette.routing import BaseRoute, Route
 
-from tollway.admin.base import admin_endpoint, admin_tokens, int_param, json_body, str_param
+from tollway.admin.base import (
+    admin_endpoint,
+    admin_tokens,
+    auth_throttle,
+    count_failure,
+    int_param,
+    json_body,
+    peer,
+    str_param,
+)
 from tollway.admin.keys import MASK, import_keys
 from tollway.auth.jwt import DEFAULT_HOURS, MAX_HOURS, MIN_HOURS, looks_like_jwt
 from tollway.auth.keys import bearer_token
 from tollway.core.catalog import Credential
-from tollway.core.chat import ChatRequest, Message, TextBlock
 from tollway.core.errors import (
     AuthenticationFailed,
     InvalidRequest,
     NotFound,
-    RateLimited,
     TollwayError,
     UpstreamError,
-    UpstreamTimeout,
 )
 from tollway.core.names import PROVIDER_ECHO
 from tollway.core.redaction import redact
@@ -49,6 +54,7 @@ from tollway.routing.catalog import Catalog
 from tollway.routing.catalog import Route as ModelRoute
 from tollway.routing.gateway import Gateway
 from tollway.routing.pools import CredentialPool, Lease
+from tollway.routing.recovery import probe as probe_call
 from tollway.routing.responses import JSONBytes
 from tollway.store.credentials import CredentialRepository, StoredCredential, token_id
 
@@ -57,51 +63,17 @@ log = logging.getLogger("tollway.admin")
 MAX_ID, MAX_EMAIL, MAX_MOBILE, MAX_SECRET = 200, 320, 64, 8192
 TOKEN_ID_PREFIX = "token:"
 PROBE_TIMEOUT = 60.0
-PROBE_MAX_TOKENS = 16
 PROBE_CONCURRENCY = 4
 DEFAULT_MESSAGE = "Hello"
+UNTESTABLE = ("Not tested: this account has a password but no token, and no provider here logs in with a "
+              "password, so nothing could be sent upstream. Add its token (or api_key) to test it.")
 
 
-# login throttle --------------------------------------------------------------------------------
+class AccountConflict(TollwayError):
+    """An account whose id, email or mobile another account holds (409)."""
 
-
-class LoginThrottle:
-    """Wrong admin keys per client address: after ``limit`` within ``window`` seconds, every login
-    from that address is refused (429) until the oldest failure is ``window`` old. Per process."""
-
-    def __init__(self, limit: int = 10, window: float = 60.0, *, max_clients: int = 10_000,
-                 clock: Callable[[], float] = time.monotonic) -> None:
-        self.limit, self.window, self.max_clients, self._clock = limit, window, max_clients, clock
-        self._fails: dict[str, collections.deque[float]] = {}
-
-    def wait(self, client: str) -> float:
-        """Seconds until ``client`` may try again; 0 when it may now."""
-        fails = self._fails.get(client)
-        if not fails:
-            return 0.0
-        now = self._clock()
-        while fails and fails[0] <= now - self.window:
-            fails.popleft()
-        if not fails:
-            del self._fails[client]
-            return 0.0
-        return fails[0] + self.window - now if len(fails) >= self.limit else 0.0
-
-    def failed(self, client: str) -> None:
-        if client not in self._fails and len(self._fails) >= self.max_clients:
-            horizon = self._clock() - self.window
-            self._fails = {c: f for c, f in self._fails.items() if f and f[-1] > horizon}
-            if len(self._fails) >= self.max_clients:
-                del self._fails[min(self._fails, key=lambda c: self._fails[c][-1])]
-        self._fails.setdefault(client, collections.deque(maxlen=self.limit)).append(self._clock())
-
-
-def _throttle(request: Request) -> LoginThrottle:
-    state = request.app.state
-    throttle: LoginThrottle | None = getattr(state, "admin_login_throttle", None)
-    if throttle is None:
-        throttle = state.admin_login_throttle = LoginThrottle()
-    return throttle
+    status = 409
+    default_code = "conflict"
 
 
 # accounts --------------------------------------------------------------------------------------
@@ -188,11 +160,13 @@ class AccountBook:
         return c
 
     async def add(self, c: StoredCredential) -> None:
-        """A new account; 400 when its id, email or mobile is taken."""
+        """A new account; 409 when its id, email or mobile is taken, also by an add that raced
+        this one (the database's primary key decides: one of ten identical adds wins)."""
         problem = self._conflict(self._usable(c), await self.store.all(), replacing=False)
         if problem:
-            raise InvalidRequest(problem)
-        await self.store.upsert([c])
+            raise AccountConflict(problem)
+        if not await self.store.insert(c):
+            raise AccountConflict(f"account {c.id!r} already exists")
 
     async def upsert(self, items: Sequence[StoredCredential]) -> int:
         """Insert or update by id (POST /admin/config): what an item leaves empty (password, token,
@@ -206,18 +180,19 @@ class AccountBook:
                                             password=c.password or old.password, secret=c.secret or old.secret)
             problem = self._conflict(self._usable(c), list({**by_id, **merged}.values()), replacing=True)
             if problem:
-                raise InvalidRequest(problem)
+                raise AccountConflict(problem)
             merged[c.id] = c
         return await self.store.upsert(list(merged.values()))
 
     async def import_new(self, items: Sequence[StoredCredential]) -> int:
-        """Add the accounts whose id, email and mobile are all new (POST /admin/import); skip the rest."""
+        """Add the accounts whose id, email and mobile are all new (POST /admin/import); skip the
+        rest, and those a concurrent write added first."""
         existing = await self.store.all()
         new: list[StoredCredential] = []
         for c in items:
             if self._conflict(self._usable(c), existing + new, replacing=False) is None:
                 new.append(c)
-        return await self.store.upsert(new)
+        return sum([await self.store.insert(c) for c in new])
 
     async def remove(self, ident: str, provider: str) -> bool:
         found = await self.find(ident, provider)
@@ -253,22 +228,8 @@ async def probe(provider: ChatProvider, route: ModelRoute, credential: Credentia
                 password: str | None = None) -> tuple[dict[str, Any], TollwayError | None]:
     """A tiny chat call on this one credential through the provider's adapter: seed 002's test
     result (``response_time`` in ms; never a secret in ``message``) and the error, if any."""
-    req = ChatRequest(model=route.model.id, max_tokens=PROBE_MAX_TOKENS,
-                      messages=(Message(role="user", content=(TextBlock(text=message or DEFAULT_MESSAGE),)),))
     t0 = time.perf_counter()
-    error: TollwayError | None = None
-    reply = ""
-    try:
-        async with asyncio.timeout(PROBE_TIMEOUT):
-            resp = await provider.complete(req, upstream_model=route.model.upstream_id, credential=credential)
-        reply = "".join(b.text for b in resp.content if isinstance(b, TextBlock))
-    except TollwayError as err:
-        error = err
-    except TimeoutError:
-        error = UpstreamTimeout(f"no answer within {PROBE_TIMEOUT:g}s", provider=route.provider)
-    except Exception as exc:  # an adapter bug must not end a test-all run
-        log.exception("account test on %s failed", route.provider)
-        error = TollwayError(f"the test failed: {type(exc).__name__}")
+    reply, error = await probe_call(provider, route, credential, message or DEFAULT_MESSAGE, timeout=PROBE_TIMEOUT)
     elapsed = round((time.perf_counter() - t0) * 1000)
     if error is None:
         text = "API test successful" + (f": {reply[:100]}" if reply else "")
@@ -286,8 +247,22 @@ async def _settle(pool: CredentialPool, credential: Credential, error: TollwayEr
         await pool.failed(Lease(credential=credential, token="admin-test", pool=pool.provider), error)
 
 
+def untested(credential: Credential, route: ModelRoute) -> dict[str, Any]:
+    """The result for an account with nothing to send upstream (a password without a token)."""
+    return {"account": credential.id, "success": False, "response_time": 0, "message": UNTESTABLE,
+            "model": route.model.id}
+
+
+def password_only(stored: StoredCredential | None, credential: Credential) -> bool:
+    """A stored login without a token: no provider here logs in, so a test would send no secret."""
+    return stored is not None and stored.id == credential.id and not stored.secret
+
+
 async def _test_one(gw: Gateway, pool: CredentialPool, route: ModelRoute, credential: Credential, message: str,
-                    password: str | None) -> dict[str, Any]:
+                    stored: StoredCredential | None) -> dict[str, Any]:
+    if password_only(stored, credential):
+        return untested(credential, route)
+    password = stored.password if stored is not None else None
     result, error = await probe(gw.providers[pool.provider], route, credential, message, password=password)
     await _settle(pool, credential, error)
     return result
@@ -310,7 +285,7 @@ async def test_account(request: Request, gw: Gateway) -> dict[str, Any]:
         raise NotFound("account does not exist")
     route = probe_route(gw.catalog, provider, str_param(body.get("model"), "model"))
     message = str_param(body.get("message"), "message", 4000)
-    return await _test_one(gw, pool, route, credential, message, stored.password if stored else None)
+    return await _test_one(gw, pool, route, credential, message, stored)
 
 
 async def test_all(request: Request, gw: Gateway) -> dict[str, Any]:
@@ -328,7 +303,7 @@ async def test_all(request: Request, gw: Gateway) -> dict[str, Any]:
         async def one(account: StoredCredential) -> dict[str, Any]:
             async with gate:
                 credential = pool.find(account.id) or account.credential()
-                return await _test_one(gw, pool, route, credential, message, account.password)
+                return await _test_one(gw, pool, route, credential, message, account)
 
         results = list(await asyncio.gather(*(one(a) for a in accounts)))
     passed = sum(1 for r in results if r["success"])
@@ -340,11 +315,9 @@ async def test_all(request: Request, gw: Gateway) -> dict[str, Any]:
 
 
 async def login(request: Request, gw: Gateway) -> dict[str, Any]:
-    client = request.client.host if request.client else "unknown"
-    throttle = _throttle(request)
-    wait = throttle.wait(client)
-    if wait > 0:
-        raise RateLimited("Too many wrong admin keys from this address: try again later.", retry_after=wait)
+    client = peer(request)
+    throttle = auth_throttle(request)  # shared with every admin route: a guess is a guess anywhere
+    throttle.check(client)
     body = await json_body(request)
     hours = int_param(body.get("expire_hours"), "expire_hours", DEFAULT_HOURS, low=MIN_HOURS, high=MAX_HOURS)
     key = body.get("admin_key")
@@ -359,7 +332,12 @@ async def verify(request: Request, gw: Gateway) -> dict[str, Any]:
     token = bearer_token(request.headers.get("authorization"), None)
     if not token:
         raise AuthenticationFailed("No credentials provided")
-    expires_at = await admin_tokens(request, gw).verify(token)
+    auth_throttle(request).check(peer(request))
+    try:
+        expires_at = await admin_tokens(request, gw).verify(token)
+    except AuthenticationFailed as err:
+        count_failure(request, err)
+        raise
     return {"valid": True, "expires_at": expires_at, "remaining_seconds": max(0, expires_at - int(time.time()))}
 
 

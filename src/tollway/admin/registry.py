@@ -60,6 +60,7 @@ from starlette.routing import BaseRoute, Route
 
 from tollway.admin.base import MAX_INT, admin_endpoint, int_param, json_body, log, str_param
 from tollway.core.errors import InvalidRequest, NotFound, TollwayError
+from tollway.core.json_input import loads
 from tollway.core.money import MICRO, ppm, to_micro
 from tollway.routing.gateway import Gateway
 from tollway.store.registry import AuthorizationRepository, GroupRepository, ModelRepository
@@ -140,10 +141,7 @@ def _config(value: Any) -> dict[str, Any]:
     if isinstance(value, str):
         if len(value.encode()) > MAX_CONFIG:
             raise InvalidRequest(f"config must be at most {MAX_CONFIG} bytes", param="config")
-        try:
-            value = msgspec.json.decode(value)
-        except msgspec.DecodeError:
-            raise InvalidRequest("config is not valid JSON", param="config") from None
+        value = loads(value, invalid="config is not valid JSON", param="config")
     if not isinstance(value, dict):
         raise InvalidRequest("config must be a JSON object (or a string holding one)", param="config")
     if len(msgspec.json.encode(value)) > MAX_CONFIG:

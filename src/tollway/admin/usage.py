@@ -5,7 +5,9 @@ Times in queries (``since`` inclusive, ``until`` exclusive) are unix seconds or 
 (``2026-11-23T10:00:00Z``; without an offset, UTC). ``status`` is a code (``404``) or a class
 (``4xx``). ``group_by`` is a comma-separated subset of ``key``, ``model`` and ``day`` (the UTC
 calendar day); usage items hold only the fields grouped by. Money goes out in credits and
-exactly in micro-credits (``cost``, ``cost_micro``).
+exactly in micro-credits (``cost``, ``cost_micro``). A call on a model without an operator price
+also shows ``estimated_cost`` (USD at its provider's list price, ``billing.reference_prices``) and
+``estimated_cost_micro``: an estimate, never charged (null in a log row without one).
 """
 
 from __future__ import annotations
@@ -102,6 +104,8 @@ def log_item(row: RequestLog) -> dict[str, Any]:
     """A request-log row as listed: its fields, ``cost`` in credits, ``attempts`` decoded."""
     item: dict[str, Any] = msgspec.structs.asdict(row)
     item["cost"] = row.cost_micro / MICRO
+    estimated = row.estimated_cost_micro
+    item["estimated_cost"] = estimated / MICRO if estimated is not None else None  # USD, never charged
     if row.attempts is not None:
         with contextlib.suppress(msgspec.DecodeError):  # else kept as the stored text
             item["attempts"] = _attempts.decode(row.attempts)
@@ -110,7 +114,9 @@ def log_item(row: RequestLog) -> dict[str, Any]:
 
 def usage_item(group: dict[str, Any]) -> dict[str, Any]:
     cost = group.pop("cost_micro")
-    return {**group, "cost": cost / MICRO, "cost_micro": cost}
+    estimated = group.pop("estimated_cost_micro")
+    return {**group, "cost": cost / MICRO, "cost_micro": cost, "estimated_cost": estimated / MICRO,
+            "estimated_cost_micro": estimated}
 
 
 async def usage_report(gw: Gateway, q: QueryParams, *, key_id: int | None,

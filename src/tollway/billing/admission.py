@@ -24,7 +24,17 @@ The wallet and the limiter say whether they are ``local`` (this process's memory
 shared (Redis, a round trip per call). With both local the steps above run one after the other,
 each only if the last passed, and a settlement is applied before ``settle`` returns. Otherwise
 every limit and the hold go out together (one round trip through the shared ``ScriptBatch``) and
-whichever refuses undoes the rest; settlements run in the background, retried through an outage.
+whichever refuses undoes the rest; settlements run in the background.
+
+A shared wallet's holds are leases, renewed (``renew``, from the gateway's lease renewal) while
+their calls run, so a process that dies gives its holds back within ``lease`` seconds. When the
+shared store cannot be reached, a billed call is refused with 503 ``billing_unavailable`` and a
+Retry-After (``BillingUnavailable``), and a call already served is not left unbilled: after a few
+quick retries its settlement is kept in the database beside the ledger (``LedgerRepository.defer``,
+durable across a crash), its hold still renewed, and ``replay`` (every ``REPLAY_INTERVAL`` seconds,
+in any process) applies it to the wallet and books its ledger row once the store answers again.
+A model without an operator price charges nothing; its log row gets a list-price estimate
+(``reference_prices``), never charged.
 """
 
 from __future__ import annotations
@@ -39,8 +49,9 @@ from typing import Any, Protocol, TypeVar
 import msgspec
 
 from tollway.billing.pricing import DEFAULT_RESERVE_OUTPUT, cost, reservation
+from tollway.billing.reference_prices import estimate
 from tollway.billing.wallet import Hold, Wallet
-from tollway.core.billing import Group, LedgerEntry
+from tollway.core.billing import BillingUnavailable, Group, LedgerEntry, PendingSettlement
 from tollway.core.catalog import ModelInfo
 from tollway.core.errors import InternalError, InvalidRequest, PermissionDenied, RateLimited
 from tollway.core.keys import ApiKey
@@ -51,7 +62,14 @@ from tollway.store.ledger import CHARGE, REFUND, LedgerRepository, month_of
 from tollway.store.log_buffer import WriteBehind
 
 log = logging.getLogger("tollway.billing")
-SETTLE_RETRIES = (0.1, 0.5, 1.0, 2.0, 5.0, 10.0, 15.0)  # seconds between attempts to settle in Redis
+# seconds between attempts to settle in Redis before the settlement is kept in the database
+SETTLE_RETRIES = (0.1, 0.5)
+CREDIT_RETRIES = (0.1, 0.5, 1.0, 2.0, 5.0, 10.0, 15.0)  # seconds between attempts to credit a recharge in Redis
+REPLAY_INTERVAL = 2.0  # seconds between looks at the settlements kept in the database
+REPLAY_BATCH = 500
+KEEP_ANSWER = 7 * 86_400.0  # a replayed settlement's answer stays in Redis until its ledger row is surely in
+CLOSE_GRACE = 25.0  # at shutdown, how long settlements that reach neither Redis nor the database are tried
+UNAVAILABLE_RETRY_AFTER = 5.0  # seconds a call refused while the wallet store is away is told to wait
 
 
 MAX_TOKENS = 2**31 - 1  # a bound beyond any model's; larger asks are clamped to it
@@ -140,6 +158,8 @@ class Billing:
                                                            batch=1000, max_pending=None, close_attempts=50,
                                                            close_delay=0.5)
         self._settling: set[asyncio.Task[None]] = set()
+        self._replaying: asyncio.Task[None] | None = None
+        self._unavailable_logged = -math.inf
 
     # before the call -----------------------------------------------------------------------
 
@@ -187,8 +207,21 @@ class Billing:
         failed = next((r for r in results if isinstance(r, BaseException)), None)
         if failed is not None:
             self._undo(ticket)
+            if isinstance(failed, InternalError):
+                raise self._unavailable(failed) from failed
             raise failed
         return allowed, ticket
+
+    def _unavailable(self, err: InternalError) -> BillingUnavailable:
+        """A shared store (Redis) failure at admission: the call cannot hold its credits now. The
+        cause is logged at most every ``UNAVAILABLE_RETRY_AFTER`` seconds (each refusal is logged
+        at the edge)."""
+        now = time.monotonic()
+        if now - self._unavailable_logged >= UNAVAILABLE_RETRY_AFTER:
+            self._unavailable_logged = now
+            log.warning("billed calls refused with 503 while the wallet store is unreachable: %s", err.message)
+        return BillingUnavailable(f"Billing is unavailable: the wallet store cannot be reached. Retry after "
+                                  f"{UNAVAILABLE_RETRY_AFTER:g} s.", retry_after=UNAVAILABLE_RETRY_AFTER)
 
     async def _hold(self, ticket: Ticket, amount: int) -> None:
         ticket.hold = await self.wallet.reserve(ticket.key.id, amount, quota=ticket.key.month_quota,
@@ -205,7 +238,10 @@ class Billing:
         """Count a fallback model's own limits before it is tried (the key's were counted at
         admission); RateLimited or InvalidRequest (``tpm_exceeded``) when it may not be tried."""
         if model.rpm is not None or model.tpm is not None:
-            await self._limit(ticket, model.id, model.rpm, model.tpm)
+            try:
+                await self._limit(ticket, model.id, model.rpm, model.tpm)
+            except InternalError as err:
+                raise self._unavailable(err) from err
 
     async def _limit(self, ticket: Ticket, model: str | None, rpm: int | None, tpm: int | None) -> None:
         """Count one limit: the key's (``model`` None) or the key's on ``model``."""
@@ -249,10 +285,13 @@ class Billing:
                request_id: str, row: RequestLog | None = None) -> int:
         """Release the holds; charge for ``tokens`` (input, output) on ``model``, or refund
         (``tokens`` None). Returns the cost (what the request log shows); in a shared wallet the
-        charge is settled in the background and ``row`` corrected if less could be charged."""
+        charge is settled in the background and ``row`` corrected if less could be charged. A
+        model without a price gets a list-price estimate in ``row`` (never charged)."""
         self._settle_limits(ticket, model.id if model is not None else None,
                             0 if tokens is None else tokens[0] + tokens[1])
         charge = 0 if tokens is None or model is None else cost(model, tokens[0], tokens[1], ticket.multiplier)
+        if row is not None:
+            row.estimated_cost_micro = self.estimated(model, tokens)
         hold = ticket.hold
         if hold is None:
             return charge
@@ -264,23 +303,106 @@ class Billing:
         self._spawn(self._settle(ticket, hold, charge, model, request_id, row))
         return charge
 
+    def estimated(self, model: ModelInfo | None, tokens: tuple[int, int] | None) -> int | None:
+        """What a call that used ``tokens`` on an unpriced ``model`` would cost at its provider's
+        list price (micro-USD, ``reference_prices``): an estimate for the request log, never charged."""
+        if model is None or tokens is None:
+            return None
+        return estimate(model, tokens[0], tokens[1])
+
     async def _settle(self, ticket: Ticket, hold: Hold, charge: int, model: ModelInfo | None,
                       request_id: str, row: RequestLog | None) -> None:
-        """Settle in the shared wallet, retrying through a Redis outage of up to about half a
-        minute: a hold that is never settled would keep the key's credits out of reach."""
-        for delay in (*SETTLE_RETRIES, None):
-            try:
-                applied = await self.wallet.settle(hold, charge, quota=ticket.quota, month=month_of(time.time()))
-                break
-            except InternalError as err:
-                if delay is None:
-                    log.error("settling request %s failed for good; key %s keeps a hold of %d micro-credits "
-                              "until it expires: %s", request_id, hold.key_id, hold.amount, err.message)
-                    return
-                await asyncio.sleep(delay)
+        """Settle in the shared wallet. Through an outage longer than a few quick retries the
+        settlement is kept in the database (``replay`` applies it when the wallet answers again),
+        so that nothing served goes unbilled; while the database is away too, both are tried in
+        turn until one takes it (at shutdown, for ``CLOSE_GRACE`` seconds)."""
+        attempt = 0
+        try:
+            while True:
+                try:
+                    applied = await self.wallet.settle(hold, charge, quota=ticket.quota, month=month_of(time.time()))
+                    break
+                except Exception as err:  # Redis away (InternalError), or its wallet lost while the database is
+                    if attempt >= len(SETTLE_RETRIES) and await self._defer(ticket, hold, charge, model, request_id,
+                                                                            err):
+                        return
+                    await asyncio.sleep(SETTLE_RETRIES[min(attempt, len(SETTLE_RETRIES) - 1)])
+                    attempt += 1
+        except asyncio.CancelledError:
+            log.error("request %s: its settlement (%d micro-credits on key %s) reached neither the wallet store nor "
+                      "the database before shutdown and is lost", request_id, charge, hold.key_id)
+            raise
         if row is not None and applied != charge:
             row.cost_micro = applied  # the log row, if it is still waiting for its batch
         self._record(ticket, hold, charge, applied, model, request_id)
+
+    async def _defer(self, ticket: Ticket, hold: Hold, charge: int, model: ModelInfo | None, request_id: str,
+                     err: Exception) -> bool:
+        """Keep a settlement the wallet store cannot take in the database; False if that fails too."""
+        pending = PendingSettlement(hold_id=hold.id, key_id=hold.key_id, reserved=hold.amount, charge=charge,
+                                    quota=ticket.quota, request_id=request_id,
+                                    model=model.id if model is not None else None, created_at=time.time())
+        try:
+            await self.ledger.defer(pending)
+        except Exception as exc:
+            log.error("request %s: neither the wallet store (%s) nor the database (%s) takes its settlement of %d "
+                      "micro-credits; still trying", request_id, _reason(err), type(exc).__name__, charge)
+            return False
+        log.warning("request %s: the wallet store is unreachable (%s); its settlement of %d micro-credits is kept in "
+                    "the database and booked when it returns", request_id, _reason(err), charge)
+        return True
+
+    async def replay(self) -> int:
+        """Apply the settlements kept in the database (by this process, or by one that died) to the
+        wallet, and book each (ledger row, balance, kept copy removed) in one transaction; returns how
+        many were booked. A settlement is applied once per hold however many processes replay it,
+        and booked once. One the wallet still cannot take waits for the next round."""
+        kept = await self.ledger.deferred(REPLAY_BATCH)
+        if not kept:
+            return 0
+        month = month_of(time.time())
+        results = await asyncio.gather(*(
+            self.wallet.settle(Hold(p.key_id, p.reserved, p.hold_id), p.charge, quota=p.quota, month=month,
+                               keep=KEEP_ANSWER) for p in kept), return_exceptions=True)
+        booked = 0
+        for pending, applied in zip(kept, results, strict=True):
+            if isinstance(applied, InternalError):
+                continue  # the wallet store is still away
+            if isinstance(applied, BaseException):
+                raise applied
+            now = time.time()
+            short = f"charged {applied} of {pending.charge}: balance or quota ran out; " if applied < pending.charge \
+                else ""
+            entry = LedgerEntry(key_id=pending.key_id, kind=CHARGE if pending.charge > 0 else REFUND, amount=-applied,
+                                reserved=pending.reserved, month=month_of(now), request_id=pending.request_id,
+                                model=pending.model, created_at=now,
+                                note=f"{short}settled after the wallet store was unreachable")
+            if await self.ledger.book(pending, entry):
+                booked += 1
+        if booked:
+            log.info("booked %d settlements kept while the wallet store was unreachable", booked)
+        return booked
+
+    async def _replay_forever(self) -> None:
+        while True:
+            try:
+                await self.replay()
+            except Exception as exc:  # the database is away: next round
+                log.warning("applying the settlements kept in the database failed: %s: %s", type(exc).__name__, exc)
+            await asyncio.sleep(REPLAY_INTERVAL)
+
+    @property
+    def lease(self) -> float | None:
+        """Seconds a hold outlives a process that stopped renewing it (None: holds die with it)."""
+        return self.wallet.lease
+
+    async def renew(self) -> None:
+        """Keep the holds of this process's calls (and of its settlements still on their way) alive."""
+        try:
+            await self.wallet.renew()
+        except Exception as err:  # Redis away (InternalError): the holds last their lease, the next round tries again
+            log.warning("renewing credit holds failed (each lasts %s s from its last renewal): %s", self.lease,
+                        _reason(err))
 
     def _record(self, ticket: Ticket, hold: Hold, charge: int, applied: int, model: ModelInfo | None,
                 request_id: str) -> None:
@@ -319,7 +441,7 @@ class Billing:
         return entry, balance
 
     async def _credit_later(self, key_id: int, amount: int, ref: str) -> None:
-        for delay in SETTLE_RETRIES:
+        for delay in CREDIT_RETRIES:
             await asyncio.sleep(delay)
             try:
                 await self.wallet.credit(key_id, amount, ref)
@@ -331,10 +453,23 @@ class Billing:
 
     def start(self) -> None:
         self.writer.start()
+        if not self.wallet.local:  # settlements kept while Redis was away, by this process or another
+            self._replaying = asyncio.create_task(self._replay_forever(), name="settlement-replay")
 
     async def close(self) -> None:
+        if self._replaying is not None:
+            self._replaying.cancel()
+            await asyncio.gather(self._replaying, return_exceptions=True)
+            self._replaying = None
         if self._settling:
-            await asyncio.gather(*list(self._settling), return_exceptions=True)
+            _, late = await asyncio.wait(list(self._settling), timeout=CLOSE_GRACE)
+            for task in late:
+                task.cancel()
+            await asyncio.gather(*late, return_exceptions=True)
         await self.writer.close()
         await self.wallet.close()
         await self.limiter.close()
+
+
+def _reason(err: Exception) -> str:
+    return err.message if isinstance(err, InternalError) else f"{type(err).__name__}: {err}"

@@ -9,12 +9,19 @@ Per key ``K`` (``{K}`` is a Redis Cluster hash tag: one key's Redis keys share a
 Each operation is one Lua script, so a check and its hold are one atomic step however many replicas
 ask at once. Holds have ids, which makes every step safe to repeat or to lose:
 
-- a settlement retried after a lost reply answers what the first one charged (the ``done`` key);
+- a settlement retried after a lost reply answers what the first one charged (the ``done`` key,
+  kept an hour, or as long as the caller asks: a settlement replayed from the database keeps it
+  until its ledger row is surely written);
 - a reservation whose caller gave up (a client gone, a timeout) is released by id; a release that
   overtakes its reservation leaves a ``done`` mark that the reservation then respects;
-- a hold whose process died is swept when its deadline (``HOLD_TTL``) passes;
-- a hold Redis lost (a restart without persistence) settles as no hold: the charge comes only
-  from what is available, so a balance never goes below zero.
+- a hold is a lease: its deadline (``HOLD_TTL``, TOLLWAY_LEASE_TTL in the gateway: a minute) is
+  pushed back by ``renew`` while its call runs, and a hold whose process died is swept once it
+  passes (by the next reservation on the key), so a crash leaks no credits for longer than that.
+  A renewal keeps a hold that is past its deadline but not yet swept (its credits were never
+  handed to anyone: Redis was away, say); a swept one stays gone;
+- a hold Redis lost (a restart without persistence), or one swept before its settlement came,
+  settles as no hold: the charge comes only from what is available, so a balance never goes
+  below zero.
 
 A key's hash is made from the database the first time any replica needs it (``INIT`` writes only
 if it is absent) and kept without expiry; afterwards every change goes through these scripts,
@@ -39,7 +46,7 @@ from tollway.billing.wallet import Hold, StateLoader, refused
 from tollway.store.redis import ScriptBatch, translated
 
 log = logging.getLogger("tollway.billing")
-HOLD_TTL = 3600.0  # seconds a hold outlives a process that died holding it
+HOLD_TTL = 60.0  # seconds a hold outlives a process that died holding it (renewed while its call runs)
 DONE_TTL_MS = 3_600_000
 
 # KEYS: wallet. ARGV: balance, spent, month
@@ -113,6 +120,24 @@ redis.call('SET', KEYS[4], applied, 'PX', ARGV[5])
 return applied
 """
 
+# KEYS: holds, amounts. ARGV: ttl ms, then hold ids. Pushes back the deadline of each hold still
+# counted (past its deadline too, if no reservation has swept it yet); returns the ids already gone
+# (settled, released or swept), which the caller stops renewing.
+RENEW = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local deadline = now + tonumber(ARGV[1])
+local gone = {}
+for i = 2, #ARGV do
+  if redis.call('HEXISTS', KEYS[2], ARGV[i]) == 1 then
+    redis.call('ZADD', KEYS[1], deadline, ARGV[i])
+  else
+    gone[#gone + 1] = ARGV[i]
+  end
+end
+return gone
+"""
+
 # KEYS: wallet, holds, amounts, done. ARGV: id, done ttl ms. Gives a hold back (a reservation
 # whose caller gave up); marks it done, so a reservation still on its way is refused.
 RELEASE = """
@@ -159,9 +184,20 @@ class RedisWallet:
         self._settle = register(SETTLE)
         self._release = register(RELEASE)
         self._credit = register(CREDIT)
+        self._renew = register(RENEW)
         self._run = secrets.token_hex(6)  # hold ids: unique across replicas, cheap per request
         self._ids = itertools.count(1)
         self._pending: set[asyncio.Task[Any]] = set()
+        self._live: dict[str, Hold] = {}  # holds this process made and has not settled: renewed
+
+    @property
+    def lease(self) -> float:
+        return self.hold_ttl_ms / 1000
+
+    @property
+    def holding(self) -> int:
+        """Holds this process keeps alive (calls running, settlements on their way)."""
+        return len(self._live)
 
     def _key(self, key_id: int) -> str:
         return f"{self.prefix}wallet:{{{key_id}}}"
@@ -196,10 +232,27 @@ class RedisWallet:
             raise
         if code != 0:
             raise refused(int(code) if code in (1, 2) else 1, int(room))
+        self._live[hold.id] = hold
         return hold
+
+    async def renew(self) -> None:
+        """One script per key with live holds (all in one round trip through ``batch``)."""
+        by_key: dict[int, list[str]] = {}
+        for hold in self._live.values():
+            by_key.setdefault(hold.key_id, []).append(hold.id)
+        if not by_key:
+            return
+        calls = [self._renew(keys=[f"{self._key(key_id)}:holds", f"{self._key(key_id)}:amt"],
+                             args=[self.hold_ttl_ms, *ids]) for key_id, ids in by_key.items()]
+        with translated("wallet", "renew holds"):
+            answers = await asyncio.gather(*calls)
+        for gone in answers:
+            for hold_id in cast(list[Any], gone):
+                self._live.pop(str(hold_id), None)
 
     async def release(self, hold: Hold) -> None:
         """Give back a hold whose request never ran (safe to repeat; ahead of its reservation too)."""
+        self._live.pop(hold.id, None)  # not renewed: if the release fails, the lease runs out
         for delay in (0.1, 1.0, 5.0, None):
             try:
                 with translated("wallet", "release a hold"):
@@ -216,8 +269,10 @@ class RedisWallet:
         """Never: settling here is a round trip (await ``settle``)."""
         return None
 
-    async def settle(self, hold: Hold, charge: int, *, quota: int | None, month: str) -> int:
-        args: list[int | str] = [hold.id, charge, -1 if quota is None else quota, month, DONE_TTL_MS]
+    async def settle(self, hold: Hold, charge: int, *, quota: int | None, month: str, keep: float | None = None) -> int:
+        """A failure (InternalError) leaves the hold renewed: the caller keeps the settlement for later."""
+        done_ttl = DONE_TTL_MS if keep is None else max(DONE_TTL_MS, round(keep * 1000))
+        args: list[int | str] = [hold.id, charge, -1 if quota is None else quota, month, done_ttl]
         keys = self._keys(hold.key_id, hold.id)
         with translated("wallet", "settle a request"):
             applied = int(await self._settle(keys=keys, args=args))
@@ -225,6 +280,7 @@ class RedisWallet:
             await self.load(hold.key_id, month)
             with translated("wallet", "settle a request"):
                 applied = int(await self._settle(keys=keys, args=args))
+        self._live.pop(hold.id, None)
         return max(0, applied)
 
     async def credit(self, key_id: int, amount: int, ref: str) -> None:
@@ -245,6 +301,7 @@ class RedisWallet:
         task.add_done_callback(self._pending.discard)
 
     async def close(self) -> None:
+        self._live.clear()
         if self._pending:
             await asyncio.gather(*list(self._pending), return_exceptions=True)
         if self._batch is not None:

@@ -8,8 +8,10 @@ request's max_tokens promised) is taken only as far as balance and quota allow, 
 overspent. The month's spend restarts at zero in each calendar month (UTC).
 
 Holds live only here (in this process, or in Redis for every replica): a process that dies takes
-its holds with it, so no reservation leaks into the database. What ``settle`` charged goes to the
-ledger through ``admission.Billing``'s write-behind.
+its holds with it, so no reservation leaks into the database. A shared wallet's holds are leases
+(``lease`` seconds, renewed by ``renew`` while their calls run), so a process that dies without
+settling gives them back within a lease. What ``settle`` charged goes to the ledger through
+``admission.Billing``'s write-behind.
 
 ``MemoryWallet`` serves one process. Its state of a key is loaded from the database the first
 time the key pays; afterwards this process is the only writer of that key's balance (several
@@ -67,16 +69,28 @@ class Wallet(Protocol):
         always settles. False for balances shared over the network (each call a round trip)."""
         ...
 
+    @property
+    def lease(self) -> float | None:
+        """Seconds a hold outlives a process that stopped renewing it (one that died); None when
+        holds die with their process (a local wallet: nothing to renew)."""
+        ...
+
     async def reserve(self, key_id: int, amount: int, *, quota: int | None, month: str) -> Hold: ...
+
+    async def renew(self) -> None:
+        """Extend the lease of every hold this process made and has not settled or released
+        (calls still running, settlements still on their way)."""
+        ...
 
     def settle_now(self, hold: Hold, charge: int, *, quota: int | None, month: str) -> int | None:
         """``settle`` without awaiting, when this wallet can (a local one): what was charged; None,
         changing nothing, when settling takes a round trip (await ``settle``)."""
         ...
 
-    async def settle(self, hold: Hold, charge: int, *, quota: int | None, month: str) -> int:
+    async def settle(self, hold: Hold, charge: int, *, quota: int | None, month: str, keep: float | None = None) -> int:
         """Release ``hold`` and charge up to ``charge``; returns what was charged. Settling the
-        same hold again answers the same and changes nothing."""
+        same hold again answers the same and changes nothing, for ``keep`` seconds (by default an
+        hour; longer for a settlement whose ledger row is written only afterwards)."""
         ...
 
     async def release(self, hold: Hold) -> None:
@@ -116,6 +130,7 @@ class MemoryWallet:
     """Every key's wallet in this process (local). ``reserve`` awaits only the first load of a key."""
 
     local = True
+    lease = None  # holds die with this process
 
     def __init__(self, load: StateLoader) -> None:
         self._load = load
@@ -171,8 +186,11 @@ class MemoryWallet:
         account.spent += applied
         return applied
 
-    async def settle(self, hold: Hold, charge: int, *, quota: int | None, month: str) -> int:
+    async def settle(self, hold: Hold, charge: int, *, quota: int | None, month: str, keep: float | None = None) -> int:
         return self.settle_now(hold, charge, quota=quota, month=month)
+
+    async def renew(self) -> None:
+        """Nothing to renew: no hold here outlives its process."""
 
     async def release(self, hold: Hold) -> None:
         account = self._accounts.get(hold.key_id)

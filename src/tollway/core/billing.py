@@ -1,4 +1,5 @@
-"""Groups, registry models and ledger rows as the gateway holds them."""
+"""Groups, registry models and ledger rows as the gateway holds them; settlements kept for later,
+and the error of a billed call while the wallet store is unreachable."""
 
 from __future__ import annotations
 
@@ -7,7 +8,20 @@ from typing import Any
 import msgspec
 
 from tollway.core.catalog import ModelInfo
+from tollway.core.errors import TollwayError
 from tollway.core.money import MICRO
+
+
+class BillingUnavailable(TollwayError):
+    """503 ``billing_unavailable``: the shared wallet (Redis) cannot be reached, so a billed call
+    cannot hold its credits; the caller may try again after ``retry_after`` seconds."""
+
+    status = 503
+    default_code = "billing_unavailable"
+
+    def __init__(self, message: str, *, retry_after: float | None = None, code: str | None = None) -> None:
+        super().__init__(message, code=code)
+        self.retry_after = retry_after
 
 
 class Group(msgspec.Struct, frozen=True, kw_only=True):
@@ -106,3 +120,18 @@ class LedgerEntry(msgspec.Struct, frozen=True, kw_only=True):
                 "amount_micro": self.amount, "reserved_micro": self.reserved, "month": self.month,
                 "request_id": self.request_id, "model": self.model, "note": self.note,
                 "created_at": self.created_at}
+
+
+class PendingSettlement(msgspec.Struct, frozen=True, kw_only=True):
+    """A served request whose settlement the wallet store could not take: kept in the database
+    (beside the ledger) until it is applied to the wallet and booked. ``hold_id`` names the hold
+    it releases (a settlement is applied once per hold); ``charge`` is what the request cost."""
+
+    hold_id: str
+    key_id: int
+    reserved: int
+    charge: int
+    quota: int | None = None  # the key's monthly quota when it was admitted
+    request_id: str
+    model: str | None = None
+    created_at: float = 0.0

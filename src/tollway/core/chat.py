@@ -7,12 +7,17 @@ them to and from one upstream's wire format.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, Final, Literal
 
 import msgspec
 
 Role = Literal["system", "user", "assistant", "tool"]
 FinishReason = Literal["stop", "length", "tool_calls", "content_filter", "error"]
+
+# bounds a dialect's decoder holds a request to (a 400 naming the field past them), so that no
+# encoder, counter or upstream gets a number or an id past what any model takes:
+MAX_TOKENS: Final = 2**31 - 1  # an output cap, a reasoning budget, top_k
+MAX_USER_CHARS: Final = 512  # an end-user id (Anthropic's documented maximum for metadata.user_id)
 
 
 class _Block(msgspec.Struct, frozen=True, kw_only=True, tag_field="type"):

@@ -23,6 +23,7 @@ TollwayError
  +-- AllUpstreamsFailed        the last attempt's status and code, with every attempt's error
  +-- PayloadTooLarge           413  payload_too_large
  +-- ClientGone                499  client_closed_request
+ +-- ServerShuttingDown        503  server_shutdown (the shutdown grace cut the response)
  +-- NotImplementedYet         501  not_implemented (a City action whose capability is not built yet)
  +-- MethodNotAllowed          405  method_not_allowed
  +-- ConfigError               500  config_error (settings or YAML that cannot work; raised at start)
@@ -111,7 +112,8 @@ class ProviderNotConfigured(TollwayError):
 # a status not listed: 502, retried when it is a 5xx; no status (the connection failed): 502, retried
 UPSTREAM_STATUS: dict[int, tuple[int, bool]] = {
     400: (400, False), 404: (404, False), 413: (413, False), 422: (422, False),  # the request itself
-    401: (502, True), 403: (502, True),  # this credential's refusal: another may work
+    401: (502, True),  # this credential was not accepted: another may work
+    403: (403, True),  # refused for this request (a model this key may not use, content): another key may serve it
     429: (429, True),
 }
 
@@ -206,6 +208,14 @@ class ClientGone(TollwayError):
 
     status = 499
     default_code = "client_closed_request"
+
+
+class ServerShuttingDown(TollwayError):
+    """The server's shutdown grace ran out before this response was complete."""
+
+    status = 503
+    default_code = "server_shutdown"
+    retryable = True
 
 
 class NotImplementedYet(TollwayError):

@@ -23,7 +23,18 @@ at most ``FETCH_CONCURRENCY`` fetches run at a time; and the bytes fetched for t
 counted as they arrive, so the fetch that takes the total past ``max_total_bytes`` is refused
 at once and the others are cancelled.
 
+Across requests (``MediaBudget``): the fetched bytes the process holds at once are bounded by
+``max_inflight_bytes``. A request reserves what its URLs may bring (``max_bytes`` each, at most
+``max_total_bytes``) before its first fetch, keeps what they brought while the caller uses them
+(``loaded``: the adapters hold it until the upstream has their body), and gives it back on every
+path. A request that does not fit waits its turn (first come, first served) up to ``timeout``,
+then gets 429 ``media_busy`` with Retry-After.
+
 Every refusal is an ``InvalidRequest`` (400) that says what was refused and why.
+
+Large ``data:`` URLs are decoded in steps with the event loop running between them
+(``decode_data_url_steps``; ``providers.inline`` codes them into bodies the same way): one
+request's 12 MB of images no longer holds every other request up.
 """
 
 from __future__ import annotations
@@ -31,10 +42,12 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import collections
+import contextlib
 import ipaddress
 import itertools
 import socket
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from typing import Final
 
 import aiohttp
@@ -43,7 +56,7 @@ from aiohttp.abc import AbstractResolver, ResolveResult
 from aiohttp.resolver import DefaultResolver
 from yarl import URL
 
-from tollway.core.errors import InvalidRequest
+from tollway.core.errors import InvalidRequest, RateLimited
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
@@ -51,6 +64,7 @@ MAX_SHOWN_URL: Final = 200
 REDIRECT_STATUSES: Final = frozenset({301, 302, 303, 307, 308})
 CHUNK: Final = 64 * 1024
 FETCH_CONCURRENCY: Final = 4  # fetches of one request at a time
+B64_STEP: Final = 3 * 64 * 1024  # bytes base64 handles in one step, between two turns of the event loop
 REQUEST_HEADERS: Final = {
     "Accept": "image/*, application/pdf;q=0.9, */*;q=0.5",
     "User-Agent": "tollway-media-fetch",
@@ -72,6 +86,7 @@ class MediaPolicy(msgspec.Struct, frozen=True, kw_only=True):
     allow_private: bool = False
     max_urls_per_request: int = 16  # distinct non-data URLs ``load_many`` fetches for one request
     max_total_bytes: int = 50 * 1024 * 1024  # all the bodies ``load_many`` fetches for one request
+    max_inflight_bytes: int = 128 * 1024 * 1024  # fetched bytes held at once by every request of the process
 
 
 def decode_data_url(url: str) -> Media:
@@ -85,6 +100,81 @@ def decode_data_url(url: str) -> Media:
     except (binascii.Error, ValueError):
         raise InvalidRequest("A data: URL holds invalid base64.") from None
     return Media(media_type=media_type, data=data)
+
+
+_DECODE_STEP: Final = B64_STEP // 3 * 4  # base64 characters decoded in one step
+
+
+async def decode_data_url_steps(url: str) -> Media:
+    """``decode_data_url``, its base64 decoded in steps with the event loop running between them:
+    the same answers and the same refusals (only the last step may end in padding)."""
+    head, sep, payload = url.partition(",")
+    if len(payload) <= _DECODE_STEP or not sep:
+        return decode_data_url(url)
+    media_type = decode_data_url(head + ",").media_type  # the head's checks (an empty payload is valid)
+    parts = []
+    try:
+        for i in range(0, len(payload), _DECODE_STEP):
+            part = payload[i:i + _DECODE_STEP]
+            if "=" in part and i + _DECODE_STEP < len(payload):
+                raise binascii.Error("padding before the end")
+            parts.append(base64.b64decode(part, validate=True))
+            await asyncio.sleep(0)
+    except (binascii.Error, ValueError):
+        raise InvalidRequest("A data: URL holds invalid base64.") from None
+    return Media(media_type=media_type, data=b"".join(parts))
+
+
+class MediaBudget:
+    """Bytes of fetched media held at once by every request of the process: a byte semaphore
+    whose waiters are served first come, first served."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.held = 0
+        self._waiting: collections.deque[tuple[int, asyncio.Future[None]]] = collections.deque()
+
+    async def take(self, n: int, timeout: float) -> None:
+        """Hold ``n`` bytes (at most ``limit``), waiting up to ``timeout`` for them; RateLimited
+        (429 ``media_busy``) when they do not come in time."""
+        if not self._waiting and self.held + n <= self.limit:
+            self.held += n
+            return
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        entry = (n, fut)
+        self._waiting.append(entry)
+        try:
+            async with asyncio.timeout(timeout):
+                await fut
+        except BaseException as exc:
+            if fut.done() and not fut.cancelled():  # granted just as it gave up: give it back
+                self.give(n)
+            else:
+                fut.cancel()
+                with contextlib.suppress(ValueError):
+                    self._waiting.remove(entry)
+                self._grant()  # the next in line may fit now
+            if isinstance(exc, TimeoutError):
+                raise RateLimited(f"The gateway is holding as much fetched media as it may "
+                                  f"({self.limit} bytes) and this request's did not fit within {timeout:g}s; "
+                                  "retry shortly.", retry_after=1.0, code="media_busy") from None
+            raise
+
+    def give(self, n: int) -> None:
+        self.held -= n
+        self._grant()
+
+    def _grant(self) -> None:
+        while self._waiting:
+            n, fut = self._waiting[0]
+            if fut.done():
+                self._waiting.popleft()
+                continue
+            if self.held + n > self.limit:
+                return
+            self._waiting.popleft()
+            self.held += n
+            fut.set_result(None)
 
 
 # --- which addresses may be fetched ------------------------------------------------------
@@ -291,6 +381,7 @@ class MediaFetcher:
 
     def __init__(self, policy: MediaPolicy, *, resolver: AbstractResolver | None = None) -> None:
         self.policy = policy
+        self.budget = MediaBudget(policy.max_inflight_bytes)
         self._inner_resolver = resolver
         self._resolver: GuardedResolver | None = None
         self._session: aiohttp.ClientSession | None = None
@@ -312,25 +403,49 @@ class MediaFetcher:
 
     async def load(self, url: str) -> Media:
         """One URL's media: a ``data:`` URL decoded, an http(s) URL fetched under the policy."""
-        return await self._load(url, None)
+        async with self.loaded([url]) as media:
+            return media[url]
 
     async def load_many(self, urls: Sequence[str]) -> dict[str, Media]:
         """The media of every URL in ``urls`` (by URL), each fetched once, under the policy's
         per-request bounds (see the module doc). Any refusal is an InvalidRequest, and the
-        fetches still running are cancelled."""
+        fetches still running are cancelled. Their bytes count in the budget while they are
+        fetched only: a caller that keeps them long uses ``loaded``."""
+        async with self.loaded(urls) as media:
+            return dict(media)
+
+    @contextlib.asynccontextmanager
+    async def loaded(self, urls: Sequence[str]) -> AsyncIterator[dict[str, Media]]:
+        """``load_many``'s media, whose bytes stay in the process's budget until the block ends
+        (the caller may ``clear()`` the dict once it has made what it needs of them)."""
         unique = list(dict.fromkeys(urls))
-        loaded: dict[str, Media] = {}
-        remote: list[str] = []
-        for url in unique:
-            if url[:5].lower() == "data:":
-                loaded[url] = decode_data_url(url)
-            else:
-                remote.append(url)
+        remote = [url for url in unique if url[:5].lower() != "data:"]
         limit = self.policy.max_urls_per_request
         if len(remote) > limit:
             raise InvalidRequest(f"The request names {len(remote)} distinct media URLs to fetch; at most {limit} "
                                  "are fetched for one request.")
-        total = _RequestTotal(self.policy.max_total_bytes)
+        loaded: dict[str, Media] = {}
+        for url in unique:
+            if url not in remote:
+                loaded[url] = await decode_data_url_steps(url)
+        held = min(len(remote) * self.policy.max_bytes, self.policy.max_total_bytes, self.budget.limit)
+        if held:
+            await self.budget.take(held, self.policy.timeout)
+        try:
+            if remote:
+                fetched = await self._fetch_all(remote, _RequestTotal(held))
+                used = sum(len(m.data) for m in fetched.values())
+                self.budget.give(held - used)  # keep only what came
+                held = used
+                loaded.update(fetched)
+            yield {url: loaded[url] for url in unique}
+        finally:
+            loaded.clear()
+            self.budget.give(held)
+
+    async def _fetch_all(self, remote: list[str], total: _RequestTotal) -> dict[str, Media]:
+        """Every URL of ``remote`` fetched, ``FETCH_CONCURRENCY`` at a time, under ``total``."""
+        loaded: dict[str, Media] = {}
         waiting = iter(remote)
         running: dict[asyncio.Task[Media], str] = {}
         try:
@@ -349,7 +464,7 @@ class MediaFetcher:
                 task.cancel()
             if running:  # wait for the cancelled fetches (and read what the failed ones raised)
                 await asyncio.gather(*running, return_exceptions=True)
-        return {url: loaded[url] for url in unique}
+        return loaded
 
     async def _load(self, url: str, total: _RequestTotal | None) -> Media:
         if url[:5].lower() == "data:":

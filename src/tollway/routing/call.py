@@ -78,6 +78,7 @@ class Call:
         """An attempt begins on ``route`` with ``credential`` (held as ``lease`` of ``pool``)."""
         self.lease, self.pool = lease, pool
         self.row.model, self.row.provider, self.row.credential = route.model.id, route.provider, credential.id
+        self.row.upstream_model = route.model.upstream_id
 
     def attempt(self, route: Route, lease: Lease | None, err: TollwayError | None) -> None:
         self.attempts.append({
@@ -115,9 +116,10 @@ class Call:
         if params:
             self.row.dropped_params = ",".join(sorted(params))
 
-    def _settle(self, status: int) -> int:
-        """Charge what the call used: a success, or a stream the client cut once it had begun,
-        pays for its tokens (estimated when the upstream reported none); anything else is refunded."""
+    def _settle(self, status: int, delivered_only: bool = False) -> int:
+        """Charge what the call used: a success, or a stream the client (or the server's shutdown:
+        ``delivered_only``) cut once it had begun, pays for its tokens (estimated when the upstream
+        reported none); anything else is refunded."""
         ticket = self.ticket
         assert ticket is not None and self._billing is not None
         self.ticket = None
@@ -125,21 +127,26 @@ class Call:
         row = self.row
         if status == 200 and self._usage:
             tokens = (row.prompt_tokens, row.completion_tokens)
-        elif status == 200 or (status == 499 and self.produced):
+        elif status == 200 or ((status == 499 or delivered_only) and self.produced):
             # a stream cut short (or an upstream that reported no usage): what was reported, else the
             # request's size; and at least one token per event the client received
             tokens = (row.prompt_tokens or ticket.bound.input_tokens, max(row.completion_tokens, self.produced))
             row.prompt_tokens, row.completion_tokens = tokens
         return self._billing.settle(ticket, self.served, tokens, self.row.id, self.row)
 
-    def finish(self, status: int, error: TollwayError | None = None, note: str | None = None) -> None:
+    def finish(self, status: int, error: TollwayError | None = None, note: str | None = None, *,
+               delivered_only: bool = False) -> None:
+        """Settle and write the log row (once). ``delivered_only``: a stream the server cut is
+        billed for what reached the client, like one the client cut."""
         if self._done:
             return
         self._done = True
         self.release()
         row = self.row
         if self.ticket is not None:
-            row.cost_micro = self._settle(status)
+            row.cost_micro = self._settle(status, delivered_only)
+        elif status == 200 and self._billing is not None:  # not billed (the admin key): the estimate alone
+            row.estimated_cost_micro = self._billing.estimated(self.served, (row.prompt_tokens, row.completion_tokens))
         row.status = status
         row.latency_ms = (time.perf_counter() - self.t0) * 1000.0
         if self.attempts:

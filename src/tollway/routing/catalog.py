@@ -6,6 +6,12 @@ exact model id, alias (YAML ``aliases`` and model ``aliases``), a name whose pre
 provider's API owns (``claude-opus-4-1-20250805`` -> anthropic), seed 002's ``claude_mapping``
 for other Claude names, then ``<provider>/<upstream id>`` for providers with an open catalog (for
 example ``ollama/llama3.2`` or ``openai/gpt-5``).
+
+A priced model is never served for free: when a name resolves to a known model whose provider is
+not configured and another route serves it (a provider owning its prefix, ``claude_mapping``), the
+route keeps the asked model's identity, prices and limits and only borrows the serving model's
+provider, upstream id and fallbacks. The operator who priced that name priced what the client
+asked for; the mapping only chooses who answers.
 """
 
 from __future__ import annotations
@@ -137,6 +143,13 @@ class Catalog:
         if name in self.disabled:
             raise ModelNotFound(f"The model '{name}' is disabled.")
         target = self._names.get(name)
+        asked = self.known.get(target) if target is not None else None
+        route = self._route(name, target)
+        if asked is not None and asked.priced and not self.callable(asked):
+            return Route(model=_priced_as(route.model, asked), provider=route.provider)  # rerouted: billed as asked
+        return route
+
+    def _route(self, name: str, target: str | None) -> Route:
         if target is None or not self._reachable(target):
             # a name the API of a configured provider owns (a dated Claude id, a new GPT) goes there
             owner = next((p for prefix, p in self._prefixes if name.startswith(prefix)), None)
@@ -183,3 +196,12 @@ class Catalog:
     def listed(self) -> list[ModelInfo]:
         """Models a caller may use now, in a stable order."""
         return [m for m in self.known.values() if self.callable(m)] + list(self._discovered.values())
+
+
+def _priced_as(served: ModelInfo, asked: ModelInfo) -> ModelInfo:
+    """``served``'s route under ``asked``'s name, prices and limits (its output bound, if it sets one)."""
+    return msgspec.structs.replace(
+        served, id=asked.id, display_name=asked.display_name, price_in=asked.price_in, price_out=asked.price_out,
+        credit_cost=asked.credit_cost, rpm=asked.rpm, tpm=asked.tpm,
+        max_output_tokens=asked.max_output_tokens or served.max_output_tokens, aliases=(),
+        meta={**served.meta, **asked.meta, "served_by": served.id})

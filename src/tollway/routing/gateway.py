@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import copy
+import functools
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from types import MappingProxyType
 from typing import Protocol
 
@@ -32,6 +34,7 @@ from tollway.providers.media import MediaFetcher
 from tollway.routing.call import Call
 from tollway.routing.catalog import Catalog, Route
 from tollway.routing.pools import CredentialPool, PoolState
+from tollway.routing.recovery import CredentialRecovery
 from tollway.store import changes
 from tollway.store.credentials import CredentialRepository
 from tollway.store.keys import KeyRepository
@@ -66,12 +69,16 @@ class GatewayOptions(msgspec.Struct, frozen=True, kw_only=True):
     max_attempts: int = 3  # credentials tried per model before its fallback
     poll_interval: float = 0.5  # how often the change counter is read
     discovery_interval: float = 60.0  # how often discovering providers (Ollama, vLLM) are asked
+    probe_delay: float = 30.0  # a credential the upstream disabled is probed after this, then twice as long ...
+    probe_max_delay: float = 1800.0  # ... up to this
 
 
 class Topology:
     """Providers, their pools and the catalog, built from one environment: one immutable
     snapshot. A change of the env builds the next one (keeping the providers and pools that did
-    not change) and the gateway swaps it in whole."""
+    not change) and the gateway swaps it in whole; so does a change of the catalog's data (the
+    registry, claude_mapping, discovered models), on a copy of the catalog. A published
+    snapshot's catalog is never changed."""
 
     __slots__ = ("env", "configs", "providers", "pools", "catalog", "direct_providers", "configured")
 
@@ -109,6 +116,12 @@ class Topology:
             catalog.claude_mapping = previous.catalog.claude_mapping or catalog.claude_mapping  # an admin's, kept
         return cls(env=env, configs=configs, providers=providers, pools=pools, catalog=catalog)
 
+    def with_catalog(self, catalog: Catalog) -> Topology:
+        """This topology with another catalog (the registry, a claude_mapping or discovered
+        models changed): the providers and pools stay."""
+        return Topology(env=self.env, configs=self.configs, providers=self.providers, pools=self.pools,
+                        catalog=catalog)
+
     def retired(self, previous: Topology) -> list[ChatProvider]:
         """The providers of ``previous`` that this topology no longer uses."""
         mine = {id(p) for p in self.providers.values()}
@@ -143,7 +156,7 @@ class Gateway:
                  base_env: Mapping[str, str], logs: RequestLogBuffer, options: GatewayOptions,
                  env_repo: EnvSource | None = None, billing: Billing | None = None,
                  media: MediaFetcher | None = None, pool_state: PoolState | None = None,
-                 broadcast: Broadcast | None = None) -> None:
+                 broadcast: Broadcast | None = None, credentials: CredentialRepository | None = None) -> None:
         self.engine = engine
         self.auth = auth
         self.options = options
@@ -154,7 +167,8 @@ class Gateway:
         self.broadcast = broadcast  # with Redis: other processes reload at once, not at their poll
         self.env_repo = env_repo  # where admins' variables come from (City's /v1/env)
         self.keys = KeyRepository(engine)
-        self.credential_store = CredentialRepository(engine)
+        # the upstream accounts admins added (their secrets sealed when given a repository with the key)
+        self.credential_store = credentials or CredentialRepository(engine)
         self.meta = MetaRepository(engine)
         auth.set_lookup(self.keys.by_hash)
         self._builder = builder
@@ -169,6 +183,9 @@ class Gateway:
         # a key of a removed studio is refused even if it was issued as the studio went (a race)
         self.removed_studios: frozenset[str] = frozenset()
         self._revision = -1
+        self.recovery = CredentialRecovery(lambda: (self._topology.providers, self._topology.pools,
+                                                    self._topology.catalog),
+                                           first_delay=options.probe_delay, max_delay=options.probe_max_delay)
         self._tasks: list[asyncio.Task[None]] = []
         self._wake = asyncio.Event()
 
@@ -202,6 +219,14 @@ class Gateway:
         return Call(self.logs, RequestLog(id=request_id, created_at=time.time(), path=path, dialect=dialect,
                                           stream=stream), self.billing)
 
+    def _change_catalog(self, change: Callable[[Catalog], object]) -> None:
+        """Apply ``change`` to a copy of the current catalog and swap in the topology with it
+        (every change of the catalog's data replaces the whole catalog: a request holding the
+        old topology keeps seeing one consistent catalog)."""
+        catalog = copy.copy(self._topology.catalog)  # its tables are replaced, never changed in place
+        change(catalog)
+        self._topology = self._topology.with_catalog(catalog)
+
     async def identify(self, headers: Mapping[str, str], *, direct: bool = True) -> Identity:
         token = bearer_token(headers.get("authorization"), headers.get("x-api-key"))
         try:
@@ -233,8 +258,8 @@ class Gateway:
     async def reload_registry(self) -> None:
         """The model registry, groups and authorizations admins manage, into the catalog and the
         admission snapshot."""
-        self.registry = await ModelRepository(self.engine).all()
-        self._topology.catalog.set_registry(self.registry)
+        self.registry = registry = await ModelRepository(self.engine).all()
+        self._change_catalog(lambda catalog: catalog.set_registry(registry))
         if self.billing is not None:
             group_models, key_models = await AuthorizationRepository(self.engine).snapshot()
             groups = {g.id: g for g in await GroupRepository(self.engine).all()}
@@ -270,14 +295,15 @@ class Gateway:
         """Settings an admin changed at run time (seed 002's claude_mapping), over the config's."""
         raw = await self.meta.get(CLAUDE_MAPPING)
         if raw is not None:
-            self._topology.catalog.claude_mapping = msgspec.json.decode(raw, type=dict[str, str])
+            mapping = msgspec.json.decode(raw, type=dict[str, str])
+            self._change_catalog(lambda catalog: setattr(catalog, "claude_mapping", mapping))
 
     async def set_claude_mapping(self, mapping: dict[str, str]) -> None:
         """Store it for every process (they reload on the change counter) and apply it here."""
         await self.meta.set(CLAUDE_MAPPING, msgspec.json.encode(mapping).decode())
         async with self.engine.begin() as conn:
             await changes.bump(conn)
-        self._topology.catalog.claude_mapping = dict(mapping)
+        self._change_catalog(lambda catalog: setattr(catalog, "claude_mapping", dict(mapping)))
 
     async def reload_credentials(self) -> None:
         """Each pool: the credentials of env and YAML, then those admins added (by provider)."""
@@ -336,18 +362,24 @@ class Gateway:
             except (TollwayError, TimeoutError) as exc:
                 log.warning("model discovery for %s failed: %s", name, getattr(exc, "message", "timeout"))
                 continue
-            topology.catalog.set_discovered(name, ids)
+            if name in self._topology.providers:  # into the catalog of now (an env change may have come meanwhile)
+                self._change_catalog(functools.partial(Catalog.set_discovered, provider=name, upstream_ids=ids))
 
     async def _renew_leases(self) -> None:
-        """Keep the slots of running calls from expiring (a crashed process's do expire)."""
+        """Keep the slots and credit holds of running calls from expiring (a crashed process's do
+        expire), every third of the shortest lease."""
         while True:
-            pools = self._topology.pools
-            await asyncio.sleep(min(p.options.lease_ttl for p in pools.values()) / 3 if pools else 20.0)
+            leases = [p.options.lease_ttl for p in self._topology.pools.values()]
+            if self.billing is not None and self.billing.lease is not None:
+                leases.append(self.billing.lease)
+            await asyncio.sleep(min(leases) / 3 if leases else 20.0)
             for pool in self._topology.pools.values():
                 try:
                     await pool.renew()
                 except Exception:
                     log.exception("renewing the leases of pool %s failed", pool.provider)
+            if self.billing is not None:
+                await self.billing.renew()  # logs its own failure (Redis away): the holds last their lease
 
     async def _discover_forever(self) -> None:
         while True:
@@ -363,6 +395,7 @@ class Gateway:
         if self.broadcast is not None:
             self._tasks.append(asyncio.create_task(self.broadcast.listen(self._wake.set), name="change-listener"))
         self._tasks.append(asyncio.create_task(self._renew_leases(), name="lease-renewal"))
+        self._tasks.append(asyncio.create_task(self.recovery.forever(), name="credential-recovery"))
         if self._topology.catalog.discovering():
             self._tasks.append(asyncio.create_task(self._discover_forever(), name="model-discovery"))
 

@@ -1,7 +1,7 @@
 """The one request path of every chat dialect.
 
 ``ChatPipeline.serve`` takes a request, the call its route guard began and the dialect's codec
-(``routing.codec.ChatCodec``), and does, in this order, for every front door alike:
+(``routing.dialect.ChatCodec``), and does, in this order, for every front door alike:
 
 1. **identify** the caller (a key, the admin secret, a direct upstream token);
 2. **decode** the body with the codec, which gives the model, the stream flag and the token
@@ -45,9 +45,10 @@ from tollway.core.errors import (
 )
 from tollway.providers.base import ChatProvider, PassThroughProvider, TokenCounter
 from tollway.providers.http import UpstreamStream
+from tollway.providers.sse import SSEEvent
 from tollway.routing.call import Call
 from tollway.routing.catalog import Route
-from tollway.routing.codec import ChatCodec, PassReader, R, WireRequest
+from tollway.routing.dialect import ChatCodec, PassReader, R, WireRequest
 from tollway.routing.gateway import Gateway, Topology
 from tollway.routing.responses import EventStreamResponse, JSONBytes, guarded_stream, read_body, unless_disconnected
 
@@ -71,14 +72,35 @@ class Translated(NamedTuple):
 
 
 class Forwarded(NamedTuple):
-    """A same-dialect upstream stream, read for the client as it is."""
+    """A same-dialect upstream stream, read for the client as it is, its first read already in
+    (``frames``, what the reader made of it)."""
 
     upstream: UpstreamStream
     reader: PassReader
     provider: str
+    reads: AsyncIterator[list[SSEEvent]]
+    frames: list[bytes]
 
 
 Answer = Whole | Translated | Forwarded
+
+
+async def _first_read(upstream: UpstreamStream, reader: PassReader, provider: str) -> Forwarded:
+    """A forwarded stream's first read: the upstream has answered. An upstream that fails
+    instead (closes, breaks, or reports an error before any event the client would get) is this
+    attempt's failure, and the connection is closed; another attempt may follow."""
+    reads = upstream.batches()
+    try:
+        batch = await anext(reads, None)
+        if batch is None:
+            raise UpstreamError(f"{provider} upstream closed the stream before it finished", provider=provider)
+        frames = reader.feed(batch)
+        if reader.error is not None and not frames:
+            raise reader.error
+    except BaseException:
+        upstream.close()
+        raise
+    return Forwarded(upstream, reader, provider, reads, frames)
 
 
 async def first_batch(events: AsyncIterator[list[StreamEvent]]) -> list[StreamEvent]:
@@ -140,9 +162,11 @@ class ChatPipeline:
             data = _encoder.encode(body)
             if req.stream:
                 upstream = await provider.forward_stream(data, credential=credential, headers=request.headers)
-                return Forwarded(upstream, passthrough.reader(req, provider.name, credential.secret), provider.name)
+                return await _first_read(upstream, passthrough.reader(req, provider.name, credential.secret),
+                                         provider.name)
             out = await provider.forward(data, credential=credential, headers=request.headers)
-            return Whole(out, passthrough.usage(provider.name, out, credential.secret))
+            usage = passthrough.usage(provider.name, out, credential.secret)
+            return Whole(passthrough.named(req, out), usage)
         canonical = req.canonical()
         call.dropped([*provider.unsupported(canonical, upstream_model=upstream_model), *canonical.lossy])
         if req.stream:
@@ -225,12 +249,12 @@ class ChatPipeline:
             try:
                 result = await work(route, provider, lease.credential)
             except UpstreamError as err:
-                await pool.failed(lease, err)
+                await pool.failed(lease, err, route.model.upstream_id)
                 call.attempt(route, lease, err)
                 call.release()
                 errors.append(err)
                 if not err.retryable or call.pin is not None:
-                    raise
+                    raise _final(call, errors) from None
                 tried.add(lease.credential.id)
                 if len(tried) >= len(pool.credentials):
                     return _FAILED
@@ -252,7 +276,7 @@ class ChatPipeline:
         else:
             call.sized(len(answer.body))
         call.finish(200)
-        return JSONBytes(answer.body)
+        return JSONBytes(answer.body, headers=_upstream_header(call))
 
     def _translated(self, call: Call, codec: ChatCodec[R], req: WireRequest,
                     answer: Translated) -> EventStreamResponse:
@@ -262,16 +286,16 @@ class ChatPipeline:
         async def chunks() -> AsyncIterator[bytes]:
             batch: list[StreamEvent] | None = answer.first
             while batch is not None:
-                out, produced = [], 0
+                out = []
                 for event in batch:
                     if isinstance(event, UsageReport):
                         call.usage(event.usage)
-                    else:
-                        produced += 1  # what a client that cuts the stream pays for, without usage
                     frame = writer.feed(event)
                     if frame:
                         out.append(frame)
-                call.first_token(produced)
+                # the events that reached the client: what a client that cuts the stream pays for
+                # when the upstream reported no usage
+                call.first_token(len(out))
                 if out:
                     yield b"".join(out)  # one write per upstream read
                 batch = await anext(events, None)
@@ -280,14 +304,14 @@ class ChatPipeline:
         async def close() -> None:
             await events.aclose()  # type: ignore[attr-defined]
 
-        return guarded_stream(chunks(), call, codec.error_frame, close)
+        return guarded_stream(chunks(), call, codec.error_frame, close, headers=_upstream_header(call))
 
     def _forwarded(self, call: Call, codec: ChatCodec[Any], answer: Forwarded) -> EventStreamResponse:
         upstream, reader = answer.upstream, answer.reader
 
         async def chunks() -> AsyncIterator[bytes]:
-            async for batch in upstream.batches():
-                frames = reader.feed(batch)
+            frames: list[bytes] | None = answer.frames
+            while frames is not None:
                 if reader.usage is not None:
                     call.usage(reader.usage)
                 if frames:
@@ -298,13 +322,15 @@ class ChatPipeline:
                 if reader.ended:
                     upstream.ended = True
                     return
+                batch = await anext(answer.reads, None)
+                frames = reader.feed(batch) if batch is not None else None
             raise UpstreamError(f"{answer.provider} upstream closed the stream before it finished",
                                 provider=answer.provider)
 
         async def close() -> None:
             upstream.end()
 
-        return guarded_stream(chunks(), call, codec.error_frame, close)
+        return guarded_stream(chunks(), call, codec.error_frame, close, headers=_upstream_header(call))
 
     # a same-dialect upstream's own token count ---------------------------------------------
 
@@ -328,6 +354,15 @@ class ChatPipeline:
                                                                     headers=request.headers))
 
         return await unless_disconnected(request, self.attempts(call, model, work, fallbacks=False))
+
+
+UPSTREAM_MODEL_HEADER = "x-tollway-upstream-model"
+
+
+def _upstream_header(call: Call) -> dict[str, str] | None:
+    """The model id the upstream was asked for (the answer names the one the client asked for)."""
+    upstream = call.row.upstream_model
+    return {UPSTREAM_MODEL_HEADER: upstream} if upstream and upstream.isascii() else None
 
 
 class _Failed:

@@ -1,16 +1,23 @@
 """Credential pools: which of a provider's credentials serves the next call, and when none can.
 
 Selection: among the healthy credentials (not disabled, not cooling down), the least in-flight
-one, round-robin among ties, while it is under ``max_inflight`` (per credential). When every
-healthy credential is at its cap, the call waits in a bounded FIFO queue (``queue_size``,
+one, round-robin among ties, while it is under its own cap (``cap_of``): an account-style
+credential (a DS2API login: ``extra`` has an email or a mobile) takes ``max_inflight`` calls at
+once (2, seed 002's rule for logged-in web accounts), an API key ``api_key_max_inflight``
+(1000 from the settings), and a credential that names its own ``max_inflight`` takes that. When
+every healthy credential is at its cap, the call waits in a bounded FIFO queue (``queue_size``,
 ``queue_timeout``); past either bound it gets 429 ``pool_exhausted`` saying that in-flight plus
 queue capacity was exceeded. A pin (``X-Tollway-Credential``) asks for one credential only.
 
-Health: ``failed(lease, error)`` disables a credential on 401/403 (until an admin re-tests or
-re-enables it) and cools it down on 429, 5xx, timeouts and broken connections: exponential
-backoff with jitter, never shorter than the upstream's Retry-After. A cooling credential is
-passed over while another is healthy; when all are cooling, the soonest back serves (a pool is
-not refused for cooling alone). ``succeeded`` resets the backoff.
+Health: ``failed(lease, error, model)`` disables a credential only on evidence about the
+credential itself: a 401 (the key is invalid), or 403 refusals of ``REFUSED_MODELS`` different
+models with no success in between (an account refused everything). A single 403 is about the
+request (a model this key may not use, refused content): the request fails, the credential stays.
+A disabled credential comes back when an admin re-tests it, or by itself when the background
+probe (``routing.recovery``) passes. 429, 5xx, timeouts and broken connections cool a credential
+down: exponential backoff with jitter, never shorter than the upstream's Retry-After. A cooling
+credential is passed over while another is healthy; when all are cooling, the soonest back
+serves (a pool is not refused for cooling alone). ``succeeded`` resets the backoff.
 
 The counts, cooldowns, disabled marks and the queue's capacity live in a ``PoolState``: in
 memory by default, in Redis (``routing.redis_state``) when TOLLWAY_REDIS_URL is set, so caps
@@ -38,10 +45,13 @@ log = logging.getLogger("tollway")
 POLL = 0.05  # how often a waiter that cannot be woken looks for a free slot
 SLOW_POLL = 1.0  # how often one that can be woken looks anyway
 HEALTH_TTL = 0.25  # how stale another replica's cooldowns and disabled marks may be seen here
+REFUSED_MODELS = 3  # 403s on this many different models, with no success between, disable a credential
+AUTO_DISABLED = "upstream "  # the start of the reason of a credential the upstream's answers disabled
 
 
 class PoolOptions(msgspec.Struct, frozen=True, kw_only=True):
-    max_inflight: int = 2
+    max_inflight: int = 2  # calls at once per account-style credential; per API key too, unless:
+    api_key_max_inflight: int | None = None  # calls at once per API-key credential (None: max_inflight)
     queue_size: int = 100
     queue_timeout: float = 30.0
     cooldown_base: float = 1.0
@@ -60,9 +70,11 @@ class PoolState(Protocol):
 
     shared: bool  # other processes see and change it (then waiters poll as well as being woken)
 
-    async def take(self, pool: str, candidates: Sequence[str], cap: int, ttl: float) -> tuple[str, str] | None:
-        """Take a slot on the first of ``candidates`` with the fewest slots, if under ``cap``:
-        (credential id, lease token), or None when all are at the cap."""
+    async def take(self, pool: str, candidates: Sequence[str], caps: int | Sequence[int],
+                   ttl: float) -> tuple[str, str] | None:
+        """Take a slot on the first of ``candidates`` with the fewest slots among those under
+        their cap (``caps``: one per candidate, or one for all): (credential id, lease token), or
+        None when all are at their caps."""
         ...
 
     async def give_back(self, pool: str, credential_id: str, token: str) -> None: ...
@@ -105,12 +117,14 @@ class MemoryState:
             del slots[token]
         return slots
 
-    async def take(self, pool: str, candidates: Sequence[str], cap: int, ttl: float) -> tuple[str, str] | None:
+    async def take(self, pool: str, candidates: Sequence[str], caps: int | Sequence[int],
+                   ttl: float) -> tuple[str, str] | None:
         now = time.monotonic()
-        best, low = None, cap
-        for cid in candidates:
+        limits = _per_candidate(caps, len(candidates))
+        best, low = None, 0
+        for cid, cap in zip(candidates, limits, strict=True):
             n = len(self._live((pool, cid), now))
-            if n < low:
+            if n < cap and (best is None or n < low):
                 best, low = cid, n
         if best is None:
             return None
@@ -174,6 +188,30 @@ def _pin_matches(c: Credential, pin: str) -> bool:
     return pin == c.id or pin in (c.extra.get("email"), c.extra.get("mobile"))
 
 
+def _per_candidate(caps: int | Sequence[int], n: int) -> Sequence[int]:
+    if isinstance(caps, int):
+        return [caps] * n
+    if len(caps) != n:
+        raise ValueError(f"{len(caps)} caps for {n} candidates")
+    return caps
+
+
+def is_account(c: Credential) -> bool:
+    """An account-style credential: a login added through the DS2API admin API (email or mobile)."""
+    return bool(c.extra.get("email") or c.extra.get("mobile"))
+
+
+def cap_of(c: Credential, options: PoolOptions) -> int:
+    """Calls ``c`` may serve at once: its own ``max_inflight`` (``extra``, from YAML), else the
+    pool's for its kind: ``max_inflight`` for an account, ``api_key_max_inflight`` for an API key."""
+    own = c.extra.get("max_inflight")
+    if own and own.isdigit() and int(own) > 0:
+        return int(own)
+    if is_account(c) or options.api_key_max_inflight is None:
+        return options.max_inflight
+    return options.api_key_max_inflight
+
+
 class CredentialPool:
     def __init__(self, provider: str, credentials: tuple[Credential, ...], *, options: PoolOptions | None = None,
                  state: PoolState | None = None) -> None:
@@ -183,6 +221,7 @@ class CredentialPool:
         self.credentials = credentials or (Credential(id=f"{provider}:none"),)
         self._next = 0
         self._failures: dict[str, int] = {}
+        self._refused: dict[str, set[str]] = {}  # credential id -> models the upstream refused it (403)
         self._waiters: collections.deque[asyncio.Future[None]] = collections.deque()
         self._queued = 0
         self._plain_queued = 0
@@ -190,20 +229,27 @@ class CredentialPool:
         self._health_at = 0.0
         self._releasing: set[asyncio.Task[None]] = set()
         self._leases: dict[str, Lease] = {}  # held by calls of this process, renewed while they run
+        self._caps = {c.id: cap_of(c, self.options) for c in self.credentials}  # calls at once, per credential
 
     def set_credentials(self, credentials: tuple[Credential, ...]) -> None:
         """Replace the credentials (an admin added or removed one). Calls holding a lease on a
         removed credential keep it until they finish; its slots are then simply not counted."""
         self.credentials = credentials or (Credential(id=f"{self.provider}:none"),)
+        self._caps = {c.id: cap_of(c, self.options) for c in self.credentials}
         live = {c.id for c in self.credentials}
         for cid in [cid for cid in self._failures if cid not in live]:
             del self._failures[cid]
         self._health_copy = None
-        self._wake(len(self.credentials) * self.options.max_inflight)  # new credentials may have room
+        self._wake(self.recommended_concurrency)  # new credentials may have room
 
     @property
     def recommended_concurrency(self) -> int:
-        return len(self.credentials) * self.options.max_inflight
+        """Calls the pool serves at once: every credential's cap, summed."""
+        return sum(self._caps.values())
+
+    def cap(self, credential_id: str) -> int:
+        """The in-flight cap of one of the pool's credentials (``cap_of``)."""
+        return self._caps.get(credential_id, self.options.max_inflight)
 
     def find(self, pin: str) -> Credential | None:
         return next((c for c in self.credentials if _pin_matches(c, pin)), None)
@@ -236,9 +282,10 @@ class CredentialPool:
         """The state's take; cancelled while a shared state works on it, the slot it took (if
         any) is given back rather than held until its lease expires."""
         opts = self.options
+        caps = [self.cap(cid) for cid in order]
         if not self.state.shared:
-            return await self.state.take(self.provider, order, opts.max_inflight, opts.lease_ttl)
-        task = asyncio.ensure_future(self.state.take(self.provider, order, opts.max_inflight, opts.lease_ttl))
+            return await self.state.take(self.provider, order, caps, opts.lease_ttl)
+        task = asyncio.ensure_future(self.state.take(self.provider, order, caps, opts.lease_ttl))
         try:
             return await asyncio.shield(task)
         except asyncio.CancelledError:
@@ -301,7 +348,7 @@ class CredentialPool:
         if not await self.state.enter_queue(self.provider, waiter, opts.queue_size, opts.queue_timeout + 5):
             raise PoolExhausted(
                 f"Provider '{self.provider}' is at capacity: {self.recommended_concurrency} in flight "
-                f"({len(self.credentials)} credentials x {opts.max_inflight}) plus {opts.queue_size} queued; "
+                f"({len(self.credentials)} credentials, each at its cap) plus {opts.queue_size} queued; "
                 f"in-flight plus queue capacity exceeded.", retry_after=1.0)
         deadline = time.monotonic() + opts.queue_timeout
         # a plain waiter here is woken by a release, an enable or new credentials; the first in
@@ -375,7 +422,13 @@ class CredentialPool:
             return
         task = asyncio.ensure_future(self.release(lease))
         self._releasing.add(task)
-        task.add_done_callback(self._releasing.discard)
+        task.add_done_callback(self._released)
+
+    def _released(self, task: asyncio.Task[None]) -> None:
+        """A give-back that failed (the shared state unreachable): its lease expires by itself."""
+        self._releasing.discard(task)
+        if not task.cancelled() and (exc := task.exception()) is not None:
+            log.warning("pool %s: giving a slot back failed (its lease expires by itself): %s", self.provider, exc)
 
     async def drain(self) -> None:
         """Wait for the releases ``release_nowait`` started (at shutdown, before the state closes)."""
@@ -399,16 +452,23 @@ class CredentialPool:
 
     async def succeeded(self, lease: Lease) -> None:
         self._failures.pop(lease.credential.id, None)
+        self._refused.pop(lease.credential.id, None)
 
-    async def failed(self, lease: Lease, err: TollwayError) -> None:
-        """An upstream failure on this credential: disable it (401/403) or cool it down."""
+    async def failed(self, lease: Lease, err: TollwayError, model: str | None = None) -> None:
+        """An upstream failure on this credential (calling ``model``): disable it on evidence
+        about the credential, cool it down on a failure that may pass, else leave it."""
         cid = lease.credential.id
         if not isinstance(err, UpstreamError):
             return
         status = err.upstream_status
-        if status in (401, 403):
-            await self.state.disable(self.provider, cid, f"upstream answered {status}")
-            self._health_copy = None
+        if status == 401:
+            await self._disable(cid, f"{AUTO_DISABLED}answered 401")
+            return
+        if status == 403:  # about this request, unless the credential is refused whatever it asks
+            refused = self._refused.setdefault(cid, set())
+            refused.add(model or "")
+            if len(refused) >= REFUSED_MODELS:
+                await self._disable(cid, f"{AUTO_DISABLED}refused {len(refused)} models with 403")
             return
         if status is not None and status != 429 and status < 500:
             return  # the request's fault (400, 404 ...), not the credential's
@@ -420,8 +480,20 @@ class CredentialPool:
         await self.state.cool(self.provider, cid, max(backoff, err.retry_after or 0.0))
         self._health_copy = None
 
+    async def _disable(self, credential_id: str, reason: str) -> None:
+        self._refused.pop(credential_id, None)
+        await self.state.disable(self.provider, credential_id, reason)
+        self._health_copy = None
+        log.warning("pool %s: credential %s disabled: %s", self.provider, credential_id, reason)
+
+    async def auto_disabled(self) -> list[Credential]:
+        """The credentials the upstream's answers disabled (the background probe's to try)."""
+        health = await self.state.health(self.provider, [c.id for c in self.credentials])
+        return [c for c in self.credentials if (health[c.id][1] or "").startswith(AUTO_DISABLED)]
+
     async def enable(self, credential_id: str) -> None:
         self._failures.pop(credential_id, None)
+        self._refused.pop(credential_id, None)
         await self.state.enable(self.provider, credential_id)
         self._health_copy = None
         self._wake(self.options.max_inflight)  # its slots are free for waiters now
@@ -432,14 +504,18 @@ class CredentialPool:
         counts = await self.state.counts(self.provider, ids)
         health = await self.state.health(self.provider, ids)
         now = time.time()
-        cap = self.options.max_inflight
         in_use = [cid for cid, n in zip(ids, counts, strict=True) if n > 0]
         available = [cid for cid, n in zip(ids, counts, strict=True)
-                     if n < cap and health[cid][1] is None and health[cid][0] <= now]
+                     if n < self.cap(cid) and health[cid][1] is None and health[cid][0] <= now]
+        # seed 002's "per account" figure: the accounts' cap (logins), else the API keys' (the
+        # caps of each credential are in max_inflight; recommended_concurrency is their sum)
+        accounts = [c.id for c in self.credentials if is_account(c)]
+        per_account = max(self.cap(cid) for cid in (accounts or ids))
         return {
             "available": len(available), "in_use": len(in_use), "total": len(ids),
             "available_accounts": available, "in_use_accounts": in_use,
-            "max_inflight_per_account": cap, "recommended_concurrency": self.recommended_concurrency,
+            "max_inflight_per_account": per_account, "recommended_concurrency": self.recommended_concurrency,
+            "max_inflight": {cid: self.cap(cid) for cid in ids},
             "in_flight": dict(zip(ids, counts, strict=True)),
             "cooling": {cid: round(h[0] - now, 1) for cid, h in health.items() if h[0] > now},
             "disabled": {cid: h[1] for cid, h in health.items() if h[1] is not None},

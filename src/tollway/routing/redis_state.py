@@ -1,8 +1,9 @@
 """Pool state in Redis: in-flight caps, cooldowns, disabled marks and the queue held across replicas.
 
 ``RedisState`` implements ``pools.PoolState`` for ``TOLLWAY_REDIS_URL`` (DESIGN principle 4):
-every replica's ``CredentialPool`` of one provider takes its slots from the same keys, so the
-per-credential cap and the queue's capacity hold however many processes serve.
+every replica's ``CredentialPool`` of one provider takes its slots from the same keys, so each
+credential's cap (every take carries the caps of its candidates) and the queue's capacity hold
+however many processes serve.
 
 Keys (``prefix`` defaults to ``tollway:``; ``{pool}`` is a Redis Cluster hash tag, so one pool's
 keys share a slot and a script may touch them all):
@@ -44,19 +45,20 @@ local function keep(key, ms)
 end
 """
 
-# KEYS: the candidates' slot sets, in order. ARGV: cap, ttl ms, token.
-# The first candidate with the fewest live leases wins if under the cap: its 1-based index, else 0.
+# KEYS: the candidates' slot sets, in order. ARGV: ttl ms, token, grace ms, then each candidate's cap.
+# Among the candidates under their own cap, the first with the fewest live leases wins: its
+# 1-based index, else 0.
 TAKE = _NOW + """
-local cap, ttl = tonumber(ARGV[1]), tonumber(ARGV[2])
-local best, low = 0, cap
+local ttl = tonumber(ARGV[1])
+local best, low = 0, 0
 for i, key in ipairs(KEYS) do
   redis.call('ZREMRANGEBYSCORE', key, '-inf', now)
   local n = redis.call('ZCARD', key)
-  if n < low then best, low = i, n end
+  if n < tonumber(ARGV[i + 3]) and (best == 0 or n < low) then best, low = i, n end
 end
 if best == 0 then return 0 end
-redis.call('ZADD', KEYS[best], now + ttl, ARGV[3])
-keep(KEYS[best], ttl + tonumber(ARGV[4]))
+redis.call('ZADD', KEYS[best], now + ttl, ARGV[2])
+keep(KEYS[best], ttl + tonumber(ARGV[3]))
 return best
 """
 
@@ -128,13 +130,17 @@ class RedisState:
         base = f"{self.prefix}pool:{{{pool}}}:{kind}"
         return base if credential_id is None else f"{base}:{credential_id}"
 
-    async def take(self, pool: str, candidates: Sequence[str], cap: int, ttl: float) -> tuple[str, str] | None:
-        if not candidates or cap <= 0:
+    async def take(self, pool: str, candidates: Sequence[str], caps: int | Sequence[int],
+                   ttl: float) -> tuple[str, str] | None:
+        limits = [caps] * len(candidates) if isinstance(caps, int) else list(caps)
+        if len(limits) != len(candidates):
+            raise ValueError(f"{len(limits)} caps for {len(candidates)} candidates")
+        if not candidates or max(limits) <= 0:
             return None
         token = f"{self._run}.{next(self._ids)}"
         keys = [self._key(pool, "slots", cid) for cid in candidates]
         with translated("pool state", "take a slot"):
-            index = int(await self._take(keys=keys, args=[cap, _ms(ttl), token, GRACE_MS]))
+            index = int(await self._take(keys=keys, args=[_ms(ttl), token, GRACE_MS, *limits]))
         return (candidates[index - 1], token) if index else None
 
     async def give_back(self, pool: str, credential_id: str, token: str) -> None:

@@ -3,6 +3,10 @@
 A key's ``api_keys.balance`` equals the sum of its ledger ``amount``s at every commit: each write
 here inserts the rows and moves the balances by their sum in one transaction. The hot path does
 not write here per request: the billing wallet batches settled requests (``apply``).
+
+A settlement the wallet store (Redis) could not take is kept here (``defer``) instead of in memory,
+so that neither a long outage nor a crash loses it; once the wallet has applied it, ``book`` removes
+it and writes its ledger row in one transaction, once however many processes try.
 """
 
 from __future__ import annotations
@@ -14,10 +18,11 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import bindparam, func, select
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from tollway.core.billing import LedgerEntry
-from tollway.store.tables import api_keys, ledger
+from tollway.core.billing import LedgerEntry, PendingSettlement
+from tollway.store.tables import api_keys, ledger, pending_settlements
 
 RECHARGE, CHARGE, REFUND = "recharge", "charge", "refund"
 
@@ -59,14 +64,51 @@ class LedgerRepository:
         deltas: dict[int, int] = defaultdict(int)
         for e in entries:
             deltas[e.key_id] += e.amount
-        rows = [{"key_id": e.key_id, "kind": e.kind, "amount": e.amount, "reserved": e.reserved, "month": e.month,
-                 "request_id": e.request_id, "model": e.model, "note": e.note, "created_at": e.created_at}
-                for e in entries]
+        rows = [_ledger_row(e) for e in entries]
         async with self.engine.begin() as conn:
             await conn.execute(ledger.insert(), rows)
             moves = [{"k": k, "delta": d} for k, d in sorted(deltas.items()) if d]  # sorted: one lock order
             if moves:
                 await conn.execute(_move, moves)
+
+    # settlements the wallet store could not take -------------------------------------------
+
+    async def defer(self, pending: PendingSettlement) -> None:
+        """Keep a settlement until ``book``; keeping the same hold's again changes nothing."""
+        try:
+            async with self.engine.begin() as conn:
+                await conn.execute(pending_settlements.insert(), [_pending_row(pending)])
+        except IntegrityError:  # kept already (a retried write whose commit went through)
+            async with self.engine.connect() as conn:
+                found = (await conn.execute(select(pending_settlements.c.hold_id).where(
+                    pending_settlements.c.hold_id == pending.hold_id))).scalar()
+            if found is None:
+                raise
+
+    async def deferred(self, limit: int = 500) -> list[PendingSettlement]:
+        """The settlements kept, oldest first."""
+        async with self.engine.connect() as conn:
+            rows = await conn.execute(select(pending_settlements).order_by(pending_settlements.c.created_at,
+                                                                          pending_settlements.c.hold_id).limit(limit))
+            return [PendingSettlement(hold_id=r.hold_id, key_id=r.key_id, reserved=r.reserved, charge=r.charge,
+                                      quota=r.quota, request_id=r.request_id, model=r.model, created_at=r.created_at)
+                    for r in rows]
+
+    async def book(self, pending: PendingSettlement, entry: LedgerEntry) -> bool:
+        """A kept settlement the wallet has applied: its ledger row written (and the balance moved)
+        and the kept copy removed, in one transaction. False, changing nothing else, when another
+        process booked it first (or its request already has a ledger row: then the copy just goes)."""
+        async with self.engine.begin() as conn:
+            taken = await conn.execute(pending_settlements.delete().where(
+                pending_settlements.c.hold_id == pending.hold_id))
+            if taken.rowcount != 1:
+                return False
+            if await _booked(conn, entry.request_id):
+                return False
+            await conn.execute(ledger.insert(), [_ledger_row(entry)])
+            if entry.amount:
+                await conn.execute(_move, [{"k": entry.key_id, "delta": entry.amount}])
+        return True
 
     async def recharge(self, key_id: int, amount: int, *, note: str | None = None) -> tuple[LedgerEntry, int]:
         """Add ``amount`` to a key's balance: the row and the balance in one transaction.
@@ -118,3 +160,19 @@ class LedgerRepository:
 
 def _asdict(e: LedgerEntry) -> dict[str, Any]:
     return {f: getattr(e, f) for f in e.__struct_fields__}
+
+
+def _ledger_row(e: LedgerEntry) -> dict[str, Any]:
+    return {"key_id": e.key_id, "kind": e.kind, "amount": e.amount, "reserved": e.reserved, "month": e.month,
+            "request_id": e.request_id, "model": e.model, "note": e.note, "created_at": e.created_at}
+
+
+def _pending_row(p: PendingSettlement) -> dict[str, Any]:
+    return {"hold_id": p.hold_id, "key_id": p.key_id, "reserved": p.reserved, "charge": p.charge, "quota": p.quota,
+            "request_id": p.request_id, "model": p.model, "created_at": p.created_at}
+
+
+async def _booked(conn: AsyncConnection, request_id: str | None) -> bool:
+    if request_id is None:
+        return False
+    return (await conn.execute(select(ledger.c.id).where(ledger.c.request_id == request_id))).first() is not None

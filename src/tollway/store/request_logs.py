@@ -83,7 +83,8 @@ class RequestLogRepository:
         """Requests, tokens and cost summed per group, in SQL. ``group_by`` names some of ``key``,
         ``model`` and ``day`` (the UTC calendar day, ``YYYY-MM-DD``); without any, one row sums
         everything. Each row holds the grouped fields (``key_id``, ``model``, ``day``) and
-        ``requests``, ``prompt_tokens``, ``completion_tokens``, ``total_tokens``, ``cost_micro``.
+        ``requests``, ``prompt_tokens``, ``completion_tokens``, ``total_tokens``, ``cost_micro`` and
+        ``estimated_cost_micro`` (list-price estimates of unpriced calls, never charged).
         Ordered by day, key and model (a missing key or model last); at most ``limit`` rows."""
         unknown = set(group_by) - set(GROUPS)
         if unknown:
@@ -95,7 +96,8 @@ class RequestLogRepository:
         stmt = (select(*[expr.label(name) for name, expr in keys], func.count().label("requests"),
                        func.coalesce(func.sum(c.prompt_tokens), 0).label("prompt_tokens"),
                        func.coalesce(func.sum(c.completion_tokens), 0).label("completion_tokens"),
-                       func.coalesce(func.sum(c.cost_micro), 0).label("cost_micro"))
+                       func.coalesce(func.sum(c.cost_micro), 0).label("cost_micro"),
+                       func.coalesce(func.sum(c.estimated_cost_micro), 0).label("estimated_cost_micro"))
                 .where(*_filters(key_id=key_id, model=model, since=since, until=until)))
         if keys:
             stmt = stmt.group_by(*[expr for _, expr in keys])
@@ -115,7 +117,8 @@ class RequestLogRepository:
                 item["day"] = _day_name(int(r["day"]))
             prompt, completion = int(r["prompt_tokens"]), int(r["completion_tokens"])
             item.update(requests=int(r["requests"]), prompt_tokens=prompt, completion_tokens=completion,
-                        total_tokens=prompt + completion, cost_micro=int(r["cost_micro"]))
+                        total_tokens=prompt + completion, cost_micro=int(r["cost_micro"]),
+                        estimated_cost_micro=int(r["estimated_cost_micro"]))
             out.append(item)
         return out
 

@@ -53,9 +53,13 @@ request_logs = Table(
     Column("cached_tokens", Integer, nullable=False, default=0),
     Column("reasoning_tokens", Integer, nullable=False, default=0),
     Column("cost_micro", BigInteger, nullable=False, default=0),
+    # what a call on a model without an operator price would cost at its provider's list price
+    # (micro-USD, billing/reference_prices.py): an estimate, never charged; None when there is none
+    Column("estimated_cost_micro", BigInteger, nullable=True),
     Column("dropped_params", Text, nullable=True),
     Column("note", Text, nullable=True),
     Column("attempts", Text, nullable=True),  # JSON: every upstream attempt (provider, credential, status)
+    Column("upstream_model", String(200), nullable=True),  # the id the upstream was asked for
     Index("ix_request_logs_created_at", "created_at"),
     Index("ix_request_logs_key_id", "key_id"),
 )
@@ -141,6 +145,23 @@ ledger = Table(
     Index("ix_ledger_key_created", "key_id", "created_at"),
     # one row per billed request: a batch written twice (a retry after a lost commit) is refused
     Index("ux_ledger_request", "request_id", unique=True),
+)
+
+# served requests whose settlement the wallet store (Redis) could not take: kept here, beside the
+# ledger, until a process applies them to the wallet and books them (the row goes, the ledger row
+# comes, in one transaction); nothing served is left unbilled by an outage or a crash meanwhile
+pending_settlements = Table(
+    "pending_settlements",
+    metadata,
+    Column("hold_id", String(64), primary_key=True),  # the hold it releases: applied once per hold
+    Column("key_id", Integer, nullable=False),
+    Column("reserved", BigInteger, nullable=False),
+    Column("charge", BigInteger, nullable=False),  # what the request cost (micro-credits)
+    Column("quota", BigInteger, nullable=True),  # the key's monthly quota when it was admitted
+    Column("request_id", String(64), nullable=False),
+    Column("model", String(200), nullable=True),
+    Column("created_at", Float, nullable=False),
+    Index("ix_pending_settlements_created", "created_at"),
 )
 
 # upstream credentials managed at run time (seed 002's accounts), beside those of env and YAML

@@ -34,6 +34,7 @@ from tollway.core.chat import (
     Usage,
 )
 from tollway.core.errors import InvalidRequest
+from tollway.core.json_input import loads as json_loads
 from tollway.core.names import DIALECT_ANTHROPIC
 from tollway.dialects.anthropic.wire import (
     Base64ImageSource,
@@ -49,6 +50,7 @@ from tollway.dialects.anthropic.wire import (
     TextParam,
     ThinkingAdaptive,
     ThinkingEnabled,
+    ThinkingParam,
     ToolParam,
     ToolResultParam,
     ToolUseParam,
@@ -60,7 +62,6 @@ from tollway.dialects.anthropic.wire import (
     parse,
 )
 
-_decoder = msgspec.json.Decoder()
 _encoder = msgspec.json.Encoder()
 T = TypeVar("T")
 
@@ -79,10 +80,7 @@ STOP_IN: dict[str, FinishReason] = {
 
 
 def loads(raw: bytes) -> Any:
-    try:
-        return _decoder.decode(raw)
-    except (msgspec.DecodeError, UnicodeDecodeError) as exc:
-        raise InvalidRequest(f"Request body is not valid JSON: {exc}") from None
+    return json_loads(raw, invalid="Request body is not valid JSON")
 
 
 def _want(cond: bool, message: str) -> None:
@@ -239,7 +237,8 @@ def _tool_use(b: dict[str, Any], role: str, where: str) -> Block:
 
 
 def _thinking(b: dict[str, Any], role: str, where: str) -> Block:
-    return ReasoningBlock(text=str(b.get("thinking") or ""), signature=b.get("signature") or None)
+    thinking = parse(b, ThinkingParam, where)
+    return ReasoningBlock(text=thinking.thinking or "", signature=thinking.signature or None)
 
 
 def _redacted_thinking(b: dict[str, Any], role: str, where: str) -> Block:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from tollway.core.errors import TollwayError, UpstreamError
+from tollway.core.errors import TollwayError
 
 _TYPES = {
     400: "invalid_request_error",
@@ -32,6 +32,6 @@ ERROR_STATUS = {
 def anthropic_error_body(err: TollwayError, request_id: str | None = None) -> dict[str, Any]:
     status = err.http_status
     kind = _TYPES.get(status, "api_error" if status >= 500 else "invalid_request_error")
-    if isinstance(err, UpstreamError) and err.upstream_status == 529:
+    if getattr(err, "upstream_status", None) == 529:  # an UpstreamError, or every attempt failed, the last so
         kind = "overloaded_error"  # clients such as Claude Code retry on this type: keep it
     return {"type": "error", "error": {"type": kind, "message": err.message}, "request_id": request_id}

@@ -23,7 +23,7 @@ from tollway.dialects.anthropic.encode import encode_response
 from tollway.dialects.anthropic.errors import anthropic_error_body
 from tollway.dialects.anthropic.stream import ERROR_STATUS, StreamEncoder, error_event
 from tollway.dialects.anthropic.wire import Body, UsageView, body_decoder, encoder, event_view_decoder
-from tollway.dialects.upstream_event import UpstreamEvent
+from tollway.dialects.passthrough import UpstreamEvent, model_field, renamed
 
 _USAGE = b'"usage"'
 
@@ -73,11 +73,12 @@ class AnthropicPassReader:
     """An Anthropic upstream's event stream, forwarded event by event; usage merged from
     ``message_start`` and ``message_delta``; ``message_stop`` ends it."""
 
-    __slots__ = ("provider", "secret", "_usage", "usage", "ended", "error")
+    __slots__ = ("provider", "secret", "model", "_usage", "usage", "ended", "error")
 
-    def __init__(self, provider: str, secret: str | None) -> None:
+    def __init__(self, provider: str, secret: str | None, model: str) -> None:
         self.provider = provider
         self.secret = secret
+        self.model = model_field(model)  # message_start names the model the client asked for
         self._usage = UsageView()
         self.usage: Usage | None = None
         self.ended = False
@@ -93,6 +94,8 @@ class AnthropicPassReader:
                     break
             if _USAGE in data:
                 self._read_usage(data)
+            if name == "message_start":
+                data = renamed(data, self.model)
             # one data: line per line of the event's data, as SSE frames multi-line data
             frames.append(b"event: " + name.encode() + b"\ndata: " + data.replace(b"\n", b"\ndata: ") + b"\n\n")
             if name == "message_stop":
@@ -131,8 +134,12 @@ class AnthropicPassThrough:
             raise err or UpstreamError(f"{provider} upstream sent a 200 that is not a message", provider=provider)
         return view.usage.to_usage() if view.usage is not None else None
 
+    def named(self, req: AnthropicRequest, raw: bytes) -> bytes:
+        """The message, naming the model the client asked for."""
+        return renamed(raw, model_field(req.model))
+
     def reader(self, req: AnthropicRequest, provider: str, secret: str | None) -> AnthropicPassReader:
-        return AnthropicPassReader(provider, secret)
+        return AnthropicPassReader(provider, secret, req.model)
 
 
 class AnthropicCodec:

@@ -19,7 +19,7 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from tollway.core.catalog import ModelInfo
-from tollway.core.errors import InvalidRequest, TollwayError, UpstreamError
+from tollway.core.errors import AllUpstreamsFailed, InvalidRequest, TollwayError, UpstreamError
 from tollway.core.keys import ApiKey
 from tollway.core.names import DIALECT_ANTHROPIC
 from tollway.dialects.anthropic.decode import check_request, decode_request, loads
@@ -33,6 +33,8 @@ from tollway.routing.responses import EventStreamResponse, Handler, JSONBytes, d
 from tollway.routing.tokens import count_tokens
 
 _COUNT_INLINE_BYTES = 64 * 1024
+# what an Anthropic-compatible upstream that has no count_tokens (DeepSeek's, Kimi's ...) answers there
+_NO_COUNT_ENDPOINT = frozenset({404, 405})
 _MODELS_PAGE_MAX = 1000
 CODEC = AnthropicCodec()
 
@@ -57,7 +59,8 @@ async def messages(request: Request, call: Call) -> Response | EventStreamRespon
 
 
 async def count(request: Request, call: Call) -> Response:
-    """On an Anthropic upstream, Anthropic's own count (forwarded like a message); elsewhere
+    """On an Anthropic upstream, Anthropic's own count (forwarded like a message); elsewhere, or
+    when that upstream has no count_tokens (an Anthropic-compatible server answering 404 there),
     ``routing.tokens.count_tokens`` (OpenAI's o200k_base when installed, else an estimate)."""
     gw: Gateway = request.app.state.gateway
     pipeline: ChatPipeline = request.app.state.pipeline
@@ -72,7 +75,12 @@ async def count(request: Request, call: Call) -> Response:
     for field in ("max_tokens", "stream"):  # not part of a count request: Anthropic refuses them
         body.pop(field, None)
     body["model"] = data["model"]
-    counted = await pipeline.upstream_count(request, call, DIALECT_ANTHROPIC, body, _read_count)
+    try:
+        counted = await pipeline.upstream_count(request, call, DIALECT_ANTHROPIC, body, _read_count)
+    except (UpstreamError, AllUpstreamsFailed) as err:
+        if err.upstream_status not in _NO_COUNT_ENDPOINT:
+            raise
+        counted = None  # the failed attempt stays in the call's log row
     if counted is not None:
         return JSONBytes({"input_tokens": counted})
     req = decode_request(data)

@@ -4,7 +4,8 @@
 message_start (and a ping), one content block at a time (content_block_start, its deltas,
 content_block_stop; text_delta, thinking_delta, signature_delta, input_json_delta), then
 message_delta (stop reason and the full usage, input tokens included, since the upstream's
-usage arrives only at the end) and message_stop. It is a small state object fed one event at
+usage arrives only at the end) and message_stop. Each event carries what Anthropic's own carry
+(see ``encode``: no null it would leave out). It is a small state object fed one event at
 a time, each through the method its type maps to. (An Anthropic upstream's stream is read by
 the provider: ``tollway.providers.anthropic.stream``.)
 """
@@ -64,8 +65,7 @@ class StreamEncoder:
         self._started = True
         message: dict[str, Any] = {
             "id": message_id(id_), "type": "message", "role": "assistant", "model": self.model, "content": [],
-            "stop_reason": None, "stop_sequence": None, "stop_details": None, "container": None,
-            "usage": encode_usage(Usage()),
+            "stop_reason": None, "stop_sequence": None, "stop_details": None, "usage": encode_usage(Usage()),
         }
         return sse_event("message_start", {"type": "message_start", "message": message}) + sse_event(
             "ping", {"type": "ping"})
@@ -120,7 +120,7 @@ class StreamEncoder:
     def _text(self, event: TextDelta) -> bytes:
         if not event.text:
             return b""
-        out = b"" if self._open == "text" else self._open_block("text", {"type": "text", "text": "", "citations": None})
+        out = b"" if self._open == "text" else self._open_block("text", {"type": "text", "text": ""})
         return out + self._delta(self._index, {"type": "text_delta", "text": event.text})
 
     def _reasoning(self, event: ReasoningDelta) -> bytes:
@@ -176,13 +176,10 @@ class StreamEncoder:
         """The tail of a finished message: the open block's stop, message_delta, message_stop."""
         out = b"" if self._started else self._start("")
         out += self._stop_block()
-        usage = encode_usage(self._usage)
-        delta_usage = {k: usage[k] for k in ("input_tokens", "output_tokens", "cache_creation_input_tokens",
-                                             "cache_read_input_tokens", "output_tokens_details", "server_tool_use")}
         out += sse_event("message_delta", {
             "type": "message_delta",
             "delta": {"stop_reason": stop_reason_of(self._reason, self._stop_sequence),
-                      "stop_sequence": self._stop_sequence, "stop_details": None, "container": None},
-            "usage": delta_usage,
+                      "stop_sequence": self._stop_sequence, "stop_details": None},
+            "usage": encode_usage(self._usage),
         })
         return out + sse_event("message_stop", {"type": "message_stop"})

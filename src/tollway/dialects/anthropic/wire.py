@@ -20,12 +20,13 @@ from typing import Annotated, Any, ClassVar, Literal, NamedTuple, TypeVar, get_a
 
 import msgspec
 
-from tollway.core.chat import Usage
+from tollway.core.chat import MAX_TOKENS, MAX_USER_CHARS, Usage
 from tollway.core.errors import InvalidRequest
 
 Body = dict[str, msgspec.Raw]
 
 NonEmptyStr = Annotated[str, msgspec.Meta(min_length=1)]
+TokenCount = Annotated[int, msgspec.Meta(le=MAX_TOKENS)]
 HttpUrl = Annotated[str, msgspec.Meta(pattern="^https?://")]
 Number = int | float  # an int stays an int, as the caller sent it
 ImageMediaType = Literal["image/jpeg", "image/png", "image/gif", "image/webp"]
@@ -147,7 +148,7 @@ def _fits(value: Any, kind: Any) -> bool:
 
 
 class Metadata(msgspec.Struct, frozen=True, kw_only=True):
-    user_id: str | None = None
+    user_id: Annotated[str, msgspec.Meta(max_length=MAX_USER_CHARS)] | None = None
 
 
 class ThinkingKind(msgspec.Struct, frozen=True, kw_only=True):
@@ -159,7 +160,7 @@ class _Thinking(msgspec.Struct, frozen=True, kw_only=True, tag_field="type"):
 
 
 class ThinkingEnabled(_Thinking, frozen=True, kw_only=True, tag="enabled"):
-    budget_tokens: Annotated[int, msgspec.Meta(ge=1024)]
+    budget_tokens: Annotated[int, msgspec.Meta(ge=1024, le=MAX_TOKENS)]
 
 
 class ThinkingDisabled(_Thinking, frozen=True, kw_only=True, tag="disabled"):
@@ -190,24 +191,25 @@ class RequestHead(View, frozen=True, kw_only=True):
     stream: bool | None = None
     temperature: Number | None = None
     top_p: Number | None = None
-    top_k: int | None = None
+    top_k: TokenCount | None = None
     metadata: Metadata | None = None
     thinking: Thinking | None = None
-    max_tokens: Annotated[int, msgspec.Meta(ge=1)] | None = None
+    max_tokens: Annotated[int, msgspec.Meta(ge=1, le=MAX_TOKENS)] | None = None
 
     rules = (  # the messages themselves come after these
         Rule("", "Request body must be a JSON object."),
         Rule("stream", "stream: must be a boolean"),
         Rule("temperature", "temperature: must be a number"),
         Rule("top_p", "top_p: must be a number"),
-        Rule("top_k", "top_k: must be an integer"),
-        Rule("metadata", "metadata: must be an object whose user_id is a string"),
+        Rule("top_k", f"top_k: must be an integer <= {MAX_TOKENS}"),
+        Rule("metadata", f"metadata: must be an object whose user_id is a string of at most {MAX_USER_CHARS} "
+             "characters"),
         Rule("thinking", "thinking.type: must be 'enabled', 'disabled' or 'adaptive'", ThinkingKind | None),
-        Rule("thinking", "thinking.budget_tokens: must be an integer >= 1024"),
+        Rule("thinking", f"thinking.budget_tokens: must be an integer from 1024 to {MAX_TOKENS}"),
         Rule("model", "model: Field required"),
         Rule("messages", "messages: Field required (a non-empty array)",
              Annotated[list[Any], msgspec.Meta(min_length=1)]),
-        Rule("max_tokens", "max_tokens: must be an integer >= 1"),
+        Rule("max_tokens", f"max_tokens: must be an integer from 1 to {MAX_TOKENS}"),
     )
 
 
@@ -261,6 +263,14 @@ class ToolUseParam(View, frozen=True, kw_only=True):
 
     rules = (Rule("id", "{where}: id and name are required"), Rule("name", "{where}: id and name are required"),
              Rule("input", "{where}.input: must be an object"))
+
+
+class ThinkingParam(View, frozen=True, kw_only=True):
+    thinking: str | None = None
+    signature: str | None = None
+
+    rules = (Rule("thinking", "{where}.thinking: must be a string"),
+             Rule("signature", "{where}.signature: must be a string"))
 
 
 class RedactedThinkingParam(View, frozen=True, kw_only=True):

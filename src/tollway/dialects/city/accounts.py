@@ -4,11 +4,14 @@
   against its argon2id hash (argon2-cffi, in a worker thread, a few at a time); an unknown
   email, or a user who only signs in through a provider, costs one verification of a dummy
   hash all the same, and every failure says the same thing (401). An attempt counts as a
-  failure from its start (so parallel guesses count) until it succeeds. Failures are counted per
-  email (5 in 5 minutes) and per client IP (20 in 5 minutes) in this process's memory, so
-  each replica counts its own and a restart forgets; past a limit the answer is 429 with
-  Retry-After. The client IP is the connection's, as uvicorn resolved it (X-Forwarded-For is
-  honoured only from FORWARDED_ALLOW_IPS, 127.0.0.1 by default).
+  failure from its start (so parallel guesses count) until it succeeds. Failures are counted in
+  this process's memory (each replica counts its own, a restart forgets), never per email alone,
+  so nobody can lock a user out from elsewhere: per (email, client IP) the first 5 failures are
+  free, then each further attempt waits 1 s, 2 s, 4 s ... up to 5 minutes after the last failure
+  (forgotten after a success or 15 quiet minutes); per client IP, 20 failures in 5 minutes
+  whatever the emails. A refused attempt is 429 with Retry-After and checks nothing. The client
+  IP is the connection's, as uvicorn resolved it (X-Forwarded-For is honoured only from
+  FORWARDED_ALLOW_IPS, 127.0.0.1 by default).
 - ``POST users/create {email, password, name?, studio_id?}`` (admin): a user with a password.
 - ``POST oauth/start {provider, studio_id?}`` (guests): ``{authorize_url, state, expires_in}``.
   The state (32 random bytes) and a PKCE S256 verifier are stored for TOLLWAY_OAUTH_STATE_TTL
@@ -59,6 +62,7 @@ from tollway.core.errors import (
     PermissionDenied,
     RateLimited,
 )
+from tollway.core.json_input import loads
 from tollway.dialects.city.services import Caller, Kind, Service
 from tollway.dialects.city.studios import issue_user_token
 from tollway.routing.call import Call
@@ -198,25 +202,79 @@ class FailureWindow:
             del self._hits[next(iter(self._hits))]
 
 
+class Backoff:
+    """Growing delays per key: after ``free`` failures in a row, the next attempt must wait
+    ``base`` seconds after the last failure, doubled with each further failure up to ``cap``.
+    A key quiet for ``reset`` seconds is forgotten; past ``max_keys`` keys the quiet ones go,
+    then the oldest."""
+
+    def __init__(self, *, free: int = 5, base: float = 1.0, cap: float = 300.0, reset: float = 900.0,
+                 clock: Callable[[], float] = time.monotonic, max_keys: int = 50_000) -> None:
+        self.free, self.base, self.cap, self.reset = free, base, cap, reset
+        self.clock, self.max_keys = clock, max_keys
+        self._fails: dict[str, tuple[int, float]] = {}  # failures in a row, time of the last
+
+    def delay(self, failures: int) -> float:
+        """How long after the last of ``failures`` failures the next attempt must wait."""
+        if failures < self.free:
+            return 0.0
+        return min(self.cap, self.base * 2.0 ** min(failures - self.free, 62))
+
+    def retry_after(self, key: str) -> float | None:
+        """Seconds until ``key`` may try again, or None if it may now."""
+        state = self._fails.get(key)
+        if state is None:
+            return None
+        failures, last = state
+        now = self.clock()
+        if now - last >= self.reset:
+            del self._fails[key]
+            return None
+        wait = last + self.delay(failures) - now
+        return wait if wait > 0 else None
+
+    def add(self, key: str) -> None:
+        failures, _ = self._fails.pop(key, (0, 0.0))
+        self._fails[key] = (failures + 1, self.clock())  # re-inserted: the dict stays oldest first
+        if len(self._fails) > self.max_keys:
+            self._sweep()
+
+    def forget(self, key: str) -> None:
+        self._fails.pop(key, None)
+
+    def _sweep(self) -> None:
+        old = self.clock() - self.reset
+        for key in [k for k, (_, last) in self._fails.items() if last <= old]:
+            del self._fails[key]
+        while len(self._fails) > self.max_keys:
+            del self._fails[next(iter(self._fails))]
+
+
 class LoginGuard:
     """Counts an attempt as a failure up front (so parallel guesses count at once) and takes it
-    back when the password was right."""
+    back when the password was right. Growing delays per (email, client IP), so a guesser slows
+    down only itself, and a sliding window per client IP across emails."""
 
-    def __init__(self, *, per_email: int = 5, per_ip: int = 20, window: float = 300.0,
-                 clock: Callable[[], float] = time.monotonic) -> None:
-        self.emails = FailureWindow(per_email, window, clock=clock)
+    def __init__(self, *, per_ip: int = 20, window: float = 300.0, free: int = 5, base_delay: float = 1.0,
+                 max_delay: float = 300.0, clock: Callable[[], float] = time.monotonic) -> None:
+        self.pairs = Backoff(free=free, base=base_delay, cap=max_delay, reset=max(3 * max_delay, window),
+                             clock=clock)
         self.ips = FailureWindow(per_ip, window, clock=clock)
 
+    @staticmethod
+    def _pair(email: str, ip: str) -> str:
+        return f"{email}\x00{ip}"  # an email holds no NUL (checked)
+
     def begin(self, email: str, ip: str) -> float:
-        wait = max(self.emails.retry_after(email) or 0.0, self.ips.retry_after(ip) or 0.0)
+        wait = max(self.pairs.retry_after(self._pair(email, ip)) or 0.0, self.ips.retry_after(ip) or 0.0)
         if wait > 0:
             raise RateLimited(f"Too many failed logins; try again in {math.ceil(wait)} seconds.",
                               retry_after=wait)
-        self.emails.add(email)
+        self.pairs.add(self._pair(email, ip))
         return self.ips.add(ip)
 
     def succeeded(self, email: str, ip: str, at: float) -> None:
-        self.emails.forget(email)
+        self.pairs.forget(self._pair(email, ip))
         self.ips.forget(ip, at)
 
 
@@ -273,9 +331,10 @@ def _provider_user(subject: str, email: object, name: object) -> ProviderUser:
 
 
 def _json(r: Any) -> Any:
+    """An OAuth provider's JSON answer, bounded like a client's body; None if it is none."""
     try:
-        return r.json()
-    except ValueError:
+        return loads(r.content)
+    except InvalidRequest:
         return None
 
 

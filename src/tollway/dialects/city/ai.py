@@ -16,7 +16,7 @@ from starlette.responses import Response
 
 from tollway.core.catalog import EnvRequirement, ModelInfo
 from tollway.core.errors import NotImplementedYet
-from tollway.dialects.city.chat import CityCodec
+from tollway.dialects.city.front import CityCodec
 from tollway.dialects.city.services import Caller, Service
 from tollway.providers.kinds import SPECS
 from tollway.routing.call import Call
@@ -75,7 +75,7 @@ def ai_service() -> Service:
         pipeline: ChatPipeline = request.app.state.pipeline
         return await pipeline.serve(request, call, TEXT, raw=_encoder.encode(body))
 
-    @service.action("stream", summary="Streaming generation (SSE; see dialects/city/chat.py for the events)")
+    @service.action("stream", summary="Streaming generation (SSE; see dialects/city/front.py for the events)")
     async def stream(request: Request, caller: Caller, body: dict[str, Any], call: Call) -> Answer:
         pipeline: ChatPipeline = request.app.state.pipeline
         return await pipeline.serve(request, call, STREAM, raw=_encoder.encode(body))

@@ -1,10 +1,11 @@
 """The City route: ``GET`` and ``POST /v1/{service}/{action}`` over the service registry.
 
-The bearer decides the identity: none -> guest; the admin secret -> admin; any other valid
-key (a studio's user_token, an admin-role key too) -> user (bound to the key's studio). An
-action refuses identities it does not allow (401 for a guest, 403 otherwise); a body's
-``studio_id`` that differs from the user's studio is 403; a paused studio's tokens are refused
-before any of that (by the gateway's identify). Explicit routes of the other
+The bearer decides the identity: none -> guest; the admin secret or an admin-role key -> admin
+(as on the admin API); any other valid key (a studio's user_token included) -> user (bound to
+the key's studio). An action refuses identities it does not allow (401 for a guest, 403
+otherwise); a body's ``studio_id`` that differs from the user's studio is 403 (``studio_matches``,
+also the check of ``/v1/ai/chat/completions``); a paused studio's tokens are refused before any
+of that (by the gateway's identify). Explicit routes of the other
 surfaces (``/v1/models``, ``/v1/chat/completions``, ``/v1/messages`` ...) are registered first
 and win.
 """
@@ -13,13 +14,12 @@ from __future__ import annotations
 
 from typing import Any
 
-import msgspec
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Match, Route
 from starlette.types import Scope
 
-from tollway.auth.keys import bearer_token
+from tollway.auth.keys import Identity, bearer_token
 from tollway.core.errors import (
     AuthenticationFailed,
     InvalidRequest,
@@ -27,6 +27,7 @@ from tollway.core.errors import (
     NotFound,
     PermissionDenied,
 )
+from tollway.core.json_input import loads
 from tollway.core.names import DIALECT_CITY
 from tollway.dialects.city.errors import city_error_body
 from tollway.dialects.city.services import Caller, Registry
@@ -35,8 +36,6 @@ from tollway.routing.gateway import Gateway
 from tollway.routing.pipeline import ChatPipeline
 from tollway.routing.responses import EventStreamResponse, JSONBytes, dialect_endpoint, read_body
 
-_decoder = msgspec.json.Decoder()
-
 
 async def resolve_caller(request: Request, call: Call) -> Caller:
     token = bearer_token(request.headers.get("authorization"), request.headers.get("x-api-key"))
@@ -44,9 +43,19 @@ async def resolve_caller(request: Request, call: Call) -> Caller:
         return Caller(kind="guest")
     pipeline: ChatPipeline = request.app.state.pipeline
     identity = await pipeline.identify(request, call, direct=False)
-    if identity.is_admin and identity.key is None:  # the admin secret itself, not an admin-role key
+    if identity.is_admin:  # the admin secret, or an admin-role key (the README's and the admin API's rule)
         return Caller(kind="admin", identity=identity)
     return Caller(kind="user", identity=identity, studio_id=identity.key.studio_id if identity.key else None)
+
+
+def studio_matches(identity: Identity, wanted: object) -> None:
+    """Seed 000: a body's ``studio_id`` must be the studio the caller's token is bound to (the
+    admin has none to differ from); 403 ``studio_mismatch`` otherwise."""
+    if wanted is None or identity.is_admin:
+        return
+    if wanted != (identity.key.studio_id if identity.key else None):
+        raise PermissionDenied("studio_id differs from the studio this user_token is bound to.",
+                               code="studio_mismatch")
 
 
 async def _body(request: Request, gw: Gateway) -> dict[str, Any]:
@@ -55,10 +64,7 @@ async def _body(request: Request, gw: Gateway) -> dict[str, Any]:
     raw = await read_body(request, gw.options.max_body_bytes)
     if not raw.strip():
         return {}
-    try:
-        data = _decoder.decode(raw)
-    except msgspec.DecodeError as exc:
-        raise InvalidRequest(f"The body is not valid JSON: {exc}") from None
+    data = loads(raw, invalid="The body is not valid JSON")
     if not isinstance(data, dict):
         raise InvalidRequest("The body must be a JSON object.")
     return data
@@ -83,10 +89,8 @@ def city_endpoint(registry: Registry) -> Any:
             raise PermissionDenied(f"/v1/{service}/{action_name} is for {' or '.join(action.allow)} "
                                    f"identities, not {caller.kind}.")
         body = await _body(request, gw)
-        wanted = body.get("studio_id")
-        if wanted is not None and caller.kind == "user" and wanted != caller.studio_id:
-            raise PermissionDenied("studio_id differs from the studio this user_token is bound to.",
-                                   code="studio_mismatch")
+        if caller.identity is not None:
+            studio_matches(caller.identity, body.get("studio_id"))
         out = await action.handler(request, caller, body, call)
         if service != "ai" and request.method == "POST":
             gw.changed()  # studios, env, users: other processes reload at once

@@ -1,5 +1,8 @@
 """The ``studios`` service (admin): list, create, pause, activate, remove, tokens/apply.
 
+Each action on one studio names it as ``id`` (the field of a studio object) or ``studio_id``
+(the field of every other body, tokens/apply's in the README): either is taken.
+
 A user_token is a Tollway key bound to a studio (``ub_`` + 43 random characters), shown once
 and stored as a SHA-256 like every key; it works on every surface, and a paused or removed
 studio's tokens are refused everywhere.
@@ -33,6 +36,16 @@ def _text(body: dict[str, Any], name: str, *, required: bool = True, limit: int 
     return value.strip()
 
 
+def _studio_ref(body: dict[str, Any]) -> str:
+    """The studio an action is about: ``id`` or ``studio_id`` (the same when both are given)."""
+    given = {name: _text(body, name, limit=64) for name in ("id", "studio_id") if body.get(name) not in (None, "")}
+    if not given:
+        raise InvalidRequest("studio_id (or id) is required", param="studio_id")
+    if len(set(given.values())) > 1:
+        raise InvalidRequest("id and studio_id name different studios", param="studio_id")
+    return next(iter(given.values()))
+
+
 async def issue_user_token(gw: Gateway, studio_id: str | None, name: str) -> tuple[str, int]:
     """A new user_token bound to ``studio_id`` (shown once): (token, key id)."""
     token = USER_TOKEN_PREFIX + secrets.token_urlsafe(32)
@@ -61,7 +74,7 @@ def studios_service() -> Service:
 
     async def set_status(request: Request, body: dict[str, Any], status: str) -> dict[str, Any]:
         gw: Gateway = request.app.state.gateway
-        studio = await repo(request).set_status(_text(body, "id", limit=64), status)
+        studio = await repo(request).set_status(_studio_ref(body), status)
         if studio is None:
             raise NotFound("no such studio")
         await gw.reload_studios()  # this process at once; the others through the change counter
@@ -78,7 +91,7 @@ def studios_service() -> Service:
     @service.action("remove", allow=admin, summary="Remove a studio and revoke its tokens")
     async def remove(request: Request, caller: Caller, body: dict[str, Any], call: Call) -> dict[str, Any]:
         gw: Gateway = request.app.state.gateway
-        studio_id = _text(body, "id", limit=64)
+        studio_id = _studio_ref(body)
         revoked = await repo(request).remove(studio_id)
         if revoked is None:
             raise NotFound("no such studio")
@@ -88,7 +101,7 @@ def studios_service() -> Service:
     @service.action("tokens/apply", allow=admin, summary="Issue a user_token bound to a studio (shown once)")
     async def apply(request: Request, caller: Caller, body: dict[str, Any], call: Call) -> dict[str, Any]:
         gw: Gateway = request.app.state.gateway
-        studio_id = _text(body, "studio_id", limit=64)
+        studio_id = _studio_ref(body)
         studio = await repo(request).get(studio_id)
         if studio is None:
             raise NotFound("no such studio")

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import base64
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 import msgspec
 
 from tollway.core.chat import (
+    MAX_TOKENS,
+    MAX_USER_CHARS,
     Block,
     ChatRequest,
     ChatResponse,
@@ -30,10 +32,25 @@ from tollway.core.chat import (
     Usage,
 )
 from tollway.core.errors import InvalidRequest
+from tollway.core.json_input import loads, too_deep
 from tollway.core.names import DIALECT_OPENAI
+from tollway.dialects.openai.wire import (
+    Doc,
+    DocParam,
+    FileData,
+    FileParam,
+    FunctionParam,
+    ImageParam,
+    NamedFunction,
+    ResponseFormat,
+    TextParam,
+    ToolCallParam,
+)
 
 _decoder = msgspec.json.Decoder()
 _encoder = msgspec.json.Encoder()
+T = TypeVar("T")
+_INT64 = 2**63
 
 # request fields mapped to canonical slots; everything else lands in ``extras``
 _KNOWN = frozenset(
@@ -54,14 +71,22 @@ def _want(cond: bool, message: str, param: str | None = None) -> None:
         raise InvalidRequest(message, param=param)
 
 
+def _typed(value: Any, view: type[T], where: str) -> T:
+    """``value`` as its typed ``view``; a 400 naming the path of what does not fit."""
+    try:
+        return msgspec.convert(value, view)
+    except msgspec.ValidationError as exc:
+        message = str(exc)
+        path, at, rest = message.partition(" - at `$")
+        field = where + rest.rstrip("`") if at else where
+        raise InvalidRequest(f"{field}: {path}", param=field) from None
+
+
 # --- request: wire -> canonical -----------------------------------------------------------
 
 
 def decode_request(body: bytes | dict[str, Any]) -> ChatRequest:
-    try:
-        data = _decoder.decode(body) if isinstance(body, bytes | bytearray) else body
-    except (msgspec.DecodeError, UnicodeDecodeError) as exc:
-        raise InvalidRequest(f"Request body is not valid JSON: {exc}") from None
+    data = loads(bytes(body)) if isinstance(body, bytes | bytearray) else body
     try:
         return _decode_request(data)
     except (TypeError, AttributeError, ValueError, KeyError) as exc:
@@ -80,7 +105,7 @@ def _decode_request(data: Any) -> ChatRequest:
     _want(n in (None, 1), "only n=1 is supported", "n")
     _check_types(data)
     messages = tuple(_decode_message(m, i) for i, m in enumerate(raw_messages))
-    tools = tuple(_decode_tool(t) for t in data.get("tools") or ())
+    tools = tuple(_decode_tool(t, j) for j, t in enumerate(data.get("tools") or ()))
     stream_options = data.get("stream_options") or {}
     max_tokens = data.get("max_completion_tokens")
     if max_tokens is None:
@@ -135,6 +160,13 @@ def _check_types(data: dict[str, Any]) -> None:
           "stop")
     for name in ("max_tokens", "max_completion_tokens"):
         _want(data.get(name) is None or data[name] >= 1, f"{name} must be at least 1", name)
+        _want(data.get(name) is None or data[name] <= MAX_TOKENS, f"{name} must be at most {MAX_TOKENS}", name)
+    seed = data.get("seed")
+    _want(seed is None or -_INT64 <= seed < _INT64, "seed must be a 64-bit integer", "seed")
+    user = data.get("user")
+    _want(user is None or len(user) <= MAX_USER_CHARS, f"user must be at most {MAX_USER_CHARS} characters", "user")
+    if data.get("response_format") is not None:
+        _typed(data["response_format"], ResponseFormat, "response_format")
 
 
 def _decode_message(m: Any, i: int) -> Message:
@@ -145,6 +177,8 @@ def _decode_message(m: Any, i: int) -> Message:
     _want(role in ("system", "user", "assistant", "tool"), f"messages[{i}].role is invalid: {role!r}",
           f"messages[{i}].role")
     content = m.get("content")
+    name = m.get("name")
+    _want(name is None or isinstance(name, str), f"messages[{i}].name must be a string", f"messages[{i}].name")
     if role == "tool":
         tool_call_id = m.get("tool_call_id")
         _want(isinstance(tool_call_id, str), f"messages[{i}].tool_call_id is required",
@@ -157,12 +191,19 @@ def _decode_message(m: Any, i: int) -> Message:
         blocks.append(ReasoningBlock(text=reasoning))
     blocks.extend(_decode_parts(content, i))
     if role == "assistant":
-        for call in m.get("tool_calls") or ():
-            fn = call.get("function") or {}
-            _want(isinstance(fn.get("name"), str), f"messages[{i}].tool_calls[].function.name is required")
-            blocks.append(ToolCallBlock(id=call.get("id") or "", name=fn["name"],
-                                        arguments=fn.get("arguments") or ""))
-    return Message(role=role, content=tuple(blocks), name=m.get("name"))
+        calls = m.get("tool_calls") or []
+        _want(isinstance(calls, list), f"messages[{i}].tool_calls must be an array", f"messages[{i}].tool_calls")
+        blocks.extend(_decode_tool_call(call, f"messages[{i}].tool_calls[{j}]") for j, call in enumerate(calls))
+    return Message(role=role, content=tuple(blocks), name=name)
+
+
+def _decode_tool_call(call: Any, where: str) -> ToolCallBlock:
+    c = _typed(call, ToolCallParam, where)
+    arguments = c.function.arguments or ""
+    # an upstream's encoder decodes them: bounded like a body
+    _want(not too_deep(arguments), f"{where}.function.arguments: arrays and objects are nested too deeply",
+          f"{where}.function.arguments")
+    return ToolCallBlock(id=c.id or "", name=c.function.name, arguments=arguments)
 
 
 def _decode_parts(content: Any, i: int) -> list[Block]:
@@ -173,62 +214,74 @@ def _decode_parts(content: Any, i: int) -> list[Block]:
     _want(isinstance(content, list), f"messages[{i}].content must be a string or an array",
           f"messages[{i}].content")
     blocks: list[Block] = []
-    for part in content:
+    for j, part in enumerate(content):
         kind = part.get("type") if isinstance(part, dict) else None
+        where = f"messages[{i}].content[{j}]"
         if kind == "text":
-            blocks.append(TextBlock(text=part.get("text") or ""))
+            blocks.append(TextBlock(text=_typed(part, TextParam, where).text or ""))
         elif kind == "image_url":
-            img = part.get("image_url")
-            url: Any = img.get("url") if isinstance(img, dict) else img
-            _want(isinstance(url, str), f"messages[{i}] image_url.url is required")
-            blocks.append(ImageBlock(url=url, detail=img.get("detail") if isinstance(img, dict) else None))
+            img = _typed(part, ImageParam, where).image_url
+            blocks.append(ImageBlock(url=img) if isinstance(img, str) else ImageBlock(url=img.url, detail=img.detail))
         elif kind == "file":
-            blocks.append(_decode_file(part.get("file") or {}, i))
+            blocks.append(_decode_file(part, i, where))
         elif kind == "doc":
-            blocks.append(_decode_doc(part.get("doc") or {}, i))
+            blocks.append(_decode_doc(part, where))
         else:
             raise InvalidRequest(f"messages[{i}].content has an unsupported part type: {kind!r}",
                                  param=f"messages[{i}].content")
     return blocks
 
 
-def _decode_file(f: dict[str, Any], i: int) -> DocumentBlock:
-    data: Any = f.get("file_data")
-    _want(isinstance(data, str), f"messages[{i}] file.file_data is required (file_id is not supported)")
+def _decode_file(part: dict[str, Any], i: int, where: str) -> DocumentBlock:
+    f = _typed(part, FileParam, where).file or FileData()
+    if f.file_data is None:
+        raise InvalidRequest(f"messages[{i}] file.file_data is required (file_id is not supported)")
+    data = f.file_data
     media_type = "application/pdf"
     if data.startswith("data:"):
         head, _, data = data.partition(",")
         media_type = head[5:].split(";")[0] or media_type
-    return DocumentBlock(data=data, media_type=media_type, name=f.get("filename"))
+    return DocumentBlock(data=data, media_type=media_type, name=f.filename)
 
 
-def _decode_doc(doc: dict[str, Any], i: int) -> DocumentBlock:
-    """Seed 004's ``doc`` part: ``source.bytes`` is an index -> byte-value map."""
-    raw = (doc.get("source") or {}).get("bytes")
+def doc_as_file_part(part: dict[str, Any], where: str) -> dict[str, Any]:
+    """Seed 004's ``doc`` part (at ``where``) as the ``file`` part OpenAI's wire has for it."""
+    return _encode_part(_decode_doc(part, where))
+
+
+def _decode_doc(part: dict[str, Any], where: str) -> DocumentBlock:
+    """Seed 004's ``doc`` part (``where`` is its path): ``source.bytes`` is an index -> byte-value
+    map, a list of byte values or base64 text."""
+    doc = _typed(part, DocParam, where).doc or Doc()
+    raw = doc.source.bytes if doc.source is not None else None
+    media_type = _doc_media_type(doc.format)
+    if isinstance(raw, str):
+        return DocumentBlock(data=raw, media_type=media_type, name=doc.name)
     if isinstance(raw, dict):
-        data = bytes(int(raw[k]) for k in sorted(raw, key=int))
+        try:
+            order = sorted(raw, key=int)
+        except ValueError:
+            raise InvalidRequest(f"{where}.doc.source.bytes: its keys must be byte indexes",
+                                 param=f"{where}.doc.source.bytes") from None
+        data = bytes(raw[k] for k in order)
     elif isinstance(raw, list):
         data = bytes(raw)
-    elif isinstance(raw, str):
-        return DocumentBlock(data=raw, media_type=_doc_media_type(doc.get("format")), name=doc.get("name"))
     else:
-        raise InvalidRequest(f"messages[{i}] doc.source.bytes is required")
-    return DocumentBlock(data=base64.b64encode(data).decode(), media_type=_doc_media_type(doc.get("format")),
-                         name=doc.get("name"))
+        raise InvalidRequest(f"{where}.doc.source.bytes is required", param=f"{where}.doc.source.bytes")
+    return DocumentBlock(data=base64.b64encode(data).decode(), media_type=media_type, name=doc.name)
 
 
-def _doc_media_type(fmt: Any) -> str:
+def _doc_media_type(fmt: str | None) -> str:
     return {"pdf": "application/pdf", "txt": "text/plain", "md": "text/markdown", "html": "text/html",
-            "csv": "text/csv"}.get(str(fmt or "pdf").lower(), "application/octet-stream")
+            "csv": "text/csv"}.get((fmt or "pdf").lower(), "application/octet-stream")
 
 
-def _decode_tool(t: Any) -> Tool:
+def _decode_tool(t: Any, j: int) -> Tool:
     _want(isinstance(t, dict) and t.get("type", "function") == "function" and isinstance(t.get("function"), dict),
           "tools[] must be function tools", "tools")
-    fn = t["function"]
-    _want(isinstance(fn.get("name"), str), "tools[].function.name is required", "tools")
-    return Tool(name=fn["name"], description=fn.get("description"), parameters=fn.get("parameters") or {},
-                strict=fn.get("strict"))
+    _want(isinstance(t["function"].get("name"), str), "tools[].function.name is required", "tools")
+    fn = _typed(t["function"], FunctionParam, f"tools[{j}].function")
+    return Tool(name=fn.name, description=fn.description, parameters=fn.parameters or {}, strict=fn.strict)
 
 
 def _decode_tool_choice(tc: Any) -> ToolChoice | None:
@@ -237,7 +290,7 @@ def _decode_tool_choice(tc: Any) -> ToolChoice | None:
     if tc in ("auto", "none", "required"):
         return ToolChoice(mode=tc)
     if isinstance(tc, dict) and isinstance(tc.get("function"), dict):
-        return ToolChoice(mode="required", name=tc["function"].get("name"))
+        return ToolChoice(mode="required", name=_typed(tc["function"], NamedFunction, "tool_choice.function").name)
     raise InvalidRequest(f"tool_choice is invalid: {tc!r}", param="tool_choice")
 
 

@@ -3,7 +3,9 @@
 A request is validated from a small view of its body (model, stream flags, caps, that
 ``messages`` is a non-empty array) and decoded to the canonical model only when an upstream with
 another wire needs it. When the upstream speaks OpenAI's wire too, ``OpenAIPassThrough`` forwards
-the body with the model name (and stream options) rewritten and reads back only ``usage``.
+the body with the model name (and stream options) rewritten and reads back only ``usage``; seed
+004's ``doc`` parts, which no OpenAI-wire upstream knows, go as ``file`` parts (as a translated
+request's documents do), and messages without one as the bytes that came.
 Pure: no I/O, no clock, no settings.
 """
 
@@ -17,9 +19,10 @@ import msgspec
 
 from tollway.core.chat import ChatRequest, ChatResponse, Usage
 from tollway.core.errors import InvalidRequest, TollwayError, UpstreamError
+from tollway.core.json_input import loads
 from tollway.core.names import DIALECT_OPENAI
 from tollway.core.redaction import redact
-from tollway.dialects.openai.codec import decode_request, encode_response
+from tollway.dialects.openai.codec import decode_request, doc_as_file_part, encode_response
 from tollway.dialects.openai.stream import DONE, StreamEncoder, error_frame
 from tollway.dialects.openai.wire import (
     Body,
@@ -29,24 +32,27 @@ from tollway.dialects.openai.wire import (
     request_view_decoder,
     response_view_decoder,
 )
-from tollway.dialects.upstream_event import UpstreamEvent
+from tollway.dialects.passthrough import UpstreamEvent, model_field, renamed
 
 Render = Callable[[TollwayError], dict[str, Any]]
 _USAGE_OBJECT = re.compile(rb'"usage"\s*:\s*\{')
 _INCLUDE_USAGE = msgspec.Raw(b'{"include_usage":true}')
+_DOC = b'"doc"'
 
 
 class OpenAIRequest:
     """A chat-completion request: its view, and its body and canonical form once asked for."""
 
-    __slots__ = ("raw", "model", "stream", "max_tokens", "client_usage", "_body", "_canonical")
+    __slots__ = ("raw", "model", "stream", "max_tokens", "client_usage", "docs", "_body", "_canonical")
 
-    def __init__(self, raw: bytes, model: str, stream: bool, max_tokens: int | None, client_usage: bool) -> None:
+    def __init__(self, raw: bytes, model: str, stream: bool, max_tokens: int | None, client_usage: bool,
+                 docs: bool = False) -> None:
         self.raw = raw
         self.model = model
         self.stream = stream
         self.max_tokens = max_tokens
         self.client_usage = client_usage  # stream_options.include_usage: the client wants the usage chunk
+        self.docs = docs  # the messages may hold seed 004's doc parts
         self._body: Body | None = None
         self._canonical: ChatRequest | None = None
 
@@ -56,17 +62,36 @@ class OpenAIRequest:
         return self._canonical
 
     def body(self) -> Body:
+        """The body's top-level values as they came, but for ``doc`` parts (see the module doc)."""
         if self._body is None:
-            self._body = body_decoder.decode(self.raw)
+            body = body_decoder.decode(self.raw)
+            if self.docs and "messages" in body:
+                body["messages"] = _with_file_parts(body["messages"])
+            self._body = body
         return self._body
+
+
+def _with_file_parts(messages: msgspec.Raw) -> msgspec.Raw:
+    """``messages`` with each ``doc`` part as a ``file`` part; as they came when none is one."""
+    data = loads(bytes(messages))
+    changed = False
+    for i, m in enumerate(data if isinstance(data, list) else ()):
+        content: Any = m.get("content") if isinstance(m, dict) else None
+        if not isinstance(content, list):
+            continue
+        for j, part in enumerate(content):
+            if isinstance(part, dict) and part.get("type") == "doc":
+                content[j] = doc_as_file_part(part, f"messages[{i}].content[{j}]")
+                changed = True
+    return msgspec.Raw(encoder.encode(data)) if changed else messages
 
 
 def decode(raw: bytes) -> OpenAIRequest:
     try:
         raw.decode("utf-8")  # the pass-through forwards bytes it does not decode: check them once
-        view = request_view_decoder.decode(raw)
-    except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError) as exc:
+    except UnicodeDecodeError as exc:
         raise InvalidRequest(f"Invalid request body: {exc}") from None
+    view = loads(raw, request_view_decoder, invalid="Invalid request body")
     if not view.model:
         raise InvalidRequest("The 'model' field is required.", code="model_required", param="model")
     messages = bytes(view.messages).strip()
@@ -77,8 +102,11 @@ def decode(raw: bytes) -> OpenAIRequest:
         raise InvalidRequest("Only n=1 is supported.", param="n")
     # the larger cap, if both are sent (an upstream may take either)
     caps = [c for c in (view.max_completion_tokens, view.max_tokens) if c is not None]
-    return OpenAIRequest(raw, view.model, bool(view.stream), max(caps) if caps else None,
-                         bool(view.stream_options and view.stream_options.include_usage))
+    req = OpenAIRequest(raw, view.model, bool(view.stream), max(caps) if caps else None,
+                        bool(view.stream_options and view.stream_options.include_usage), _DOC in messages)
+    if req.docs:
+        req.body()  # a broken doc part is a 400 now, before admission, not at the first attempt
+    return req
 
 
 def raise_reported_error(provider: str, data: bytes, secret: str | None, where: str) -> None:
@@ -106,12 +134,13 @@ class OpenAIPassReader:
     """An OpenAI-wire upstream's chunk stream, forwarded chunk by chunk; usage read on the way
     (its chunk dropped when the client did not ask for it); ``[DONE]`` ends it."""
 
-    __slots__ = ("provider", "secret", "client_usage", "usage", "ended", "error")
+    __slots__ = ("provider", "secret", "client_usage", "model", "usage", "ended", "error")
 
-    def __init__(self, provider: str, secret: str | None, client_usage: bool) -> None:
+    def __init__(self, provider: str, secret: str | None, client_usage: bool, model: str) -> None:
         self.provider = provider
         self.secret = secret
         self.client_usage = client_usage
+        self.model = model_field(model)  # each chunk names the model the client asked for
         self.usage: Usage | None = None
         self.ended = False
         self.error: UpstreamError | None = None
@@ -130,7 +159,7 @@ class OpenAIPassReader:
                     break
             if _USAGE_OBJECT.search(data) and not self._usage_of(data):
                 continue  # a usage-only chunk the client did not ask for
-            frames.append(b"data: " + data + b"\n\n")
+            frames.append(b"data: " + renamed(data, self.model) + b"\n\n")
         return frames
 
     def _usage_of(self, data: bytes) -> bool:
@@ -166,8 +195,12 @@ class OpenAIPassThrough:
             raise UpstreamError(f"{provider} upstream sent a 200 without choices", provider=provider)
         return view.usage.to_usage() if view.usage is not None else None
 
+    def named(self, req: OpenAIRequest, raw: bytes) -> bytes:
+        """The completion, naming the model the client asked for."""
+        return renamed(raw, model_field(req.model))
+
     def reader(self, req: OpenAIRequest, provider: str, secret: str | None) -> OpenAIPassReader:
-        return OpenAIPassReader(provider, secret, req.client_usage)
+        return OpenAIPassReader(provider, secret, req.client_usage, req.model)
 
 
 class OpenAICodec:

@@ -87,8 +87,8 @@ class StreamDecoder:
         except msgspec.DecodeError:
             raise UpstreamError(f"{self.provider} upstream sent a malformed stream event",
                                 provider=self.provider) from None
-        if not isinstance(loose, dict):
-            return None
+        if not isinstance(loose, dict) or loose.get("type") not in self._ON:
+            return None  # no object, or a type added later (whatever its fields hold): skipped
         raise UpstreamError(f"{self.provider} upstream sent a malformed {loose.get('type')!r} event",
                             provider=self.provider)
 

@@ -45,6 +45,7 @@ from tollway.providers.bedrock.codec import (
 )
 from tollway.providers.bedrock.stream import StreamDecoder
 from tollway.providers.http import UpstreamClient, UpstreamStream
+from tollway.providers.inline import drop_locals, encode_with_media, off_loop
 from tollway.providers.streaming import decode_stream
 
 __all__ = [
@@ -158,17 +159,32 @@ class BedrockProvider:
         SigV4Auth(creds, SIGNING_SERVICE, region).add_auth(request)
         return url, {str(k): str(v) for k, v in request.headers.items()}
 
-    async def _prepare(self, req: ChatRequest, upstream_model: str) -> bytes:
-        media = await self.media.load_many(media_urls(req))
-        body = encode_request(req, upstream_model=upstream_model, media=media)
-        return msgspec.json.encode(body)
+    async def _call(self, req: ChatRequest, upstream_model: str, credential: Credential, *,
+                    stream: bool) -> bytes | UpstreamStream:
+        """The Converse (or ConverseStream) call: the request's media fetched or decoded (their
+        bytes held in the process's budget until the upstream has the body), the body encoded with
+        their base64 coded in steps (``encode_with_media``), signed (a large body's payload hash in
+        a worker thread), then sent."""
+        async with self.media.loaded(media_urls(req)) as media:
+            body = await encode_with_media(
+                lambda m: encode_request(req, upstream_model=upstream_model, media=m), media, msgspec.json.encode)
+            media.clear()
+            operation, accept = ("converse-stream", EVENT_STREAM) if stream else ("converse", JSON)
+            url, headers = await off_loop(len(body), partial(self._signed, credential, upstream_model, operation,
+                                                             body, accept))
+            if stream:
+                return await self.client.open_stream(url, headers, body, secret=_secrets(credential))
+            return await self.client.post(url, headers, body, secret=_secrets(credential))
 
     # calls --------------------------------------------------------------------------------
 
     async def complete(self, req: ChatRequest, *, upstream_model: str, credential: Credential) -> ChatResponse:
-        body = await self._prepare(req, upstream_model)
-        url, headers = self._signed(credential, upstream_model, "converse", body, JSON)
-        raw = await self.client.post(url, headers, body, secret=_secrets(credential))
+        try:
+            raw = await self._call(req, upstream_model, credential, stream=False)
+        except BaseException as exc:
+            drop_locals(exc)  # the body and media in the frames below: not until the cycle collector runs
+            raise
+        assert isinstance(raw, bytes)
         try:
             return decode_response(raw, model=upstream_model, response_id=f"bedrock-{uuid.uuid4().hex}",
                                    created=int(time.time()))
@@ -183,9 +199,12 @@ class BedrockProvider:
 
     async def _open_stream(self, req: ChatRequest, upstream_model: str,
                            credential: Credential) -> tuple[UpstreamStream, StreamDecoder]:
-        body = await self._prepare(req, upstream_model)
-        url, headers = self._signed(credential, upstream_model, "converse-stream", body, EVENT_STREAM)
-        upstream = await self.client.open_stream(url, headers, body, secret=_secrets(credential))
+        try:
+            upstream = await self._call(req, upstream_model, credential, stream=True)
+        except BaseException as exc:
+            drop_locals(exc)
+            raise
+        assert isinstance(upstream, UpstreamStream)
         # an in-stream exception may echo the signed request: the decoder redacts every secret
         decoder = StreamDecoder(provider=self.name, model=upstream_model, created=int(time.time()),
                                 response_id=upstream.headers.get("x-amzn-requestid") or f"bedrock-{uuid.uuid4().hex}",

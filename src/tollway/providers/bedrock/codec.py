@@ -47,6 +47,7 @@ from tollway.core.chat import (
     Usage,
 )
 from tollway.core.errors import InvalidRequest
+from tollway.core.json_input import loads
 from tollway.core.names import DIALECT_BEDROCK
 from tollway.dialects.anthropic.thinking import DEFAULT_MAX_TOKENS, thinking_plan
 from tollway.providers.media import Media
@@ -195,8 +196,8 @@ class _Encoder:
 
     def tool_use(self, b: ToolCallBlock) -> dict[str, Any]:
         try:
-            args = msgspec.json.decode(b.arguments) if b.arguments.strip() else {}
-        except msgspec.DecodeError:
+            args = loads(b.arguments) if b.arguments.strip() else {}
+        except InvalidRequest:
             raise InvalidRequest(f"The arguments of tool call {b.id!r} are not valid JSON.") from None
         if not isinstance(args, dict):
             raise InvalidRequest(f"The arguments of tool call {b.id!r} must be a JSON object.")

@@ -6,8 +6,12 @@ API key goes in the ``x-goog-api-key`` header, never in the URL, so it never rea
 
 The request and response mapping (and what it drops) is in ``codec``, the stream decoding in
 ``stream``, Google's error bodies in ``errors``; all pure, their public names re-exported here.
-This module fetches the request's media (``MediaFetcher.load_many``: Gemini takes images and
-documents only inline) and makes the calls; ``providers.streaming`` reads the stream.
+This module fetches the request's media (``MediaFetcher.loaded``: Gemini takes images and
+documents only inline; their bytes stay in the process's media budget until the upstream has the
+body) and makes the calls; ``providers.streaming`` reads the stream. A body with large media is
+made in steps with the event loop running between them (``inline.encode_with_media``: its
+data: URLs decoded and its base64 coded piece by piece), and an error drops the frames' hold
+on it at once.
 
 - Whatever the upstream sends, a body or chunk that cannot be read (not JSON, an error object
   in a 200, a part or count of the wrong type) is an UpstreamError (502) naming what was wrong,
@@ -20,6 +24,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator
+from contextlib import AbstractAsyncContextManager
 from functools import partial
 from urllib.parse import quote
 
@@ -55,7 +60,8 @@ from tollway.providers.gemini.errors import (
 )
 from tollway.providers.gemini.stream import StreamDecoder
 from tollway.providers.http import Timeouts, UpstreamClient, UpstreamStream
-from tollway.providers.media import MediaFetcher
+from tollway.providers.inline import data_urls, drop_locals, encode_with_media
+from tollway.providers.media import Media, MediaFetcher
 from tollway.providers.streaming import decode_stream
 
 __all__ = [
@@ -140,14 +146,30 @@ class GeminiProvider:
     def unsupported(self, req: ChatRequest, *, upstream_model: str) -> list[str]:
         return unsupported(req, upstream_model=upstream_model)
 
-    async def body(self, req: ChatRequest, upstream_model: str) -> bytes:
-        media = await self.media.load_many(media_urls(req))
-        return _encoder.encode(encode_request(req, media=media, upstream_model=upstream_model))
+    async def body(self, req: ChatRequest, upstream_model: str, media: dict[str, Media]) -> bytes:
+        """The request's JSON body, its media's base64 coded in steps (``encode_with_media``);
+        ``media`` (what ``loaded`` gave for ``_media_of``) is emptied once the body holds them."""
+        body = await encode_with_media(
+            lambda m: encode_request(req, media=m, upstream_model=upstream_model), media, _encoder.encode)
+        media.clear()
+        return body
+
+    def _loaded(self, req: ChatRequest) -> AbstractAsyncContextManager[dict[str, Media]]:
+        """The request's media: URLs fetched, data: URLs decoded in steps (not in the codec at once)."""
+        return self.media.loaded(media_urls(req) + data_urls(req))
+
+    async def _post(self, req: ChatRequest, upstream_model: str, credential: Credential) -> bytes:
+        async with self._loaded(req) as media:  # held until the upstream answered
+            return await self.client.post(self.url(upstream_model, stream=False),
+                                          self.headers(credential, stream=False),
+                                          await self.body(req, upstream_model, media), secret=credential.secret)
 
     async def complete(self, req: ChatRequest, *, upstream_model: str, credential: Credential) -> ChatResponse:
-        body = await self.body(req, upstream_model)
-        raw = await self.client.post(self.url(upstream_model, stream=False), self.headers(credential, stream=False),
-                                     body, secret=credential.secret)
+        try:
+            raw = await self._post(req, upstream_model, credential)
+        except BaseException as exc:
+            drop_locals(exc)  # the body and media in the frames below: not until the cycle collector runs
+            raise
         try:
             return decode_response(response_decoder.decode(raw), model=upstream_model, created=int(time.time()))
         except Exception as exc:  # whatever reading the body raises, it is the upstream's fault: a 502
@@ -158,12 +180,19 @@ class GeminiProvider:
         return decode_stream(partial(self._open_stream, req, upstream_model, credential), UpstreamStream.batches,
                              provider=self.name)
 
+    async def _open(self, req: ChatRequest, upstream_model: str, credential: Credential) -> UpstreamStream:
+        async with self._loaded(req) as media:  # held until the upstream took the body
+            return await self.client.open_stream(self.url(upstream_model, stream=True),
+                                                 self.headers(credential, stream=True),
+                                                 await self.body(req, upstream_model, media), secret=credential.secret)
+
     async def _open_stream(self, req: ChatRequest, upstream_model: str,
                            credential: Credential) -> tuple[UpstreamStream, StreamDecoder]:
-        body = await self.body(req, upstream_model)
-        upstream = await self.client.open_stream(self.url(upstream_model, stream=True),
-                                                 self.headers(credential, stream=True), body,
-                                                 secret=credential.secret)
+        try:
+            upstream = await self._open(req, upstream_model, credential)
+        except BaseException as exc:
+            drop_locals(exc)
+            raise
         return upstream, StreamDecoder(model=upstream_model, created=int(time.time()), provider=self.name,
                                        secret=credential.secret)
 

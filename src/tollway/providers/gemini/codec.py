@@ -53,6 +53,7 @@ from tollway.core.chat import (
     Usage,
 )
 from tollway.core.errors import InvalidRequest
+from tollway.core.json_input import loads
 from tollway.core.names import DIALECT_GEMINI
 from tollway.providers.media import Media, decode_data_url
 
@@ -253,9 +254,9 @@ def _park(parts: list[dict[str, Any]], signature: str) -> None:
 
 
 def _media_of(url: str, media: Mapping[str, Media]) -> Media:
-    if url.startswith("data:"):
+    found = media.get(url)  # a data: URL too, when the adapter decoded it already (in steps)
+    if found is None and url.startswith("data:"):
         return decode_data_url(url)
-    found = media.get(url)
     if found is None:
         raise InvalidRequest(f"media at {url[:100]!r} was not loaded")
     return found
@@ -279,8 +280,8 @@ def _args(b: ToolCallBlock, i: int) -> dict[str, Any]:
     if not b.arguments.strip():
         return {}
     try:
-        args = json.loads(b.arguments)
-    except ValueError:
+        args = loads(b.arguments)
+    except InvalidRequest:
         args = None
     if not isinstance(args, dict):
         raise InvalidRequest(f"messages[{i}]: the arguments of tool call {b.id!r} are not a JSON object, "

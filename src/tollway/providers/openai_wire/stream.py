@@ -30,19 +30,24 @@ from tollway.providers.sse import SSEEvent
 DONE: Final = b"[DONE]"  # the data of the stream's last SSE event
 
 
+# OpenAI-compatible servers vary: the view takes the shapes seen in the wild (a numeric id, a
+# string ``created``, arguments as an object, Mistral's content as a list of parts) and the
+# decoder normalizes them, as the dict-based decoder before it did.
+
+
 class FunctionDelta(msgspec.Struct, kw_only=True):
     name: str | None = None
-    arguments: str | None = None
+    arguments: str | dict[str, Any] | list[Any] | None = None
 
 
 class ToolCallDeltaView(msgspec.Struct, kw_only=True):
     index: int | None = None
-    id: str | None = None
+    id: str | int | None = None
     function: FunctionDelta | None = None
 
 
 class Delta(msgspec.Struct, kw_only=True):
-    content: str | None = None
+    content: str | list[Any] | None = None
     reasoning_content: str | None = None  # DeepSeek, vLLM ...
     tool_calls: list[ToolCallDeltaView] | None = None
 
@@ -52,17 +57,30 @@ class Choice(msgspec.Struct, kw_only=True):
     finish_reason: str | None = None
 
 
-class ChunkError(msgspec.Struct, kw_only=True):
-    message: str | None = None
-
-
 class Chunk(msgspec.Struct, kw_only=True):
-    id: str | None = None
+    id: str | int | None = None
     model: str | None = None
-    created: int | float | None = None
+    created: int | float | str | None = None
     choices: list[Choice] | None = None
     usage: dict[str, Any] | None = None  # read by the OpenAI codec's ``decode_usage``
-    error: ChunkError | str | None = None  # an error frame mid-stream
+    error: dict[str, Any] | str | None = None  # an error frame mid-stream (an empty one is none)
+
+
+_encoder = msgspec.json.Encoder()
+
+
+def _text_of(content: str | list[Any]) -> str:
+    """A delta's content: a string, or (Mistral and others) a list of text parts."""
+    if isinstance(content, str):
+        return content
+    return "".join(p["text"] for p in content if isinstance(p, dict) and isinstance(p.get("text"), str))
+
+
+def _created(value: int | float | str | None) -> int:
+    try:
+        return int(float(value)) if value is not None else 0
+    except ValueError:
+        return 0
 
 
 chunk_decoder = msgspec.json.Decoder(Chunk)
@@ -108,15 +126,16 @@ class StreamDecoder:
 
     def _start(self, chunk: Chunk) -> StreamStart:
         self._started = True
-        return StreamStart(id=chunk.id or "", model=chunk.model or "", created=int(chunk.created or 0))
+        return StreamStart(id=str(chunk.id or ""), model=chunk.model or "", created=_created(chunk.created))
 
     def _choice(self, choice: Choice, out: list[StreamEvent]) -> None:
         delta = choice.delta
         if delta is not None:
             if delta.reasoning_content:
                 out.append(ReasoningDelta(text=delta.reasoning_content))
-            if delta.content:
-                out.append(TextDelta(text=delta.content))
+            text = _text_of(delta.content) if delta.content else ""
+            if text:
+                out.append(TextDelta(text=text))
             for call in delta.tool_calls or ():
                 self._tool_call(call, out)
         if choice.finish_reason:
@@ -126,13 +145,15 @@ class StreamDecoder:
         index = call.index or 0
         fn = call.function or _NO_FUNCTION
         if index not in self._tool_ids:
-            self._tool_ids[index] = call.id or f"call_{index}"
+            self._tool_ids[index] = str(call.id or f"call_{index}")
             out.append(ToolCallStart(index=index, id=self._tool_ids[index], name=fn.name or ""))
         if fn.arguments:
-            out.append(ToolCallDelta(index=index, arguments=fn.arguments))
+            args = fn.arguments if isinstance(fn.arguments, str) else _encoder.encode(fn.arguments).decode()
+            out.append(ToolCallDelta(index=index, arguments=args))
 
-    def _error(self, error: ChunkError | str) -> UpstreamError:
-        message = error if isinstance(error, str) else error.message
+    def _error(self, error: dict[str, Any] | str) -> UpstreamError:
+        message = error if isinstance(error, str) else error.get("message")
+        message = message if isinstance(message, str) else None
         message = redact(message or "upstream reported an error in the stream", self.secret)
         return UpstreamError(f"{self.provider} upstream reported an error mid-stream: {message}",
                              provider=self.provider)

@@ -19,6 +19,7 @@ from typing import Any
 import msgspec
 
 from tollway.core.chat import (
+    MAX_TOKENS,
     ChatRequest,
     ChatResponse,
     Finish,
@@ -32,17 +33,17 @@ from tollway.core.chat import (
     UsageReport,
 )
 from tollway.core.errors import InvalidRequest, TollwayError
+from tollway.core.json_input import loads
 from tollway.core.names import DIALECT_CITY
 from tollway.dialects.city.errors import city_error_body
 
 _encoder = msgspec.json.Encoder()
-_decoder = msgspec.json.Decoder()
 _ROLES = ("user", "assistant", "system")
 
 
 def _int_or_none(value: Any, name: str) -> int | None:
-    if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
-        raise InvalidRequest(f"{name} must be a positive integer", param=name)
+    if value is not None and (not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= MAX_TOKENS):
+        raise InvalidRequest(f"{name} must be a positive integer, at most {MAX_TOKENS}", param=name)
     return value
 
 
@@ -152,10 +153,7 @@ class CityCodec:
         self.streams = stream
 
     def decode(self, raw: bytes) -> CityRequest:
-        try:
-            body = _decoder.decode(raw)
-        except msgspec.DecodeError as exc:
-            raise InvalidRequest(f"The body is not valid JSON: {exc}") from None
+        body = loads(raw, invalid="The body is not valid JSON")
         if not isinstance(body, dict):
             raise InvalidRequest("The body must be a JSON object.")
         return CityRequest(decode_request(body, stream=self.streams))

@@ -87,7 +87,13 @@ class PassThrough(Protocol[R_contra]):
         an answer (an error object sent with a 200, an unreadable body)."""
         ...
 
-    def reader(self, req: R_contra, provider: str, secret: str | None) -> PassReader: ...
+    def named(self, req: R_contra, raw: bytes) -> bytes:
+        """The upstream's whole answer naming the model the client asked for (``req.model``)."""
+        ...
+
+    def reader(self, req: R_contra, provider: str, secret: str | None) -> PassReader:
+        """Reads the stream for the client; its frames name the model the client asked for."""
+        ...
 
 
 class ChatCodec(Protocol[R]):
