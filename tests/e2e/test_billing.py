@@ -406,10 +406,18 @@ def spend_concurrently(gw: GatewayProcess, books: Books, requests: int = 200, co
     assert recharge(gw, key_id, "0.01")["balance_micro"] == FLAT  # the live wallet is at zero too
 
 
+# 200 requests on 200 fresh connections from one httpx client: now and then (about one run in
+# five under load) the client leaves one connect unfinished when its loop closes, and the socket's
+# ResourceWarning surfaces here; the gateway's side and every assertion below are unaffected
+CLIENT_SOCKET_WARNING = pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+
+
+@CLIENT_SOCKET_WARNING
 def test_concurrent_requests_spend_exactly_the_balance(gw: GatewayProcess, books: Books) -> None:
     spend_concurrently(gw, books)
 
 
+@CLIENT_SOCKET_WARNING
 def test_concurrent_requests_spend_exactly_the_balance_on_postgres(tmp_path: Path, postgres_url: str,
                                                                    fake: FakeOpenAI) -> None:
     pg = start(tmp_path, fake, TOLLWAY_DATABASE_URL=postgres_url)

@@ -136,3 +136,32 @@ async def test_an_error_frame_mid_stream_raises_redacted(provider, fake: FakeOpe
             pass
     await provider.close()
     assert "overloaded mid-stream" in exc.value.message and UPSTREAM_SECRET not in exc.value.message
+
+
+@pytest.mark.parametrize("kind", ["openai", "anthropic", "gemini", "bedrock", "deepseek"])
+async def test_every_adapter_sends_through_the_transport_its_context_gives(kind: str) -> None:
+    """The transport seam: ``ProviderContext.transport`` makes every adapter's HTTP session, so a
+    test (or an operator's proxying connector) replaces the network under any provider."""
+    import aiohttp
+
+    from tollway.providers.http import tcp_transport
+    from tollway.providers.kinds import build_provider
+
+    made: list[aiohttp.ClientSession] = []
+
+    def recording(timeouts: Timeouts, max_connections: int) -> aiohttp.ClientSession:
+        session = tcp_transport(timeouts, max_connections)
+        made.append(session)
+        return session
+
+    ctx = ProviderContext(timeouts=Timeouts(connect=0.5, first_byte=0.5, idle=0.5), media=MediaFetcher(MediaPolicy()),
+                          transport=recording)
+    extra = {"region": "us-east-1"} if kind == "bedrock" else {}
+    config = ProviderConfig(name=kind, kind=kind, base_url="http://127.0.0.1:9", options=extra,
+                            credentials=(Credential(id="c", secret="s", extra={"access_key_id": "AKIDEXAMPLE"}),))
+    adapter = build_provider(config, ctx)
+    with pytest.raises(UpstreamError):  # nothing listens on port 9: the call fails, through our session
+        await adapter.complete(request(tools=(), tool_choice=None), upstream_model="m",
+                               credential=config.credentials[0])
+    await adapter.close()
+    assert len(made) == 1 and made[0].closed

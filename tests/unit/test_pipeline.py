@@ -256,6 +256,7 @@ async def test_an_error_after_the_first_events_is_the_dialects_in_stream_frame(t
     peer, _ = await _serve(gw, AnthropicCodec(), ANTHROPIC_BODY, "/v1/messages")
     text = b"".join(peer.writes())
     assert text.count(b"event: error") == 1 and b"upstream stream broke" in text and b"message_stop" not in text
+    assert b'"request_id":"r1"' in text  # the error event names the request, as the headers do
     [row] = rows.rows
     assert row.status == 502 and row.error_code == "provider_error" and script.closed == 1
     assert (await gw.pools["echo"].status())["in_flight"]["c1"] == 0

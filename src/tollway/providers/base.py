@@ -7,16 +7,18 @@ from typing import Any, Protocol, runtime_checkable
 
 from tollway.core.catalog import Credential
 from tollway.core.chat import ChatRequest, ChatResponse, StreamEvent
-from tollway.providers.http import Timeouts, UpstreamStream
+from tollway.providers.http import Timeouts, Transport, UpstreamStream, tcp_transport
 from tollway.providers.media import MediaFetcher
 
 
 class ProviderContext:
-    """What the gateway hands every adapter it builds: timeouts and the shared media fetcher."""
+    """What the gateway hands every adapter it builds: timeouts, the shared media fetcher, and
+    the transport its ``UpstreamClient`` sends through (the seam tests replace)."""
 
-    def __init__(self, *, timeouts: Timeouts, media: MediaFetcher) -> None:
+    def __init__(self, *, timeouts: Timeouts, media: MediaFetcher, transport: Transport = tcp_transport) -> None:
         self.timeouts = timeouts
         self.media = media
+        self.transport = transport
 
 
 class ChatProvider(Protocol):

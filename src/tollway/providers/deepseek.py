@@ -33,4 +33,5 @@ QUIRKS = Quirks(renames={"max_completion_tokens": "max_tokens"}, drops=frozenset
 
 
 def build(config: ProviderConfig, ctx: ProviderContext) -> OpenAICompatProvider:
-    return OpenAICompatProvider(config, quirks=QUIRKS, timeouts=ctx.timeouts, media=ctx.media)
+    return OpenAICompatProvider(config, quirks=QUIRKS, timeouts=ctx.timeouts, media=ctx.media,
+                                transport=ctx.transport)

@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import math
 from collections.abc import AsyncIterator, Callable
-from typing import Any
+from typing import Any, Protocol
 
 import aiohttp
 import msgspec
@@ -157,9 +157,29 @@ class UpstreamStream:
         self._resp.close()
 
 
+class Transport(Protocol):
+    """Where an ``UpstreamClient``'s requests go: a factory of the aiohttp session it sends them
+    with. ``tcp_transport`` (pooled keep-alive TCP) serves; a test hands in its own (a recording
+    session, an ``aiohttp.test_utils`` server, a fault-injecting connector) through
+    ``ProviderContext.transport``, and every adapter uses it unchanged."""
+
+    def __call__(self, timeouts: Timeouts, max_connections: int) -> aiohttp.ClientSession: ...
+
+
+def tcp_transport(timeouts: Timeouts, max_connections: int) -> aiohttp.ClientSession:
+    connector = aiohttp.TCPConnector(limit=max_connections, ttl_dns_cache=300, enable_cleanup_closed=False)
+    return aiohttp.ClientSession(
+        connector=connector,
+        timeout=aiohttp.ClientTimeout(total=None, sock_connect=timeouts.connect, connect=timeouts.connect),
+        auto_decompress=True,
+        skip_auto_headers=("User-Agent",),
+    )
+
+
 class UpstreamClient:
     def __init__(self, *, provider: str, timeouts: Timeouts, parse_error: ErrorParser,
-                 parse_retry_after: RetryAfterParser | None = None, max_connections: int = 512) -> None:
+                 parse_retry_after: RetryAfterParser | None = None, max_connections: int = 512,
+                 transport: Transport = tcp_transport) -> None:
         """``parse_error`` takes an error body's message; ``parse_retry_after``, if given, its
         retry delay, for upstreams that send it in the body (Google) rather than in Retry-After."""
         self.provider = provider
@@ -167,6 +187,7 @@ class UpstreamClient:
         self._parse_error = parse_error
         self._parse_retry_after = parse_retry_after
         self._max_connections = max_connections
+        self._transport = transport
         self._session: aiohttp.ClientSession | None = None
         self._draining: dict[asyncio.Task[None], UpstreamStream] = {}
 
@@ -178,15 +199,7 @@ class UpstreamClient:
 
     def _get_session(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
-            connector = aiohttp.TCPConnector(limit=self._max_connections, ttl_dns_cache=300,
-                                             enable_cleanup_closed=False)
-            self._session = aiohttp.ClientSession(
-                connector=connector,
-                timeout=aiohttp.ClientTimeout(total=None, sock_connect=self.timeouts.connect,
-                                              connect=self.timeouts.connect),
-                auto_decompress=True,
-                skip_auto_headers=("User-Agent",),
-            )
+            self._session = self._transport(self.timeouts, self._max_connections)
         return self._session
 
     async def close(self) -> None:

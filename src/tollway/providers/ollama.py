@@ -29,4 +29,5 @@ def build(config: ProviderConfig, ctx: ProviderContext) -> OpenAICompatProvider:
     if not base.endswith("/v1"):
         config = ProviderConfig(name=config.name, kind=config.kind, base_url=base + "/v1",
                                 credentials=config.credentials, options=config.options)
-    return OpenAICompatProvider(config, quirks=QUIRKS, timeouts=ctx.timeouts, media=ctx.media)
+    return OpenAICompatProvider(config, quirks=QUIRKS, timeouts=ctx.timeouts, media=ctx.media,
+                                transport=ctx.transport)

@@ -42,4 +42,5 @@ QUIRKS = Quirks(renames={"max_tokens": "max_completion_tokens"})
 
 
 def build(config: ProviderConfig, ctx: ProviderContext) -> OpenAICompatProvider:
-    return OpenAICompatProvider(config, quirks=QUIRKS, timeouts=ctx.timeouts, media=ctx.media)
+    return OpenAICompatProvider(config, quirks=QUIRKS, timeouts=ctx.timeouts, media=ctx.media,
+                                transport=ctx.transport)

@@ -20,4 +20,5 @@ SPEC = ProviderSpec(name=PROVIDER_OPENAI_COMPATIBLE, kind=PROVIDER_OPENAI_COMPAT
 def build(config: ProviderConfig, ctx: ProviderContext) -> OpenAICompatProvider:
     keys = ("chat_path", "auth_header", "auth_prefix", "renames", "drops", "extra_headers")
     quirks = msgspec.convert({k: v for k, v in config.options.items() if k in keys}, Quirks)
-    return OpenAICompatProvider(config, quirks=quirks, timeouts=ctx.timeouts, media=ctx.media)
+    return OpenAICompatProvider(config, quirks=quirks, timeouts=ctx.timeouts, media=ctx.media,
+                                transport=ctx.transport)

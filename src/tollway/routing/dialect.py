@@ -117,6 +117,7 @@ class ChatCodec(Protocol[R]):
 
     def error_body(self, err: TollwayError) -> dict[str, Any]: ...
 
-    def error_frame(self, err: TollwayError) -> bytes:
-        """An error once the stream's headers went out."""
+    def error_frame(self, err: TollwayError, request_id: str | None = None) -> bytes:
+        """An error once the stream's headers went out (``request_id``: the gateway's, for a
+        dialect whose error names it)."""
         ...

@@ -21,6 +21,7 @@ A dialect never touches the call's bookkeeping: it hands the call on.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, NamedTuple, TypeVar
 
@@ -304,7 +305,8 @@ class ChatPipeline:
         async def close() -> None:
             await events.aclose()  # type: ignore[attr-defined]
 
-        return guarded_stream(chunks(), call, codec.error_frame, close, headers=_upstream_header(call))
+        return guarded_stream(chunks(), call, functools.partial(codec.error_frame, request_id=call.row.id), close,
+                              headers=_upstream_header(call))
 
     def _forwarded(self, call: Call, codec: ChatCodec[Any], answer: Forwarded) -> EventStreamResponse:
         upstream, reader = answer.upstream, answer.reader
@@ -330,7 +332,8 @@ class ChatPipeline:
         async def close() -> None:
             upstream.end()
 
-        return guarded_stream(chunks(), call, codec.error_frame, close, headers=_upstream_header(call))
+        return guarded_stream(chunks(), call, functools.partial(codec.error_frame, request_id=call.row.id), close,
+                              headers=_upstream_header(call))
 
     # a same-dialect upstream's own token count ---------------------------------------------
 

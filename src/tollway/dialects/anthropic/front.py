@@ -160,5 +160,5 @@ class AnthropicCodec:
     def error_body(self, err: TollwayError) -> dict[str, Any]:
         return anthropic_error_body(err)
 
-    def error_frame(self, err: TollwayError) -> bytes:
-        return error_event(anthropic_error_body(err))
+    def error_frame(self, err: TollwayError, request_id: str | None = None) -> bytes:
+        return error_event(anthropic_error_body(err, request_id))

@@ -171,5 +171,5 @@ class CityCodec:
     def error_body(self, err: TollwayError) -> dict[str, Any]:
         return city_error_body(err)
 
-    def error_frame(self, err: TollwayError) -> bytes:
+    def error_frame(self, err: TollwayError, request_id: str | None = None) -> bytes:
         return sse("error", city_error_body(err))

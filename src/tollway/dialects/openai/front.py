@@ -225,5 +225,5 @@ class OpenAICodec:
     def error_body(self, err: TollwayError) -> dict[str, Any]:
         return self.render(err)
 
-    def error_frame(self, err: TollwayError) -> bytes:
+    def error_frame(self, err: TollwayError, request_id: str | None = None) -> bytes:
         return error_frame(self.render(err))

@@ -88,7 +88,8 @@ class AnthropicProvider:
             base = base[:-3]
         self.url = base + "/v1/messages"
         self.count_url = base + "/v1/messages/count_tokens"
-        self.client = UpstreamClient(provider=config.name, timeouts=ctx.timeouts, parse_error=parse_anthropic_error)
+        self.client = UpstreamClient(provider=config.name, timeouts=ctx.timeouts, parse_error=parse_anthropic_error,
+                                     transport=ctx.transport)
 
     def headers(self, credential: Credential, extra: Mapping[str, str] | None = None) -> dict[str, str]:
         h = {"content-type": "application/json", "accept": "application/json", "anthropic-version": API_VERSION}

@@ -137,7 +137,8 @@ class BedrockProvider:
             if not c.extra.get("access_key_id") or not c.secret:
                 raise ConfigError(f"provider {config.name!r}: credential {c.id!r} needs a secret access key and "
                                   "extra.access_key_id")
-        self.client = UpstreamClient(provider=config.name, timeouts=ctx.timeouts, parse_error=parse_bedrock_error)
+        self.client = UpstreamClient(provider=config.name, timeouts=ctx.timeouts, parse_error=parse_bedrock_error,
+                                     transport=ctx.transport)
 
     def unsupported(self, req: ChatRequest, *, upstream_model: str) -> list[str]:
         return dropped_fields(req, upstream_model=upstream_model)

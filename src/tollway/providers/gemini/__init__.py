@@ -59,7 +59,7 @@ from tollway.providers.gemini.errors import (
     upstream_fault,
 )
 from tollway.providers.gemini.stream import StreamDecoder
-from tollway.providers.http import Timeouts, UpstreamClient, UpstreamStream
+from tollway.providers.http import Timeouts, Transport, UpstreamClient, UpstreamStream, tcp_transport
 from tollway.providers.inline import data_urls, drop_locals, encode_with_media
 from tollway.providers.media import Media, MediaFetcher
 from tollway.providers.streaming import decode_stream
@@ -122,14 +122,15 @@ _encoder = msgspec.json.Encoder()
 
 
 class GeminiProvider:
-    def __init__(self, config: ProviderConfig, *, timeouts: Timeouts, media: MediaFetcher) -> None:
+    def __init__(self, config: ProviderConfig, *, timeouts: Timeouts, media: MediaFetcher,
+                 transport: Transport = tcp_transport) -> None:
         self.name = config.name
         base = (config.base_url or SPEC.default_base_url).rstrip("/")
         base = base.removesuffix("/v1beta")
         self.models_url = base + "/v1beta/models/"
         self.media = media
         self.client = UpstreamClient(provider=config.name, timeouts=timeouts, parse_error=parse_gemini_error,
-                                     parse_retry_after=parse_gemini_retry_after)
+                                     parse_retry_after=parse_gemini_retry_after, transport=transport)
 
     def url(self, model: str, *, stream: bool) -> str:
         name = quote(model.removeprefix("models/"), safe="-._~")
@@ -201,4 +202,4 @@ class GeminiProvider:
 
 
 def build(config: ProviderConfig, ctx: ProviderContext) -> GeminiProvider:
-    return GeminiProvider(config, timeouts=ctx.timeouts, media=ctx.media)
+    return GeminiProvider(config, timeouts=ctx.timeouts, media=ctx.media, transport=ctx.transport)

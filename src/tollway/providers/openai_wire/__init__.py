@@ -20,7 +20,7 @@ from tollway.core.chat import Block, ChatRequest, ChatResponse, DocumentBlock, S
 from tollway.core.errors import InvalidRequest, UpstreamError
 from tollway.core.names import DIALECT_OPENAI
 from tollway.dialects.openai.codec import decode_response, encode_request, unencoded
-from tollway.providers.http import Timeouts, UpstreamClient, UpstreamStream
+from tollway.providers.http import Timeouts, Transport, UpstreamClient, UpstreamStream, tcp_transport
 from tollway.providers.media import MediaFetcher
 from tollway.providers.openai_wire.errors import parse_openai_error
 from tollway.providers.openai_wire.stream import StreamDecoder
@@ -67,13 +67,14 @@ class OpenAICompatProvider:
     dialect = DIALECT_OPENAI
 
     def __init__(self, config: ProviderConfig, *, quirks: Quirks, timeouts: Timeouts,
-                 media: MediaFetcher | None = None) -> None:
+                 media: MediaFetcher | None = None, transport: Transport = tcp_transport) -> None:
         self.name = config.name
         self.media = media
         self.quirks = quirks
         self.url = config.base_url.rstrip("/") + quirks.chat_path
         self.models_url = config.base_url.rstrip("/") + "/models"
-        self.client = UpstreamClient(provider=config.name, timeouts=timeouts, parse_error=parse_openai_error)
+        self.client = UpstreamClient(provider=config.name, timeouts=timeouts, parse_error=parse_openai_error,
+                                     transport=transport)
 
     def headers(self, credential: Credential) -> dict[str, str]:
         h = {"Content-Type": "application/json", "Accept": "application/json", **self.quirks.extra_headers}
