@@ -17,9 +17,6 @@ from starlette.requests import Request
 
 from tollway.core.errors import ConfigError, RateLimited
 from tollway.dialects.city.accounts import (
-    Backoff,
-    FailureWindow,
-    LoginGuard,
     Passwords,
     ProviderUser,
     accounts_service,
@@ -29,6 +26,7 @@ from tollway.dialects.city.accounts import (
     oauth_config,
     state_ttl,
 )
+from tollway.dialects.city.login_limits import Backoff, FailureWindow, LoginGuard
 from tollway.store.users import FAILED, PENDING, SUCCEEDED, OAuthStateRepository, UserRepository
 
 GH = {"TOLLWAY_OAUTH_GITHUB_CLIENT_ID": "id", "TOLLWAY_OAUTH_GITHUB_CLIENT_SECRET": "secret"}
