@@ -49,7 +49,7 @@ from tollway.providers.http import UpstreamStream
 from tollway.providers.sse import SSEEvent
 from tollway.routing.call import Call
 from tollway.routing.catalog import Route
-from tollway.routing.dialect import ChatCodec, PassReader, R, WireRequest
+from tollway.routing.dialect import ChatCodec, PassReader, R
 from tollway.routing.gateway import Gateway, Topology
 from tollway.routing.responses import EventStreamResponse, JSONBytes, guarded_stream, read_body, unless_disconnected
 
@@ -279,9 +279,8 @@ class ChatPipeline:
         call.finish(200)
         return JSONBytes(answer.body, headers=_upstream_header(call))
 
-    def _translated(self, call: Call, codec: ChatCodec[R], req: WireRequest,
-                    answer: Translated) -> EventStreamResponse:
-        writer = codec.stream_writer(req)  # type: ignore[arg-type]
+    def _translated(self, call: Call, codec: ChatCodec[R], req: R, answer: Translated) -> EventStreamResponse:
+        writer = codec.stream_writer(req)
         events = answer.events
 
         async def chunks() -> AsyncIterator[bytes]:

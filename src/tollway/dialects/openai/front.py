@@ -38,6 +38,7 @@ Render = Callable[[TollwayError], dict[str, Any]]
 _USAGE_OBJECT = re.compile(rb'"usage"\s*:\s*\{')
 _INCLUDE_USAGE = msgspec.Raw(b'{"include_usage":true}')
 _DOC = b'"doc"'
+_plain = msgspec.json.Decoder()
 
 
 class OpenAIRequest:
@@ -57,8 +58,8 @@ class OpenAIRequest:
         self._canonical: ChatRequest | None = None
 
     def canonical(self) -> ChatRequest:
-        if self._canonical is None:
-            self._canonical = decode_request(self.raw)
+        if self._canonical is None:  # ``decode`` checked the body's depth and encoding already
+            self._canonical = decode_request(_plain.decode(self.raw))
         return self._canonical
 
     def body(self) -> Body:
