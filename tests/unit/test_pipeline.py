@@ -117,20 +117,21 @@ class FakeUpstream:
 class ForwardingProvider(ScriptedProvider):
     """An OpenAI-wire upstream: the OpenAI dialect's requests are forwarded to it as bytes."""
 
-    dialect = DIALECT_OPENAI
+    wires = frozenset({DIALECT_OPENAI})
 
     def __init__(self, script: Script, reads: dict[str, list[list[SSEEvent]]]) -> None:
         super().__init__(script)
         self.reads = reads
         self.opened: dict[str, FakeUpstream] = {}
 
-    def adapt(self, body: dict[str, Any]) -> list[str]:
+    def adapt(self, body: dict[str, Any], wire: str) -> list[str]:
         return []
 
-    async def forward(self, body: bytes, *, credential: Credential, headers: Any = None) -> bytes:
+    async def forward(self, body: bytes, *, wire: str, credential: Credential, headers: Any = None) -> bytes:
         raise AssertionError("not used")
 
-    async def forward_stream(self, body: bytes, *, credential: Credential, headers: Any = None) -> FakeUpstream:
+    async def forward_stream(self, body: bytes, *, wire: str, credential: Credential,
+                             headers: Any = None) -> FakeUpstream:
         self.opened[credential.id] = FakeUpstream(self.reads[credential.id])
         return self.opened[credential.id]
 

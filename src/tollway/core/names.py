@@ -5,6 +5,8 @@ from typing import Final
 # dialects (front doors and the wire format an upstream speaks)
 DIALECT_OPENAI: Final = "openai"
 DIALECT_PLATFORM: Final = "platform"  # OpenAI wire, seed-003 error body
+DIALECT_RESPONSES: Final = "responses"  # OpenAI's Responses API (/v1/responses)
+DIALECT_COMPLETIONS: Final = "completions"  # OpenAI's legacy text completions (/v1/completions)
 DIALECT_ANTHROPIC: Final = "anthropic"
 DIALECT_CITY: Final = "city"
 DIALECT_GEMINI: Final = "gemini"  # upstream wires only: no front door speaks them

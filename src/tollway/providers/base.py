@@ -46,21 +46,23 @@ class ChatProvider(Protocol):
 
 @runtime_checkable
 class PassThroughProvider(Protocol):
-    """A provider whose wire is a front door's dialect: requests are forwarded as bytes."""
+    """A provider whose API speaks one or more front doors' wires (``wires``: OpenAI's chat,
+    its Responses API, its legacy completions, Anthropic's messages): a request of such a wire
+    is forwarded as bytes to the upstream's endpoint for it."""
 
     name: str
-    dialect: str
+    wires: frozenset[str]
 
-    def adapt(self, body: dict[str, Any]) -> list[str]:
+    def adapt(self, body: dict[str, Any], wire: str) -> list[str]:
         """Apply the upstream's quirks to a wire body in place; return the fields dropped."""
         ...
 
-    async def forward(self, body: bytes, *, credential: Credential,
+    async def forward(self, body: bytes, *, wire: str, credential: Credential,
                       headers: Mapping[str, str] | None = None) -> bytes:
         """``headers``: the caller's request headers; an adapter hands on those its API defines."""
         ...
 
-    async def forward_stream(self, body: bytes, *, credential: Credential,
+    async def forward_stream(self, body: bytes, *, wire: str, credential: Credential,
                              headers: Mapping[str, str] | None = None) -> UpstreamStream: ...
 
 

@@ -37,8 +37,10 @@ SPEC = ProviderSpec(
     features=OPENAI_WIRE_FEATURES,
 )
 
-# OpenAI accepts max_completion_tokens for every model and rejects max_tokens on o-series
-QUIRKS = Quirks(renames={"max_tokens": "max_completion_tokens"})
+# OpenAI accepts max_completion_tokens for every model and rejects max_tokens on o-series;
+# its Responses API and legacy completions take their own requests as they are
+QUIRKS = Quirks(renames={"max_tokens": "max_completion_tokens"}, responses_path="/responses",
+                completions_path="/completions")
 
 
 def build(config: ProviderConfig, ctx: ProviderContext) -> OpenAICompatProvider:

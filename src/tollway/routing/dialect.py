@@ -74,7 +74,7 @@ class PassThrough(Protocol[R_contra]):
 
     @property
     def wire(self) -> str:
-        """The upstream dialect (a ``PassThroughProvider.dialect``) this applies to."""
+        """The upstream dialect (one of a ``PassThroughProvider``'s ``wires``) this applies to."""
         ...
 
     def body(self, req: R_contra, upstream_model: str) -> dict[str, Any]:

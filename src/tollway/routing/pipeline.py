@@ -157,15 +157,17 @@ class ChatPipeline:
         upstream_model = route.model.upstream_id
         passthrough = codec.passthrough
         if (passthrough is not None and isinstance(provider, PassThroughProvider)
-                and provider.dialect == passthrough.wire):
+                and passthrough.wire in provider.wires):
+            wire = passthrough.wire
             body = passthrough.body(req, upstream_model)
-            call.dropped(provider.adapt(body))
+            call.dropped(provider.adapt(body, wire))
             data = _encoder.encode(body)
             if req.stream:
-                upstream = await provider.forward_stream(data, credential=credential, headers=request.headers)
+                upstream = await provider.forward_stream(data, wire=wire, credential=credential,
+                                                         headers=request.headers)
                 return await _first_read(upstream, passthrough.reader(req, provider.name, credential.secret),
                                          provider.name)
-            out = await provider.forward(data, credential=credential, headers=request.headers)
+            out = await provider.forward(data, wire=wire, credential=credential, headers=request.headers)
             usage = passthrough.usage(provider.name, out, credential.secret)
             return Whole(passthrough.named(req, out), usage)
         canonical = req.canonical()
@@ -345,7 +347,7 @@ class ChatPipeline:
         model = body["model"]
         route, provider, _pool = self.gw.topology.resolve(model)
         call.row.model = route.model.id
-        if not (isinstance(provider, PassThroughProvider) and provider.dialect == wire
+        if not (isinstance(provider, PassThroughProvider) and wire in provider.wires
                 and isinstance(provider, TokenCounter)):
             return None
 

@@ -79,7 +79,7 @@ SPEC = ProviderSpec(
 
 
 class AnthropicProvider:
-    dialect = DIALECT_ANTHROPIC
+    wires = frozenset({DIALECT_ANTHROPIC})
 
     def __init__(self, config: ProviderConfig, ctx: ProviderContext) -> None:
         self.name = config.name
@@ -99,7 +99,7 @@ class AnthropicProvider:
             h["x-api-key"] = credential.secret
         return h
 
-    def adapt(self, body: dict[str, Any]) -> list[str]:
+    def adapt(self, body: dict[str, Any], wire: str) -> list[str]:
         return []  # Anthropic to Anthropic: nothing to rename or drop
 
     def unsupported(self, req: ChatRequest, *, upstream_model: str) -> list[str]:
@@ -107,11 +107,11 @@ class AnthropicProvider:
 
     # pass-through ------------------------------------------------------------------------
 
-    async def forward(self, body: bytes, *, credential: Credential,
+    async def forward(self, body: bytes, *, wire: str = DIALECT_ANTHROPIC, credential: Credential,
                       headers: Mapping[str, str] | None = None) -> bytes:
         return await self.client.post(self.url, self.headers(credential, headers), body, secret=credential.secret)
 
-    async def forward_stream(self, body: bytes, *, credential: Credential,
+    async def forward_stream(self, body: bytes, *, wire: str = DIALECT_ANTHROPIC, credential: Credential,
                              headers: Mapping[str, str] | None = None) -> UpstreamStream:
         return await self.client.open_stream(self.url, self.headers(credential, headers), body,
                                              secret=credential.secret)

@@ -1,9 +1,10 @@
 """The shared adapter for every OpenAI-compatible upstream (OpenAI, DeepSeek, Ollama, vLLM ...).
 
 A provider that speaks OpenAI's chat-completions wire is this adapter plus a ``Quirks``
-object: base URL, auth header, parameter renames and drops. Requests from the OpenAI front
-door are forwarded as bytes (``forward``); requests from other dialects are encoded from the
-canonical model (``complete``/``stream``). The upstream stream's decoding is in ``stream``,
+object: base URL, auth header, parameter renames and drops, and which of OpenAI's other wires
+the server has (the Responses API, legacy completions). Requests of a wire the server has are
+forwarded as bytes (``forward``) to its endpoint for that wire; requests from other dialects are
+encoded from the canonical model (``complete``/``stream``). The upstream stream's decoding is in ``stream``,
 the error bodies in ``errors``; both pure, their public names re-exported here.
 """
 
@@ -18,7 +19,7 @@ import msgspec
 from tollway.core.catalog import Credential, ProviderConfig
 from tollway.core.chat import Block, ChatRequest, ChatResponse, DocumentBlock, StreamEvent
 from tollway.core.errors import InvalidRequest, UpstreamError
-from tollway.core.names import DIALECT_OPENAI
+from tollway.core.names import DIALECT_COMPLETIONS, DIALECT_OPENAI, DIALECT_RESPONSES
 from tollway.dialects.openai.codec import decode_response, encode_request, unencoded
 from tollway.providers.http import Timeouts, Transport, UpstreamClient, UpstreamStream, tcp_transport
 from tollway.providers.media import MediaFetcher
@@ -54,24 +55,35 @@ OPENAI_WIRE_FEATURES = frozenset({"chat", "stream", "tools", "reasoning", "usage
 
 class Quirks(msgspec.Struct, frozen=True, kw_only=True):
     chat_path: str = "/chat/completions"
+    # the server's Responses API and legacy completions, where it has them (relative to the
+    # base URL, or an absolute URL); None: its requests are translated to chat
+    responses_path: str | None = None
+    completions_path: str | None = None
     auth_header: str = "Authorization"
     auth_prefix: str = "Bearer "
-    # canonical request field -> the name this upstream wants
+    # canonical request field -> the name this upstream wants (chat requests only)
     renames: dict[str, str] = msgspec.field(default_factory=dict)
     # request fields this upstream rejects; dropped and named in the request log
     drops: frozenset[str] = frozenset()
     extra_headers: dict[str, str] = msgspec.field(default_factory=dict)
 
 
-class OpenAICompatProvider:
-    dialect = DIALECT_OPENAI
+def _endpoint(base: str, path: str) -> str:
+    return path if "://" in path else base.rstrip("/") + path
 
+
+class OpenAICompatProvider:
     def __init__(self, config: ProviderConfig, *, quirks: Quirks, timeouts: Timeouts,
                  media: MediaFetcher | None = None, transport: Transport = tcp_transport) -> None:
         self.name = config.name
         self.media = media
         self.quirks = quirks
-        self.url = config.base_url.rstrip("/") + quirks.chat_path
+        self.urls = {DIALECT_OPENAI: _endpoint(config.base_url, quirks.chat_path)}
+        for wire, path in ((DIALECT_RESPONSES, quirks.responses_path), (DIALECT_COMPLETIONS, quirks.completions_path)):
+            if path:
+                self.urls[wire] = _endpoint(config.base_url, path)
+        self.wires = frozenset(self.urls)
+        self.url = self.urls[DIALECT_OPENAI]
         self.models_url = config.base_url.rstrip("/") + "/models"
         self.client = UpstreamClient(provider=config.name, timeouts=timeouts, parse_error=parse_openai_error,
                                      transport=transport)
@@ -82,8 +94,11 @@ class OpenAICompatProvider:
             h[self.quirks.auth_header] = self.quirks.auth_prefix + credential.secret
         return h
 
-    def adapt(self, body: dict[str, Any]) -> list[str]:
-        """Apply renames and drops to a wire body in place; return the dropped field names."""
+    def adapt(self, body: dict[str, Any], wire: str = DIALECT_OPENAI) -> list[str]:
+        """Apply renames and drops to a chat body in place; return the dropped field names. The
+        quirks describe the server's chat endpoint: a body of another wire goes as it is."""
+        if wire != DIALECT_OPENAI:
+            return []
         for src, dst in self.quirks.renames.items():
             if src in body:
                 body[dst] = body.pop(src)
@@ -99,13 +114,14 @@ class OpenAICompatProvider:
 
     # pass-through ------------------------------------------------------------------------
 
-    async def forward(self, body: bytes, *, credential: Credential,
+    async def forward(self, body: bytes, *, wire: str = DIALECT_OPENAI, credential: Credential,
                       headers: Mapping[str, str] | None = None) -> bytes:
-        return await self.client.post(self.url, self.headers(credential), body, secret=credential.secret)
+        return await self.client.post(self.urls[wire], self.headers(credential), body, secret=credential.secret)
 
-    async def forward_stream(self, body: bytes, *, credential: Credential,
+    async def forward_stream(self, body: bytes, *, wire: str = DIALECT_OPENAI, credential: Credential,
                              headers: Mapping[str, str] | None = None) -> UpstreamStream:
-        return await self.client.open_stream(self.url, self.headers(credential), body, secret=credential.secret)
+        return await self.client.open_stream(self.urls[wire], self.headers(credential), body,
+                                             secret=credential.secret)
 
     # canonical ---------------------------------------------------------------------------
 
