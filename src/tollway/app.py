@@ -43,6 +43,7 @@ from tollway.dialects.city.services import Registry
 from tollway.dialects.city.studios import studios_service
 from tollway.dialects.openai.errors import openai_error_body, platform_error_body
 from tollway.dialects.openai.routes import openai_routes
+from tollway.dialects.responses.routes import Background, responses_routes
 from tollway.limits.memory import MemoryLimiter
 from tollway.limits.redis import RedisLimiter
 from tollway.middleware import RequestIdMiddleware
@@ -163,7 +164,9 @@ async def build_gateway(settings: Settings) -> Gateway:
                               batch=settings.log_batch),
         options=GatewayOptions(max_body_bytes=settings.max_body_bytes, max_attempts=settings.max_attempts,
                                poll_interval=settings.change_poll_interval,
-                               discovery_interval=settings.discovery_interval),
+                               discovery_interval=settings.discovery_interval,
+                               response_retention=settings.response_retention_days * 86400.0,
+                               background_timeout=settings.background_timeout),
         env_repo=EnvRepository(engine, box),
         billing=await build_billing(settings, engine, batch), media=ctx.media, pool_state=state,
         broadcast=broadcast, credentials=CredentialRepository(engine, box))  # accounts' secrets are sealed
@@ -266,15 +269,18 @@ def create_app(settings: Settings | None = None) -> Starlette:
         try:
             yield
         finally:
+            await background.stop()
             await gateway.close()
 
     openai = openai_routes()
     registry = city_registry()
+    background = Background()  # the Responses API's background responses
     routes = [
         Route("/healthz", healthz, methods=["GET"]),
         Route("/readyz", readyz, methods=["GET"]),
         Route("/v1/models", models_by_dialect(openai), methods=["GET"]),
         *openai,
+        *responses_routes(background),
         *anthropic_routes(),
         *key_routes(),
         *registry_routes(),

@@ -108,6 +108,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     media: MediaPolicy = MediaPolicy()
     pool: PoolOptions = PoolOptions()  # every provider's, unless its YAML options say otherwise
     max_attempts: int = 3
+    response_retention_days: float = 30.0  # how long stored Responses API responses are kept
+    background_timeout: float = 3600.0  # how long a background response may run
     file: FileConfig = FileConfig()
     env: dict[str, str] = msgspec.field(default_factory=dict)
 
@@ -308,6 +310,8 @@ def load_settings(overrides: dict[str, Any] | None = None, environ: dict[str, st
         change_poll_interval=_float(env, "TOLLWAY_CHANGE_POLL_INTERVAL", 0.5),
         discovery_interval=_float(env, "TOLLWAY_DISCOVERY_INTERVAL", 60.0),
         shutdown_grace=_float(env, "TOLLWAY_SHUTDOWN_GRACE", 30.0),
+        response_retention_days=_float(env, "TOLLWAY_RESPONSE_RETENTION_DAYS", 30.0, high=36500.0),
+        background_timeout=_float(env, "TOLLWAY_BACKGROUND_TIMEOUT", 3600.0),
         trusted_proxies=_proxies(env),
         connections=ConnectionLimits(
             header_timeout=_float(env, "TOLLWAY_CLIENT_HEADER_TIMEOUT", 10.0, high=3600.0),

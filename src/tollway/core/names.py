@@ -7,6 +7,7 @@ DIALECT_OPENAI: Final = "openai"
 DIALECT_PLATFORM: Final = "platform"  # OpenAI wire, seed-003 error body
 DIALECT_RESPONSES: Final = "responses"  # OpenAI's Responses API (/v1/responses)
 DIALECT_COMPLETIONS: Final = "completions"  # OpenAI's legacy text completions (/v1/completions)
+DIALECT_MODERATIONS: Final = "moderations"  # OpenAI's moderations (/v1/moderations): an upstream wire only
 DIALECT_ANTHROPIC: Final = "anthropic"
 DIALECT_CITY: Final = "city"
 DIALECT_GEMINI: Final = "gemini"  # upstream wires only: no front door speaks them

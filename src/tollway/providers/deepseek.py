@@ -1,4 +1,4 @@
-"""DeepSeek: OpenAI-compatible with ``reasoning_content`` on deepseek-reasoner."""
+"""DeepSeek: OpenAI-compatible with ``reasoning_content`` on deepseek-reasoner, and FIM completions."""
 
 from __future__ import annotations
 
@@ -29,7 +29,11 @@ SPEC = ProviderSpec(
     features=OPENAI_WIRE_FEATURES,
 )
 
-QUIRKS = Quirks(renames={"max_completion_tokens": "max_tokens"}, drops=frozenset({"seed"}))
+# legacy completions are DeepSeek's FIM (fill in the middle: ``suffix``), a beta beside ``/v1``:
+# https://api.deepseek.com/beta/completions from the default base URL (and the same place on any
+# base URL that moves ``/v1`` elsewhere)
+QUIRKS = Quirks(renames={"max_completion_tokens": "max_tokens"}, drops=frozenset({"seed"}),
+                completions_path="../beta/completions")
 
 
 def build(config: ProviderConfig, ctx: ProviderContext) -> OpenAICompatProvider:

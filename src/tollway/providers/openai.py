@@ -8,9 +8,10 @@ from tollway.providers.base import ProviderContext
 from tollway.providers.openai_wire import OPENAI_WIRE_FEATURES, OpenAICompatProvider, Quirks
 
 
-def _model(mid: str, name: str, caps: tuple[str, ...] = ("chat", "tools", "vision")) -> ModelInfo:
+def _model(mid: str, name: str, caps: tuple[str, ...] = ("chat", "tools", "vision"), *,
+           category: str = "chat") -> ModelInfo:
     return ModelInfo(id=mid, provider=PROVIDER_OPENAI, upstream_id=mid, display_name=name, capabilities=caps,
-                     tags=("openai",))
+                     tags=("openai",), category=category)
 
 
 SPEC = ProviderSpec(
@@ -31,16 +32,21 @@ SPEC = ProviderSpec(
         _model("gpt-4.1-nano", "GPT-4.1 nano"),
         _model("o4-mini", "o4-mini", ("chat", "tools", "vision", "reasoning")),
         _model("o3", "o3", ("chat", "tools", "vision", "reasoning")),
+        # legacy text completions only (/v1/completions)
+        _model("gpt-3.5-turbo-instruct", "GPT-3.5 Turbo Instruct", ("completions",), category="completions"),
+        # /v1/moderations only
+        _model("omni-moderation-latest", "Omni moderation", ("moderation",), category="moderation"),
+        _model("text-moderation-latest", "Text moderation", ("moderation",), category="moderation"),
     ),
     open_catalog=True,
-    model_prefixes=("gpt-", "chatgpt-", "o1", "o3", "o4"),
+    model_prefixes=("gpt-", "chatgpt-", "o1", "o3", "o4", "omni-moderation-", "text-moderation-"),
     features=OPENAI_WIRE_FEATURES,
 )
 
 # OpenAI accepts max_completion_tokens for every model and rejects max_tokens on o-series;
-# its Responses API and legacy completions take their own requests as they are
+# its Responses API, legacy completions and moderations take their own requests as they are
 QUIRKS = Quirks(renames={"max_tokens": "max_completion_tokens"}, responses_path="/responses",
-                completions_path="/completions")
+                completions_path="/completions", moderations_path="/moderations")
 
 
 def build(config: ProviderConfig, ctx: ProviderContext) -> OpenAICompatProvider:

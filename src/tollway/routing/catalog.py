@@ -197,6 +197,23 @@ class Catalog:
         """Models a caller may use now, in a stable order."""
         return [m for m in self.known.values() if self.callable(m)] + list(self._discovered.values())
 
+    def find(self, name: str) -> ModelInfo | None:
+        """The model ``name`` stands for, if a caller may use it now and this catalog knows it: a
+        listed model, or a name that resolves to one (an alias, a Claude name through the mapping,
+        another spelling of a known upstream id). A name that only an open catalog or a provider's
+        prefix would route (the upstream may or may not have it) is not known: None."""
+        discovered = self._discovered.get(name)
+        if discovered is not None:
+            return discovered
+        try:
+            route = self.resolve(name)
+        except (ModelNotFound, ProviderNotConfigured):
+            return None
+        model = route.model
+        if model.id in self.known or (route.provider, model.upstream_id) in self._by_upstream:
+            return model
+        return None
+
 
 def _priced_as(served: ModelInfo, asked: ModelInfo) -> ModelInfo:
     """``served``'s route under ``asked``'s name, prices and limits (its output bound, if it sets one)."""

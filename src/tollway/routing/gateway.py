@@ -40,6 +40,7 @@ from tollway.store.credentials import CredentialRepository
 from tollway.store.keys import KeyRepository
 from tollway.store.log_buffer import RequestLogBuffer
 from tollway.store.meta import MetaRepository
+from tollway.store.responses import ResponseRepository
 from tollway.store.redis import Broadcast
 from tollway.store.registry import AuthorizationRepository, GroupRepository, ModelRepository
 from tollway.store.studios import StudioRepository
@@ -71,6 +72,8 @@ class GatewayOptions(msgspec.Struct, frozen=True, kw_only=True):
     discovery_interval: float = 60.0  # how often discovering providers (Ollama, vLLM) are asked
     probe_delay: float = 30.0  # a credential the upstream disabled is probed after this, then twice as long ...
     probe_max_delay: float = 1800.0  # ... up to this
+    response_retention: float = 30 * 86400.0  # how long a stored response is kept (s); 0: until deleted
+    background_timeout: float = 3600.0  # how long a background response may run (s)
 
 
 class Topology:
@@ -170,6 +173,7 @@ class Gateway:
         # the upstream accounts admins added (their secrets sealed when given a repository with the key)
         self.credential_store = credentials or CredentialRepository(engine)
         self.meta = MetaRepository(engine)
+        self.responses = ResponseRepository(engine)  # the Responses API's stored responses
         auth.set_lookup(self.keys.by_hash)
         self._builder = builder
         self._base_env = dict(base_env)

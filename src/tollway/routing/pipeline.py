@@ -359,6 +359,32 @@ class ChatPipeline:
 
         return await unless_disconnected(request, self.attempts(call, model, work, fallbacks=False))
 
+    # a request of a wire with no canonical form, forwarded ---------------------------------
+
+    async def relay(self, request: Request, call: Call, wire: str, model: str, body: dict[str, Any],
+                    read: Callable[[str, bytes, str | None], Whole], *, bound: Bound | None = None) -> Response | None:
+        """Forward a request of ``wire`` that has no canonical form (OpenAI's moderations) to
+        ``model``'s provider when it speaks that wire: ``body`` with its model set to the upstream
+        id, on a credential of the model's pool (another on a retryable failure; no fallbacks),
+        the answer read by ``read(provider, bytes, secret)`` (an ``UpstreamError`` there is an
+        attempt's failure) and logged with its usage (``Whole``). None when the provider does not
+        speak ``wire``: the caller says so in its dialect's words. With a ``bound`` the call is
+        admitted like a generation (the key's RPM/TPM, the credit hold, settled to the usage);
+        without one on authorization alone (nothing held, nothing charged)."""
+        route, provider, _pool = self.gw.topology.resolve(model)
+        call.row.model = route.model.id
+        if not (isinstance(provider, PassThroughProvider) and wire in provider.wires):
+            return None
+
+        async def work(route: Route, provider: ChatProvider, credential: Credential) -> Whole:
+            assert isinstance(provider, PassThroughProvider)
+            data = _encoder.encode({**body, "model": route.model.upstream_id})
+            out = await provider.forward(data, wire=wire, credential=credential, headers=request.headers)
+            return read(route.provider, out, credential.secret)
+
+        answer = await unless_disconnected(request, self.attempts(call, model, work, fallbacks=False, bound=bound))
+        return self._whole(call, answer)
+
 
 UPSTREAM_MODEL_HEADER = "x-tollway-upstream-model"
 

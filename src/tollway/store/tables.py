@@ -241,3 +241,21 @@ meta = Table(
     Column("key", String(64), primary_key=True),
     Column("value", Text, nullable=False),
 )
+
+# the Responses API's stored responses (store: true), kept until ``expires_at``: the Response
+# object as the client got it, and the input items of its request (their ids assigned)
+stored_responses = Table(
+    "stored_responses",
+    metadata,
+    Column("id", String(128), primary_key=True),
+    Column("owner", String(96), nullable=False),  # "key:<id>", "admin" or "direct:<hash>"
+    Column("previous_id", String(128), nullable=True),
+    Column("model", String(200), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("expires_at", Float, nullable=True),  # None: kept until deleted
+    Column("input", Text, nullable=False),  # JSON list of items
+    Column("response", Text, nullable=False),  # JSON Response object
+    Index("ix_stored_responses_owner", "owner"),
+    Index("ix_stored_responses_expires", "expires_at"),
+)

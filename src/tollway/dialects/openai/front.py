@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, Protocol
 
 import msgspec
 
@@ -175,10 +175,30 @@ class OpenAIPassReader:
         return self.client_usage or bool(view.choices)
 
 
-class OpenAIPassThrough:
-    wire = DIALECT_OPENAI
+class Forwardable(Protocol):
+    """What ``OpenAIPassThrough`` reads of a request: ``OpenAIRequest``, and a request of OpenAI's
+    other wires that answer in the same shape (legacy completions, ``dialects.completions``)."""
 
-    def body(self, req: OpenAIRequest, upstream_model: str) -> dict[str, Any]:
+    @property
+    def model(self) -> str: ...
+
+    @property
+    def stream(self) -> bool: ...
+
+    @property
+    def client_usage(self) -> bool: ...
+
+    def body(self) -> Body: ...
+
+
+class OpenAIPassThrough:
+    """Forwards a request to the upstream's endpoint for ``wire`` (chat completions by default;
+    legacy completions, whose answers and chunks carry ``usage`` and ``choices`` alike)."""
+
+    def __init__(self, wire: str = DIALECT_OPENAI) -> None:
+        self.wire = wire
+
+    def body(self, req: Forwardable, upstream_model: str) -> dict[str, Any]:
         body: dict[str, Any] = dict(req.body())
         body["model"] = msgspec.Raw(encoder.encode(upstream_model))
         if req.stream:
@@ -196,11 +216,11 @@ class OpenAIPassThrough:
             raise UpstreamError(f"{provider} upstream sent a 200 without choices", provider=provider)
         return view.usage.to_usage() if view.usage is not None else None
 
-    def named(self, req: OpenAIRequest, raw: bytes) -> bytes:
+    def named(self, req: Forwardable, raw: bytes) -> bytes:
         """The completion, naming the model the client asked for."""
         return renamed(raw, model_field(req.model))
 
-    def reader(self, req: OpenAIRequest, provider: str, secret: str | None) -> OpenAIPassReader:
+    def reader(self, req: Forwardable, provider: str, secret: str | None) -> OpenAIPassReader:
         return OpenAIPassReader(provider, secret, req.client_usage, req.model)
 
 

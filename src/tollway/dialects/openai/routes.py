@@ -1,9 +1,10 @@
-"""Routes of the OpenAI dialect: ``/v1/models`` and ``/v1/chat/completions``, and the same
-under ``/api/v1`` with the platform error body (seed 003).
+"""Routes of the OpenAI dialect: ``/v1/models``, ``/v1/models/{id}``, ``/v1/chat/completions`` and
+``/v1/moderations``, and the same under ``/api/v1`` with the platform error body (seed 003).
 
 A completion goes through the request pipeline (``routing.pipeline``) with ``OpenAICodec``
 (``front.py``): a pass-through to an OpenAI-wire upstream, a translation to any other.
-``/v1/ai/chat/completions`` (seed 000) is the same chat, with City's studio check.
+``/v1/ai/chat/completions`` (seed 000) is the same chat, with City's studio check. A moderation
+has no translation: it is forwarded (``ChatPipeline.relay``) to a provider that has the endpoint.
 """
 
 from __future__ import annotations
@@ -16,16 +17,22 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
+from tollway.billing.admission import Bound, estimate_tokens
 from tollway.core.catalog import ModelInfo
+from tollway.core.chat import Usage
+from tollway.core.errors import InvalidRequest, ModelNotFound, ProviderNotConfigured
 from tollway.core.json_input import loads
+from tollway.core.keys import ApiKey
 from tollway.core.money import MICRO
-from tollway.core.names import DIALECT_OPENAI, DIALECT_PLATFORM
+from tollway.core.names import DIALECT_MODERATIONS, DIALECT_OPENAI, DIALECT_PLATFORM
 from tollway.dialects.city.routes import studio_matches
+from tollway.dialects.openai import moderations
 from tollway.dialects.openai.errors import openai_error_body, platform_error_body
 from tollway.dialects.openai.front import OpenAICodec
+from tollway.providers.base import PassThroughProvider
 from tollway.routing.call import Call
 from tollway.routing.gateway import Gateway
-from tollway.routing.pipeline import ChatPipeline
+from tollway.routing.pipeline import ChatPipeline, Whole
 from tollway.routing.responses import EventStreamResponse, Handler, JSONBytes, Render, dialect_endpoint, read_body
 
 
@@ -59,6 +66,20 @@ class OpenAIRoutes:
             access, key = gw.billing.access, identity.key
             models = [m for m in models if access.allowed(key, (m.id,))]
         return JSONBytes({"object": "list", "data": [self._model_entry(m) for m in models]})
+
+    # GET /models/{id} ---------------------------------------------------------------------
+
+    async def model(self, request: Request, call: Call) -> Response:
+        """One model in OpenAI's ``Model`` shape, under the name asked for (an alias stays one),
+        if the key may call it (as the list filters); 404 ``model_not_found`` otherwise."""
+        gw: Gateway = request.app.state.gateway
+        identity = await request.app.state.pipeline.identify(request, call)
+        name = request.path_params["id"]
+        m = known_model(gw, name, identity.key)
+        if m is None:
+            raise ModelNotFound(f"The model '{name}' does not exist or you do not have access to it.",
+                                code="model_not_found")
+        return JSONBytes(self._model_entry(msgspec.structs.replace(m, id=name)))
 
     def _model_entry(self, m: ModelInfo) -> dict[str, Any]:
         entry: dict[str, Any] = {"id": m.id, "object": "model", "created": m.created, "owned_by": m.provider}
@@ -94,11 +115,67 @@ class OpenAIRoutes:
             raw = msgspec.json.encode(body)
         return await pipeline.serve(request, call, self.codec, raw=raw)
 
+    # POST /moderations --------------------------------------------------------------------
+
+    async def moderate(self, request: Request, call: Call) -> Response:
+        """Forwarded, model rewritten, to the model's provider when it has a moderation endpoint
+        (``omni-moderation-latest`` when the body names none, as OpenAI does); a 400 naming the
+        models that can moderate otherwise. Admitted like a generation (the key's limits, a hold
+        for the input and one output token, settled to a model's per-request price); logged as a
+        0-token request when the answer carries no usage (OpenAI's does not)."""
+        gw: Gateway = request.app.state.gateway
+        pipeline: ChatPipeline = request.app.state.pipeline
+        identity = await pipeline.identify(request, call)
+        raw = await read_body(request, gw.options.max_body_bytes)
+        req = moderations.decode(raw)
+        asked = req.model
+
+        def read(provider: str, answer: bytes, secret: str | None) -> Whole:
+            return Whole(moderations.read_answer(provider, answer, secret, asked), Usage())
+
+        why = f"Model '{asked}' cannot moderate: its provider has no moderation endpoint."
+        try:
+            response = await pipeline.relay(request, call, DIALECT_MODERATIONS, asked, dict(req.body), read,
+                                            bound=Bound(estimate_tokens(raw), 1))
+        except (ModelNotFound, ProviderNotConfigured):
+            if "model" in req.body:
+                raise
+            response = None  # the default model is not served here: say which are
+            why = f"No model was named, and the default '{asked}' is not served here."
+        if response is None:
+            raise InvalidRequest(f"{why} {_moderators(gw, identity.key)}", code="model_cannot_moderate",
+                                 param="model")
+        return response
+
     def routes(self, prefix: str) -> list[BaseRoute]:
         return [
             Route(f"{prefix}/models", self._guard(self.models), methods=["GET"]),
+            # ids may hold a "/" (ollama/llama3)
+            Route(f"{prefix}/models/{{id:path}}", self._guard(self.model), methods=["GET"]),
             Route(f"{prefix}/chat/completions", self._guard(self.chat), methods=["POST"]),
+            Route(f"{prefix}/moderations", self._guard(self.moderate), methods=["POST"]),
         ]
+
+
+def known_model(gw: Gateway, name: str, key: ApiKey | None) -> ModelInfo | None:
+    """The model a caller may look up by ``name`` (``Catalog.find``), if ``key`` may call it."""
+    m = gw.catalog.find(name)
+    if m is None:
+        return None
+    if key is not None and gw.billing is not None and not gw.billing.access.allowed(key, (name, m.id)):
+        return None
+    return m
+
+
+def _moderators(gw: Gateway, key: ApiKey | None) -> str:
+    """The models that can moderate (a moderation model of a provider with the endpoint), of
+    those ``key`` may call, as a sentence."""
+    providers = gw.topology.providers
+    able = [m.id for m in gw.catalog.listed()
+            if moderations.CAPABILITY in m.capabilities
+            and isinstance(p := providers.get(m.provider), PassThroughProvider) and DIALECT_MODERATIONS in p.wires
+            and (key is None or gw.billing is None or gw.billing.access.allowed(key, (m.id,)))]
+    return f"Models that can: {', '.join(able)}." if able else "No model of this gateway can moderate."
 
 
 def openai_routes() -> list[BaseRoute]:

@@ -2,7 +2,7 @@
 
 A provider that speaks OpenAI's chat-completions wire is this adapter plus a ``Quirks``
 object: base URL, auth header, parameter renames and drops, and which of OpenAI's other wires
-the server has (the Responses API, legacy completions). Requests of a wire the server has are
+the server has (the Responses API, legacy completions, moderations). Requests of a wire the server has are
 forwarded as bytes (``forward``) to its endpoint for that wire; requests from other dialects are
 encoded from the canonical model (``complete``/``stream``). The upstream stream's decoding is in ``stream``,
 the error bodies in ``errors``; both pure, their public names re-exported here.
@@ -13,13 +13,14 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Mapping
 from functools import partial
 from typing import Any
+from urllib.parse import urljoin
 
 import msgspec
 
 from tollway.core.catalog import Credential, ProviderConfig
 from tollway.core.chat import Block, ChatRequest, ChatResponse, DocumentBlock, StreamEvent
 from tollway.core.errors import InvalidRequest, UpstreamError
-from tollway.core.names import DIALECT_COMPLETIONS, DIALECT_OPENAI, DIALECT_RESPONSES
+from tollway.core.names import DIALECT_COMPLETIONS, DIALECT_MODERATIONS, DIALECT_OPENAI, DIALECT_RESPONSES
 from tollway.dialects.openai.codec import decode_response, encode_request, unencoded
 from tollway.providers.http import Timeouts, Transport, UpstreamClient, UpstreamStream, tcp_transport
 from tollway.providers.media import MediaFetcher
@@ -55,10 +56,12 @@ OPENAI_WIRE_FEATURES = frozenset({"chat", "stream", "tools", "reasoning", "usage
 
 class Quirks(msgspec.Struct, frozen=True, kw_only=True):
     chat_path: str = "/chat/completions"
-    # the server's Responses API and legacy completions, where it has them (relative to the
-    # base URL, or an absolute URL); None: its requests are translated to chat
+    # the server's Responses API, legacy completions and moderations, where it has them (see
+    # ``endpoint`` for how a path is read); None: Responses and completions requests are
+    # translated to chat, a moderation is refused
     responses_path: str | None = None
     completions_path: str | None = None
+    moderations_path: str | None = None
     auth_header: str = "Authorization"
     auth_prefix: str = "Bearer "
     # canonical request field -> the name this upstream wants (chat requests only)
@@ -68,8 +71,17 @@ class Quirks(msgspec.Struct, frozen=True, kw_only=True):
     extra_headers: dict[str, str] = msgspec.field(default_factory=dict)
 
 
-def _endpoint(base: str, path: str) -> str:
-    return path if "://" in path else base.rstrip("/") + path
+def endpoint(base: str, path: str) -> str:
+    """The URL of ``path`` on a server whose base URL is ``base``: an absolute URL as it is; a
+    path starting with ``../`` resolved against the base URL as a directory (RFC 3986), so that it
+    replaces the base's last segment (``../beta/completions`` on ``https://api.deepseek.com/v1``
+    is ``https://api.deepseek.com/beta/completions``, and follows a base URL moved elsewhere);
+    any other path appended to the base URL."""
+    if "://" in path:
+        return path
+    if path.startswith("../"):
+        return urljoin(base.rstrip("/") + "/", path)
+    return base.rstrip("/") + path
 
 
 class OpenAICompatProvider:
@@ -78,10 +90,11 @@ class OpenAICompatProvider:
         self.name = config.name
         self.media = media
         self.quirks = quirks
-        self.urls = {DIALECT_OPENAI: _endpoint(config.base_url, quirks.chat_path)}
-        for wire, path in ((DIALECT_RESPONSES, quirks.responses_path), (DIALECT_COMPLETIONS, quirks.completions_path)):
+        self.urls = {DIALECT_OPENAI: endpoint(config.base_url, quirks.chat_path)}
+        for wire, path in ((DIALECT_RESPONSES, quirks.responses_path), (DIALECT_COMPLETIONS, quirks.completions_path),
+                           (DIALECT_MODERATIONS, quirks.moderations_path)):
             if path:
-                self.urls[wire] = _endpoint(config.base_url, path)
+                self.urls[wire] = endpoint(config.base_url, path)
         self.wires = frozenset(self.urls)
         self.url = self.urls[DIALECT_OPENAI]
         self.models_url = config.base_url.rstrip("/") + "/models"

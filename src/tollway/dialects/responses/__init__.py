@@ -1,0 +1,1 @@
+"""OpenAI's Responses API front door (``/v1/responses``)."""

@@ -1,0 +1,461 @@
+"""OpenAI's Responses API wire <-> canonical types.
+
+``decode_request`` reads a ``CreateResponse`` body (``input`` as a string or a list of items,
+``instructions``, function ``tools``, ``text.format``, ``reasoning``, the sampling fields) into a
+``core.chat.ChatRequest``; ``response_object`` builds the ``Response`` object of an answer, its
+``output`` items from the canonical blocks (``output_items``). Items map to canonical blocks so
+that a history round-trips: assistant ``message``, ``reasoning`` and ``function_call`` items that
+follow one another are one assistant message; a ``function_call_output`` is a tool result.
+Reasoning text goes out as the item's ``summary`` (what clients render), its upstream signature
+(Anthropic's thinking signature, Gemini's thought signature) as ``encrypted_content``.
+
+Built-in tools (web search, file search, code interpreter, computer use ...) and the items they
+produce run on OpenAI's servers only: a request translated for another upstream that names one
+is a 400 naming it, unless it sets ``drop_params: true``: then they are dropped and named in the
+request log's ``dropped_params``.
+Pure: no I/O, no clock, no settings (ids and times come from the caller).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from tollway.core.chat import (
+    MAX_TOKENS,
+    MAX_USER_CHARS,
+    Block,
+    ChatRequest,
+    ChatResponse,
+    DocumentBlock,
+    ImageBlock,
+    Message,
+    ReasoningBlock,
+    TextBlock,
+    Tool,
+    ToolCallBlock,
+    ToolChoice,
+    ToolResultBlock,
+    Usage,
+)
+from tollway.core.errors import InvalidRequest
+from tollway.core.json_input import too_deep
+from tollway.core.names import DIALECT_RESPONSES
+
+# fields with a canonical slot, or the gateway's own (state, streaming); the rest are ``extras``
+_KNOWN = frozenset({
+    "model", "input", "instructions", "tools", "tool_choice", "parallel_tool_calls", "max_output_tokens",
+    "temperature", "top_p", "text", "reasoning", "user", "stream", "stream_options", "store", "background",
+    "previous_response_id", "metadata", "include", "truncation", "drop_params", "safety_identifier",
+})
+# request fields of OpenAI's server-side features the gateway does not have
+_REFUSED = {"conversation": "conversations", "prompt": "stored prompts"}
+# what an item of a built-in tool is called, for the error that names it
+_BUILTIN_ITEMS = frozenset({
+    "web_search_call", "file_search_call", "computer_call", "computer_call_output", "code_interpreter_call",
+    "image_generation_call", "local_shell_call", "local_shell_call_output", "shell_call", "shell_call_output",
+    "apply_patch_call", "apply_patch_call_output", "mcp_call", "mcp_list_tools", "mcp_approval_request",
+    "mcp_approval_response", "custom_tool_call", "custom_tool_call_output", "compaction",
+})
+
+
+def _want(cond: bool, message: str, param: str | None = None) -> None:
+    if not cond:
+        raise InvalidRequest(message, param=param)
+
+
+def _str(value: Any, where: str, *, required: bool = False) -> str | None:
+    if value is None and not required:
+        return None
+    _want(isinstance(value, str), f"{where} must be a string", where)
+    return str(value)
+
+
+def _int(value: Any, where: str, low: int, high: int) -> int | None:
+    if value is None:
+        return None
+    _want(isinstance(value, int) and not isinstance(value, bool), f"{where} must be an integer", where)
+    _want(low <= value <= high, f"{where} must be between {low} and {high}", where)
+    return int(value)
+
+
+def _number(value: Any, where: str) -> float | None:
+    if value is None:
+        return None
+    _want(isinstance(value, int | float) and not isinstance(value, bool), f"{where} must be a number", where)
+    return float(value)
+
+
+# --- request: wire -> canonical -----------------------------------------------------------
+
+
+def check_request(data: Any) -> None:
+    """The checks every request passes before admission, whatever its upstream."""
+    _want(isinstance(data, dict), "Request body must be a JSON object")
+    _want(isinstance(data.get("model"), str) and data["model"] != "", "The 'model' field is required.", "model")
+    value = data.get("input")
+    _want(value is None or isinstance(value, str | list), "input must be a string or an array of items", "input")
+    _want(value is not None or data.get("previous_response_id") is not None, "The 'input' field is required.",
+          "input")
+    for name in ("stream", "store", "background", "parallel_tool_calls", "drop_params"):
+        _want(data.get(name) is None or isinstance(data[name], bool), f"{name} must be a boolean", name)
+    _int(data.get("max_output_tokens"), "max_output_tokens", 1, MAX_TOKENS)
+    for name in ("temperature", "top_p"):
+        _number(data.get(name), name)
+    for name in ("instructions", "previous_response_id", "user", "safety_identifier"):
+        _str(data.get(name), name)
+    user = data.get("user")
+    _want(user is None or len(user) <= MAX_USER_CHARS, f"user must be at most {MAX_USER_CHARS} characters", "user")
+    for name in ("metadata", "text", "reasoning"):
+        _want(data.get(name) is None or isinstance(data[name], dict), f"{name} must be an object", name)
+    _want(data.get("tools") is None or isinstance(data["tools"], list), "tools must be an array", "tools")
+    metadata = data.get("metadata") or {}
+    _want(len(metadata) <= 16 and all(isinstance(v, str) and len(k) <= 64 and len(v) <= 512
+                                      for k, v in metadata.items()),
+          "metadata holds at most 16 string values (keys up to 64, values up to 512 characters)", "metadata")
+    for name, what in _REFUSED.items():
+        _want(data.get(name) is None, f"{name}: {what} are not supported by this gateway; send the items as "
+              "input, or use previous_response_id.", name)
+    _want(not (data.get("background") and data.get("store") is False), "background responses must be stored "
+          "(store: true).", "background")
+
+
+def decode_request(data: dict[str, Any], history: Sequence[dict[str, Any]] = ()) -> ChatRequest:
+    """A checked body (``check_request``) and the items of the conversation before it (from
+    ``previous_response_id``) as a canonical request."""
+    drop = bool(data.get("drop_params"))
+    lossy: list[str] = []
+    messages: list[Message] = []
+    instructions = data.get("instructions")
+    if instructions:
+        messages.append(Message(role="system", content=(TextBlock(text=instructions),)))
+    items: list[Any] = list(history)
+    value = data.get("input")
+    if isinstance(value, str):
+        items.append({"type": "message", "role": "user", "content": value})
+    elif value is not None:
+        items.extend(value)
+    messages.extend(_decode_items(items, drop, lossy, len(history)))
+    _want(any(m.role != "system" for m in messages), "input must hold at least one message or item", "input")
+    tools = _decode_tools(data.get("tools") or [], drop, lossy)
+    text = data.get("text") or {}
+    if text.get("verbosity") not in (None, "medium"):
+        lossy.append("text.verbosity")
+    reasoning = data.get("reasoning") or {}
+    if data.get("truncation") == "auto":
+        lossy.append("truncation")
+    return ChatRequest(
+        model=data["model"],
+        messages=tuple(messages),
+        stream=bool(data.get("stream")),
+        include_usage=True,
+        tools=tools,
+        tool_choice=_decode_tool_choice(data.get("tool_choice"), drop, lossy),
+        parallel_tool_calls=data.get("parallel_tool_calls"),
+        max_tokens=data.get("max_output_tokens"),
+        temperature=data.get("temperature"),
+        top_p=data.get("top_p"),
+        response_format=_response_format(text.get("format")),
+        user=data.get("user") or data.get("safety_identifier"),
+        reasoning_effort=_str(reasoning.get("effort"), "reasoning.effort"),
+        extras={k: v for k, v in data.items() if k not in _KNOWN},
+        dialect=DIALECT_RESPONSES,
+        lossy=tuple(lossy),
+    )
+
+
+def _decode_items(items: list[Any], drop: bool, lossy: list[str], first_input: int) -> list[Message]:
+    """Items -> messages: assistant-side items in a row are one assistant message."""
+    messages: list[Message] = []
+    assistant: list[Block] = []
+
+    def flush() -> None:
+        if assistant:
+            messages.append(Message(role="assistant", content=tuple(assistant)))
+            assistant.clear()
+
+    for i, item in enumerate(items):
+        where = f"input[{i - first_input}]" if i >= first_input else f"previous_response_id (item {i})"
+        _want(isinstance(item, dict), f"{where} must be an object", where)
+        kind = item.get("type", "message")
+        if kind == "message":
+            role = item.get("role")
+            if role == "assistant":
+                assistant.extend(_decode_parts(item.get("content"), where, assistant=True))
+                continue
+            _want(role in ("user", "system", "developer"), f"{where}.role is invalid: {role!r}", f"{where}.role")
+            flush()
+            messages.append(Message(role="user" if role == "user" else "system",
+                                    content=tuple(_decode_parts(item.get("content"), where, assistant=False))))
+        elif kind == "function_call":
+            assistant.append(_decode_call(item, where))
+        elif kind == "reasoning":
+            assistant.append(_decode_reasoning(item, where))
+        elif kind == "function_call_output":
+            flush()
+            call_id = _str(item.get("call_id"), f"{where}.call_id", required=True) or ""
+            output = item.get("output")
+            parts = [TextBlock(text=output)] if isinstance(output, str) else _decode_parts(output, where,
+                                                                                          assistant=False)
+            content = tuple(b for b in parts if isinstance(b, TextBlock | ImageBlock))
+            messages.append(Message(role="tool", content=(ToolResultBlock(tool_call_id=call_id, content=content),)))
+        elif kind == "item_reference":
+            raise InvalidRequest(f"{where}: item_reference is not supported; send the item itself, or continue "
+                                 "with previous_response_id.", param=where)
+        elif kind in _BUILTIN_ITEMS and drop:
+            lossy.append(f"{where}.{kind}")
+        elif kind in _BUILTIN_ITEMS:
+            raise InvalidRequest(f"{where}: a '{kind}' item belongs to a tool this model's upstream cannot run "
+                                 "(set drop_params: true to drop it).", param=where)
+        else:
+            raise InvalidRequest(f"{where} has an unsupported item type: {kind!r}", param=where)
+    flush()
+    return messages
+
+
+def _decode_call(item: dict[str, Any], where: str) -> ToolCallBlock:
+    arguments = _str(item.get("arguments"), f"{where}.arguments", required=True) or ""
+    _want(not too_deep(arguments), f"{where}.arguments: arrays and objects are nested too deeply",
+          f"{where}.arguments")
+    return ToolCallBlock(id=_str(item.get("call_id"), f"{where}.call_id", required=True) or "",
+                         name=_str(item.get("name"), f"{where}.name", required=True) or "", arguments=arguments)
+
+
+def _decode_reasoning(item: dict[str, Any], where: str) -> ReasoningBlock:
+    texts: list[Any] = []
+    for key in ("summary", "content"):
+        parts = item.get(key) or []
+        _want(isinstance(parts, list), f"{where}.{key} must be an array", f"{where}.{key}")
+        texts.extend(p.get("text") or "" for p in parts if isinstance(p, dict))
+    _want(all(isinstance(t, str) for t in texts), f"{where}: reasoning text must be a string", where)
+    return ReasoningBlock(text="\n\n".join(t for t in texts if t),
+                          signature=_str(item.get("encrypted_content"), f"{where}.encrypted_content"))
+
+
+def _decode_parts(content: Any, where: str, *, assistant: bool) -> list[Block]:
+    if isinstance(content, str):
+        return [TextBlock(text=content)]
+    _want(isinstance(content, list), f"{where}.content must be a string or an array", f"{where}.content")
+    blocks: list[Block] = []
+    for j, part in enumerate(content):
+        at = f"{where}.content[{j}]"
+        _want(isinstance(part, dict), f"{at} must be an object", at)
+        kind = part.get("type")
+        if kind in ("input_text", "output_text", "text"):
+            blocks.append(TextBlock(text=_str(part.get("text"), f"{at}.text", required=True) or ""))
+        elif kind == "refusal" and assistant:
+            blocks.append(TextBlock(text=_str(part.get("refusal"), f"{at}.refusal", required=True) or ""))
+        elif kind == "input_image" and not assistant:
+            blocks.append(_decode_image(part, at))
+        elif kind == "input_file" and not assistant:
+            blocks.append(_decode_file(part, at))
+        else:
+            raise InvalidRequest(f"{at} has an unsupported content type: {kind!r}", param=at)
+    return blocks
+
+
+def _decode_image(part: dict[str, Any], at: str) -> ImageBlock:
+    _want(part.get("file_id") is None, f"{at}: file_id is not supported; send image_url (a URL or a data URL)",
+          f"{at}.file_id")
+    url = _str(part.get("image_url"), f"{at}.image_url", required=True) or ""
+    detail = _str(part.get("detail"), f"{at}.detail")
+    return ImageBlock(url=url, detail=None if detail == "auto" else detail)
+
+
+def _decode_file(part: dict[str, Any], at: str) -> DocumentBlock:
+    _want(part.get("file_id") is None, f"{at}: file_id is not supported; send file_data or file_url",
+          f"{at}.file_id")
+    name = _str(part.get("filename"), f"{at}.filename")
+    url = _str(part.get("file_url"), f"{at}.file_url")
+    if url is not None:
+        return DocumentBlock(url=url, name=name)
+    data = _str(part.get("file_data"), f"{at}.file_data", required=True) or ""
+    media_type = "application/pdf"
+    if data.startswith("data:"):
+        head, _, data = data.partition(",")
+        media_type = head[5:].split(";")[0] or media_type
+    return DocumentBlock(data=data, media_type=media_type, name=name)
+
+
+def _decode_tools(tools: list[Any], drop: bool, lossy: list[str]) -> tuple[Tool, ...]:
+    out = []
+    for j, t in enumerate(tools):
+        where = f"tools[{j}]"
+        _want(isinstance(t, dict), f"{where} must be an object", where)
+        kind = t.get("type")
+        if kind != "function":
+            if drop:
+                lossy.append(f"{where}.{kind}")
+                continue
+            raise InvalidRequest(f"{where}: the built-in tool '{kind}' runs on OpenAI's servers only; this model's "
+                                 "upstream cannot run it (use function tools, or set drop_params: true to drop it).",
+                                 param=where)
+        name = _str(t.get("name"), f"{where}.name", required=True) or ""
+        parameters = t.get("parameters")
+        _want(parameters is None or isinstance(parameters, dict), f"{where}.parameters must be an object",
+              f"{where}.parameters")
+        strict = t.get("strict")
+        _want(strict is None or isinstance(strict, bool), f"{where}.strict must be a boolean", f"{where}.strict")
+        out.append(Tool(name=name, description=_str(t.get("description"), f"{where}.description"),
+                        parameters=parameters or {}, strict=strict))
+    return tuple(out)
+
+
+def _decode_tool_choice(tc: Any, drop: bool, lossy: list[str]) -> ToolChoice | None:
+    if tc is None:
+        return None
+    if tc in ("auto", "none", "required"):
+        return ToolChoice(mode=tc)
+    _want(isinstance(tc, dict), f"tool_choice is invalid: {tc!r}", "tool_choice")
+    kind = tc.get("type")
+    if kind == "function":
+        return ToolChoice(mode="required", name=_str(tc.get("name"), "tool_choice.name", required=True))
+    if kind == "allowed_tools":  # the tools stay as listed; the mode is kept
+        mode = tc.get("mode", "auto")
+        _want(mode in ("auto", "required"), "tool_choice.mode must be auto or required", "tool_choice.mode")
+        lossy.append("tool_choice.tools")
+        return ToolChoice(mode=mode)
+    if drop:
+        lossy.append("tool_choice")
+        return None
+    raise InvalidRequest(f"tool_choice: the built-in tool '{kind}' runs on OpenAI's servers only; this model's "
+                         "upstream cannot run it.", param="tool_choice")
+
+
+def _response_format(fmt: Any) -> dict[str, Any] | None:
+    if fmt is None:
+        return None
+    _want(isinstance(fmt, dict), "text.format must be an object", "text.format")
+    kind = fmt.get("type")
+    if kind == "text":
+        return None
+    if kind == "json_object":
+        return {"type": "json_object"}
+    _want(kind == "json_schema", f"text.format.type is invalid: {kind!r}", "text.format.type")
+    _want(isinstance(fmt.get("schema"), dict), "text.format.schema must be an object", "text.format.schema")
+    schema: dict[str, Any] = {"name": _str(fmt.get("name"), "text.format.name", required=True),
+                              "schema": fmt["schema"]}
+    for key in ("strict", "description"):
+        if fmt.get(key) is not None:
+            schema[key] = fmt[key]
+    return {"type": "json_schema", "json_schema": schema}
+
+
+# --- answer: canonical -> wire ------------------------------------------------------------
+
+
+def usage_object(u: Usage) -> dict[str, Any]:
+    return {"input_tokens": u.input_tokens, "input_tokens_details": {"cached_tokens": u.cached_tokens},
+            "output_tokens": u.output_tokens, "output_tokens_details": {"reasoning_tokens": u.reasoning_tokens},
+            "total_tokens": u.total_tokens}
+
+
+def usage_of(u: Any) -> Usage | None:
+    """A ``ResponseUsage`` object (an upstream's) as canonical usage."""
+    if not isinstance(u, dict):
+        return None
+    ind, outd = u.get("input_tokens_details") or {}, u.get("output_tokens_details") or {}
+    return Usage(input_tokens=u.get("input_tokens") or 0, output_tokens=u.get("output_tokens") or 0,
+                 cached_tokens=ind.get("cached_tokens") or 0, reasoning_tokens=outd.get("reasoning_tokens") or 0)
+
+
+def message_item(item_id: str, text: str, status: str = "completed") -> dict[str, Any]:
+    return {"id": item_id, "type": "message", "status": status, "role": "assistant",
+            "content": [output_text(text)] if status != "in_progress" else []}
+
+
+def output_text(text: str) -> dict[str, Any]:
+    return {"type": "output_text", "text": text, "annotations": [], "logprobs": []}
+
+
+def reasoning_item(item_id: str, text: str, signature: str | None) -> dict[str, Any]:
+    item: dict[str, Any] = {"id": item_id, "type": "reasoning",
+                            "summary": [{"type": "summary_text", "text": text}] if text else []}
+    if signature:
+        item["encrypted_content"] = signature
+    return item
+
+
+def call_item(item_id: str, call: ToolCallBlock, status: str = "completed") -> dict[str, Any]:
+    return {"id": item_id, "type": "function_call", "status": status, "call_id": call.id, "name": call.name,
+            "arguments": call.arguments}
+
+
+def output_items(resp: ChatResponse, ids: str, status: str) -> list[dict[str, Any]]:
+    """The answer's blocks as output items (texts in a row are one message); ``ids`` is the
+    stem their ids are made from."""
+    items: list[dict[str, Any]] = []
+    text: list[str] = []
+
+    def flush() -> None:
+        if text:
+            items.append(message_item(f"msg_{ids}{len(items)}", "".join(text), status))
+            text.clear()
+
+    for b in resp.content:
+        if isinstance(b, TextBlock):
+            text.append(b.text)
+            continue
+        flush()
+        if isinstance(b, ReasoningBlock) and (b.text or b.signature):
+            items.append(reasoning_item(f"rs_{ids}{len(items)}", b.text, b.signature))
+        elif isinstance(b, ToolCallBlock):
+            items.append(call_item(f"fc_{ids}{len(items)}", b))
+    flush()
+    return items
+
+
+def outcome(finish_reason: str) -> tuple[str, dict[str, Any] | None]:
+    """A finish reason as the response's status and ``incomplete_details``."""
+    if finish_reason == "length":
+        return "incomplete", {"reason": "max_output_tokens"}
+    if finish_reason == "content_filter":
+        return "incomplete", {"reason": "content_filter"}
+    return "completed", None
+
+
+def response_object(data: dict[str, Any], *, response_id: str, created_at: int, model: str, status: str,
+                    output: list[dict[str, Any]], usage: Usage | None = None,
+                    incomplete: dict[str, Any] | None = None, error: dict[str, Any] | None = None,
+                    completed_at: int | None = None) -> dict[str, Any]:
+    """The ``Response`` object, echoing the request (``data``) as OpenAI does."""
+    reasoning = data.get("reasoning") or {}
+    text = dict(data.get("text") or {})
+    text.setdefault("format", {"type": "text"})
+    obj: dict[str, Any] = {
+        "id": response_id, "object": "response", "created_at": created_at, "status": status,
+        "background": bool(data.get("background")), "completed_at": completed_at,
+        "error": error, "incomplete_details": incomplete,
+        "instructions": data.get("instructions"), "max_output_tokens": data.get("max_output_tokens"),
+        "model": model, "output": output,
+        "parallel_tool_calls": data.get("parallel_tool_calls", True),
+        "previous_response_id": data.get("previous_response_id"),
+        "reasoning": {"effort": reasoning.get("effort"), "summary": reasoning.get("summary")},
+        "store": data.get("store", True),
+        "temperature": data.get("temperature", 1.0), "text": text,
+        "tool_choice": data.get("tool_choice", "auto"), "tools": data.get("tools") or [],
+        "top_p": data.get("top_p", 1.0), "truncation": data.get("truncation") or "disabled",
+        "usage": usage_object(usage) if usage is not None else None,
+        "user": data.get("user"), "metadata": data.get("metadata") or {},
+    }
+    return obj
+
+
+def failure(code: str, message: str, status: int) -> dict[str, Any]:
+    """A ``ResponseError`` for a failed response (its code is one of the spec's)."""
+    return {"code": "rate_limit_exceeded" if status == 429 else "server_error" if status >= 500 or code not in
+            _ERROR_CODES else code, "message": message}
+
+
+_ERROR_CODES = frozenset({"server_error", "rate_limit_exceeded", "invalid_prompt", "invalid_image",
+                          "invalid_image_format", "invalid_base64_image", "invalid_image_url", "image_too_large"})
+
+
+def input_items(data: dict[str, Any]) -> list[dict[str, Any]]:
+    """A request's ``input`` as a list of items (a string is one user message)."""
+    value = data.get("input")
+    if value is None:
+        return []
+    if isinstance(value, str):
+        return [{"type": "message", "role": "user", "content": [{"type": "input_text", "text": value}]}]
+    return [item if "type" in item else {"type": "message", **item} for item in value]
