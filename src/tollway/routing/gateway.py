@@ -40,9 +40,9 @@ from tollway.store.credentials import CredentialRepository
 from tollway.store.keys import KeyRepository
 from tollway.store.log_buffer import RequestLogBuffer
 from tollway.store.meta import MetaRepository
-from tollway.store.responses import ResponseRepository
 from tollway.store.redis import Broadcast
 from tollway.store.registry import AuthorizationRepository, GroupRepository, ModelRepository
+from tollway.store.responses import ResponseRepository
 from tollway.store.studios import StudioRepository
 
 log = logging.getLogger("tollway")
