@@ -16,6 +16,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
+from tollway import __version__
 from tollway.admin.ds2api import ds2api_routes
 from tollway.admin.keys import key_routes
 from tollway.admin.registry import registry_routes
@@ -34,6 +35,7 @@ from tollway.core.limiter import Limiter
 from tollway.core.names import DIALECT_ANTHROPIC, DIALECT_OPENAI, DIALECT_PLATFORM
 from tollway.dialects.anthropic.errors import anthropic_error_body
 from tollway.dialects.anthropic.routes import anthropic_routes
+from tollway.dialects.anthropic.routes import v1_model as anthropic_v1_model
 from tollway.dialects.anthropic.routes import v1_models as anthropic_v1_models
 from tollway.dialects.city.accounts import accounts_service
 from tollway.dialects.city.ai import ai_service
@@ -41,6 +43,7 @@ from tollway.dialects.city.env import env_service
 from tollway.dialects.city.routes import city_routes
 from tollway.dialects.city.services import Registry
 from tollway.dialects.city.studios import studios_service
+from tollway.dialects.completions.routes import completions_routes
 from tollway.dialects.openai.errors import openai_error_body, platform_error_body
 from tollway.dialects.openai.routes import openai_routes
 from tollway.dialects.responses.routes import Background, responses_routes
@@ -191,6 +194,11 @@ async def build_billing(settings: Settings, engine: AsyncEngine, batch: ScriptBa
                    default_output=settings.reserve_output_tokens, deny_unpriced=settings.unpriced_models == "deny")
 
 
+async def root(request: Request) -> Response:
+    """``GET /`` and ``HEAD /``: the gateway's name, no key needed (Claude Code probes ``HEAD /``)."""
+    return JSONBytes({"name": "Tollway", "version": __version__})
+
+
 async def healthz(request: Request) -> Response:
     return JSONBytes({"status": "ok"})
 
@@ -235,15 +243,16 @@ async def unrouted(request: Request, exc: Exception) -> Response:
     return response
 
 
-def models_by_dialect(openai: list[BaseRoute]) -> Callable[[Request], Awaitable[Response]]:
-    """``GET /v1/models`` serves OpenAI's list, or Anthropic's page to a caller that sends
-    ``anthropic-version`` (every Anthropic SDK does)."""
-    openai_models = next(r.endpoint for r in openai if isinstance(r, Route) and r.path == "/v1/models")
+def by_dialect(openai: list[BaseRoute], path: str,
+               anthropic: Callable[[Request], Awaitable[object]]) -> Callable[[Request], Awaitable[Response]]:
+    """OpenAI's route at ``path`` (``GET /v1/models``, ``GET /v1/models/{id}``), or Anthropic's
+    answer there to a caller that sends ``anthropic-version`` (every Anthropic SDK does)."""
+    openai_endpoint = next(r.endpoint for r in openai if isinstance(r, Route) and r.path == path)
 
     async def endpoint(request: Request) -> Response:
         if "anthropic-version" in request.headers:
-            return await anthropic_v1_models(request)  # type: ignore[return-value]
-        return await openai_models(request)  # type: ignore[no-any-return]
+            return await anthropic(request)  # type: ignore[return-value]
+        return await openai_endpoint(request)  # type: ignore[no-any-return]
 
     return endpoint
 
@@ -278,8 +287,11 @@ def create_app(settings: Settings | None = None) -> Starlette:
     routes = [
         Route("/healthz", healthz, methods=["GET"]),
         Route("/readyz", readyz, methods=["GET"]),
-        Route("/v1/models", models_by_dialect(openai), methods=["GET"]),
+        Route("/", root, methods=["GET"]),  # and HEAD
+        Route("/v1/models", by_dialect(openai, "/v1/models", anthropic_v1_models), methods=["GET"]),
+        Route("/v1/models/{id:path}", by_dialect(openai, "/v1/models/{id:path}", anthropic_v1_model), methods=["GET"]),
         *openai,
+        *completions_routes(),
         *responses_routes(background),
         *anthropic_routes(),
         *key_routes(),

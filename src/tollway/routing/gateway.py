@@ -26,8 +26,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from tollway.auth.keys import Authenticator, Identity, bearer_token
 from tollway.billing.admission import Access, Billing
 from tollway.core.billing import ModelRecord
-from tollway.core.catalog import Credential, ProviderConfig
+from tollway.core.catalog import Credential, ModelInfo, ProviderConfig
 from tollway.core.errors import AuthenticationFailed, PermissionDenied, TollwayError
+from tollway.core.keys import ApiKey
 from tollway.core.request_log import RequestLog
 from tollway.providers.base import ChatProvider, ModelLister
 from tollway.providers.media import MediaFetcher
@@ -202,6 +203,16 @@ class Gateway:
     @property
     def catalog(self) -> Catalog:
         return self._topology.catalog
+
+    def model_for(self, name: str, key: ApiKey | None) -> ModelInfo | None:
+        """The model a caller looks up by ``name`` (``Catalog.find``), if ``key`` may call it (as
+        the model lists filter)."""
+        model = self._topology.catalog.find(name)
+        if model is None:
+            return None
+        if key is not None and self.billing is not None and not self.billing.access.allowed(key, (name, model.id)):
+            return None
+        return model
 
     @property
     def providers(self) -> Mapping[str, ChatProvider]:

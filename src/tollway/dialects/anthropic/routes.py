@@ -1,6 +1,6 @@
 """Routes of the Anthropic dialect: ``/v1/messages``, ``/v1/messages/count_tokens`` and the
-same under ``/anthropic``, plus ``/anthropic/v1/models`` (and ``/v1/models`` for a caller that
-sends ``anthropic-version``).
+same under ``/anthropic``, plus ``/anthropic/v1/models`` and ``/anthropic/v1/models/{id}`` (and
+``/v1/models``, ``/v1/models/{id}`` for a caller that sends ``anthropic-version``).
 
 A message goes through the request pipeline (``routing.pipeline``) with ``AnthropicCodec``
 (``front.py``): a pass-through to an Anthropic upstream, a translation to any other.
@@ -19,7 +19,7 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from tollway.core.catalog import ModelInfo
-from tollway.core.errors import AllUpstreamsFailed, InvalidRequest, TollwayError, UpstreamError
+from tollway.core.errors import AllUpstreamsFailed, InvalidRequest, ModelNotFound, TollwayError, UpstreamError
 from tollway.core.keys import ApiKey
 from tollway.core.names import DIALECT_ANTHROPIC
 from tollway.dialects.anthropic.decode import check_request, decode_request, loads
@@ -164,10 +164,38 @@ async def models_with_key(request: Request, call: Call) -> Response:
 v1_models = _guard(models_with_key)
 
 
+# GET /anthropic/v1/models/{id} -------------------------------------------------------------
+
+
+def model_info(gw: Gateway, name: str, key: ApiKey | None) -> dict[str, Any]:
+    """Anthropic's ModelInfo of the model a caller knows as ``name`` (``Gateway.model_for``);
+    ``not_found_error`` when there is none it may call."""
+    m = gw.model_for(name, key)
+    if m is None:
+        raise ModelNotFound(f"model: {name} does not exist or you do not have access to it.", code="model_not_found")
+    return _model_entry(msgspec.structs.replace(m, id=name))
+
+
+async def model(request: Request, call: Call) -> Response:
+    """No key needed, as on /anthropic/v1/models."""
+    return JSONBytes(model_info(request.app.state.gateway, request.path_params["id"], None))
+
+
+async def model_with_key(request: Request, call: Call) -> Response:
+    """``GET /v1/models/{id}`` from an Anthropic SDK, behind a key like every /v1 route."""
+    pipeline: ChatPipeline = request.app.state.pipeline
+    identity = await pipeline.identify(request, call)
+    return JSONBytes(model_info(request.app.state.gateway, request.path_params["id"], identity.key))
+
+
+v1_model = _guard(model_with_key)
+
+
 def anthropic_routes() -> list[BaseRoute]:
     out: list[BaseRoute] = []
     for prefix in ("/v1", "/anthropic/v1"):
         out.append(Route(f"{prefix}/messages", _guard(messages), methods=["POST"]))
         out.append(Route(f"{prefix}/messages/count_tokens", _guard(count), methods=["POST"]))
     out.append(Route("/anthropic/v1/models", _guard(models), methods=["GET"]))
+    out.append(Route("/anthropic/v1/models/{id:path}", _guard(model), methods=["GET"]))  # ids may hold a "/"
     return out

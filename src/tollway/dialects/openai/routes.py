@@ -75,7 +75,7 @@ class OpenAIRoutes:
         gw: Gateway = request.app.state.gateway
         identity = await request.app.state.pipeline.identify(request, call)
         name = request.path_params["id"]
-        m = known_model(gw, name, identity.key)
+        m = gw.model_for(name, identity.key)
         if m is None:
             raise ModelNotFound(f"The model '{name}' does not exist or you do not have access to it.",
                                 code="model_not_found")
@@ -157,21 +157,12 @@ class OpenAIRoutes:
         ]
 
 
-def known_model(gw: Gateway, name: str, key: ApiKey | None) -> ModelInfo | None:
-    """The model a caller may look up by ``name`` (``Catalog.find``), if ``key`` may call it."""
-    m = gw.catalog.find(name)
-    if m is None:
-        return None
-    if key is not None and gw.billing is not None and not gw.billing.access.allowed(key, (name, m.id)):
-        return None
-    return m
-
-
 def _moderators(gw: Gateway, key: ApiKey | None) -> str:
     """The models that can moderate (a moderation model of a provider with the endpoint), of
     those ``key`` may call, as a sentence."""
-    providers = gw.topology.providers
-    able = [m.id for m in gw.catalog.listed()
+    topo = gw.topology
+    providers = topo.providers
+    able = [m.id for m in topo.catalog.listed()
             if moderations.CAPABILITY in m.capabilities
             and isinstance(p := providers.get(m.provider), PassThroughProvider) and DIALECT_MODERATIONS in p.wires
             and (key is None or gw.billing is None or gw.billing.access.allowed(key, (m.id,)))]

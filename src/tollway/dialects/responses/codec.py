@@ -345,7 +345,8 @@ def _response_format(fmt: Any) -> dict[str, Any] | None:
 
 
 def usage_object(u: Usage) -> dict[str, Any]:
-    return {"input_tokens": u.input_tokens, "input_tokens_details": {"cached_tokens": u.cached_tokens},
+    return {"input_tokens": u.input_tokens,
+            "input_tokens_details": {"cached_tokens": u.cached_tokens, "cache_write_tokens": u.cache_write_tokens},
             "output_tokens": u.output_tokens, "output_tokens_details": {"reasoning_tokens": u.reasoning_tokens},
             "total_tokens": u.total_tokens}
 
@@ -356,7 +357,8 @@ def usage_of(u: Any) -> Usage | None:
         return None
     ind, outd = u.get("input_tokens_details") or {}, u.get("output_tokens_details") or {}
     return Usage(input_tokens=u.get("input_tokens") or 0, output_tokens=u.get("output_tokens") or 0,
-                 cached_tokens=ind.get("cached_tokens") or 0, reasoning_tokens=outd.get("reasoning_tokens") or 0)
+                 cached_tokens=ind.get("cached_tokens") or 0, cache_write_tokens=ind.get("cache_write_tokens") or 0,
+                 reasoning_tokens=outd.get("reasoning_tokens") or 0)
 
 
 def message_item(item_id: str, text: str, status: str = "completed") -> dict[str, Any]:
@@ -433,12 +435,23 @@ def response_object(data: dict[str, Any], *, response_id: str, created_at: int, 
         "reasoning": {"effort": reasoning.get("effort"), "summary": reasoning.get("summary")},
         "store": data.get("store", True),
         "temperature": data.get("temperature", 1.0), "text": text,
-        "tool_choice": data.get("tool_choice", "auto"), "tools": data.get("tools") or [],
+        "tool_choice": data.get("tool_choice", "auto"), "tools": [_echoed_tool(t) for t in data.get("tools") or ()],
         "top_p": data.get("top_p", 1.0), "truncation": data.get("truncation") or "disabled",
-        "usage": usage_object(usage) if usage is not None else None,
-        "user": data.get("user"), "metadata": data.get("metadata") or {},
+        "metadata": data.get("metadata") or {},
     }
+    if usage is not None:
+        obj["usage"] = usage_object(usage)
+    for key in ("user", "safety_identifier", "prompt_cache_key", "service_tier"):
+        if data.get(key) is not None:
+            obj[key] = data[key]
     return obj
+
+
+def _echoed_tool(tool: dict[str, Any]) -> dict[str, Any]:
+    """A function tool as a response lists it (its optional fields spelled out, as OpenAI's)."""
+    if tool.get("type") != "function":
+        return tool
+    return {"parameters": None, "strict": None, **tool}
 
 
 def failure(code: str, message: str, status: int) -> dict[str, Any]:

@@ -162,11 +162,11 @@ class ResponsesPassReader:
             except (msgspec.DecodeError, msgspec.ValidationError):
                 raise UpstreamError(f"{self.provider} upstream sent a malformed stream event",
                                     provider=self.provider) from None
-            self.seq = max(self.seq, view.sequence_number)
             kind = view.type
-            if kind in ("error", "response.failed"):
+            if kind in ("error", "response.failed"):  # told by ``fail``, in this stream's sequence
                 self.error = _reported(self.provider, _plain.decode(data), self.secret, "mid-stream")
                 break
+            self.seq = max(self.seq, view.sequence_number)
             if kind not in _SNAPSHOTS:
                 frames.append(b"event: " + kind.encode() + b"\ndata: " + data + b"\n\n")
                 continue
