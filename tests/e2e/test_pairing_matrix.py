@@ -1,6 +1,7 @@
 """Every client dialect on every upstream, through one real gateway process.
 
-Clients: the official ``openai`` and ``anthropic`` SDKs. Upstreams: OpenAI and DeepSeek (the
+Clients: the official ``openai`` SDK (chat completions, and the Responses API) and the
+``anthropic`` SDK. Upstreams: OpenAI and DeepSeek (the
 fake OpenAI server), Anthropic, Gemini and Bedrock (their own fakes, each validating what it
 receives against its provider's documented wire). Every provider is configured by its
 environment variables, as a user would. Each scenario is written once: a ``Client`` builds
@@ -98,6 +99,42 @@ def from_openai(b: dict[str, Any]) -> Received:
     tc = b.get("tool_choice")
     r.choice = tc["function"]["name"] if isinstance(tc, dict) else tc
     return r
+
+
+def from_responses(b: dict[str, Any]) -> Received:
+    """A Responses API request (an upstream with that API got the client's request as it is)."""
+    r = Received(system=b.get("instructions") or "")
+    items = [{"role": "user", "content": b["input"]}] if isinstance(b["input"], str) else b["input"]
+    last = None
+    for item in items:
+        kind = item.get("type", "message")
+        if kind == "message" and item["role"] in ("system", "developer"):
+            r.system += _text_parts(item["content"])
+            continue
+        role = {"message": item.get("role"), "function_call": "assistant", "function_call_output": "tool",
+                "reasoning": "assistant"}[kind]
+        if role != last or role == "tool":
+            r.roles.append(role)
+        last = role
+        if kind == "function_call_output":
+            r.results.append((item["call_id"], _text_parts(item["output"]), False))
+        elif kind == "message" and role == "user":
+            r.text += _text_parts(item["content"])
+            for p in item["content"] if isinstance(item["content"], list) else ():
+                if p["type"] == "input_image":
+                    r.images.append(_inline_or_url(p["image_url"]))
+                elif p["type"] == "input_file":
+                    r.documents += 1
+    r.tools = [t["name"] for t in b.get("tools") or ()]
+    tc = b.get("tool_choice")
+    r.choice = tc["name"] if isinstance(tc, dict) else tc
+    return r
+
+
+def _text_parts(content: Any) -> str:
+    if isinstance(content, str):
+        return content
+    return "".join(p.get("text", "") for p in content if p.get("type") in ("input_text", "output_text"))
 
 
 def from_anthropic(b: dict[str, Any]) -> Received:
@@ -228,6 +265,8 @@ class Upstream:
         seen = self.fake.seen(upstream)
         assert seen, f"the {self.kind} upstream received no request for {upstream}"
         body = seen[-1].body
+        if getattr(seen[-1], "path", "").endswith("/responses"):  # the Responses API, passed through
+            return from_responses(body)
         return {"openai": from_openai, "deepseek": from_openai, "anthropic": from_anthropic,
                 "gemini": from_gemini, "bedrock": from_bedrock}[self.kind](body)
 
@@ -338,6 +377,75 @@ class OpenAIClient:
         return r
 
 
+class ResponsesClient:
+    """The ``openai`` SDK's Responses API (``responses.create``, ``responses.stream``)."""
+
+    name = "responses"
+
+    def __init__(self, gw: GatewayProcess, key: str) -> None:
+        self.sdk = openai.OpenAI(api_key=key, base_url=gw.url + "/v1", max_retries=0, timeout=20)
+
+    def kwargs(self, ask: Ask) -> dict[str, Any]:
+        items: list[dict[str, Any]] = [{"role": role, "content": text} for role, text in ask.history]
+        if ask.tool_turn:
+            calls, results = ask.tool_turn
+            items += [{"type": "function_call", "call_id": cid, "name": n, "arguments": json.dumps(a)}
+                      for cid, n, a in calls]
+            items += [{"type": "function_call_output", "call_id": cid, "output": text} for cid, text, _ in results]
+        parts: list[dict[str, Any]] = [{"type": "input_text", "text": ask.user}]
+        if ask.image:
+            parts.append({"type": "input_image", "image_url": ask.image, "detail": "auto"})
+        if ask.document:
+            parts.append({"type": "input_file", "filename": "a.pdf", "file_data":
+                          "data:application/pdf;base64," + base64.b64encode(ask.document).decode()})
+        items.append({"role": "user", "content": parts if len(parts) > 1 else ask.user})
+        # OpenAI takes no cap under 16
+        kw: dict[str, Any] = {"input": items, "max_output_tokens": max(ask.max_tokens, 16),
+                              "reasoning": {"summary": "auto"}}
+        if ask.system:
+            kw["instructions"] = ask.system
+        if ask.tools:
+            kw["tools"] = [{"type": "function", "name": n, "parameters": _schema(), "strict": False}
+                           for n in ask.tools]
+        if ask.choice:
+            kw["tool_choice"] = (ask.choice if ask.choice in ("auto", "required", "none")
+                                 else {"type": "function", "name": ask.choice})
+        return kw
+
+    def read(self, resp: Any) -> Result:
+        r = Result(raw=resp)
+        for item in resp.output:
+            if item.type == "message":
+                r.text += "".join(p.text for p in item.content if p.type == "output_text")
+            elif item.type == "reasoning":
+                r.reasoning += "".join(p.text for p in item.summary)
+                r.signature = item.encrypted_content
+            elif item.type == "function_call":
+                r.tool_calls.append((item.name, json.loads(item.arguments)))
+                r.tool_ids.append(item.call_id)
+        r.stop = "length" if resp.status == "incomplete" else "tool_calls" if r.tool_calls else "stop"
+        u = resp.usage
+        r.input_tokens, r.output_tokens = u.input_tokens, u.output_tokens
+        r.cached_tokens = u.input_tokens_details.cached_tokens if u.input_tokens_details else 0
+        return r
+
+    def call(self, model: str, ask: Ask, stream: bool) -> Result:
+        kw = self.kwargs(ask)
+        if not stream:
+            return self.read(self.sdk.responses.create(model=model, **kw))
+        text, final = "", None
+        with self.sdk.responses.stream(model=model, **kw) as s:
+            for e in s:  # the helper's final response is a completed one: read an incomplete one too
+                if e.type == "response.output_text.delta":
+                    text += e.delta
+                elif e.type in ("response.completed", "response.incomplete"):
+                    final = e.response
+        assert final is not None
+        result = self.read(final)
+        assert text == result.text  # the deltas add up to the final answer
+        return result
+
+
 class AnthropicClient:
     name = "anthropic"
     STOP = {"end_turn": "stop", "max_tokens": "length", "tool_use": "tool_calls", "stop_sequence": "stop"}
@@ -405,7 +513,7 @@ class AnthropicClient:
 # --- fixtures --------------------------------------------------------------------------------
 
 KINDS = ("openai", "deepseek", "anthropic", "gemini", "bedrock")
-CLIENTS = ("openai", "anthropic")
+CLIENTS = ("openai", "responses", "anthropic")
 PAIRS = [(c, k) for c in CLIENTS for k in KINDS]
 PAIR_IDS = [f"{c}-client-on-{k}" for c, k in PAIRS]
 
@@ -438,13 +546,15 @@ def fakes(fake: FakeOpenAI, fake_anthropic: FakeAnthropic, fake_gemini: FakeGemi
             "bedrock": fake_bedrock}
 
 
-def setup(client: str, kind: str, gw: GatewayProcess, key: str, fakes: dict[str, Any]
-          ) -> tuple[OpenAIClient | AnthropicClient, Upstream]:
-    c = OpenAIClient(gw, key) if client == "openai" else AnthropicClient(gw, key)
+Client = OpenAIClient | ResponsesClient | AnthropicClient
+
+
+def setup(client: str, kind: str, gw: GatewayProcess, key: str, fakes: dict[str, Any]) -> tuple[Client, Upstream]:
+    c = {"openai": OpenAIClient, "responses": ResponsesClient, "anthropic": AnthropicClient}[client](gw, key)
     return c, Upstream(kind, fakes[kind])
 
 
-def run(client: OpenAIClient | AnthropicClient, up: Upstream, scenario: str, script: Script, ask: Ask,
+def run(client: Client, up: Upstream, scenario: str, script: Script, ask: Ask,
         stream: bool) -> tuple[Result, Received]:
     model, upstream = up.model(scenario)
     up.script(upstream, script)
@@ -586,14 +696,14 @@ def test_upstream_errors_in_the_callers_dialect(client: str, kind: str, stream: 
     c, up = setup(client, kind, pm_gateway, pm_key, fakes)
     model, upstream = up.model("limit")
     up.script(upstream, Script(status=429, error_message="slow down please", retry_after="7"))
-    sdk_error = openai.RateLimitError if client == "openai" else anthropic.RateLimitError
+    sdk_error = anthropic.RateLimitError if client == "anthropic" else openai.RateLimitError
     with pytest.raises(sdk_error) as exc:
         c.call(model, Ask(), stream)
     assert exc.value.status_code == 429 and "slow down please" in str(exc.value)
     assert exc.value.response.headers.get("retry-after") == "7"
     model, upstream = up.model("down")
     up.script(upstream, Script(status=503, error_message="down for maintenance"))
-    with pytest.raises(openai.APIStatusError if client == "openai" else anthropic.APIStatusError) as down:
+    with pytest.raises(anthropic.APIStatusError if client == "anthropic" else openai.APIStatusError) as down:
         c.call(model, Ask(), stream)
     assert down.value.status_code == 502 and "down for maintenance" in str(down.value)
     body = down.value.body
