@@ -87,10 +87,11 @@ async def _never(disconnect: asyncio.Event) -> Message:
 
 
 class ResponsesRoutes:
-    def __init__(self, dialect: str, render: Render, background: dict[str, asyncio.Task[None]]) -> None:
+    def __init__(self, dialect: str, render: Render, work: Background) -> None:
         self.dialect = dialect
         self.render = render
-        self.background = background  # response id -> its task, shared by every prefix
+        self.work = work
+        self.background = work.tasks  # response id -> its task, shared by every prefix
 
     def _guard(self, handler: Callable[[Request, Call], Awaitable[Response | EventStreamResponse]]) -> Callable[
             [Request], Awaitable[Response | EventStreamResponse]]:
@@ -135,6 +136,7 @@ class ResponsesRoutes:
         retention = gw.options.response_retention
         await gw.responses.save(owner, final, stored_inputs(req), previous_id=req.data.get("previous_response_id"),
                                 expires_at=time.time() + retention if retention else None)
+        self.work.purge_now_and_then(gw.responses)
 
     def _keeping(self, chunks: AsyncIterator[bytes], gw: Gateway, owner: str, codec: ResponsesCodec,
                  req: ResponsesRequest) -> AsyncIterator[bytes]:
@@ -310,12 +312,27 @@ class ResponsesRoutes:
 
 
 class Background:
-    """The background responses this process runs (cancelled when the app stops)."""
+    """What the Responses API runs beside its requests: background responses (cancelled when
+    the app stops), and the purge of expired responses (at most every ``PURGE_EVERY`` seconds,
+    after a response was stored; an expired one is not found even before it is purged)."""
+
+    PURGE_EVERY = 600.0
 
     def __init__(self) -> None:
         self.tasks: dict[str, asyncio.Task[None]] = {}
+        self.purged_at = time.monotonic()
+        self.purging: asyncio.Task[int] | None = None
+
+    def purge_now_and_then(self, store: ResponseRepository) -> None:
+        if time.monotonic() - self.purged_at < self.PURGE_EVERY:
+            return
+        self.purged_at = time.monotonic()
+        self.purging = asyncio.get_running_loop().create_task(store.purge(), name="purge stored responses")
+        self.purging.add_done_callback(_log_purge)
 
     async def stop(self) -> None:
+        if self.purging is not None:
+            self.purging.cancel()
         tasks = list(self.tasks.values())
         for task in tasks:
             task.cancel()
@@ -324,7 +341,12 @@ class Background:
                 await task
 
 
+def _log_purge(task: asyncio.Task[int]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.warning("could not purge expired responses: %s", task.exception())
+
+
 def responses_routes(background: Background) -> list[BaseRoute]:
-    openai = ResponsesRoutes(DIALECT_RESPONSES, openai_error_body, background.tasks)
-    platform = ResponsesRoutes(DIALECT_PLATFORM, platform_error_body, background.tasks)
+    openai = ResponsesRoutes(DIALECT_RESPONSES, openai_error_body, background)
+    platform = ResponsesRoutes(DIALECT_PLATFORM, platform_error_body, background)
     return openai.routes("/v1") + platform.routes("/api/v1") + openai.routes("/v1/ai")

@@ -1,0 +1,63 @@
+"""Stored Responses API responses on SQLite and PostgreSQL: owned by their caller, chained into a
+conversation, replaced only while unfinished, and gone past their retention."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from tollway.store.responses import ResponseRepository
+
+
+def response(rid: str, text: str, status: str = "completed") -> dict[str, Any]:
+    return {"id": rid, "object": "response", "created_at": 1, "status": status, "model": "m",
+            "output": [{"id": f"msg_{rid}", "type": "message", "role": "assistant", "status": "completed",
+                        "content": [{"type": "output_text", "text": text, "annotations": []}]}]}
+
+
+def user(text: str) -> dict[str, Any]:
+    return {"id": f"in_{text}", "type": "message", "role": "user", "content": [{"type": "input_text", "text": text}]}
+
+
+async def test_a_conversation_is_its_chain_of_responses_oldest_first(engine: AsyncEngine) -> None:
+    repo = ResponseRepository(engine)
+    await repo.save("key:1", response("r1", "a1"), [user("q1")], previous_id=None, expires_at=None)
+    await repo.save("key:1", response("r2", "a2"), [user("q2")], previous_id="r1", expires_at=None)
+    items = await repo.conversation("key:1", "r2")
+    assert [i["id"] for i in items or ()] == ["in_q1", "msg_r1", "in_q2", "msg_r2"]
+    assert await repo.conversation("key:2", "r2") is None  # another owner's
+    await repo.delete("key:1", "r1")  # an older turn gone: the conversation starts after it
+    assert [i["id"] for i in await repo.conversation("key:1", "r2") or ()] == ["in_q2", "msg_r2"]
+
+
+async def test_owners_never_see_or_replace_each_others(engine: AsyncEngine) -> None:
+    repo = ResponseRepository(engine)
+    await repo.save("key:1", response("same", "mine"), [], previous_id=None, expires_at=None)
+    await repo.save("key:2", response("same", "theirs"), [], previous_id=None, expires_at=None)
+    mine = await repo.get("key:1", "same")
+    assert mine is not None and mine.response["output"][0]["content"][0]["text"] == "mine"
+    assert await repo.get("key:2", "same") is None
+    assert not await repo.delete("key:2", "same")
+
+
+async def test_an_unfinished_response_is_replaced_once(engine: AsyncEngine) -> None:
+    repo = ResponseRepository(engine)
+    await repo.save("key:1", response("bg", "", "queued"), [], previous_id=None, expires_at=None)
+    outcomes = await asyncio.gather(
+        repo.update_if("key:1", "bg", ("queued", "in_progress"), response("bg", "", "cancelled")),
+        repo.update_if("key:1", "bg", ("queued", "in_progress"), response("bg", "done", "completed")))
+    assert sorted(outcomes) == [False, True]
+    stored = await repo.get("key:1", "bg")
+    assert stored is not None and stored.status in ("cancelled", "completed")
+
+
+async def test_expired_responses_are_not_found_and_purged(engine: AsyncEngine) -> None:
+    repo = ResponseRepository(engine)
+    await repo.save("key:1", response("old", "x"), [], previous_id=None, expires_at=time.time() - 1)
+    await repo.save("key:1", response("new", "y"), [], previous_id=None, expires_at=time.time() + 60)
+    assert await repo.get("key:1", "old") is None and await repo.get("key:1", "new") is not None
+    assert await repo.purge() == 1
+    assert await repo.get("key:1", "new") is not None
