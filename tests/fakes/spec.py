@@ -204,7 +204,7 @@ def _raw() -> dict[str, Any]:
 @cache
 def _document(request: bool = False) -> dict[str, Any]:
     raw = _raw()
-    converted = {name: _convert(copy.deepcopy(schema), name, raw) for name, schema in raw.items()}
+    converted = {name: _convert(schema, name, raw) for name, schema in raw.items()}  # builds new nodes
     if request:
         converted = {name: _absent_when_null(schema, REQUEST_OPTIONAL.get(name, frozenset()))
                      for name, schema in converted.items()}
