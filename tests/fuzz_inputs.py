@@ -37,7 +37,9 @@ _WORDS = ["", "text", "image", "image_url", "file", "doc", "tool_use", "tool_res
           "[" * 3000 + "]" * 3000, '{"a": ' * 120 + "1" + "}" * 120]  # JSON text (tool arguments): deep, and less
 _KEYS = ["type", "text", "id", "name", "arguments", "function", "source", "data", "media_type", "url", "content",
          "role", "input", "schema", "json_schema", "parameters", "bytes", "file_data", "tool_calls", "signature",
-         "budget_tokens", "max_tokens", "stream", "model", "cache_control", "user_id"]
+         "budget_tokens", "max_tokens", "stream", "model", "cache_control", "user_id", "call_id", "output",
+         "summary", "encrypted_content", "instructions", "previous_response_id", "background", "input_image",
+         "input_text", "function_call_output", "item_reference"]
 _NUMBERS = [0, -1, 1, 1023, 1024, 2**31 - 1, 2**31, 2**53 + 1, 2**63 - 1, 2**63, 2**64, -(2**63) - 1, 10**40]
 
 scalars = st.one_of(
@@ -157,6 +159,24 @@ ANTHROPIC_MESSAGES = {
         {"role": "user", "content": [
             {"type": "tool_result", "tool_use_id": "toolu_1", "content": [{"type": "text", "text": "found"}]},
             {"type": "text", "text": "Thanks, and now?"}]},
+    ],
+}
+RESPONSES = {
+    "model": "echo", "instructions": "Be brief.", "max_output_tokens": 64, "temperature": 0.5, "top_p": 1,
+    "user": "u-1", "store": True, "metadata": {"k": "v"}, "parallel_tool_calls": True,
+    "tools": [{"type": "function", "name": "lookup", "parameters": {"type": "object"}, "strict": False}],
+    "tool_choice": "auto", "text": {"format": {"type": "json_schema", "name": "o", "schema": {"type": "object"}}},
+    "reasoning": {"effort": "low", "summary": "auto"},
+    "input": [
+        {"role": "user", "content": [
+            {"type": "input_text", "text": "Look this up."},
+            {"type": "input_image", "image_url": f"data:image/png;base64,{PNG}", "detail": "low"},
+            {"type": "input_file", "filename": "d.pdf", "file_data": "data:application/pdf;base64,JVBERi0="}]},
+        {"type": "reasoning", "id": "rs_1", "summary": [{"type": "summary_text", "text": "hm"}],
+         "encrypted_content": "sig"},
+        {"type": "function_call", "call_id": "call_1", "name": "lookup", "arguments": "{\"q\": \"x\"}"},
+        {"type": "function_call_output", "call_id": "call_1", "output": "found"},
+        {"type": "message", "role": "user", "content": "Thanks, and now?"},
     ],
 }
 CITY_TEXT = {"model": "echo", "prompt": "hi there", "system": "Be brief.", "max_tokens": 16, "temperature": 0.2,

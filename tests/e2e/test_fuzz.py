@@ -28,7 +28,15 @@ from tests.fakes.bedrock_server import ACCESS_KEY_ID, SECRET_KEY, FakeBedrock
 from tests.fakes.gemini_server import GEMINI_KEY, FakeGemini
 from tests.fakes.oauth_server import FakeOAuth
 from tests.fakes.openai_server import UPSTREAM_SECRET, FakeOpenAI
-from tests.fuzz_inputs import ANTHROPIC_MESSAGES, CHAT_MODELS, CITY_TEXT, OPENAI_CHAT, bodies, fuzz_settings
+from tests.fuzz_inputs import (
+    ANTHROPIC_MESSAGES,
+    CHAT_MODELS,
+    CITY_TEXT,
+    OPENAI_CHAT,
+    RESPONSES,
+    bodies,
+    fuzz_settings,
+)
 
 FUZZ = fuzz_settings(12)
 
@@ -108,6 +116,17 @@ def test_openai_chat(fz: Fuzzed, path: str, model: str) -> None:
     def run(stream: bool, data: st.DataObject) -> None:
         raw = data.draw(bodies({**OPENAI_CHAT, "model": model, "stream": stream}))
         check(fz.post(path, raw, fz.key), raw)
+
+    run()
+
+
+@pytest.mark.parametrize("model", CHAT_MODELS)
+def test_responses(fz: Fuzzed, model: str) -> None:
+    @FUZZ
+    @given(st.booleans(), st.data())
+    def run(stream: bool, data: st.DataObject) -> None:
+        raw = data.draw(bodies({**RESPONSES, "model": model, "stream": stream}))
+        check(fz.post("/v1/responses", raw, fz.key), raw)
 
     run()
 

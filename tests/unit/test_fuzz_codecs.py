@@ -17,7 +17,7 @@ import msgspec
 import pytest
 from hypothesis import given
 
-from tests.fuzz_inputs import ANTHROPIC_MESSAGES, CITY_TEXT, OPENAI_CHAT, bodies, fuzz_settings
+from tests.fuzz_inputs import ANTHROPIC_MESSAGES, CITY_TEXT, OPENAI_CHAT, RESPONSES, bodies, fuzz_settings
 from tollway.core.catalog import Credential, ProviderConfig
 from tollway.core.chat import ChatRequest
 from tollway.core.errors import InvalidRequest
@@ -25,8 +25,10 @@ from tollway.dialects.anthropic import encode as anthropic_encode
 from tollway.dialects.anthropic.front import AnthropicCodec
 from tollway.dialects.city.front import CityCodec
 from tollway.dialects.openai import codec as openai_codec
+from tollway.dialects.openai.errors import openai_error_body
 from tollway.dialects.openai.front import OpenAIPassThrough
 from tollway.dialects.openai.front import decode as openai_decode
+from tollway.dialects.responses.front import ResponsesCodec
 from tollway.providers.bedrock import codec as bedrock_codec
 from tollway.providers.echo import EchoProvider
 from tollway.providers.gemini import codec as gemini_codec
@@ -107,6 +109,19 @@ def test_anthropic_requests(loop: asyncio.AbstractEventLoop, raw: bytes) -> None
 def test_city_requests(loop: asyncio.AbstractEventLoop, raw: bytes) -> None:
     try:
         req = CityCodec(stream=False).decode(raw).canonical()
+    except InvalidRequest:
+        return
+    translate_everywhere(req, loop)
+
+
+@FUZZ
+@given(bodies(RESPONSES))
+def test_responses_requests(loop: asyncio.AbstractEventLoop, raw: bytes) -> None:
+    codec = ResponsesCodec(openai_error_body, new_id=lambda: "resp_1", now=lambda: 1)
+    try:
+        wire = codec.decode(raw)
+        _encoder.encode(codec.passthrough.body(wire, "up"))
+        req = wire.canonical()
     except InvalidRequest:
         return
     translate_everywhere(req, loop)
