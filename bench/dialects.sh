@@ -2,6 +2,12 @@
 # What translation costs: the same upstream (the shared kit's OpenAI-compatible mock) called by an
 # OpenAI client (byte pass-through) and by an Anthropic client (/v1/messages, translated both ways),
 # non-stream and stream, one Tollway worker, key auth and request logging on, SQLite.
+# CASES picks the cases (default: the four above); the Responses API adds responses-json and
+# responses-stream (passed through to the mock's /v1/responses, stored: one database write each),
+# responses-nostore-json (store: false), and responses-tr-json / responses-tr-stream (the same
+# requests to a chat-only provider, "chatonly", on the same mock: translated to chat and back).
+#   CASES="openai-json openai-stream responses-json responses-stream responses-nostore-json \
+#          responses-tr-json responses-tr-stream" bench/dialects.sh
 # Prints req/s (wrk) and gateway CPU ms per request (from /proc) for each, interleaved ROUNDS times,
 # then a table (per round and median) and, per build, translated minus pass-through CPU ms/req.
 #
@@ -46,6 +52,12 @@ trap cleanup EXIT
 
 MOCK_QUIET=1 MOCK_PORT=$MOCK_PORT node "$KIT/mock_upstream.js" >"$OUT/mock.log" 2>&1 & pids+=($!)
 export OPENAI_API_KEY=sk-mock OPENAI_BASE_URL=http://127.0.0.1:$MOCK_PORT/v1 TOLLWAY_ADMIN_KEY=$ADMIN
+cat >"$OUT/tollway.yaml" <<YAML
+providers:
+  - {name: chatonly, kind: openai_compatible, base_url: "http://127.0.0.1:$MOCK_PORT/v1",
+     credentials: [{id: chatonly-1, api_key: sk-mock}]}
+YAML
+export TOLLWAY_CONFIG="$OUT/tollway.yaml"
 export TOLLWAY_MAX_INFLIGHT_PER_CREDENTIAL=${TOLLWAY_MAX_INFLIGHT_PER_CREDENTIAL:-100000}
 
 serve() {  # build index: start its gateway, wait for /healthz, make a key
@@ -69,9 +81,19 @@ echo "{\"model\":\"gpt-4o-mini\",\"max_tokens\":64,\"messages\":$MSG}" >"$OUT/op
 echo "{\"model\":\"gpt-4o-mini\",\"max_tokens\":64,\"stream\":true,\"messages\":$MSG}" >"$OUT/openai-stream.json"
 echo "{\"model\":\"gpt-4o-mini\",\"max_tokens\":64,\"messages\":$MSG}" >"$OUT/anthropic-json.json"
 echo "{\"model\":\"gpt-4o-mini\",\"max_tokens\":64,\"stream\":true,\"messages\":$MSG}" >"$OUT/anthropic-stream.json"
-CASES=(openai-json anthropic-json openai-stream anthropic-stream)
-path() { case $1 in openai-*) echo /v1/chat/completions ;; anthropic-*) echo /v1/messages ;; esac; }
-ends() { case $1 in *-json) echo '"usage"' ;; openai-stream) echo '[DONE]' ;; anthropic-stream) echo message_stop ;; esac; }
+IN='[{"role":"user","content":"Say hello in one short sentence."}]'
+echo "{\"model\":\"gpt-4o-mini\",\"max_output_tokens\":64,\"input\":$IN}" >"$OUT/responses-json.json"
+echo "{\"model\":\"gpt-4o-mini\",\"max_output_tokens\":64,\"stream\":true,\"input\":$IN}" >"$OUT/responses-stream.json"
+echo "{\"model\":\"gpt-4o-mini\",\"max_output_tokens\":64,\"store\":false,\"input\":$IN}" \
+  >"$OUT/responses-nostore-json.json"
+echo "{\"model\":\"chatonly/gpt-4o-mini\",\"max_output_tokens\":64,\"input\":$IN}" >"$OUT/responses-tr-json.json"
+echo "{\"model\":\"chatonly/gpt-4o-mini\",\"max_output_tokens\":64,\"stream\":true,\"input\":$IN}" \
+  >"$OUT/responses-tr-stream.json"
+read -r -a CASES <<<"${CASES:-openai-json anthropic-json openai-stream anthropic-stream}"
+path() { case $1 in openai-*) echo /v1/chat/completions ;; anthropic-*) echo /v1/messages ;;
+  responses-*) echo /v1/responses ;; esac; }
+ends() { case $1 in *-json) echo '"usage"' ;; openai-stream) echo '[DONE]' ;; anthropic-stream) echo message_stop ;;
+  responses-*stream) echo response.completed ;; esac; }
 HEADERS="anthropic-version: 2023-06-01"   # sent on every case, as in the first runs (RESULTS.md)
 
 # Every case must answer 200 with a complete body on every build before anything is measured.
@@ -128,9 +150,12 @@ from statistics import median
 rows = [json.loads(l) for l in open(sys.argv[1])]
 conc, duration, builds = sys.argv[2], sys.argv[3], sys.argv[4:]
 first = builds[0]
-cases = ["openai-json", "anthropic-json", "openai-stream", "anthropic-stream"]
 label = {"openai-json": "OpenAI non-stream (pass-through)", "anthropic-json": "Anthropic non-stream (translated)",
-         "openai-stream": "OpenAI stream (pass-through)", "anthropic-stream": "Anthropic stream (translated)"}
+         "openai-stream": "OpenAI stream (pass-through)", "anthropic-stream": "Anthropic stream (translated)",
+         "responses-json": "Responses non-stream (pass-through)", "responses-stream": "Responses stream (pass-through)",
+         "responses-nostore-json": "Responses non-stream, store false", "responses-tr-json":
+         "Responses non-stream (translated)", "responses-tr-stream": "Responses stream (translated)"}
+cases = [c for c in label if any(d["case"] == c for d in rows)]
 def runs(b, c, key):  # per round, in round order
     return [d[key] for d in sorted((d for d in rows if d["build"] == b and d["case"] == c), key=lambda d: d["round"])]
 def cpu(b, c): return runs(b, c, "cpu_ms_per_req")
@@ -150,6 +175,16 @@ for c in cases:
             line += f"  {'' if b == first else f'{d:+.3f} ({100 * d / median(cpu(first, c)):+.1f}%)':>16}"
         print(line + f"  {sum(runs(b, c, 'errors'))}")
 
+print("\ndifferences of gateway CPU ms/req, per build (per round / median of the per-round differences)")
+for a, z in [("responses-json", "openai-json"), ("responses-stream", "openai-stream"),
+             ("responses-json", "responses-nostore-json"), ("responses-tr-json", "responses-json"),
+             ("responses-tr-stream", "responses-stream")]:
+    if a in cases and z in cases:
+        for b in builds:
+            ds = [x - y for x, y in zip(cpu(b, a), cpu(b, z))]
+            print(f"  {a} - {z:<24} {b:<10} {per_round(ds, '{:+.3f}'):<26} {median(ds):>+6.3f}")
+if not all(c in cases for c in ("openai-json", "anthropic-json", "openai-stream", "anthropic-stream")):
+    sys.exit(0)
 print("\ntranslated minus pass-through, gateway CPU ms/req (per round / median of the per-round differences)")
 print(f"{'build':<10} {'stream':<26} {'median':>6}   {'non-stream':<26} {'median':>6}")
 med = {}

@@ -61,3 +61,20 @@ async def test_expired_responses_are_not_found_and_purged(engine: AsyncEngine) -
     assert await repo.get("key:1", "old") is None and await repo.get("key:1", "new") is not None
     assert await repo.purge() == 1
     assert await repo.get("key:1", "new") is not None
+
+
+async def test_a_kept_response_is_read_at_once_and_written_in_a_batch(engine: AsyncEngine) -> None:
+    repo = ResponseRepository(engine, interval=0.05)
+    repo.start()
+    try:
+        for i in range(5):
+            repo.keep("key:1", response(f"k{i}", f"a{i}"), [user(f"q{i}")], previous_id=f"k{i - 1}" if i else None,
+                      expires_at=None)
+        assert (await repo.get("key:1", "k4")) is not None and await repo.get("key:2", "k4") is None
+        assert len(await repo.conversation("key:1", "k4") or ()) == 10  # read while pending
+        await asyncio.sleep(0.3)
+        other = ResponseRepository(engine)  # another process: the database alone
+        assert len(await other.conversation("key:1", "k4") or ()) == 10
+        assert await repo.delete("key:1", "k0") and await other.get("key:1", "k0") is None
+    finally:
+        await repo.close()

@@ -404,6 +404,7 @@ class Gateway:
     async def start(self) -> None:
         await self.reload()
         self.logs.start()
+        self.responses.start()
         if self.billing is not None:
             self.billing.start()
         self._tasks.append(asyncio.create_task(self._watch(), name="change-watcher"))
@@ -417,6 +418,7 @@ class Gateway:
     async def close(self) -> None:
         for task in self._tasks:
             task.cancel()
+        await self.responses.close()
         await self.logs.close()
         for provider in [*self._topology.providers.values(), *self._retired]:
             await provider.close()

@@ -2,11 +2,17 @@
 
 A response is read, continued (``previous_response_id``), listed and deleted only by its owner:
 another owner's id is not found. A row past its ``expires_at`` is as if deleted (and purged).
+
+``keep`` stores an answer off the hot path: it is pending in this process at once (``get`` and
+``conversation`` read it from there) and inserted with others in one transaction every
+``interval`` (``store.log_buffer.WriteBehind``), so another process sees it within that.
+``save`` writes at once (a background response, whose row its task later replaces).
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from typing import Any
 
 import msgspec
@@ -14,11 +20,21 @@ from sqlalchemy import delete, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from tollway.store.log_buffer import WriteBehind
 from tollway.store.tables import stored_responses as t
 
 _encoder = msgspec.json.Encoder()
 _decoder = msgspec.json.Decoder()
 MAX_CHAIN = 10_000  # responses one conversation may chain (a guard against a cycle)
+
+
+def _alive(expires_at: float | None) -> bool:
+    return expires_at is None or expires_at > time.time()
+
+
+def _stored(row: Any) -> StoredResponse:
+    return StoredResponse(id=row["id"], previous_id=row["previous_id"], status=row["status"],
+                          response=_decoder.decode(row["response"]), input=_decoder.decode(row["input"]))
 
 
 class StoredResponse(msgspec.Struct, frozen=True, kw_only=True):
@@ -29,19 +45,48 @@ class StoredResponse(msgspec.Struct, frozen=True, kw_only=True):
     input: list[dict[str, Any]]
 
 
+def _row(owner: str, response: dict[str, Any], inputs: list[dict[str, Any]], previous_id: str | None,
+         expires_at: float | None) -> dict[str, Any]:
+    return {"id": str(response["id"]), "owner": owner, "previous_id": previous_id,
+            "model": str(response.get("model") or ""), "status": str(response.get("status") or ""),
+            "created_at": float(response.get("created_at") or 0), "expires_at": expires_at,
+            "input": _encoder.encode(inputs).decode(), "response": _encoder.encode(response).decode()}
+
+
 class ResponseRepository:
-    def __init__(self, engine: AsyncEngine) -> None:
+    def __init__(self, engine: AsyncEngine, *, interval: float = 0.1) -> None:
         self.engine = engine
+        self.interval = interval
+        self._pending: dict[str, dict[str, Any]] = {}  # kept, not yet inserted: id -> row
+        self._writer: WriteBehind[dict[str, Any]] = WriteBehind(self._insert, name="stored responses",
+                                                                interval=interval, batch=200)
+
+    def start(self) -> None:
+        self._writer.start()
+
+    async def close(self) -> None:
+        await self._writer.close()
+
+    def keep(self, owner: str, response: dict[str, Any], inputs: list[dict[str, Any]], *,
+             previous_id: str | None, expires_at: float | None) -> None:
+        """Store a new response off the hot path (see the module doc)."""
+        row = _row(owner, response, inputs, previous_id, expires_at)
+        self._pending[row["id"]] = row
+        self._writer.add(row)
+
+    async def _insert(self, rows: Sequence[dict[str, Any]]) -> None:
+        async with self.engine.begin() as conn:
+            await conn.execute(t.insert(), list(rows))
+        for row in rows:
+            if self._pending.get(row["id"]) is row:
+                del self._pending[row["id"]]
 
     async def save(self, owner: str, response: dict[str, Any], inputs: list[dict[str, Any]], *,
                    previous_id: str | None, expires_at: float | None) -> None:
-        """Keep a response (insert, or replace the one with its id: a background response's
-        final state replaces its queued one)."""
-        values = {"owner": owner, "previous_id": previous_id, "model": str(response.get("model") or ""),
-                  "status": str(response.get("status") or ""), "created_at": float(response.get("created_at") or 0),
-                  "expires_at": expires_at, "input": _encoder.encode(inputs).decode(),
-                  "response": _encoder.encode(response).decode()}
-        rid = str(response["id"])
+        """Store a response at once (insert, or replace the one with its id: a background
+        response's final state replaces its queued one)."""
+        values = _row(owner, response, inputs, previous_id, expires_at)
+        rid = values.pop("id")
         async with self.engine.begin() as conn:
             done = await conn.execute(update(t).where(t.c.id == rid, t.c.owner == owner).values(**values))
             if done.rowcount:
@@ -62,14 +107,16 @@ class ResponseRepository:
             return bool(done.rowcount)
 
     async def get(self, owner: str, rid: str) -> StoredResponse | None:
+        pending = self._pending.get(rid)
+        if pending is not None:
+            return _stored(pending) if pending["owner"] == owner and _alive(pending["expires_at"]) else None
         async with self.engine.connect() as conn:
             row = (await conn.execute(
                 select(t.c.id, t.c.previous_id, t.c.status, t.c.response, t.c.input, t.c.expires_at)
                 .where(t.c.id == rid, t.c.owner == owner))).first()
-        if row is None or (row.expires_at is not None and row.expires_at <= time.time()):
+        if row is None or not _alive(row.expires_at):
             return None
-        return StoredResponse(id=row.id, previous_id=row.previous_id, status=row.status,
-                              response=_decoder.decode(row.response), input=_decoder.decode(row.input))
+        return _stored(row._mapping)
 
     async def conversation(self, owner: str, rid: str) -> list[dict[str, Any]] | None:
         """Every item of the conversation up to and including response ``rid`` (each response's
@@ -89,6 +136,8 @@ class ResponseRepository:
         return [item for turn in reversed(turns) for item in turn]
 
     async def delete(self, owner: str, rid: str) -> bool:
+        if rid in self._pending:  # being inserted perhaps: let it land first, then delete it
+            await self._writer.flush()
         async with self.engine.begin() as conn:
             done = await conn.execute(delete(t).where(t.c.id == rid, t.c.owner == owner))
         return bool(done.rowcount)

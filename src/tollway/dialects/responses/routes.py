@@ -124,6 +124,9 @@ class ResponsesRoutes:
         if previous is None:
             return
         history = await store.conversation(owner, previous)
+        if history is None:  # made by another process a moment ago, perhaps: its write lands within the interval
+            await asyncio.sleep(store.interval * 2)
+            history = await store.conversation(owner, previous)
         if history is None:
             raise NotFound(f"Previous response with id '{previous}' not found.", code="previous_response_not_found",
                            param="previous_response_id")
@@ -134,8 +137,8 @@ class ResponsesRoutes:
         if final is None:
             return
         retention = gw.options.response_retention
-        await gw.responses.save(owner, final, stored_inputs(req), previous_id=req.data.get("previous_response_id"),
-                                expires_at=time.time() + retention if retention else None)
+        gw.responses.keep(owner, final, stored_inputs(req), previous_id=req.data.get("previous_response_id"),
+                          expires_at=time.time() + retention if retention else None)
         self.work.purge_now_and_then(gw.responses)
 
     def _keeping(self, chunks: AsyncIterator[bytes], gw: Gateway, owner: str, codec: ResponsesCodec,
