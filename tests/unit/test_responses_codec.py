@@ -324,3 +324,20 @@ def test_an_upstream_failure_in_a_pass_through_stream_is_told_in_sequence() -> N
     tail = frames(c.error_frame(reader.error))
     assert [(e["type"], e["sequence_number"]) for e in tail] == [("error", 2), ("response.failed", 3)]
     assert tail[1]["response"]["status"] == "failed"
+
+
+@pytest.mark.parametrize("event", [
+    SSEEvent(event="response.created", data=b"{not json"),
+    SSEEvent(event="response.completed", data=b'{"type":"response.completed","response":"no"}'),
+    SSEEvent(event="error", data=b"[1]"),
+    SSEEvent(event=None, data=b"nonsense"),
+])
+def test_a_malformed_upstream_event_is_the_upstreams_error(event: SSEEvent) -> None:
+    c = codec()
+    req = c.decode(b'{"model":"m","input":"x","stream":true}')
+    reader = c.passthrough.reader(req, "openai", None)
+    try:
+        reader.feed([event])
+    except UpstreamError:
+        return
+    assert reader.error is not None

@@ -51,7 +51,6 @@ _GATEWAY_FIELDS = ("previous_response_id", "background", "drop_params", "store")
 
 class _EventView(msgspec.Struct):
     type: str = ""
-    sequence_number: int = -1
 
 
 _event_view = msgspec.json.Decoder(_EventView)
@@ -131,7 +130,8 @@ def forwarded_history(items: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def _reported(provider: str, data: dict[str, Any], secret: str | None, where: str) -> UpstreamError:
-    err = data.get("error") or (data.get("response") or {}).get("error") or {}
+    response = data.get("response")
+    err = data.get("error") or (response.get("error") if isinstance(response, dict) else None) or {}
     message = err.get("message") if isinstance(err, dict) else err
     return UpstreamError(f"{provider} upstream reported an error {where}: {redact(str(message or 'error'), secret)}",
                          provider=provider)
@@ -157,20 +157,15 @@ class ResponsesPassReader:
         frames = []
         for event in batch:
             data = event.data
-            try:
-                view = _event_view.decode(data)
-            except (msgspec.DecodeError, msgspec.ValidationError):
-                raise UpstreamError(f"{self.provider} upstream sent a malformed stream event",
-                                    provider=self.provider) from None
-            kind = view.type
+            kind = event.event or self._kind(data)  # OpenAI names each event: its JSON is read only when needed
             if kind in ("error", "response.failed"):  # told by ``fail``, in this stream's sequence
-                self.error = _reported(self.provider, _plain.decode(data), self.secret, "mid-stream")
+                self.error = _reported(self.provider, self._json(data), self.secret, "mid-stream")
                 break
-            self.seq = max(self.seq, view.sequence_number)
+            self.seq += 1  # the upstream numbers its events from 0, one by one
             if kind not in _SNAPSHOTS:
                 frames.append(b"event: " + kind.encode() + b"\ndata: " + data + b"\n\n")
                 continue
-            obj = _plain.decode(data)
+            obj = self._json(data)
             if not isinstance(obj.get("response"), dict):
                 raise UpstreamError(f"{self.provider} upstream sent a {kind} event without a response",
                                     provider=self.provider)
@@ -182,6 +177,22 @@ class ResponsesPassReader:
                 self.ended = True
                 break
         return frames
+
+    def _json(self, data: bytes) -> dict[str, Any]:
+        try:
+            obj = _plain.decode(data)
+        except msgspec.DecodeError:
+            obj = None
+        if not isinstance(obj, dict):
+            raise UpstreamError(f"{self.provider} upstream sent a malformed stream event", provider=self.provider)
+        return obj
+
+    def _kind(self, data: bytes) -> str:
+        try:
+            return _event_view.decode(data).type
+        except (msgspec.DecodeError, msgspec.ValidationError):
+            raise UpstreamError(f"{self.provider} upstream sent a malformed stream event",
+                                provider=self.provider) from None
 
     def fail(self, code: str | None, message: str, param: str | None, status: int) -> bytes:
         self.seq += 1
