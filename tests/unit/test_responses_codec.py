@@ -341,3 +341,44 @@ def test_a_malformed_upstream_event_is_the_upstreams_error(event: SSEEvent) -> N
     except UpstreamError:
         return
     assert reader.error is not None
+
+
+CUSTOM = {"type": "custom", "name": "apply_patch", "description": "Edit files.",
+          "format": {"type": "grammar", "syntax": "lark", "definition": "start: /.+/"}}
+
+
+def test_a_custom_tool_is_a_function_of_one_string_and_its_calls_come_back_as_custom_tool_calls() -> None:
+    c = codec()
+    req = c.decode(json.dumps({"model": "m", "tools": [CUSTOM], "tool_choice": {"type": "custom",
+                                                                             "name": "apply_patch"}, "input": [
+        {"role": "user", "content": "fix it"},
+        {"type": "custom_tool_call", "call_id": "call_1", "name": "apply_patch", "input": "*** Begin Patch"},
+        {"type": "custom_tool_call_output", "call_id": "call_1", "output": "done"}]}).encode())
+    canonical = req.canonical()
+    tool = canonical.tools[0]
+    assert tool.name == "apply_patch" and "start: /.+/" in (tool.description or "")
+    assert tool.parameters["properties"] == {"input": {"type": "string"}}
+    assert canonical.tool_choice == ToolChoice(mode="required", name="apply_patch")
+    assert canonical.messages[1].content == (ToolCallBlock(id="call_1", name="apply_patch",
+                                                           arguments='{"input":"*** Begin Patch"}'),)
+    assert canonical.messages[2].content[0] == ToolResultBlock(tool_call_id="call_1", content=(TextBlock(text="done"),))
+    patch = "*** Begin Patch\n*** End Patch"
+    call = ToolCallBlock(id="call_2", name="apply_patch", arguments=json.dumps({"input": patch}))
+    obj = json.loads(c.encode_response(req, ChatResponse(id="u", model="u", created=1, content=(call,),
+                                                         finish_reason="tool_calls", usage=Usage())))
+    assert spec_errors("Response", obj) == []
+    assert obj["output"][0] == {"id": obj["output"][0]["id"], "type": "custom_tool_call", "call_id": "call_2",
+                                "name": "apply_patch", "input": patch}
+    # streamed: the input goes out whole when the call ends
+    writer = c.stream_writer(req)
+    args = json.dumps({"input": patch})
+    events = frames(b"".join(writer.feed(e) for e in [
+        StreamStart(id="u", model="u", created=1), ToolCallStart(index=0, id="call_2", name="apply_patch"),
+        ToolCallDelta(index=0, arguments=args[:10]), ToolCallDelta(index=0, arguments=args[10:]),
+        Finish(reason="tool_calls")]) + writer.close())
+    for event in events:
+        assert stream_event_errors(event) == []
+    assert [e["type"] for e in events[2:]] == [
+        "response.output_item.added", "response.custom_tool_call_input.delta", "response.custom_tool_call_input.done",
+        "response.output_item.done", "response.completed"]
+    assert events[3]["delta"] == patch and events[-1]["response"]["output"][0]["input"] == patch

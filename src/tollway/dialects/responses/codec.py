@@ -9,6 +9,10 @@ follow one another are one assistant message; a ``function_call_output`` is a to
 Reasoning text goes out as the item's ``summary`` (what clients render), its upstream signature
 (Anthropic's thinking signature, Gemini's thought signature) as ``encrypted_content``.
 
+A custom tool (free-form input, perhaps held to a grammar: the Codex CLI's ``apply_patch``) is
+run by the client like a function: another upstream gets it as a function taking one string,
+``input`` (its grammar in the description), and its calls come back as ``custom_tool_call`` items.
+
 Built-in tools (web search, file search, code interpreter, computer use ...) and the items they
 produce run on OpenAI's servers only: a request translated for another upstream that names one
 is a 400 naming it, unless it sets ``drop_params: true``: then they are dropped and named in the
@@ -20,6 +24,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from typing import Any
+
+import msgspec
 
 from tollway.core.chat import (
     MAX_TOKENS,
@@ -55,8 +61,12 @@ _BUILTIN_ITEMS = frozenset({
     "web_search_call", "file_search_call", "computer_call", "computer_call_output", "code_interpreter_call",
     "image_generation_call", "local_shell_call", "local_shell_call_output", "shell_call", "shell_call_output",
     "apply_patch_call", "apply_patch_call_output", "mcp_call", "mcp_list_tools", "mcp_approval_request",
-    "mcp_approval_response", "custom_tool_call", "custom_tool_call_output", "compaction",
+    "mcp_approval_response", "compaction",
 })
+# a custom tool, as a function for an upstream that has no custom tools
+CUSTOM_PARAMETERS: dict[str, Any] = {"type": "object", "properties": {"input": {"type": "string"}},
+                                     "required": ["input"], "additionalProperties": False}
+_json = msgspec.json.Encoder()
 
 
 def _want(cond: bool, message: str, param: str | None = None) -> None:
@@ -189,9 +199,14 @@ def _decode_items(items: list[Any], drop: bool, lossy: list[str], first_input: i
                                     content=tuple(_decode_parts(item.get("content"), where, assistant=False))))
         elif kind == "function_call":
             assistant.append(_decode_call(item, where))
+        elif kind == "custom_tool_call":
+            text = _str(item.get("input"), f"{where}.input", required=True) or ""
+            assistant.append(ToolCallBlock(id=_str(item.get("call_id"), f"{where}.call_id", required=True) or "",
+                                           name=_str(item.get("name"), f"{where}.name", required=True) or "",
+                                           arguments=_json.encode({"input": text}).decode()))
         elif kind == "reasoning":
             assistant.append(_decode_reasoning(item, where))
-        elif kind == "function_call_output":
+        elif kind in ("function_call_output", "custom_tool_call_output"):
             flush()
             call_id = _str(item.get("call_id"), f"{where}.call_id", required=True) or ""
             output = item.get("output")
@@ -283,6 +298,9 @@ def _decode_tools(tools: list[Any], drop: bool, lossy: list[str]) -> tuple[Tool,
         where = f"tools[{j}]"
         _want(isinstance(t, dict), f"{where} must be an object", where)
         kind = t.get("type")
+        if kind == "custom":
+            out.append(_decode_custom(t, where))
+            continue
         if kind != "function":
             if drop:
                 lossy.append(f"{where}.{kind}")
@@ -301,6 +319,33 @@ def _decode_tools(tools: list[Any], drop: bool, lossy: list[str]) -> tuple[Tool,
     return tuple(out)
 
 
+def _decode_custom(t: dict[str, Any], where: str) -> Tool:
+    description = _str(t.get("description"), f"{where}.description") or ""
+    fmt = t.get("format") or {}
+    _want(isinstance(fmt, dict), f"{where}.format must be an object", f"{where}.format")
+    if fmt.get("type") == "grammar":
+        syntax = _str(fmt.get("syntax"), f"{where}.format.syntax") or "lark"
+        definition = _str(fmt.get("definition"), f"{where}.format.definition", required=True)
+        description += f"\n\nThe input must follow this {syntax} grammar:\n{definition}"
+    return Tool(name=_str(t.get("name"), f"{where}.name", required=True) or "",
+                description=description.strip() or None, parameters=CUSTOM_PARAMETERS)
+
+
+def custom_tools(data: dict[str, Any]) -> frozenset[str]:
+    """The names of a request's custom tools (their calls are ``custom_tool_call`` items)."""
+    return frozenset(t["name"] for t in data.get("tools") or () if isinstance(t, dict)
+                     and t.get("type") == "custom" and isinstance(t.get("name"), str))
+
+
+def custom_input(arguments: str) -> str:
+    """A custom tool's input, from the arguments of the function it was for the upstream."""
+    try:
+        value = msgspec.json.decode(arguments)
+    except msgspec.DecodeError:
+        return arguments
+    return value["input"] if isinstance(value, dict) and isinstance(value.get("input"), str) else arguments
+
+
 def _decode_tool_choice(tc: Any, drop: bool, lossy: list[str]) -> ToolChoice | None:
     if tc is None:
         return None
@@ -308,7 +353,7 @@ def _decode_tool_choice(tc: Any, drop: bool, lossy: list[str]) -> ToolChoice | N
         return ToolChoice(mode=tc)
     _want(isinstance(tc, dict), f"tool_choice is invalid: {tc!r}", "tool_choice")
     kind = tc.get("type")
-    if kind == "function":
+    if kind in ("function", "custom"):
         return ToolChoice(mode="required", name=_str(tc.get("name"), "tool_choice.name", required=True))
     if kind == "allowed_tools":  # the tools stay as listed; the mode is kept
         mode = tc.get("mode", "auto")
@@ -378,14 +423,19 @@ def reasoning_item(item_id: str, text: str, signature: str | None) -> dict[str, 
     return item
 
 
-def call_item(item_id: str, call: ToolCallBlock, status: str = "completed") -> dict[str, Any]:
+def call_item(item_id: str, call: ToolCallBlock, status: str = "completed",
+              custom: frozenset[str] = frozenset()) -> dict[str, Any]:
+    if call.name in custom:
+        return {"id": item_id, "type": "custom_tool_call", "call_id": call.id, "name": call.name,
+                "input": custom_input(call.arguments)}
     return {"id": item_id, "type": "function_call", "status": status, "call_id": call.id, "name": call.name,
             "arguments": call.arguments}
 
 
-def output_items(resp: ChatResponse, ids: str, status: str) -> list[dict[str, Any]]:
+def output_items(resp: ChatResponse, ids: str, status: str, custom: frozenset[str] = frozenset()) -> list[
+        dict[str, Any]]:
     """The answer's blocks as output items (texts in a row are one message); ``ids`` is the
-    stem their ids are made from."""
+    stem their ids are made from; a call of a tool in ``custom`` is a ``custom_tool_call``."""
     items: list[dict[str, Any]] = []
     text: list[str] = []
 
@@ -402,7 +452,7 @@ def output_items(resp: ChatResponse, ids: str, status: str) -> list[dict[str, An
         if isinstance(b, ReasoningBlock) and (b.text or b.signature):
             items.append(reasoning_item(f"rs_{ids}{len(items)}", b.text, b.signature))
         elif isinstance(b, ToolCallBlock):
-            items.append(call_item(f"fc_{ids}{len(items)}", b))
+            items.append(call_item(f"{'ctc' if b.name in custom else 'fc'}_{ids}{len(items)}", b, custom=custom))
     flush()
     return items
 

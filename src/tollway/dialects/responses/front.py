@@ -28,6 +28,7 @@ from tollway.core.redaction import redact
 from tollway.dialects.passthrough import UpstreamEvent
 from tollway.dialects.responses.codec import (
     check_request,
+    custom_tools,
     decode_request,
     failure,
     input_items,
@@ -269,12 +270,12 @@ class ResponsesCodec:
 
     def encode_response(self, req: ResponsesRequest, resp: ChatResponse) -> bytes:
         status, incomplete = outcome(resp.finish_reason)
-        req.final = req.snapshot(status=status, output=output_items(resp, req.ids, "completed"), usage=resp.usage,
-                                 incomplete=incomplete, completed=True)
+        output = output_items(resp, req.ids, "completed", custom_tools(req.data))
+        req.final = req.snapshot(status=status, output=output, usage=resp.usage, incomplete=incomplete, completed=True)
         return _encoder.encode(req.final)
 
     def stream_writer(self, req: ResponsesRequest) -> ResponseStream:
-        self.stream_state = ResponseStream(req.snapshot, req.ids)
+        self.stream_state = ResponseStream(req.snapshot, req.ids, custom_tools(req.data))
         return self.stream_state
 
     def final(self) -> dict[str, Any] | None:

@@ -9,8 +9,11 @@ events and ``response.output_item.done``; then ``response.completed`` (or ``resp
 when the output cap or a content filter stopped it). An error after the headers is the spec's
 ``error`` event followed by ``response.failed``.
 
-Tool calls may interleave (an upstream's parallel calls): each stays open, by index, until the
-answer moves on to text or reasoning, or ends. Pure: ids and times come from the caller.
+A custom tool's call (``custom_tool_call``) is the upstream's function call with one string
+argument: its input is sent whole when the call ends (``response.custom_tool_call_input.delta``
+and ``.done``), not as the upstream's JSON fragments. Tool calls may interleave (an upstream's
+parallel calls): each stays open, by index, until the answer moves on to text or reasoning, or
+ends. Pure: ids and times come from the caller.
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ from tollway.core.chat import (
 )
 from tollway.dialects.responses.codec import (
     call_item,
+    custom_input,
     failure,
     message_item,
     outcome,
@@ -68,16 +72,18 @@ class _Item:
             return message_item(self.id, text)
         if self.kind == "reasoning":
             return reasoning_item(self.id, text, self.signature)
-        return call_item(self.id, ToolCallBlock(id=self.call_id, name=self.name, arguments=text))
+        return call_item(self.id, ToolCallBlock(id=self.call_id, name=self.name, arguments=text),
+                         custom=frozenset({self.name}) if self.kind == "custom_tool_call" else frozenset())
 
 
 class ResponseStream:
     """One answer's events. ``snapshot(status, output)`` makes the ``Response`` object the
     created/in_progress/terminal events carry; ``ids`` is the stem of the items' ids."""
 
-    def __init__(self, snapshot: Callable[..., dict[str, Any]], ids: str) -> None:
+    def __init__(self, snapshot: Callable[..., dict[str, Any]], ids: str, custom: frozenset[str] = frozenset()) -> None:
         self.snapshot = snapshot
         self.ids = ids
+        self.custom = custom  # the request's custom tools: their calls' input goes out whole, at their end
         self.seq = 0
         self.started = False
         self.items: list[_Item] = []  # every item so far, in output order
@@ -115,6 +121,11 @@ class ResponseStream:
         elif item.kind == "function_call":
             out += self._frame({"type": "response.function_call_arguments.done", **at, "name": item.name,
                                 "arguments": text})
+        elif item.kind == "custom_tool_call":  # the upstream streamed JSON arguments: the input is known now
+            given = custom_input(text)
+            if given:
+                out += self._frame({"type": "response.custom_tool_call_input.delta", **at, "delta": given})
+            out += self._frame({"type": "response.custom_tool_call_input.done", **at, "input": given})
         self.open.remove(item)
         return out + self._frame({"type": "response.output_item.done", "output_index": item.index,
                                   "item": item.done()})
@@ -151,11 +162,16 @@ class ResponseStream:
         if isinstance(event, ReasoningDelta):
             return out + self._reasoning(event)
         if isinstance(event, ToolCallStart):
-            if self.open and self.open[-1].kind != "function_call":
+            if self.open and self.open[-1].kind not in ("function_call", "custom_tool_call"):
                 out += self._close_all()
-            item, added = self._open("function_call", "fc", {"type": "function_call", "status": "in_progress",
-                                                             "call_id": event.id, "name": event.name,
-                                                             "arguments": ""}, event.id, event.name)
+            if event.name in self.custom:
+                item, added = self._open("custom_tool_call", "ctc", {"type": "custom_tool_call", "call_id": event.id,
+                                                                     "name": event.name, "input": ""},
+                                         event.id, event.name)
+            else:
+                item, added = self._open("function_call", "fc", {"type": "function_call", "status": "in_progress",
+                                                                 "call_id": event.id, "name": event.name,
+                                                                 "arguments": ""}, event.id, event.name)
             self.calls[event.index] = item
             return out + added
         if isinstance(event, ToolCallDelta):
@@ -163,6 +179,8 @@ class ResponseStream:
             if call is None or call not in self.open or not event.arguments:
                 return out
             call.text.append(event.arguments)
+            if call.kind == "custom_tool_call":
+                return out
             return out + self._frame({"type": "response.function_call_arguments.delta", "item_id": call.id,
                                       "output_index": call.index, "delta": event.arguments})
         if isinstance(event, Finish):
