@@ -105,6 +105,9 @@ def check_request(data: Any) -> None:
     _want(isinstance(data.get("model"), str) and data["model"] != "", "The 'model' field is required.", "model")
     value = data.get("input")
     _want(value is None or isinstance(value, str | list), "input must be a string or an array of items", "input")
+    for i, item in enumerate(value if isinstance(value, list) else ()):  # what the gateway reads of each (to store it)
+        _want(isinstance(item, dict), f"input[{i}] must be an object", f"input[{i}]")
+        _want(isinstance(item.get("type", "message"), str), f"input[{i}].type must be a string", f"input[{i}].type")
     _want(value is not None or data.get("previous_response_id") is not None, "The 'input' field is required.",
           "input")
     for name in ("stream", "store", "background", "parallel_tool_calls", "drop_params"):
