@@ -11,6 +11,7 @@ another owner's id is not found. A row past its ``expires_at`` is as if deleted 
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -26,6 +27,18 @@ from tollway.store.tables import stored_responses as t
 _encoder = msgspec.json.Encoder()
 _decoder = msgspec.json.Decoder()
 MAX_CHAIN = 10_000  # responses one conversation may chain (a guard against a cycle)
+
+
+# an item id the gateway made: <prefix>_<the response id's 48 hex digits>[in]<index>
+_OUR_ITEM = re.compile(r"[a-z]+_(?P<stem>[0-9a-f]{48})(?P<input>in)?(?P<index>\d{1,6})")
+
+
+def _item_in(row: Any, item_id: str) -> dict[str, Any] | None:
+    stored = _stored(row)
+    for item in [*stored.input, *(stored.response.get("output") or ())]:
+        if isinstance(item, dict) and item.get("id") == item_id:
+            return item
+    return None
 
 
 def _alive(expires_at: float | None) -> bool:
@@ -134,6 +147,37 @@ class ResponseRepository:
             turns.append(stored.input + list(stored.response.get("output") or []))
             current = stored.previous_id
         return [item for turn in reversed(turns) for item in turn]
+
+    async def find_item(self, owner: str, item_id: str) -> dict[str, Any] | None:
+        """An input or output item of one of the owner's stored responses, by its id (an
+        ``item_reference``): the gateway's own ids name their response; another's (an upstream's,
+        a client's) is looked for in the owner's responses, newest first."""
+        ours = _OUR_ITEM.fullmatch(item_id)
+        if ours is not None:
+            stored = await self.get(owner, "resp_" + ours["stem"])
+            items = (stored.input if ours["input"] else list(stored.response.get("output") or ())) if stored else []
+            index = int(ours["index"])
+            if index < len(items) and items[index].get("id") == item_id:
+                return items[index]
+        for row in reversed(list(self._pending.values())):
+            if row["owner"] == owner:
+                found = _item_in(row, item_id)
+                if found is not None:
+                    return found
+        needle = '%"id":' + _encoder.encode(item_id).decode().replace("\\", "\\\\").replace("%", "\\%") \
+            .replace("_", "\\_") + "%"
+        async with self.engine.connect() as conn:
+            rows = (await conn.execute(
+                select(t.c.id, t.c.previous_id, t.c.status, t.c.response, t.c.input, t.c.expires_at)
+                .where(t.c.owner == owner,
+                       t.c.response.like(needle, escape="\\") | t.c.input.like(needle, escape="\\"))
+                .order_by(t.c.created_at.desc()).limit(20))).all()
+        for db_row in rows:
+            if _alive(db_row.expires_at):
+                found = _item_in(db_row._mapping, item_id)
+                if found is not None:
+                    return found
+        return None
 
     async def delete(self, owner: str, rid: str) -> bool:
         if rid in self._pending:  # being inserted perhaps: let it land first, then delete it

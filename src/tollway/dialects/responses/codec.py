@@ -12,6 +12,9 @@ Reasoning text goes out as the item's ``summary`` (what clients render), its ups
 A custom tool (free-form input, perhaps held to a grammar: the Codex CLI's ``apply_patch``) is
 run by the client like a function: another upstream gets it as a function taking one string,
 ``input`` (its grammar in the description), and its calls come back as ``custom_tool_call`` items.
+A ``namespace`` (a named group of function and custom tools, Codex's sub-agent tools) is run by
+the client too: its tools go to another upstream as functions named ``<namespace>__<name>``, and
+their calls come back with their own name and ``namespace`` (``tool_names`` keeps the mapping).
 
 Built-in tools (web search, file search, code interpreter, computer use ...) and the items they
 produce run on OpenAI's servers only: a request translated for another upstream that names one
@@ -22,8 +25,10 @@ Pure: no I/O, no clock, no settings (ids and times come from the caller).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any
+import hashlib
+import re
+from collections.abc import Mapping, Sequence
+from typing import Any, NamedTuple
 
 import msgspec
 
@@ -54,6 +59,7 @@ _KNOWN = frozenset({
     "temperature", "top_p", "text", "reasoning", "user", "stream", "stream_options", "store", "background",
     "previous_response_id", "metadata", "include", "truncation", "drop_params", "safety_identifier",
 })
+_TO_DROP = "to drop it instead, send drop_params: true in the body or the header x-tollway-drop-params: true"
 # request fields of OpenAI's server-side features the gateway does not have
 _REFUSED = {"conversation": "conversations", "prompt": "stored prompts"}
 # what an item of a built-in tool is called, for the error that names it
@@ -133,10 +139,11 @@ def check_request(data: Any) -> None:
           "(store: true).", "background")
 
 
-def decode_request(data: dict[str, Any], history: Sequence[dict[str, Any]] = ()) -> ChatRequest:
+def decode_request(data: dict[str, Any], history: Sequence[dict[str, Any]] = (), *, drop: bool = False) -> ChatRequest:
     """A checked body (``check_request``) and the items of the conversation before it (from
-    ``previous_response_id``) as a canonical request."""
-    drop = bool(data.get("drop_params"))
+    ``previous_response_id``) as a canonical request. ``drop`` (or ``drop_params`` in the body):
+    what an upstream cannot run is dropped and named, not refused."""
+    drop = drop or bool(data.get("drop_params"))
     lossy: list[str] = []
     messages: list[Message] = []
     instructions = data.get("instructions")
@@ -205,7 +212,7 @@ def _decode_items(items: list[Any], drop: bool, lossy: list[str], first_input: i
         elif kind == "custom_tool_call":
             text = _str(item.get("input"), f"{where}.input", required=True) or ""
             assistant.append(ToolCallBlock(id=_str(item.get("call_id"), f"{where}.call_id", required=True) or "",
-                                           name=_str(item.get("name"), f"{where}.name", required=True) or "",
+                                           name=_call_name(item, where),
                                            arguments=_json.encode({"input": text}).decode()))
         elif kind == "reasoning":
             assistant.append(_decode_reasoning(item, where))
@@ -224,7 +231,7 @@ def _decode_items(items: list[Any], drop: bool, lossy: list[str], first_input: i
             lossy.append(f"{where}.{kind}")
         elif kind in _BUILTIN_ITEMS:
             raise InvalidRequest(f"{where}: a '{kind}' item belongs to a tool this model's upstream cannot run "
-                                 "(set drop_params: true to drop it).", param=where)
+                                 f"({_TO_DROP}).", param=where)
         else:
             raise InvalidRequest(f"{where} has an unsupported item type: {kind!r}", param=where)
     flush()
@@ -236,7 +243,14 @@ def _decode_call(item: dict[str, Any], where: str) -> ToolCallBlock:
     _want(not too_deep(arguments), f"{where}.arguments: arrays and objects are nested too deeply",
           f"{where}.arguments")
     return ToolCallBlock(id=_str(item.get("call_id"), f"{where}.call_id", required=True) or "",
-                         name=_str(item.get("name"), f"{where}.name", required=True) or "", arguments=arguments)
+                         name=_call_name(item, where), arguments=arguments)
+
+
+def _call_name(item: dict[str, Any], where: str) -> str:
+    """A call's tool, as the upstream knew it (a namespaced tool's flat name)."""
+    name = _str(item.get("name"), f"{where}.name", required=True) or ""
+    namespace = _str(item.get("namespace"), f"{where}.namespace")
+    return flat_name(namespace, name) if namespace else name
 
 
 def _decode_reasoning(item: dict[str, Any], where: str) -> ReasoningBlock:
@@ -304,22 +318,80 @@ def _decode_tools(tools: list[Any], drop: bool, lossy: list[str]) -> tuple[Tool,
         if kind == "custom":
             out.append(_decode_custom(t, where))
             continue
+        if kind == "namespace":
+            out.extend(_decode_namespace(t, where))
+            continue
         if kind != "function":
             if drop:
                 lossy.append(f"{where}.{kind}")
                 continue
             raise InvalidRequest(f"{where}: the built-in tool '{kind}' runs on OpenAI's servers only; this model's "
-                                 "upstream cannot run it (use function tools, or set drop_params: true to drop it).",
-                                 param=where)
-        name = _str(t.get("name"), f"{where}.name", required=True) or ""
-        parameters = t.get("parameters")
-        _want(parameters is None or isinstance(parameters, dict), f"{where}.parameters must be an object",
-              f"{where}.parameters")
-        strict = t.get("strict")
-        _want(strict is None or isinstance(strict, bool), f"{where}.strict must be a boolean", f"{where}.strict")
-        out.append(Tool(name=name, description=_str(t.get("description"), f"{where}.description"),
-                        parameters=parameters or {}, strict=strict))
+                                 f"upstream cannot run it (use function tools, or {_TO_DROP}).", param=where)
+        out.append(_decode_function(t, where))
     return tuple(out)
+
+
+def _decode_function(t: dict[str, Any], where: str, name: str | None = None) -> Tool:
+    given = _str(t.get("name"), f"{where}.name", required=True) or ""
+    parameters = t.get("parameters")
+    _want(parameters is None or isinstance(parameters, dict), f"{where}.parameters must be an object",
+          f"{where}.parameters")
+    strict = t.get("strict")
+    _want(strict is None or isinstance(strict, bool), f"{where}.strict must be a boolean", f"{where}.strict")
+    return Tool(name=name or given, description=_str(t.get("description"), f"{where}.description"),
+                parameters=parameters or {}, strict=strict)
+
+
+def _decode_namespace(t: dict[str, Any], where: str) -> list[Tool]:
+    namespace = _str(t.get("name"), f"{where}.name", required=True) or ""
+    tools = t.get("tools")
+    _want(isinstance(tools, list), f"{where}.tools must be an array", f"{where}.tools")
+    out = []
+    for j, inner in enumerate(tools or ()):
+        at = f"{where}.tools[{j}]"
+        _want(isinstance(inner, dict) and inner.get("type") in ("function", "custom"),
+              f"{at} must be a function or custom tool", at)
+        flat = flat_name(namespace, _str(inner.get("name"), f"{at}.name", required=True) or "")
+        tool = _decode_custom(inner, at) if inner["type"] == "custom" else _decode_function(inner, at)
+        described = " ".join(filter(None, [_str(t.get("description"), f"{where}.description"), tool.description]))
+        out.append(msgspec.structs.replace(tool, name=flat, description=described or None))
+    return out
+
+
+def flat_name(namespace: str, name: str) -> str:
+    """A namespaced tool's name for an upstream without namespaces (within the 64 characters of
+    ``[A-Za-z0-9_-]`` every provider takes; a longer one ends in a hash of the whole)."""
+    flat = _NOT_NAME.sub("_", f"{namespace}__{name}")
+    if len(flat) > 64:
+        flat = flat[:55] + "_" + hashlib.sha256(flat.encode()).hexdigest()[:8]
+    return flat
+
+
+_NOT_NAME = re.compile(r"[^A-Za-z0-9_-]")
+
+
+class ToolName(NamedTuple):
+    """How the client knows a tool whose upstream name differs, or whose calls are not functions."""
+
+    name: str
+    namespace: str | None
+    custom: bool
+
+
+def tool_names(data: dict[str, Any]) -> dict[str, ToolName]:
+    """The request's custom and namespaced tools, by the name the upstream knows them by."""
+    out: dict[str, ToolName] = {}
+    for t in data.get("tools") or ():
+        if not isinstance(t, dict):
+            continue
+        if t.get("type") == "custom" and isinstance(t.get("name"), str):
+            out[t["name"]] = ToolName(t["name"], None, True)
+        elif t.get("type") == "namespace" and isinstance(t.get("name"), str):
+            for inner in t.get("tools") or ():
+                if isinstance(inner, dict) and isinstance(inner.get("name"), str):
+                    out[flat_name(t["name"], inner["name"])] = ToolName(inner["name"], t["name"],
+                                                                        inner.get("type") == "custom")
+    return out
 
 
 def _decode_custom(t: dict[str, Any], where: str) -> Tool:
@@ -332,12 +404,6 @@ def _decode_custom(t: dict[str, Any], where: str) -> Tool:
         description += f"\n\nThe input must follow this {syntax} grammar:\n{definition}"
     return Tool(name=_str(t.get("name"), f"{where}.name", required=True) or "",
                 description=description.strip() or None, parameters=CUSTOM_PARAMETERS)
-
-
-def custom_tools(data: dict[str, Any]) -> frozenset[str]:
-    """The names of a request's custom tools (their calls are ``custom_tool_call`` items)."""
-    return frozenset(t["name"] for t in data.get("tools") or () if isinstance(t, dict)
-                     and t.get("type") == "custom" and isinstance(t.get("name"), str))
 
 
 def custom_input(arguments: str) -> str:
@@ -357,7 +423,9 @@ def _decode_tool_choice(tc: Any, drop: bool, lossy: list[str]) -> ToolChoice | N
     _want(isinstance(tc, dict), f"tool_choice is invalid: {tc!r}", "tool_choice")
     kind = tc.get("type")
     if kind in ("function", "custom"):
-        return ToolChoice(mode="required", name=_str(tc.get("name"), "tool_choice.name", required=True))
+        name = _str(tc.get("name"), "tool_choice.name", required=True) or ""
+        namespace = _str(tc.get("namespace"), "tool_choice.namespace")
+        return ToolChoice(mode="required", name=flat_name(namespace, name) if namespace else name)
     if kind == "allowed_tools":  # the tools stay as listed; the mode is kept
         mode = tc.get("mode", "auto")
         _want(mode in ("auto", "required"), "tool_choice.mode must be auto or required", "tool_choice.mode")
@@ -367,7 +435,7 @@ def _decode_tool_choice(tc: Any, drop: bool, lossy: list[str]) -> ToolChoice | N
         lossy.append("tool_choice")
         return None
     raise InvalidRequest(f"tool_choice: the built-in tool '{kind}' runs on OpenAI's servers only; this model's "
-                         "upstream cannot run it.", param="tool_choice")
+                         f"upstream cannot run it ({_TO_DROP}).", param="tool_choice")
 
 
 def _response_format(fmt: Any) -> dict[str, Any] | None:
@@ -427,18 +495,28 @@ def reasoning_item(item_id: str, text: str, signature: str | None) -> dict[str, 
 
 
 def call_item(item_id: str, call: ToolCallBlock, status: str = "completed",
-              custom: frozenset[str] = frozenset()) -> dict[str, Any]:
-    if call.name in custom:
-        return {"id": item_id, "type": "custom_tool_call", "call_id": call.id, "name": call.name,
-                "input": custom_input(call.arguments)}
-    return {"id": item_id, "type": "function_call", "status": status, "call_id": call.id, "name": call.name,
-            "arguments": call.arguments}
+              tools: Mapping[str, ToolName] | None = None) -> dict[str, Any]:
+    """A call as an output item: a custom tool's as ``custom_tool_call``, a namespaced tool's
+    under its own name and namespace (``tools``: the request's ``tool_names``)."""
+    known = (tools or {}).get(call.name)
+    named: dict[str, Any] = {"call_id": call.id, "name": known.name if known else call.name}
+    if known is not None and known.namespace is not None:
+        named["namespace"] = known.namespace
+    if known is not None and known.custom:
+        return {"id": item_id, "type": "custom_tool_call", **named, "input": custom_input(call.arguments)}
+    return {"id": item_id, "type": "function_call", "status": status, **named, "arguments": call.arguments}
 
 
-def output_items(resp: ChatResponse, ids: str, status: str, custom: frozenset[str] = frozenset()) -> list[
+def is_custom(name: str, tools: Mapping[str, ToolName]) -> bool:
+    known = tools.get(name)
+    return known is not None and known.custom
+
+
+def output_items(resp: ChatResponse, ids: str, status: str, tools: Mapping[str, ToolName] | None = None) -> list[
         dict[str, Any]]:
     """The answer's blocks as output items (texts in a row are one message); ``ids`` is the
-    stem their ids are made from; a call of a tool in ``custom`` is a ``custom_tool_call``."""
+    stem their ids are made from; ``tools``: see ``call_item``."""
+    tools = tools or {}
     items: list[dict[str, Any]] = []
     text: list[str] = []
 
@@ -455,7 +533,8 @@ def output_items(resp: ChatResponse, ids: str, status: str, custom: frozenset[st
         if isinstance(b, ReasoningBlock) and (b.text or b.signature):
             items.append(reasoning_item(f"rs_{ids}{len(items)}", b.text, b.signature))
         elif isinstance(b, ToolCallBlock):
-            items.append(call_item(f"{'ctc' if b.name in custom else 'fc'}_{ids}{len(items)}", b, custom=custom))
+            prefix = "ctc" if is_custom(b.name, tools) else "fc"
+            items.append(call_item(f"{prefix}_{ids}{len(items)}", b, tools=tools))
     flush()
     return items
 

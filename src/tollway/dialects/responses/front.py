@@ -28,13 +28,13 @@ from tollway.core.redaction import redact
 from tollway.dialects.passthrough import UpstreamEvent
 from tollway.dialects.responses.codec import (
     check_request,
-    custom_tools,
     decode_request,
     failure,
     input_items,
     outcome,
     output_items,
     response_object,
+    tool_names,
     usage_of,
 )
 from tollway.dialects.responses.stream import ResponseStream, event_frame
@@ -48,6 +48,7 @@ _SNAPSHOTS = frozenset({"response.created", "response.in_progress", "response.qu
 _TERMINAL = frozenset({"response.completed", "response.incomplete"})
 # what the gateway keeps to itself: the upstream never stores, nor knows the previous response
 _GATEWAY_FIELDS = ("previous_response_id", "background", "drop_params", "store")
+_ENCRYPTED = "reasoning.encrypted_content"
 
 
 class _EventView(msgspec.Struct):
@@ -72,6 +73,7 @@ class ResponsesRequest:
         self.created_at = created_at
         self.now = now
         self.history: list[dict[str, Any]] = []  # the items of the conversation before it
+        self.drop = False  # drop what an upstream cannot run instead of refusing it (the route's header)
         self.final: dict[str, Any] | None = None  # the answer's Response object, once made
         self._canonical: ChatRequest | None = None
 
@@ -82,7 +84,7 @@ class ResponsesRequest:
 
     def canonical(self) -> ChatRequest:
         if self._canonical is None:
-            self._canonical = decode_request(self.data, self.history)
+            self._canonical = decode_request(self.data, self.history, drop=self.drop)
         return self._canonical
 
     def inputs(self) -> list[dict[str, Any]]:
@@ -117,9 +119,9 @@ def decode(raw: bytes, *, response_id: str, created_at: int, now: Callable[[], i
 
 
 def forwarded_history(items: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Stored items as an upstream that keeps nothing (``store: false``) takes them: without the
-    ids of items it never stored, and without reasoning it cannot read back (no
-    ``encrypted_content``)."""
+    """Items as an upstream that keeps nothing (``store: false``) takes them: without the ids of
+    items it never stored, and without reasoning it cannot read back (no ``encrypted_content``:
+    a client that believed the response stored sends its reasoning back by id alone)."""
     out = []
     for item in items:
         if item.get("type") == "reasoning":
@@ -215,11 +217,17 @@ class ResponsesPassThrough:
         self._parsed: tuple[bytes, dict[str, Any]] | None = None
 
     def body(self, req: ResponsesRequest, upstream_model: str) -> dict[str, Any]:
+        """The upstream stores nothing: it gets the whole conversation, without what it could only
+        have read from its own store (``forwarded_history``), and, when the gateway stores the
+        answer, is asked for its reasoning's ``encrypted_content`` (the next turn sends it back)."""
         body = {k: v for k, v in req.data.items() if k not in _GATEWAY_FIELDS}
         body["model"] = upstream_model
         body["store"] = False
-        if req.history:
-            body["input"] = forwarded_history(req.history) + req.inputs()
+        if req.history or isinstance(req.data.get("input"), list):
+            body["input"] = forwarded_history(req.history + req.inputs())
+        if req.store:
+            include = [i for i in req.data.get("include") or () if i != _ENCRYPTED]
+            body["include"] = [*include, _ENCRYPTED]
         return body
 
     def _parse(self, provider: str, raw: bytes, secret: str | None) -> dict[str, Any]:
@@ -270,12 +278,12 @@ class ResponsesCodec:
 
     def encode_response(self, req: ResponsesRequest, resp: ChatResponse) -> bytes:
         status, incomplete = outcome(resp.finish_reason)
-        output = output_items(resp, req.ids, "completed", custom_tools(req.data))
+        output = output_items(resp, req.ids, "completed", tool_names(req.data))
         req.final = req.snapshot(status=status, output=output, usage=resp.usage, incomplete=incomplete, completed=True)
         return _encoder.encode(req.final)
 
     def stream_writer(self, req: ResponsesRequest) -> ResponseStream:
-        self.stream_state = ResponseStream(req.snapshot, req.ids, custom_tools(req.data))
+        self.stream_state = ResponseStream(req.snapshot, req.ids, tool_names(req.data))
         return self.stream_state
 
     def final(self) -> dict[str, Any] | None:

@@ -42,6 +42,7 @@ from tollway.store.responses import ResponseRepository, StoredResponse
 
 log = logging.getLogger("tollway")
 _UNFINISHED = ("queued", "in_progress")
+DROP_HEADER = "x-tollway-drop-params"  # as drop_params: true in the body, for a client that cannot add a field
 _ID_PREFIX = {"message": "msg", "function_call": "fc", "function_call_output": "fco", "reasoning": "rs"}
 
 
@@ -106,6 +107,7 @@ class ResponsesRoutes:
         raw = await read_body(request, gw.options.max_body_bytes)
         codec = ResponsesCodec(self.render, new_id=_new_id, now=_now)
         req = codec.decode(raw)
+        req.drop = request.headers.get(DROP_HEADER, "").lower() in ("1", "true", "yes")
         owner = owner_of(identity)
         await self._continue(gw.responses, owner, req)
         if req.data.get("background"):
@@ -120,6 +122,18 @@ class ResponsesRoutes:
         return response
 
     async def _continue(self, store: ResponseRepository, owner: str, req: ResponsesRequest) -> None:
+        """The state a request builds on: the items its ``item_reference``s name, and the
+        conversation before ``previous_response_id``."""
+        items = req.data.get("input")
+        if not isinstance(items, list):
+            items = []
+        for i, item in enumerate(items):
+            if item.get("type") == "item_reference":
+                ref = item.get("id")
+                found = await store.find_item(owner, ref) if isinstance(ref, str) else None
+                if found is None:
+                    raise NotFound(f"Item with id '{ref}' not found.", code="item_not_found", param=f"input[{i}]")
+                items[i] = found
         previous = req.data.get("previous_response_id")
         if previous is None:
             return

@@ -18,7 +18,7 @@ ends. Pure: ids and times come from the caller.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import msgspec
@@ -35,6 +35,7 @@ from tollway.core.chat import (
     UsageReport,
 )
 from tollway.dialects.responses.codec import (
+    ToolName,
     call_item,
     custom_input,
     failure,
@@ -55,9 +56,11 @@ def event_frame(event: dict[str, Any]) -> bytes:
 class _Item:
     """An output item being streamed."""
 
-    __slots__ = ("index", "id", "kind", "text", "signature", "call_id", "name")
+    __slots__ = ("index", "id", "kind", "text", "signature", "call_id", "name", "tools")
 
-    def __init__(self, index: int, item_id: str, kind: str, call_id: str = "", name: str = "") -> None:
+    def __init__(self, index: int, item_id: str, kind: str, call_id: str = "", name: str = "",
+                 tools: Mapping[str, ToolName] | None = None) -> None:
+        self.tools = tools
         self.index = index
         self.id = item_id
         self.kind = kind  # message, reasoning or function_call
@@ -72,18 +75,18 @@ class _Item:
             return message_item(self.id, text)
         if self.kind == "reasoning":
             return reasoning_item(self.id, text, self.signature)
-        return call_item(self.id, ToolCallBlock(id=self.call_id, name=self.name, arguments=text),
-                         custom=frozenset({self.name}) if self.kind == "custom_tool_call" else frozenset())
+        return call_item(self.id, ToolCallBlock(id=self.call_id, name=self.name, arguments=text), tools=self.tools)
 
 
 class ResponseStream:
     """One answer's events. ``snapshot(status, output)`` makes the ``Response`` object the
     created/in_progress/terminal events carry; ``ids`` is the stem of the items' ids."""
 
-    def __init__(self, snapshot: Callable[..., dict[str, Any]], ids: str, custom: frozenset[str] = frozenset()) -> None:
+    def __init__(self, snapshot: Callable[..., dict[str, Any]], ids: str,
+                 tools: Mapping[str, ToolName] | None = None) -> None:
         self.snapshot = snapshot
         self.ids = ids
-        self.custom = custom  # the request's custom tools: their calls' input goes out whole, at their end
+        self.tools = tools or {}  # the request's custom and namespaced tools (``codec.tool_names``)
         self.seq = 0
         self.started = False
         self.items: list[_Item] = []  # every item so far, in output order
@@ -135,7 +138,7 @@ class ResponseStream:
 
     def _open(self, kind: str, prefix: str, added: dict[str, Any], call_id: str = "", name: str = "") -> tuple[
             _Item, bytes]:
-        item = _Item(len(self.items), f"{prefix}_{self.ids}{len(self.items)}", kind, call_id, name)
+        item = _Item(len(self.items), f"{prefix}_{self.ids}{len(self.items)}", kind, call_id, name, self.tools)
         self.items.append(item)
         self.open.append(item)
         return item, self._frame({"type": "response.output_item.added", "output_index": item.index,
@@ -164,25 +167,21 @@ class ResponseStream:
         if isinstance(event, ToolCallStart):
             if self.open and self.open[-1].kind not in ("function_call", "custom_tool_call"):
                 out += self._close_all()
-            if event.name in self.custom:
-                item, added = self._open("custom_tool_call", "ctc", {"type": "custom_tool_call", "call_id": event.id,
-                                                                     "name": event.name, "input": ""},
-                                         event.id, event.name)
-            else:
-                item, added = self._open("function_call", "fc", {"type": "function_call", "status": "in_progress",
-                                                                 "call_id": event.id, "name": event.name,
-                                                                 "arguments": ""}, event.id, event.name)
+            shown = call_item("", ToolCallBlock(id=event.id, name=event.name, arguments=""), "in_progress", self.tools)
+            del shown["id"]
+            kind = shown["type"]
+            item, added = self._open(kind, "ctc" if kind == "custom_tool_call" else "fc", shown, event.id, event.name)
             self.calls[event.index] = item
             return out + added
         if isinstance(event, ToolCallDelta):
-            call = self.calls.get(event.index)
-            if call is None or call not in self.open or not event.arguments:
+            open_call = self.calls.get(event.index)
+            if open_call is None or open_call not in self.open or not event.arguments:
                 return out
-            call.text.append(event.arguments)
-            if call.kind == "custom_tool_call":
+            open_call.text.append(event.arguments)
+            if open_call.kind == "custom_tool_call":
                 return out
-            return out + self._frame({"type": "response.function_call_arguments.delta", "item_id": call.id,
-                                      "output_index": call.index, "delta": event.arguments})
+            return out + self._frame({"type": "response.function_call_arguments.delta", "item_id": open_call.id,
+                                      "output_index": open_call.index, "delta": event.arguments})
         if isinstance(event, Finish):
             self.reason = event.reason
         elif isinstance(event, UsageReport):
