@@ -253,3 +253,27 @@ def test_stored_responses_expire(tmp_path_factory: pytest.TempPathFactory) -> No
             client.responses.retrieve(resp.id)
     finally:
         gateway.stop()
+
+
+def test_an_item_reference_names_an_item_the_gateway_stored(gw: GatewayProcess, key: str, fake: FakeOpenAI) -> None:
+    client = sdk(gw, key)
+    fake.script("ref-openai", Behavior(text="first answer"))
+    first = client.responses.create(model="openai/ref-openai", input="hi")  # passed through: the upstream's item ids
+    message = first.output[0]
+    fake.script("ref-openai", Behavior(text="second answer"))
+    second = client.responses.create(model="openai/ref-openai", input=[
+        {"role": "user", "content": "hi"}, {"type": "item_reference", "id": message.id},
+        {"role": "user", "content": "and?"}])
+    assert second.output_text == "second answer"
+    sent = fake.seen("ref-openai", "/v1/responses")[-1].body["input"]
+    assert [i.get("type", "message") for i in sent] == ["message", "message", "message"]
+    assert sent[1]["role"] == "assistant" and "id" not in sent[1]  # the item itself, without an id it never stored
+    echo = client.responses.create(model="echo", input="stored here")
+    again = client.responses.create(model="echo", input=[{"type": "item_reference", "id": echo.output[0].id}])
+    assert again.status == "completed"
+    with pytest.raises(openai.NotFoundError) as err:
+        client.responses.create(model="echo", input=[{"type": "item_reference", "id": "msg_nowhere"}])
+    assert err.value.body["code"] == "item_not_found"  # type: ignore[index]
+    other = sdk(gw, gw.create_key("no-refs"))
+    with pytest.raises(openai.NotFoundError):
+        other.responses.create(model="echo", input=[{"type": "item_reference", "id": echo.output[0].id}])

@@ -382,3 +382,32 @@ def test_a_custom_tool_is_a_function_of_one_string_and_its_calls_come_back_as_cu
         "response.output_item.added", "response.custom_tool_call_input.delta", "response.custom_tool_call_input.done",
         "response.output_item.done", "response.completed"]
     assert events[3]["delta"] == patch and events[-1]["response"]["output"][0]["input"] == patch
+
+
+def test_a_namespace_is_flattened_for_the_upstream_and_its_calls_come_back_namespaced() -> None:
+    c = codec()
+    namespace = {"type": "namespace", "name": "multi_agent_v1", "description": "Sub-agents.", "tools": [
+        {"type": "function", "name": "spawn_agent", "description": "Spawn one.", "parameters": {"type": "object"}}]}
+    req = c.decode(json.dumps({"model": "m", "tools": [namespace], "input": [
+        {"role": "user", "content": "go"},
+        {"type": "function_call", "call_id": "c1", "namespace": "multi_agent_v1", "name": "spawn_agent",
+         "arguments": "{}"},
+        {"type": "function_call_output", "call_id": "c1", "output": "spawned"}]}).encode())
+    canonical = req.canonical()
+    assert [(t.name, t.description) for t in canonical.tools] == [("multi_agent_v1__spawn_agent",
+                                                                  "Sub-agents. Spawn one.")]
+    assert canonical.messages[1].content[0].name == "multi_agent_v1__spawn_agent"  # type: ignore[union-attr]
+    call = ToolCallBlock(id="c2", name="multi_agent_v1__spawn_agent", arguments="{}")
+    obj = json.loads(c.encode_response(req, ChatResponse(id="u", model="u", created=1, content=(call,),
+                                                         finish_reason="tool_calls", usage=Usage())))
+    assert spec_errors("Response", obj) == []
+    item = obj["output"][0]
+    assert (item["type"], item["name"], item["namespace"]) == ("function_call", "spawn_agent", "multi_agent_v1")
+
+
+def test_a_flat_name_stays_within_what_every_provider_takes() -> None:
+    from tollway.dialects.responses.codec import flat_name
+
+    assert flat_name("ns", "a.b c") == "ns__a_b_c"
+    long = flat_name("n" * 40, "t" * 40)
+    assert len(long) == 64 and long != flat_name("n" * 40, "t" * 39 + "u")
