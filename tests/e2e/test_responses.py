@@ -25,6 +25,7 @@ from tests.fakes.anthropic_server import ANTHROPIC_SECRET, FakeAnthropic
 from tests.fakes.bedrock_server import ACCESS_KEY_ID, SECRET_KEY, FakeBedrock
 from tests.fakes.gemini_server import GEMINI_KEY, FakeGemini
 from tests.fakes.openai_server import UPSTREAM_SECRET, Behavior, FakeOpenAI
+from tests.fakes.spec import parse_sse, response_stream_errors
 
 WEATHER = {"type": "function", "name": "weather", "description": "the weather in a city", "strict": False,
            "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}
@@ -190,7 +191,9 @@ def test_an_upstream_failure_mid_stream_is_the_error_event_then_response_failed(
                                                                                  drop_after=2))
     with httpx.stream("POST", gw.url + "/v1/responses", headers={"Authorization": f"Bearer {key}"}, timeout=20,
                       json={"model": model, "input": "count", "stream": True}) as r:
-        events = [json.loads(line[6:]) for line in r.iter_lines() if line.startswith("data: ")]
+        text = r.read().decode()
+    assert response_stream_errors(parse_sse(text)) == []
+    events = [data for _, data in parse_sse(text)]
     assert [e["type"] for e in events[-2:]] == ["error", "response.failed"]
     assert [e["sequence_number"] for e in events] == list(range(len(events)))
     failed = events[-1]["response"]
@@ -277,3 +280,21 @@ def test_an_item_reference_names_an_item_the_gateway_stored(gw: GatewayProcess, 
     other = sdk(gw, gw.create_key("no-refs"))
     with pytest.raises(openai.NotFoundError):
         other.responses.create(model="echo", input=[{"type": "item_reference", "id": echo.output[0].id}])
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_every_stream_is_the_documented_sequence(kind: str, gw: GatewayProcess, key: str,
+                                                 fakes: dict[str, Any]) -> None:
+    """Reasoning, text and two tool calls, passed through (openai) or translated: each event valid, the
+    order and sequence numbers as documented, the deltas adding up to what the final response holds."""
+    up = Upstream(kind, fakes[kind])
+    model, upstream = up.model("resp-seq")
+    up.script(upstream, Script(text="", reasoning="Think first.", tool_calls=[("weather", {"city": "Oslo"}),
+                                                                               ("weather", {"city": "Rome"})]))
+    with httpx.stream("POST", gw.url + "/v1/responses", headers={"Authorization": f"Bearer {key}"}, timeout=20,
+                      json={"model": model, "input": "Weather?", "stream": True, "tools": [WEATHER],
+                            "reasoning": {"summary": "auto"}}) as r:
+        text = r.read().decode()
+    assert response_stream_errors(parse_sse(text)) == []
+    final = parse_sse(text)[-1][1]["response"]
+    assert [i["type"] for i in final["output"]] == ["reasoning", "function_call", "function_call"]

@@ -356,7 +356,8 @@ def response_stream_errors(events: Iterable[tuple[str | None, Any]]) -> list[str
     then ``...arguments.done``; a reasoning item's summary parts likewise), at most one item open at a
     time, then exactly one terminal event (``response.completed``, ``response.incomplete`` or
     ``response.failed``, whose response's ``status`` says the same and whose ``output`` holds the items
-    streamed) or an ``error`` event; nothing after it, and no ``[DONE]``."""
+    streamed) or an ``error`` event, which only ``response.failed`` may follow; nothing after that, and
+    no ``[DONE]``."""
     problems: list[str] = []
     items: list[_Item] = []
     response_id: str | None = None
@@ -374,6 +375,10 @@ def response_stream_errors(events: Iterable[tuple[str | None, Any]]) -> list[str
             problems.append(f"{where}: SSE event name {name!r} differs from the data's type")
         if data.get("sequence_number") != n:
             problems.append(f"{where}: sequence_number {data.get('sequence_number')!r}, expected {n}")
+        if ended == "error" and kind == "response.failed":
+            # the gateway's failure: the spec's error event, then response.failed (the Codex CLI reads the
+            # failure's message only from the latter); the failed response is checked below
+            ended = None
         if ended is not None:
             problems.append(f"{where}: after the stream ended with {ended}")
             continue
@@ -401,7 +406,7 @@ def response_stream_errors(events: Iterable[tuple[str | None, Any]]) -> list[str
         open_items = [i for i in items if not i.done]
         if kind in _TERMINAL:
             ended = kind
-            if open_items:
+            if open_items and kind != "response.failed":  # a failure may cut an item short
                 problems.append(f"{where}: output item {open_items[0].index} was never done")
             status = response.get("status") if isinstance(response, dict) else None
             if status != _TERMINAL[kind]:

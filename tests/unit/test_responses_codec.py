@@ -11,7 +11,7 @@ import msgspec
 import pytest
 
 from tests.fakes.spec import errors as spec_errors
-from tests.fakes.spec import stream_event_errors
+from tests.fakes.spec import parse_sse, response_stream_errors, stream_event_errors
 from tollway.core.chat import (
     ChatResponse,
     DocumentBlock,
@@ -214,9 +214,9 @@ def test_an_answer_cut_by_the_output_cap_is_incomplete() -> None:
 
 STREAM = [StreamStart(id="up", model="up", created=1), ReasoningDelta(text="thin"), ReasoningDelta(text="king"),
           ReasoningDelta(signature="sig"), TextDelta(text="Hel"), TextDelta(text="lo"),
-          ToolCallStart(index=0, id="call_a", name="f"), ToolCallStart(index=1, id="call_b", name="g"),
-          ToolCallDelta(index=0, arguments="{\"a\":"), ToolCallDelta(index=1, arguments="{}"),
-          ToolCallDelta(index=0, arguments="1}"), Finish(reason="tool_calls"),
+          ToolCallStart(index=0, id="call_a", name="f"), ToolCallDelta(index=0, arguments="{\"a\":"),
+          ToolCallDelta(index=0, arguments="1}"), ToolCallStart(index=1, id="call_b", name="g"),
+          ToolCallDelta(index=1, arguments="{}"), Finish(reason="tool_calls"),
           UsageReport(usage=Usage(input_tokens=4, output_tokens=9))]
 
 
@@ -224,7 +224,8 @@ def test_a_stream_is_the_documented_event_sequence() -> None:
     c = codec()
     req = c.decode(b'{"model":"alias","input":"x","stream":true}')
     writer = c.stream_writer(req)
-    events = frames(b"".join(writer.feed(e) for e in STREAM) + writer.close())
+    text = b"".join(writer.feed(e) for e in STREAM) + writer.close()
+    events = frames(text)
     for event in events:
         assert stream_event_errors(event) == []
     assert [e["sequence_number"] for e in events] == list(range(len(events)))
@@ -236,12 +237,13 @@ def test_a_stream_is_the_documented_event_sequence() -> None:
         "response.output_item.added", "response.content_part.added",
         "response.output_text.delta", "response.output_text.delta",
         "response.output_text.done", "response.content_part.done", "response.output_item.done",
-        "response.output_item.added", "response.output_item.added",
-        "response.function_call_arguments.delta", "response.function_call_arguments.delta",
-        "response.function_call_arguments.delta",
-        "response.function_call_arguments.done", "response.output_item.done",
+        "response.output_item.added", "response.function_call_arguments.delta",
+        "response.function_call_arguments.delta", "response.function_call_arguments.done",
+        "response.output_item.done",
+        "response.output_item.added", "response.function_call_arguments.delta",
         "response.function_call_arguments.done", "response.output_item.done",
         "response.completed"]
+    assert response_stream_errors(parse_sse(text.decode())) == []
     final = events[-1]["response"]
     assert final["model"] == "alias" and final["usage"]["total_tokens"] == 13
     assert [i["type"] for i in final["output"]] == ["reasoning", "message", "function_call", "function_call"]
@@ -411,3 +413,14 @@ def test_a_flat_name_stays_within_what_every_provider_takes() -> None:
     assert flat_name("ns", "a.b c") == "ns__a_b_c"
     long = flat_name("n" * 40, "t" * 40)
     assert len(long) == 64 and long != flat_name("n" * 40, "t" * 39 + "u")
+
+
+def test_an_upstream_interleaving_its_calls_keeps_every_piece_in_the_final_response() -> None:
+    c = codec()
+    writer = c.stream_writer(c.decode(b'{"model":"m","input":"x","stream":true}'))
+    text = b"".join(writer.feed(e) for e in [
+        StreamStart(id="u", model="u", created=1), ToolCallStart(index=0, id="a", name="f"),
+        ToolCallStart(index=1, id="b", name="g"), ToolCallDelta(index=0, arguments="{}"),
+        ToolCallDelta(index=1, arguments="[]"), Finish(reason="tool_calls")]) + writer.close()
+    final = frames(text)[-1]["response"]
+    assert [i["arguments"] for i in final["output"]] == ["{}", "[]"]

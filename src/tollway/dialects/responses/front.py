@@ -46,6 +46,7 @@ _plain = msgspec.json.Decoder()
 _SNAPSHOTS = frozenset({"response.created", "response.in_progress", "response.queued", "response.completed",
                         "response.incomplete"})
 _TERMINAL = frozenset({"response.completed", "response.incomplete"})
+_ITEM_EVENTS = frozenset({"response.output_item.added", "response.output_item.done"})
 # what the gateway keeps to itself: the upstream never stores, nor knows the previous response
 _GATEWAY_FIELDS = ("previous_response_id", "background", "drop_params", "store")
 _ENCRYPTED = "reasoning.encrypted_content"
@@ -155,6 +156,7 @@ class ResponsesPassReader:
         self.error: UpstreamError | None = None
         self.seq = -1
         self.latest: dict[str, Any] | None = None  # the last Response object seen
+        self.items: list[dict[str, Any]] = []  # the output items streamed (as added, then as done)
 
     def feed(self, batch: Sequence[UpstreamEvent]) -> list[bytes]:
         frames = []
@@ -165,6 +167,8 @@ class ResponsesPassReader:
                 self.error = _reported(self.provider, self._json(data), self.secret, "mid-stream")
                 break
             self.seq += 1  # the upstream numbers its events from 0, one by one
+            if kind in _ITEM_EVENTS:  # the items so far: what a failure's response holds
+                self._item(data)
             if kind not in _SNAPSHOTS:
                 frames.append(b"event: " + kind.encode() + b"\ndata: " + data + b"\n\n")
                 continue
@@ -180,6 +184,12 @@ class ResponsesPassReader:
                 self.ended = True
                 break
         return frames
+
+    def _item(self, data: bytes) -> None:
+        event = self._json(data)
+        index, item = event.get("output_index"), event.get("item")
+        if isinstance(index, int) and 0 <= index <= len(self.items) and isinstance(item, dict):
+            self.items[index:index + 1] = [item]
 
     def _json(self, data: bytes) -> dict[str, Any]:
         try:
@@ -203,7 +213,7 @@ class ResponsesPassReader:
                            "sequence_number": self.seq})
         if self.latest is None:
             return out
-        failed = dict(self.latest, status="failed", error=failure(code or "", message, status))
+        failed = dict(self.latest, status="failed", output=self.items, error=failure(code or "", message, status))
         self.req.final = failed
         self.seq += 1
         return out + event_frame({"type": "response.failed", "response": failed, "sequence_number": self.seq})

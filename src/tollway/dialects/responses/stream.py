@@ -11,9 +11,10 @@ when the output cap or a content filter stopped it). An error after the headers 
 
 A custom tool's call (``custom_tool_call``) is the upstream's function call with one string
 argument: its input is sent whole when the call ends (``response.custom_tool_call_input.delta``
-and ``.done``), not as the upstream's JSON fragments. Tool calls may interleave (an upstream's
-parallel calls): each stays open, by index, until the answer moves on to text or reasoning, or
-ends. Pure: ids and times come from the caller.
+and ``.done``), not as the upstream's JSON fragments. One item is open at a time, as OpenAI
+streams them: a new item closes the one before. An upstream that interleaves its parallel calls'
+arguments (none of ours does) has a late piece kept in the final response, not streamed.
+Pure: ids and times come from the caller.
 """
 
 from __future__ import annotations
@@ -165,8 +166,7 @@ class ResponseStream:
         if isinstance(event, ReasoningDelta):
             return out + self._reasoning(event)
         if isinstance(event, ToolCallStart):
-            if self.open and self.open[-1].kind not in ("function_call", "custom_tool_call"):
-                out += self._close_all()
+            out += self._close_all()
             shown = call_item("", ToolCallBlock(id=event.id, name=event.name, arguments=""), "in_progress", self.tools)
             del shown["id"]
             kind = shown["type"]
@@ -175,11 +175,11 @@ class ResponseStream:
             return out + added
         if isinstance(event, ToolCallDelta):
             open_call = self.calls.get(event.index)
-            if open_call is None or open_call not in self.open or not event.arguments:
+            if open_call is None or not event.arguments:
                 return out
             open_call.text.append(event.arguments)
-            if open_call.kind == "custom_tool_call":
-                return out
+            if open_call.kind == "custom_tool_call" or open_call not in self.open:
+                return out  # a late delta of a call already done (an upstream interleaving its calls): kept
             return out + self._frame({"type": "response.function_call_arguments.delta", "item_id": open_call.id,
                                       "output_index": open_call.index, "delta": event.arguments})
         if isinstance(event, Finish):
