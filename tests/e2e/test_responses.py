@@ -298,3 +298,31 @@ def test_every_stream_is_the_documented_sequence(kind: str, gw: GatewayProcess, 
     assert response_stream_errors(parse_sse(text)) == []
     final = parse_sse(text)[-1][1]["response"]
     assert [i["type"] for i in final["output"]] == ["reasoning", "function_call", "function_call"]
+
+
+def test_a_continued_conversation_is_held_for_all_its_input(gw: GatewayProcess) -> None:
+    """Admission holds credits for the stored conversation a request continues, not only its body:
+    a key that can pay for the new turn alone but not for the history it drags along is refused."""
+    with gw.admin() as admin:
+        assert admin.post("/admin/model/save", json={"name": "priced-echo", "provider": "echo", "upstream_id": "echo",
+                                                     "price_in": 1000, "price_out": 1000}).status_code == 200
+        r = admin.post("/admin/api-key/apply", json={"name": "held", "role": "user", "balance": 0.2})
+        assert r.status_code == 200, r.text
+        key = r.json()["api_key"]
+    deadline = time.time() + 5
+    client = sdk(gw, key)
+    while True:  # the registry change reaches the serving process within its poll
+        try:
+            first = client.responses.create(model="priced-echo", input="word " * 15, max_output_tokens=20)
+            break
+        except openai.NotFoundError:
+            assert time.time() < deadline
+            time.sleep(0.1)
+    with gw.admin() as admin:  # enough for a small turn (about 30 tokens held), not for 20 000 bytes of history
+        admin.post("/admin/api-key/recharge", json={"api_key": key, "balance": 0.1})
+        big = client.responses.create(model="echo", input="x " * 10_000, store=True)  # echo: free, stored
+    small = client.responses.create(model="priced-echo", input="hi", max_output_tokens=5)
+    assert small.status == "completed" and first.status == "completed"
+    with pytest.raises(openai.APIStatusError) as err:
+        client.responses.create(model="priced-echo", input="hi", max_output_tokens=5, previous_response_id=big.id)
+    assert err.value.status_code == 402

@@ -130,9 +130,11 @@ class ChatPipeline:
     # the chat path -----------------------------------------------------------------------
 
     async def serve(self, request: Request, call: Call, codec: ChatCodec[R], *,
-                    raw: bytes | None = None) -> Response | EventStreamResponse:
+                    raw: bytes | None = None, context: int = 0) -> Response | EventStreamResponse:
         """One chat request of ``codec``'s dialect, from its body to its response. ``raw``: a
-        body the route already read (City's actions); a call already identified stays so."""
+        body the route already read (City's actions); a call already identified stays so.
+        ``context``: bytes of input the request stands for beyond its body (a conversation the
+        gateway stored), counted in its bound like the body."""
         if call.identity is None:
             await self.identify(request, call)
         if raw is None:
@@ -143,7 +145,8 @@ class ChatPipeline:
         async def work(route: Route, provider: ChatProvider, credential: Credential) -> Answer:
             return await self._answer(request, call, codec, req, route, provider, credential)
 
-        bound = Bound(estimate_tokens(raw), req.max_tokens)  # the whole body: tools, schemas, images are input too
+        # the whole body (tools, schemas, images are input too) and what it stands for
+        bound = Bound(estimate_tokens(raw) + context // 3, req.max_tokens)
         answer = await unless_disconnected(request, self.attempts(call, req.model, work, bound=bound))
         if isinstance(answer, Whole):
             return self._whole(call, answer)

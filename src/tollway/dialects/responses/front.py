@@ -75,6 +75,7 @@ class ResponsesRequest:
         self.now = now
         self.history: list[dict[str, Any]] = []  # the items of the conversation before it
         self.drop = False  # drop what an upstream cannot run instead of refusing it (the route's header)
+        self.raw_size: int | None = None  # the input's size as sent, when references were resolved into it
         self.final: dict[str, Any] | None = None  # the answer's Response object, once made
         self._canonical: ChatRequest | None = None
 
@@ -87,6 +88,14 @@ class ResponsesRequest:
         if self._canonical is None:
             self._canonical = decode_request(self.data, self.history, drop=self.drop)
         return self._canonical
+
+    def context_size(self) -> int:
+        """Bytes of input beyond the body: the stored conversation before it (and items an
+        ``item_reference`` brought in), which admission holds credits for too."""
+        extra = len(_encoder.encode(self.history)) if self.history else 0
+        if self.raw_size is not None:
+            extra += max(0, len(_encoder.encode(self.data.get("input"))) - self.raw_size)
+        return extra
 
     def inputs(self) -> list[dict[str, Any]]:
         """This request's input items (not the history before it)."""

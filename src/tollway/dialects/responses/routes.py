@@ -22,6 +22,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
+import msgspec
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
@@ -112,7 +113,7 @@ class ResponsesRoutes:
         await self._continue(gw.responses, owner, req)
         if req.data.get("background"):
             return await self._background(request, call, codec, req, owner, raw)
-        response = await pipeline.serve(request, call, codec, raw=raw)
+        response = await pipeline.serve(request, call, codec, raw=raw, context=req.context_size())
         if not req.store:
             return response
         if isinstance(response, EventStreamResponse):
@@ -127,6 +128,8 @@ class ResponsesRoutes:
         items = req.data.get("input")
         if not isinstance(items, list):
             items = []
+        if any(item.get("type") == "item_reference" for item in items):
+            req.raw_size = len(msgspec.json.encode(items))
         for i, item in enumerate(items):
             if item.get("type") == "item_reference":
                 ref = item.get("id")
@@ -201,7 +204,7 @@ class ResponsesRoutes:
             final: dict[str, Any] | None = None
             try:
                 try:
-                    await asyncio.wait_for(pipeline.serve(detached, work, codec, raw=raw),
+                    await asyncio.wait_for(pipeline.serve(detached, work, codec, raw=raw, context=req.context_size()),
                                            gw.options.background_timeout)
                     final = codec.final()
                 except TollwayError as err:
