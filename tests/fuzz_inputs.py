@@ -179,6 +179,15 @@ RESPONSES = {
         {"type": "message", "role": "user", "content": "Thanks, and now?"},
     ],
 }
+COMPLETIONS = {
+    "model": "echo", "prompt": ["Once upon a time"], "suffix": None, "max_tokens": 16, "temperature": 0.5, "top_p": 1,
+    "n": 1, "best_of": 1, "echo": False, "logprobs": None, "stop": ["\n"], "seed": 7, "user": "u-1",
+    "presence_penalty": 0.1, "frequency_penalty": 0.1, "logit_bias": {"50256": -100},
+    "stream_options": {"include_usage": True},
+}
+MODERATIONS = {"model": "omni-moderation-latest", "input": [
+    {"type": "text", "text": "a sentence to moderate"},
+    {"type": "image_url", "image_url": {"url": f"data:image/png;base64,{PNG}"}}]}
 CITY_TEXT = {"model": "echo", "prompt": "hi there", "system": "Be brief.", "max_tokens": 16, "temperature": 0.2,
              "messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"},
                           {"role": "user", "content": "again"}]}

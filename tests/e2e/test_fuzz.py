@@ -32,6 +32,8 @@ from tests.fuzz_inputs import (
     ANTHROPIC_MESSAGES,
     CHAT_MODELS,
     CITY_TEXT,
+    COMPLETIONS,
+    MODERATIONS,
     OPENAI_CHAT,
     RESPONSES,
     bodies,
@@ -127,6 +129,29 @@ def test_responses(fz: Fuzzed, model: str) -> None:
     def run(stream: bool, data: st.DataObject) -> None:
         raw = data.draw(bodies({**RESPONSES, "model": model, "stream": stream}))
         check(fz.post("/v1/responses", raw, fz.key), raw)
+
+    run()
+
+
+# openai/...: OpenAI's completions endpoint (pass-through); the others translated to chat
+@pytest.mark.parametrize("model", ["openai/gpt-3.5-turbo-instruct", *CHAT_MODELS[1:]])
+def test_completions(fz: Fuzzed, model: str) -> None:
+    @FUZZ
+    @given(st.booleans(), st.data())
+    def run(stream: bool, data: st.DataObject) -> None:
+        raw = data.draw(bodies({**COMPLETIONS, "model": model, "stream": stream}))
+        check(fz.post("/v1/completions", raw, fz.key), raw)
+
+    run()
+
+
+@pytest.mark.parametrize("model", ["omni-moderation-latest", "echo"])  # forwarded; refused (no endpoint)
+def test_moderations(fz: Fuzzed, model: str) -> None:
+    @FUZZ
+    @given(st.data())
+    def run(data: st.DataObject) -> None:
+        raw = data.draw(bodies({**MODERATIONS, "model": model}))
+        check(fz.post("/v1/moderations", raw, fz.key), raw)
 
     run()
 

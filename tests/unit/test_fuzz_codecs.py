@@ -17,14 +17,25 @@ import msgspec
 import pytest
 from hypothesis import given
 
-from tests.fuzz_inputs import ANTHROPIC_MESSAGES, CITY_TEXT, OPENAI_CHAT, RESPONSES, bodies, fuzz_settings
+from tests.fuzz_inputs import (
+    ANTHROPIC_MESSAGES,
+    CITY_TEXT,
+    COMPLETIONS,
+    MODERATIONS,
+    OPENAI_CHAT,
+    RESPONSES,
+    bodies,
+    fuzz_settings,
+)
 from tollway.core.catalog import Credential, ProviderConfig
 from tollway.core.chat import ChatRequest
 from tollway.core.errors import InvalidRequest
 from tollway.dialects.anthropic import encode as anthropic_encode
 from tollway.dialects.anthropic.front import AnthropicCodec
 from tollway.dialects.city.front import CityCodec
+from tollway.dialects.completions.front import CompletionsCodec
 from tollway.dialects.openai import codec as openai_codec
+from tollway.dialects.openai import moderations
 from tollway.dialects.openai.errors import openai_error_body
 from tollway.dialects.openai.front import OpenAIPassThrough
 from tollway.dialects.openai.front import decode as openai_decode
@@ -125,3 +136,26 @@ def test_responses_requests(loop: asyncio.AbstractEventLoop, raw: bytes) -> None
     except InvalidRequest:
         return
     translate_everywhere(req, loop)
+
+
+@FUZZ
+@given(bodies(COMPLETIONS))
+def test_completions_requests(loop: asyncio.AbstractEventLoop, raw: bytes) -> None:
+    codec = CompletionsCodec("completions", openai_error_body)
+    try:
+        wire = codec.decode(raw)
+        _encoder.encode(codec.passthrough.body(wire, "up"))
+        req = wire.canonical()
+    except InvalidRequest:
+        return
+    translate_everywhere(req, loop)
+
+
+@FUZZ
+@given(bodies(MODERATIONS))
+def test_moderation_requests(raw: bytes) -> None:
+    try:
+        req = moderations.decode(raw)
+    except InvalidRequest:
+        return
+    _encoder.encode({**req.body, "model": "up"})  # what the gateway forwards
