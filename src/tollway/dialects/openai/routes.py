@@ -73,7 +73,8 @@ class OpenAIRoutes:
         """One model in OpenAI's ``Model`` shape, under the name asked for (an alias stays one),
         if the key may call it (as the list filters); 404 ``model_not_found`` otherwise."""
         gw: Gateway = request.app.state.gateway
-        identity = await request.app.state.pipeline.identify(request, call)
+        pipeline: ChatPipeline = request.app.state.pipeline
+        identity = await pipeline.identify(request, call)
         name = request.path_params["id"]
         m = gw.model_for(name, identity.key)
         if m is None:
