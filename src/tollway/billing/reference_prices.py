@@ -36,6 +36,9 @@ _LIST_PRICES: dict[tuple[str, ...], tuple[str, str]] = {
     ("gpt-4.1-nano",): ("0.10", "0.40"),
     ("o4-mini",): ("1.10", "4.40"),
     ("o3",): ("2.00", "8.00"),
+    ("gpt-3.5-turbo-instruct",): ("1.50", "2.00"),  # legacy completions
+    ("omni-moderation-latest",): ("0", "0"),  # moderations are free
+    ("text-moderation-latest",): ("0", "0"),
     # Anthropic (claude.com/pricing)
     ("claude-sonnet-4-5",): ("3.00", "15.00"),
     ("claude-haiku-4-5",): ("1.00", "5.00"),
