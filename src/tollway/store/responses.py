@@ -59,11 +59,11 @@ class StoredResponse(msgspec.Struct, frozen=True, kw_only=True):
 
 
 def _row(owner: str, response: dict[str, Any], inputs: list[dict[str, Any]], previous_id: str | None,
-         expires_at: float | None) -> dict[str, Any]:
+         expires_at: float | None, encoded: bytes | None = None) -> dict[str, Any]:
     return {"id": str(response["id"]), "owner": owner, "previous_id": previous_id,
             "model": str(response.get("model") or ""), "status": str(response.get("status") or ""),
             "created_at": float(response.get("created_at") or 0), "expires_at": expires_at,
-            "input": _encoder.encode(inputs).decode(), "response": _encoder.encode(response).decode()}
+            "input": _encoder.encode(inputs).decode(), "response": (encoded or _encoder.encode(response)).decode()}
 
 
 class ResponseRepository:
@@ -81,9 +81,10 @@ class ResponseRepository:
         await self._writer.close()
 
     def keep(self, owner: str, response: dict[str, Any], inputs: list[dict[str, Any]], *,
-             previous_id: str | None, expires_at: float | None) -> None:
-        """Store a new response off the hot path (see the module doc)."""
-        row = _row(owner, response, inputs, previous_id, expires_at)
+             previous_id: str | None, expires_at: float | None, encoded: bytes | None = None) -> None:
+        """Store a new response off the hot path (see the module doc); ``encoded``: the response's
+        JSON, when the caller has it already."""
+        row = _row(owner, response, inputs, previous_id, expires_at, encoded)
         self._pending[row["id"]] = row
         self._writer.add(row)
 

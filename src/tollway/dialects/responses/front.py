@@ -77,6 +77,7 @@ class ResponsesRequest:
         self.drop = False  # drop what an upstream cannot run instead of refusing it (the route's header)
         self.raw_size: int | None = None  # the input's size as sent, when references were resolved into it
         self.final: dict[str, Any] | None = None  # the answer's Response object, once made
+        self.encoded: bytes | None = None  # ... and its JSON, when a whole answer was encoded
         self._canonical: ChatRequest | None = None
 
     @property
@@ -165,7 +166,7 @@ class ResponsesPassReader:
         self.error: UpstreamError | None = None
         self.seq = -1
         self.latest: dict[str, Any] | None = None  # the last Response object seen
-        self.items: list[dict[str, Any]] = []  # the output items streamed (as added, then as done)
+        self.item_events: list[bytes] = []  # the upstream's output_item.added / .done events
 
     def feed(self, batch: Sequence[UpstreamEvent]) -> list[bytes]:
         frames = []
@@ -176,8 +177,8 @@ class ResponsesPassReader:
                 self.error = _reported(self.provider, self._json(data), self.secret, "mid-stream")
                 break
             self.seq += 1  # the upstream numbers its events from 0, one by one
-            if kind in _ITEM_EVENTS:  # the items so far: what a failure's response holds
-                self._item(data)
+            if kind in _ITEM_EVENTS:  # the items so far: what a failure's response holds (read only then)
+                self.item_events.append(data)
             if kind not in _SNAPSHOTS:
                 frames.append(b"event: " + kind.encode() + b"\ndata: " + data + b"\n\n")
                 continue
@@ -194,11 +195,15 @@ class ResponsesPassReader:
                 break
         return frames
 
-    def _item(self, data: bytes) -> None:
-        event = self._json(data)
-        index, item = event.get("output_index"), event.get("item")
-        if isinstance(index, int) and 0 <= index <= len(self.items) and isinstance(item, dict):
-            self.items[index:index + 1] = [item]
+    def _items(self) -> list[dict[str, Any]]:
+        """The output items streamed so far, each as last told (added, then done)."""
+        items: list[dict[str, Any]] = []
+        for data in self.item_events:
+            event = self._json(data)
+            index, item = event.get("output_index"), event.get("item")
+            if isinstance(index, int) and 0 <= index <= len(items) and isinstance(item, dict):
+                items[index:index + 1] = [item]
+        return items
 
     def _json(self, data: bytes) -> dict[str, Any]:
         try:
@@ -222,7 +227,11 @@ class ResponsesPassReader:
                            "sequence_number": self.seq})
         if self.latest is None:
             return out
-        failed = dict(self.latest, status="failed", output=self.items, error=failure(code or "", message, status))
+        try:
+            output = self._items()
+        except UpstreamError:
+            output = []
+        failed = dict(self.latest, status="failed", output=output, error=failure(code or "", message, status))
         self.req.final = failed
         self.seq += 1
         return out + event_frame({"type": "response.failed", "response": failed, "sequence_number": self.seq})
@@ -269,7 +278,8 @@ class ResponsesPassThrough:
     def named(self, req: ResponsesRequest, raw: bytes) -> bytes:
         obj = self._parse("upstream", raw, None)
         req.final = req.echoed(obj)
-        return _encoder.encode(req.final)
+        req.encoded = _encoder.encode(req.final)
+        return req.encoded
 
     def reader(self, req: ResponsesRequest, provider: str, secret: str | None) -> ResponsesPassReader:
         reader = ResponsesPassReader(req, provider, secret)
@@ -299,7 +309,8 @@ class ResponsesCodec:
         status, incomplete = outcome(resp.finish_reason)
         output = output_items(resp, req.ids, "completed", tool_names(req.data))
         req.final = req.snapshot(status=status, output=output, usage=resp.usage, incomplete=incomplete, completed=True)
-        return _encoder.encode(req.final)
+        req.encoded = _encoder.encode(req.final)
+        return req.encoded
 
     def stream_writer(self, req: ResponsesRequest) -> ResponseStream:
         self.stream_state = ResponseStream(req.snapshot, req.ids, tool_names(req.data))

@@ -155,7 +155,8 @@ class ResponsesRoutes:
             return
         retention = gw.options.response_retention
         gw.responses.keep(owner, final, stored_inputs(req), previous_id=req.data.get("previous_response_id"),
-                          expires_at=time.time() + retention if retention else None)
+                          expires_at=time.time() + retention if retention else None,
+                          encoded=req.encoded if final is req.final else None)
         self.work.purge_now_and_then(gw.responses)
 
     def _keeping(self, chunks: AsyncIterator[bytes], gw: Gateway, owner: str, codec: ResponsesCodec,
