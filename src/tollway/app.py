@@ -169,7 +169,8 @@ async def build_gateway(settings: Settings) -> Gateway:
                                poll_interval=settings.change_poll_interval,
                                discovery_interval=settings.discovery_interval,
                                response_retention=settings.response_retention_days * 86400.0,
-                               background_timeout=settings.background_timeout),
+                               background_timeout=settings.background_timeout,
+                               max_background=settings.max_background),
         env_repo=EnvRepository(engine, box),
         billing=await build_billing(settings, engine, batch), media=ctx.media, pool_state=state,
         broadcast=broadcast, credentials=CredentialRepository(engine, box))  # accounts' secrets are sealed

@@ -110,6 +110,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     max_attempts: int = 3
     response_retention_days: float = 30.0  # how long stored Responses API responses are kept
     background_timeout: float = 3600.0  # how long a background response may run
+    max_background: int = 1000  # background responses one process runs at once
     file: FileConfig = FileConfig()
     env: dict[str, str] = msgspec.field(default_factory=dict)
 
@@ -312,6 +313,7 @@ def load_settings(overrides: dict[str, Any] | None = None, environ: dict[str, st
         shutdown_grace=_float(env, "TOLLWAY_SHUTDOWN_GRACE", 30.0),
         response_retention_days=_float(env, "TOLLWAY_RESPONSE_RETENTION_DAYS", 30.0, high=36500.0),
         background_timeout=_float(env, "TOLLWAY_BACKGROUND_TIMEOUT", 3600.0),
+        max_background=_int(env.get("TOLLWAY_MAX_BACKGROUND"), "TOLLWAY_MAX_BACKGROUND", 1000, high=1_000_000),
         trusted_proxies=_proxies(env),
         connections=ConnectionLimits(
             header_timeout=_float(env, "TOLLWAY_CLIENT_HEADER_TIMEOUT", 10.0, high=3600.0),

@@ -326,3 +326,31 @@ def test_a_continued_conversation_is_held_for_all_its_input(gw: GatewayProcess) 
     with pytest.raises(openai.APIStatusError) as err:
         client.responses.create(model="priced-echo", input="hi", max_output_tokens=5, previous_response_id=big.id)
     assert err.value.status_code == 402
+
+
+def test_item_references_and_background_responses_are_bounded(fake: FakeOpenAI,
+                                                              tmp_path_factory: pytest.TempPathFactory) -> None:
+    gateway = GatewayProcess(tmp_path_factory.mktemp("bounded"), env={
+        "OPENAI_API_KEY": UPSTREAM_SECRET, "OPENAI_BASE_URL": fake.base_url, "TOLLWAY_MAX_BACKGROUND": "1"}).start()
+    try:
+        client = sdk(gateway, gateway.create_key())
+        refs = [{"type": "item_reference", "id": f"msg_{i}"} for i in range(101)]
+        with pytest.raises(openai.BadRequestError) as err:
+            client.responses.create(model="echo", input=refs)  # type: ignore[arg-type]
+        assert "at most 100" in err.value.message
+        fake.script("bg-hold", Behavior(text="late", headers_delay=30))
+        slow = client.responses.create(model="openai/bg-hold", input="go", background=True)
+        with pytest.raises(openai.RateLimitError) as busy:
+            client.responses.create(model="echo", input="go", background=True)
+        assert busy.value.body["code"] == "background_busy"  # type: ignore[index]
+        client.responses.cancel(slow.id)
+        deadline = time.time() + 5
+        while True:  # the cancelled task is gone: room for another
+            try:
+                assert client.responses.create(model="echo", input="go", background=True).status == "queued"
+                break
+            except openai.RateLimitError:
+                assert time.time() < deadline
+                time.sleep(0.05)
+    finally:
+        gateway.stop()

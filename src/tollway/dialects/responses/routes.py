@@ -29,7 +29,7 @@ from starlette.routing import BaseRoute, Route
 from starlette.types import Message
 
 from tollway.auth.keys import Identity
-from tollway.core.errors import InvalidRequest, NotFound, TollwayError
+from tollway.core.errors import InvalidRequest, NotFound, RateLimited, TollwayError
 from tollway.core.names import DIALECT_PLATFORM, DIALECT_RESPONSES
 from tollway.dialects.openai.errors import openai_error_body, platform_error_body
 from tollway.dialects.responses.codec import failure
@@ -44,6 +44,7 @@ from tollway.store.responses import ResponseRepository, StoredResponse
 log = logging.getLogger("tollway")
 _UNFINISHED = ("queued", "in_progress")
 DROP_HEADER = "x-tollway-drop-params"  # as drop_params: true in the body, for a client that cannot add a field
+MAX_REFERENCES = 100  # item_reference items resolved in one request
 _ID_PREFIX = {"message": "msg", "function_call": "fc", "function_call_output": "fco", "reasoning": "rs"}
 
 
@@ -128,7 +129,12 @@ class ResponsesRoutes:
         items = req.data.get("input")
         if not isinstance(items, list):
             items = []
-        if any(item.get("type") == "item_reference" for item in items):
+        references = sum(1 for item in items if item.get("type") == "item_reference")
+        if references > MAX_REFERENCES:  # each one is a lookup in the store
+            raise InvalidRequest(f"input holds {references} item references; at most {MAX_REFERENCES} are resolved "
+                                 "per request (send the items, or continue with previous_response_id).",
+                                 param="input")
+        if references:
             req.raw_size = len(msgspec.json.encode(items))
         for i, item in enumerate(items):
             if item.get("type") == "item_reference":
@@ -189,6 +195,9 @@ class ResponsesRoutes:
                                  "poll GET /v1/responses/{id}.", param="stream")
         gw: Gateway = request.app.state.gateway
         pipeline: ChatPipeline = request.app.state.pipeline
+        if len(self.background) >= gw.options.max_background:
+            raise RateLimited(f"This gateway process runs {len(self.background)} background responses, its most: "
+                              "retry later, or without background.", retry_after=5, code="background_busy")
         queued = req.snapshot(status="queued", output=[])
         retention = gw.options.response_retention
         expires = time.time() + retention if retention else None
