@@ -256,7 +256,7 @@ def test_a_completion_on_every_upstream_kind(gw: GatewayProcess, client: openai.
                                              fake_bedrock: FakeBedrock, kind: str, stream: bool) -> None:
     fakes = {"openai": fake, "chatonly": fake, "anthropic": fake_anthropic, "gemini": fake_gemini,
              "bedrock": fake_bedrock}
-    upstream = f"c13-{kind}-{'s' if stream else 'j'}"
+    upstream = f"c13-{kind}-instruct-{'s' if stream else 'j'}"  # OpenAI's completions serve instruct models
     UPSTREAMS[kind](fakes[kind], upstream, "The answer is four.")
     model = f"{kind}/{upstream}"
     if stream:
@@ -377,3 +377,13 @@ def test_a_moderation_is_admitted_and_billed_like_a_generation(gw: GatewayProces
     # a model that cannot moderate names the priced one too, now that it is listed
     r = post(gw, "/v1/moderations", paying, {"model": "echo", "input": "x"})
     assert "priced-guard" in r.json()["error"]["message"]
+
+
+def test_a_completion_for_an_openai_chat_model_is_translated_to_chat(client: openai.OpenAI, fake: FakeOpenAI) -> None:
+    """OpenAI's legacy endpoint serves its instruct and base models only: a chat model's completion
+    goes to its chat endpoint, as LiteLLM does, instead of OpenAI's 404."""
+    fake.script("c13-chat-model", Behavior(text="Four."))
+    resp = client.completions.create(model="openai/c13-chat-model", prompt="Two plus two:", max_tokens=10)
+    assert resp.choices[0].text == "Four." and resp.object == "text_completion"
+    assert fake.seen("c13-chat-model", "/v1/completions") == []
+    assert fake.seen("c13-chat-model", "/v1/chat/completions")[-1].body["messages"][-1]["content"] == "Two plus two:"

@@ -124,6 +124,9 @@ class ForwardingProvider(ScriptedProvider):
         self.reads = reads
         self.opened: dict[str, FakeUpstream] = {}
 
+    def speaks(self, wire: str, upstream_model: str) -> bool:
+        return wire in self.wires
+
     def adapt(self, body: dict[str, Any], wire: str) -> list[str]:
         return []
 

@@ -53,6 +53,12 @@ class PassThroughProvider(Protocol):
     name: str
     wires: frozenset[str]
 
+    def speaks(self, wire: str, upstream_model: str) -> bool:
+        """Whether ``upstream_model``'s requests of ``wire`` go to the upstream's endpoint for it
+        (an endpoint may serve some of a provider's models only: OpenAI's legacy completions);
+        the others are translated."""
+        ...
+
     def adapt(self, body: dict[str, Any], wire: str) -> list[str]:
         """Apply the upstream's quirks to a wire body in place; return the fields dropped."""
         ...

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from tollway.core.catalog import EnvRequirement, ModelInfo, ProviderConfig, ProviderSpec
-from tollway.core.names import PROVIDER_DEEPSEEK
+from tollway.core.names import DIALECT_COMPLETIONS, PROVIDER_DEEPSEEK
 from tollway.providers.base import ProviderContext
 from tollway.providers.openai_wire import OPENAI_WIRE_FEATURES, OpenAICompatProvider, Quirks
 
@@ -33,7 +33,8 @@ SPEC = ProviderSpec(
 # https://api.deepseek.com/beta/completions from the default base URL (and the same place on any
 # base URL that moves ``/v1`` elsewhere)
 QUIRKS = Quirks(renames={"max_completion_tokens": "max_tokens"}, drops=frozenset({"seed"}),
-                completions_path="../beta/completions")
+                completions_path="../beta/completions",
+                wire_models={DIALECT_COMPLETIONS: ("deepseek-chat",)})  # FIM: not the reasoner
 
 
 def build(config: ProviderConfig, ctx: ProviderContext) -> OpenAICompatProvider:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from tollway.core.catalog import EnvRequirement, ModelInfo, ProviderConfig, ProviderSpec
-from tollway.core.names import PROVIDER_OPENAI
+from tollway.core.names import DIALECT_COMPLETIONS, PROVIDER_OPENAI
 from tollway.providers.base import ProviderContext
 from tollway.providers.openai_wire import OPENAI_WIRE_FEATURES, OpenAICompatProvider, Quirks
 
@@ -46,7 +46,10 @@ SPEC = ProviderSpec(
 # OpenAI accepts max_completion_tokens for every model and rejects max_tokens on o-series;
 # its Responses API, legacy completions and moderations take their own requests as they are
 QUIRKS = Quirks(renames={"max_tokens": "max_completion_tokens"}, responses_path="/responses",
-                completions_path="/completions", moderations_path="/moderations")
+                completions_path="/completions", moderations_path="/moderations",
+                # its legacy completions serve the instruct and base models only (and their
+                # fine-tunes, "ft:davinci-002:..."): a chat model's completion is translated to chat
+                wire_models={DIALECT_COMPLETIONS: ("instruct", "davinci", "babbage", "ft:davinci", "ft:babbage")})
 
 
 def build(config: ProviderConfig, ctx: ProviderContext) -> OpenAICompatProvider:

@@ -1,7 +1,7 @@
 """Any other OpenAI-compatible server (vLLM, Groq, LM Studio ...), configured in YAML.
 
 YAML ``options`` may set ``chat_path``, ``auth_header``, ``auth_prefix``, ``renames`` and
-``drops`` to describe the server's quirks, and ``responses_path`` / ``completions_path`` where
+``drops`` to describe the server's quirks (``wire_models``: which models an endpoint serves), and ``responses_path`` / ``completions_path`` where
 the server has OpenAI's Responses API / legacy completions (vLLM: ``/responses``,
 ``/completions``); without them those requests are translated to chat. ``moderations_path``
 where it has OpenAI's moderations (without it, its models cannot moderate). A path is appended
@@ -24,7 +24,7 @@ SPEC = ProviderSpec(name=PROVIDER_OPENAI_COMPATIBLE, kind=PROVIDER_OPENAI_COMPAT
 
 def build(config: ProviderConfig, ctx: ProviderContext) -> OpenAICompatProvider:
     keys = ("chat_path", "responses_path", "completions_path", "moderations_path", "auth_header", "auth_prefix",
-            "renames", "drops", "extra_headers")
+            "renames", "drops", "extra_headers", "wire_models")
     quirks = msgspec.convert({k: v for k, v in config.options.items() if k in keys}, Quirks)
     return OpenAICompatProvider(config, quirks=quirks, timeouts=ctx.timeouts, media=ctx.media,
                                 transport=ctx.transport)

@@ -160,7 +160,7 @@ class ChatPipeline:
         upstream_model = route.model.upstream_id
         passthrough = codec.passthrough
         if (passthrough is not None and isinstance(provider, PassThroughProvider)
-                and passthrough.wire in provider.wires):
+                and provider.speaks(passthrough.wire, upstream_model)):
             wire = passthrough.wire
             body = passthrough.body(req, upstream_model)
             call.dropped(provider.adapt(body, wire))

@@ -99,6 +99,9 @@ class AnthropicProvider:
             h["x-api-key"] = credential.secret
         return h
 
+    def speaks(self, wire: str, upstream_model: str) -> bool:
+        return wire in self.wires
+
     def adapt(self, body: dict[str, Any], wire: str) -> list[str]:
         return []  # Anthropic to Anthropic: nothing to rename or drop
 

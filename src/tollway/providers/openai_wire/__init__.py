@@ -69,6 +69,9 @@ class Quirks(msgspec.Struct, frozen=True, kw_only=True):
     # request fields this upstream rejects; dropped and named in the request log
     drops: frozenset[str] = frozenset()
     extra_headers: dict[str, str] = msgspec.field(default_factory=dict)
+    # a wire whose endpoint serves some models only: the marks of their names (a prefix, or a part
+    # after "-"); the provider's other models get that wire's requests translated to chat
+    wire_models: dict[str, tuple[str, ...]] = msgspec.field(default_factory=dict)
 
 
 def endpoint(base: str, path: str) -> str:
@@ -106,6 +109,12 @@ class OpenAICompatProvider:
         if credential.secret:
             h[self.quirks.auth_header] = self.quirks.auth_prefix + credential.secret
         return h
+
+    def speaks(self, wire: str, upstream_model: str) -> bool:
+        if wire not in self.urls:
+            return False
+        marks = self.quirks.wire_models.get(wire)
+        return marks is None or any(upstream_model.startswith(m) or f"-{m}" in upstream_model for m in marks)
 
     def adapt(self, body: dict[str, Any], wire: str = DIALECT_OPENAI) -> list[str]:
         """Apply renames and drops to a chat body in place; return the dropped field names. The
