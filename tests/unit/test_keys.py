@@ -205,3 +205,15 @@ async def test_lookups_of_unknown_tokens_are_rate_limited_and_single_flight(secr
     with pytest.raises(AuthenticationFailed):
         await auth.identify("tw-made-up-later")
     assert len(calls) == 3
+
+
+async def test_a_reload_read_before_a_local_revocation_does_not_bring_the_key_back() -> None:
+    secret = new_secret()
+    key = make_key(1, secret)
+    auth = Authenticator(hash_secret(ADMIN_SECRET), [key])
+    mark = auth.mark()  # the change poll starts reading the keys ...
+    auth.drop(1)  # ... while an admin revokes one here
+    assert auth.reload([key], mark) is False  # the stale read is not applied
+    with pytest.raises(AuthenticationFailed):
+        await auth.identify(secret)
+    assert auth.reload([], auth.mark()) is True  # the next poll's read is

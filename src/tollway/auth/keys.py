@@ -99,23 +99,36 @@ class Authenticator:
         self._clock = clock
         self._budget_at = clock()
         self._pending: dict[str, asyncio.Future[ApiKey | None]] = {}
+        self._changes = 0
         self.reload(keys)
 
     def set_lookup(self, lookup: KeyLookup) -> None:
         self._lookup = lookup
 
-    def reload(self, keys: list[ApiKey]) -> None:
+    def mark(self) -> int:
+        """How many keys this process put or dropped so far: taken before reading the keys for
+        ``reload``, it tells a read that a local change may have overtaken."""
+        return self._changes
+
+    def reload(self, keys: list[ApiKey], mark: int | None = None) -> bool:
+        """Replace the table with ``keys``; unless a key was put or dropped here since ``mark``
+        (the read may predate it: a revoked key would come back), then False and nothing changes."""
+        if mark is not None and mark != self._changes:
+            return False
         self._by_hash = {k.key_hash: k for k in keys if k.revoked_at is None}
         self._misses = set()
+        return True
 
     def put(self, key: ApiKey) -> None:
         table = dict(self._by_hash)
         table[key.key_hash] = key
         self._by_hash = table
         self._misses.discard(key.key_hash)
+        self._changes += 1
 
     def drop(self, key_id: int) -> None:
         self._by_hash = {h: k for h, k in self._by_hash.items() if k.id != key_id}
+        self._changes += 1
 
     @property
     def admin_hash(self) -> str:

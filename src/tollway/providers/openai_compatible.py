@@ -1,9 +1,10 @@
 """Any other OpenAI-compatible server (vLLM, Groq, LM Studio ...), configured in YAML.
 
 YAML ``options`` may set ``chat_path``, ``auth_header``, ``auth_prefix``, ``renames`` and
-``drops`` to describe the server's quirks (``wire_models``: which models an endpoint serves), and ``responses_path`` / ``completions_path`` where
-the server has OpenAI's Responses API / legacy completions (vLLM: ``/responses``,
-``/completions``); without them those requests are translated to chat. ``moderations_path``
+``drops`` to describe the server's quirks (``wire_models``: which models an endpoint serves),
+and ``responses_path`` / ``completions_path`` where the server has OpenAI's Responses API /
+legacy completions (vLLM: ``/responses``, ``/completions``); without them those requests are
+translated to chat. ``moderations_path``
 where it has OpenAI's moderations (without it, its models cannot moderate). A path is appended
 to ``base_url``, one starting with ``../`` replaces its last segment, and an absolute URL is
 taken as it is (``openai_wire.endpoint``).

@@ -355,7 +355,9 @@ class Gateway:
             try:
                 revision = await changes.current(self.engine)
                 if revision != self._revision:
-                    self.auth.reload(await self.keys.active())
+                    mark = self.auth.mark()
+                    if not self.auth.reload(await self.keys.active(), mark):
+                        continue  # a key was revoked (or added) here during the read: read again next poll
                     await self.apply_env()
                     await self.reload_credentials()
                     await self.reload_settings()
