@@ -72,3 +72,14 @@ def loads(raw: bytes | str, decoder: msgspec.json.Decoder[Any] | None = None, *,
         raise InvalidRequest(f"{invalid}: {exc}", param=param) from None
     except RecursionError:  # nested within the limit, on a stack already deep: the same answer
         raise InvalidRequest(f"{invalid}: arrays and objects are nested too deeply", param=param) from None
+
+
+def body_loads(raw: bytes, decoder: msgspec.json.Decoder[T]) -> T:
+    """A front door's request body: ``loads`` with ``decoder`` (a view that may leave parts
+    undecoded) after the whole body is checked to be UTF-8, since a pass-through forwards the
+    bytes the view skipped; every failure a 400 "Invalid request body: ..."."""
+    try:
+        raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise InvalidRequest(f"Invalid request body: {exc}") from None
+    return loads(raw, decoder, invalid="Invalid request body")

@@ -18,7 +18,7 @@ import msgspec
 
 from tollway.core.chat import ChatRequest, ChatResponse
 from tollway.core.errors import InvalidRequest, TollwayError
-from tollway.core.json_input import loads
+from tollway.core.json_input import body_loads
 from tollway.core.names import DIALECT_COMPLETIONS
 from tollway.dialects.completions.codec import DEFAULT_MAX_TOKENS, decode_request, encode_response, prompt_count
 from tollway.dialects.completions.stream import CompletionStreamEncoder
@@ -61,11 +61,7 @@ class CompletionsRequest:
 
 
 def decode(raw: bytes) -> CompletionsRequest:
-    try:
-        raw.decode("utf-8")  # the pass-through forwards bytes it does not decode: check them once
-    except UnicodeDecodeError as exc:
-        raise InvalidRequest(f"Invalid request body: {exc}") from None
-    view = loads(raw, request_view_decoder, invalid="Invalid request body")
+    view = body_loads(raw, request_view_decoder)
     if not view.model:
         raise InvalidRequest("The 'model' field is required.", code="model_required", param="model")
     prompt = bytes(view.prompt).strip()

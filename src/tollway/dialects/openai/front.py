@@ -19,7 +19,7 @@ import msgspec
 
 from tollway.core.chat import ChatRequest, ChatResponse, Usage
 from tollway.core.errors import InvalidRequest, TollwayError, UpstreamError
-from tollway.core.json_input import loads
+from tollway.core.json_input import body_loads, loads
 from tollway.core.names import DIALECT_OPENAI
 from tollway.core.redaction import redact
 from tollway.dialects.openai.codec import decode_request, doc_as_file_part, encode_response
@@ -88,11 +88,7 @@ def _with_file_parts(messages: msgspec.Raw) -> msgspec.Raw:
 
 
 def decode(raw: bytes) -> OpenAIRequest:
-    try:
-        raw.decode("utf-8")  # the pass-through forwards bytes it does not decode: check them once
-    except UnicodeDecodeError as exc:
-        raise InvalidRequest(f"Invalid request body: {exc}") from None
-    view = loads(raw, request_view_decoder, invalid="Invalid request body")
+    view = body_loads(raw, request_view_decoder)
     if not view.model:
         raise InvalidRequest("The 'model' field is required.", code="model_required", param="model")
     messages = bytes(view.messages).strip()

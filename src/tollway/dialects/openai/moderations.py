@@ -11,7 +11,7 @@ from typing import Final
 import msgspec
 
 from tollway.core.errors import InvalidRequest, UpstreamError
-from tollway.core.json_input import loads
+from tollway.core.json_input import body_loads
 from tollway.dialects.openai.front import reported_error
 from tollway.dialects.openai.wire import Body, body_decoder
 from tollway.dialects.passthrough import model_field, renamed
@@ -39,11 +39,7 @@ class ModerationRequest(msgspec.Struct, frozen=True, kw_only=True):
 
 
 def decode(raw: bytes) -> ModerationRequest:
-    try:
-        raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise InvalidRequest(f"Invalid request body: {exc}") from None
-    view = loads(raw, _request_view, invalid="Invalid request body")
+    view = body_loads(raw, _request_view)
     if bytes(view.input).strip() in (b"", b"null"):
         raise InvalidRequest("The 'input' field is required.", param="input")
     if view.model == "":

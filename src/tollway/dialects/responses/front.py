@@ -21,8 +21,8 @@ from typing import Any
 import msgspec
 
 from tollway.core.chat import ChatRequest, ChatResponse, Usage
-from tollway.core.errors import InvalidRequest, TollwayError, UpstreamError
-from tollway.core.json_input import loads
+from tollway.core.errors import TollwayError, UpstreamError
+from tollway.core.json_input import body_loads
 from tollway.core.names import DIALECT_RESPONSES
 from tollway.core.redaction import redact
 from tollway.dialects.passthrough import UpstreamEvent
@@ -120,11 +120,7 @@ class ResponsesRequest:
 
 
 def decode(raw: bytes, *, response_id: str, created_at: int, now: Callable[[], int]) -> ResponsesRequest:
-    try:
-        raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise InvalidRequest(f"Invalid request body: {exc}") from None
-    data = loads(raw, invalid="Invalid request body")
+    data = body_loads(raw, _plain)
     check_request(data)
     return ResponsesRequest(raw, data, response_id, created_at, now)
 
