@@ -57,6 +57,12 @@ class InvalidRequest(TollwayError):
     default_code = "invalid_request"
 
 
+def require(cond: bool, message: str, param: str | None = None) -> None:
+    """A decoder's check: ``InvalidRequest(message, param=param)`` (a 400) unless ``cond``."""
+    if not cond:
+        raise InvalidRequest(message, param=param)
+
+
 class PayloadTooLarge(TollwayError):
     status = 413
     default_code = "payload_too_large"

@@ -33,7 +33,7 @@ from tollway.core.chat import (
     ToolResultBlock,
     Usage,
 )
-from tollway.core.errors import InvalidRequest
+from tollway.core.errors import InvalidRequest, require
 from tollway.core.json_input import loads as json_loads
 from tollway.core.names import DIALECT_ANTHROPIC
 from tollway.dialects.anthropic.wire import (
@@ -82,10 +82,6 @@ STOP_IN: dict[str, FinishReason] = {
 def loads(raw: bytes) -> Any:
     return json_loads(raw, invalid="Request body is not valid JSON")
 
-
-def _want(cond: bool, message: str) -> None:
-    if not cond:
-        raise InvalidRequest(message)
 
 
 def _typed(value: Any, kind: type[T], message: str) -> T:
@@ -136,7 +132,7 @@ def _decode_request(data: dict[str, Any], head: RequestHead) -> ChatRequest:
     messages = _decode_system(data.get("system"))
     for i, m in enumerate(head.messages):
         messages.extend(_decode_message(m, i))
-    _want(any(m.role != "system" for m in messages), "messages: at least one message is required")
+    require(any(m.role != "system" for m in messages), "messages: at least one message is required")
     tools = tuple(_decode_tool(t, i) for i, t in enumerate(data.get("tools") or ()))
     tool_choice, parallel = _decode_tool_choice(data.get("tool_choice"))
     lossy = sorted(_lossy_fields(data)) + (["thinking.adaptive"] if isinstance(head.thinking, ThinkingAdaptive) else [])
@@ -202,9 +198,9 @@ def _decode_message(m: InputMessage, i: int) -> list[Message]:
     blocks: list[Block] = []
     for j, b in enumerate(m.content):
         where = f"messages.{i}.content.{j}"
-        _want(isinstance(b, dict), f"{where}: must be an object")
+        require(isinstance(b, dict), f"{where}: must be an object")
         if b.get("type") == "tool_result":
-            _want(m.role == "user", f"{where}: tool_result blocks belong in user turns")
+            require(m.role == "user", f"{where}: tool_result blocks belong in user turns")
             out.append(Message(role="tool", content=(_decode_tool_result(b, where),)))
         else:
             blocks.append(_decode_block(b, m.role, where))
@@ -231,7 +227,7 @@ def _image(b: dict[str, Any], role: str, where: str) -> Block:
 
 
 def _tool_use(b: dict[str, Any], role: str, where: str) -> Block:
-    _want(role == "assistant", f"{where}: tool_use blocks belong in assistant turns")
+    require(role == "assistant", f"{where}: tool_use blocks belong in assistant turns")
     call = parse(b, ToolUseParam, where)
     return ToolCallBlock(id=call.id, name=call.name, arguments=_encoder.encode(call.input).decode())
 
@@ -246,7 +242,7 @@ def _redacted_thinking(b: dict[str, Any], role: str, where: str) -> Block:
 
 
 def _decode_image(source: Any, where: str) -> ImageBlock:
-    _want(isinstance(source, dict), f"{where}.source: Field required")
+    require(isinstance(source, dict), f"{where}.source: Field required")
     kind = _kind(source)
     if kind == "base64":
         image = parse(source, Base64ImageSource, where)
@@ -299,7 +295,7 @@ def _tool_result_content(content: Any, where: str) -> tuple[TextBlock | ImageBlo
         return ()
     if isinstance(content, str):
         return (TextBlock(text=content),)
-    _want(isinstance(content, list), f"{where}.content: must be a string or an array of blocks")
+    require(isinstance(content, list), f"{where}.content: must be a string or an array of blocks")
     return tuple(_tool_result_part(c, f"{where}.content.{k}") for k, c in enumerate(content))
 
 
@@ -323,7 +319,7 @@ _TOOL_CHOICES = {"auto": ToolChoice(mode="auto"), "any": ToolChoice(mode="requir
 def _decode_tool_choice(tc: Any) -> tuple[ToolChoice | None, bool | None]:
     if tc is None:
         return None, None
-    _want(isinstance(tc, dict), "tool_choice: must be an object")
+    require(isinstance(tc, dict), "tool_choice: must be an object")
     parallel = False if tc.get("disable_parallel_tool_use") else None
     kind = _kind(tc)
     if kind == "tool":

@@ -31,7 +31,7 @@ from tollway.core.chat import (
     ToolResultBlock,
     Usage,
 )
-from tollway.core.errors import InvalidRequest
+from tollway.core.errors import InvalidRequest, require
 from tollway.core.json_input import loads, too_deep
 from tollway.core.names import DIALECT_OPENAI
 from tollway.dialects.openai.wire import (
@@ -66,10 +66,6 @@ _FINISH_IN: dict[str, FinishReason] = {
 }
 
 
-def _want(cond: bool, message: str, param: str | None = None) -> None:
-    if not cond:
-        raise InvalidRequest(message, param=param)
-
 
 def _typed(value: Any, view: type[T], where: str) -> T:
     """``value`` as its typed ``view``; a 400 naming the path of what does not fit."""
@@ -95,14 +91,14 @@ def decode_request(body: bytes | dict[str, Any]) -> ChatRequest:
 
 
 def _decode_request(data: Any) -> ChatRequest:
-    _want(isinstance(data, dict), "Request body must be a JSON object")
+    require(isinstance(data, dict), "Request body must be a JSON object")
     model: Any = data.get("model")
-    _want(isinstance(model, str) and model != "", "you must provide a model parameter", "model")
+    require(isinstance(model, str) and model != "", "you must provide a model parameter", "model")
     raw_messages: Any = data.get("messages")
-    _want(isinstance(raw_messages, list) and len(raw_messages) > 0, "messages must be a non-empty array",
+    require(isinstance(raw_messages, list) and len(raw_messages) > 0, "messages must be a non-empty array",
           "messages")
     n = data.get("n")
-    _want(n in (None, 1), "only n=1 is supported", "n")
+    require(n in (None, 1), "only n=1 is supported", "n")
     _check_types(data)
     messages = tuple(_decode_message(m, i) for i, m in enumerate(raw_messages))
     tools = tuple(_decode_tool(t, j) for j, t in enumerate(data.get("tools") or ()))
@@ -154,34 +150,34 @@ _TYPES: dict[str, tuple[type | tuple[type, ...], str]] = {
 def _check_types(data: dict[str, Any]) -> None:
     """Fields with a canonical slot must have the wire's type: a 400 here, never a 500 later."""
     for name, (kinds, what) in _TYPES.items():
-        _want(_is(data.get(name), kinds), f"{name} must be {what}", name)
+        require(_is(data.get(name), kinds), f"{name} must be {what}", name)
     stop = data.get("stop")
-    _want(not isinstance(stop, list) or all(isinstance(x, str) for x in stop), "stop must be an array of strings",
+    require(not isinstance(stop, list) or all(isinstance(x, str) for x in stop), "stop must be an array of strings",
           "stop")
     for name in ("max_tokens", "max_completion_tokens"):
-        _want(data.get(name) is None or data[name] >= 1, f"{name} must be at least 1", name)
-        _want(data.get(name) is None or data[name] <= MAX_TOKENS, f"{name} must be at most {MAX_TOKENS}", name)
+        require(data.get(name) is None or data[name] >= 1, f"{name} must be at least 1", name)
+        require(data.get(name) is None or data[name] <= MAX_TOKENS, f"{name} must be at most {MAX_TOKENS}", name)
     seed = data.get("seed")
-    _want(seed is None or -_INT64 <= seed < _INT64, "seed must be a 64-bit integer", "seed")
+    require(seed is None or -_INT64 <= seed < _INT64, "seed must be a 64-bit integer", "seed")
     user = data.get("user")
-    _want(user is None or len(user) <= MAX_USER_CHARS, f"user must be at most {MAX_USER_CHARS} characters", "user")
+    require(user is None or len(user) <= MAX_USER_CHARS, f"user must be at most {MAX_USER_CHARS} characters", "user")
     if data.get("response_format") is not None:
         _typed(data["response_format"], ResponseFormat, "response_format")
 
 
 def _decode_message(m: Any, i: int) -> Message:
-    _want(isinstance(m, dict), f"messages[{i}] must be an object", f"messages[{i}]")
+    require(isinstance(m, dict), f"messages[{i}] must be an object", f"messages[{i}]")
     role = m.get("role")
     if role == "developer":
         role = "system"
-    _want(role in ("system", "user", "assistant", "tool"), f"messages[{i}].role is invalid: {role!r}",
+    require(role in ("system", "user", "assistant", "tool"), f"messages[{i}].role is invalid: {role!r}",
           f"messages[{i}].role")
     content = m.get("content")
     name = m.get("name")
-    _want(name is None or isinstance(name, str), f"messages[{i}].name must be a string", f"messages[{i}].name")
+    require(name is None or isinstance(name, str), f"messages[{i}].name must be a string", f"messages[{i}].name")
     if role == "tool":
         tool_call_id = m.get("tool_call_id")
-        _want(isinstance(tool_call_id, str), f"messages[{i}].tool_call_id is required",
+        require(isinstance(tool_call_id, str), f"messages[{i}].tool_call_id is required",
               f"messages[{i}].tool_call_id")
         parts = tuple(b for b in _decode_parts(content, i) if isinstance(b, TextBlock | ImageBlock))
         return Message(role="tool", content=(ToolResultBlock(tool_call_id=tool_call_id, content=parts),))
@@ -192,7 +188,7 @@ def _decode_message(m: Any, i: int) -> Message:
     blocks.extend(_decode_parts(content, i))
     if role == "assistant":
         calls = m.get("tool_calls") or []
-        _want(isinstance(calls, list), f"messages[{i}].tool_calls must be an array", f"messages[{i}].tool_calls")
+        require(isinstance(calls, list), f"messages[{i}].tool_calls must be an array", f"messages[{i}].tool_calls")
         blocks.extend(_decode_tool_call(call, f"messages[{i}].tool_calls[{j}]") for j, call in enumerate(calls))
     return Message(role=role, content=tuple(blocks), name=name)
 
@@ -201,7 +197,7 @@ def _decode_tool_call(call: Any, where: str) -> ToolCallBlock:
     c = _typed(call, ToolCallParam, where)
     arguments = c.function.arguments or ""
     # an upstream's encoder decodes them: bounded like a body
-    _want(not too_deep(arguments), f"{where}.function.arguments: arrays and objects are nested too deeply",
+    require(not too_deep(arguments), f"{where}.function.arguments: arrays and objects are nested too deeply",
           f"{where}.function.arguments")
     return ToolCallBlock(id=c.id or "", name=c.function.name, arguments=arguments)
 
@@ -211,7 +207,7 @@ def _decode_parts(content: Any, i: int) -> list[Block]:
         return []
     if isinstance(content, str):
         return [TextBlock(text=content)]
-    _want(isinstance(content, list), f"messages[{i}].content must be a string or an array",
+    require(isinstance(content, list), f"messages[{i}].content must be a string or an array",
           f"messages[{i}].content")
     blocks: list[Block] = []
     for j, part in enumerate(content):
@@ -277,9 +273,9 @@ def _doc_media_type(fmt: str | None) -> str:
 
 
 def _decode_tool(t: Any, j: int) -> Tool:
-    _want(isinstance(t, dict) and t.get("type", "function") == "function" and isinstance(t.get("function"), dict),
+    require(isinstance(t, dict) and t.get("type", "function") == "function" and isinstance(t.get("function"), dict),
           "tools[] must be function tools", "tools")
-    _want(isinstance(t["function"].get("name"), str), "tools[].function.name is required", "tools")
+    require(isinstance(t["function"].get("name"), str), "tools[].function.name is required", "tools")
     fn = _typed(t["function"], FunctionParam, f"tools[{j}].function")
     return Tool(name=fn.name, description=fn.description, parameters=fn.parameters or {}, strict=fn.strict)
 

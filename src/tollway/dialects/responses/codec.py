@@ -49,7 +49,7 @@ from tollway.core.chat import (
     ToolResultBlock,
     Usage,
 )
-from tollway.core.errors import InvalidRequest
+from tollway.core.errors import InvalidRequest, require
 from tollway.core.json_input import too_deep
 from tollway.core.names import DIALECT_RESPONSES
 
@@ -75,30 +75,26 @@ CUSTOM_PARAMETERS: dict[str, Any] = {"type": "object", "properties": {"input": {
 _json = msgspec.json.Encoder()
 
 
-def _want(cond: bool, message: str, param: str | None = None) -> None:
-    if not cond:
-        raise InvalidRequest(message, param=param)
-
 
 def _str(value: Any, where: str, *, required: bool = False) -> str | None:
     if value is None and not required:
         return None
-    _want(isinstance(value, str), f"{where} must be a string", where)
+    require(isinstance(value, str), f"{where} must be a string", where)
     return str(value)
 
 
 def _int(value: Any, where: str, low: int, high: int) -> int | None:
     if value is None:
         return None
-    _want(isinstance(value, int) and not isinstance(value, bool), f"{where} must be an integer", where)
-    _want(low <= value <= high, f"{where} must be between {low} and {high}", where)
+    require(isinstance(value, int) and not isinstance(value, bool), f"{where} must be an integer", where)
+    require(low <= value <= high, f"{where} must be between {low} and {high}", where)
     return int(value)
 
 
 def _number(value: Any, where: str) -> float | None:
     if value is None:
         return None
-    _want(isinstance(value, int | float) and not isinstance(value, bool), f"{where} must be a number", where)
+    require(isinstance(value, int | float) and not isinstance(value, bool), f"{where} must be a number", where)
     return float(value)
 
 
@@ -107,35 +103,35 @@ def _number(value: Any, where: str) -> float | None:
 
 def check_request(data: Any) -> None:
     """The checks every request passes before admission, whatever its upstream."""
-    _want(isinstance(data, dict), "Request body must be a JSON object")
-    _want(isinstance(data.get("model"), str) and data["model"] != "", "The 'model' field is required.", "model")
+    require(isinstance(data, dict), "Request body must be a JSON object")
+    require(isinstance(data.get("model"), str) and data["model"] != "", "The 'model' field is required.", "model")
     value = data.get("input")
-    _want(value is None or isinstance(value, str | list), "input must be a string or an array of items", "input")
+    require(value is None or isinstance(value, str | list), "input must be a string or an array of items", "input")
     for i, item in enumerate(value if isinstance(value, list) else ()):  # what the gateway reads of each (to store it)
-        _want(isinstance(item, dict), f"input[{i}] must be an object", f"input[{i}]")
-        _want(isinstance(item.get("type", "message"), str), f"input[{i}].type must be a string", f"input[{i}].type")
-    _want(value is not None or data.get("previous_response_id") is not None, "The 'input' field is required.",
+        require(isinstance(item, dict), f"input[{i}] must be an object", f"input[{i}]")
+        require(isinstance(item.get("type", "message"), str), f"input[{i}].type must be a string", f"input[{i}].type")
+    require(value is not None or data.get("previous_response_id") is not None, "The 'input' field is required.",
           "input")
     for name in ("stream", "store", "background", "parallel_tool_calls", "drop_params"):
-        _want(data.get(name) is None or isinstance(data[name], bool), f"{name} must be a boolean", name)
+        require(data.get(name) is None or isinstance(data[name], bool), f"{name} must be a boolean", name)
     _int(data.get("max_output_tokens"), "max_output_tokens", 1, MAX_TOKENS)
     for name in ("temperature", "top_p"):
         _number(data.get(name), name)
     for name in ("instructions", "previous_response_id", "user", "safety_identifier"):
         _str(data.get(name), name)
     user = data.get("user")
-    _want(user is None or len(user) <= MAX_USER_CHARS, f"user must be at most {MAX_USER_CHARS} characters", "user")
+    require(user is None or len(user) <= MAX_USER_CHARS, f"user must be at most {MAX_USER_CHARS} characters", "user")
     for name in ("metadata", "text", "reasoning"):
-        _want(data.get(name) is None or isinstance(data[name], dict), f"{name} must be an object", name)
-    _want(data.get("tools") is None or isinstance(data["tools"], list), "tools must be an array", "tools")
+        require(data.get(name) is None or isinstance(data[name], dict), f"{name} must be an object", name)
+    require(data.get("tools") is None or isinstance(data["tools"], list), "tools must be an array", "tools")
     metadata = data.get("metadata") or {}
-    _want(len(metadata) <= 16 and all(isinstance(v, str) and len(k) <= 64 and len(v) <= 512
+    require(len(metadata) <= 16 and all(isinstance(v, str) and len(k) <= 64 and len(v) <= 512
                                       for k, v in metadata.items()),
           "metadata holds at most 16 string values (keys up to 64, values up to 512 characters)", "metadata")
     for name, what in _REFUSED.items():
-        _want(data.get(name) is None, f"{name}: {what} are not supported by this gateway; send the items as "
+        require(data.get(name) is None, f"{name}: {what} are not supported by this gateway; send the items as "
               "input, or use previous_response_id.", name)
-    _want(not (data.get("background") and data.get("store") is False), "background responses must be stored "
+    require(not (data.get("background") and data.get("store") is False), "background responses must be stored "
           "(store: true).", "background")
 
 
@@ -156,7 +152,7 @@ def decode_request(data: dict[str, Any], history: Sequence[dict[str, Any]] = (),
     elif value is not None:
         items.extend(value)
     messages.extend(_decode_items(items, drop, lossy, len(history)))
-    _want(any(m.role != "system" for m in messages), "input must hold at least one message or item", "input")
+    require(any(m.role != "system" for m in messages), "input must hold at least one message or item", "input")
     tools = _decode_tools(data.get("tools") or [], drop, lossy)
     text = data.get("text") or {}
     if text.get("verbosity") not in (None, "medium"):
@@ -196,14 +192,14 @@ def _decode_items(items: list[Any], drop: bool, lossy: list[str], first_input: i
 
     for i, item in enumerate(items):
         where = f"input[{i - first_input}]" if i >= first_input else f"previous_response_id (item {i})"
-        _want(isinstance(item, dict), f"{where} must be an object", where)
+        require(isinstance(item, dict), f"{where} must be an object", where)
         kind = item.get("type", "message")
         if kind == "message":
             role = item.get("role")
             if role == "assistant":
                 assistant.extend(_decode_parts(item.get("content"), where, assistant=True))
                 continue
-            _want(role in ("user", "system", "developer"), f"{where}.role is invalid: {role!r}", f"{where}.role")
+            require(role in ("user", "system", "developer"), f"{where}.role is invalid: {role!r}", f"{where}.role")
             flush()
             messages.append(Message(role="user" if role == "user" else "system",
                                     content=tuple(_decode_parts(item.get("content"), where, assistant=False))))
@@ -240,7 +236,7 @@ def _decode_items(items: list[Any], drop: bool, lossy: list[str], first_input: i
 
 def _decode_call(item: dict[str, Any], where: str) -> ToolCallBlock:
     arguments = _str(item.get("arguments"), f"{where}.arguments", required=True) or ""
-    _want(not too_deep(arguments), f"{where}.arguments: arrays and objects are nested too deeply",
+    require(not too_deep(arguments), f"{where}.arguments: arrays and objects are nested too deeply",
           f"{where}.arguments")
     return ToolCallBlock(id=_str(item.get("call_id"), f"{where}.call_id", required=True) or "",
                          name=_call_name(item, where), arguments=arguments)
@@ -257,9 +253,9 @@ def _decode_reasoning(item: dict[str, Any], where: str) -> ReasoningBlock:
     texts: list[Any] = []
     for key in ("summary", "content"):
         parts = item.get(key) or []
-        _want(isinstance(parts, list), f"{where}.{key} must be an array", f"{where}.{key}")
+        require(isinstance(parts, list), f"{where}.{key} must be an array", f"{where}.{key}")
         texts.extend(p.get("text") or "" for p in parts if isinstance(p, dict))
-    _want(all(isinstance(t, str) for t in texts), f"{where}: reasoning text must be a string", where)
+    require(all(isinstance(t, str) for t in texts), f"{where}: reasoning text must be a string", where)
     return ReasoningBlock(text="\n\n".join(t for t in texts if t),
                           signature=_str(item.get("encrypted_content"), f"{where}.encrypted_content"))
 
@@ -267,11 +263,11 @@ def _decode_reasoning(item: dict[str, Any], where: str) -> ReasoningBlock:
 def _decode_parts(content: Any, where: str, *, assistant: bool) -> list[Block]:
     if isinstance(content, str):
         return [TextBlock(text=content)]
-    _want(isinstance(content, list), f"{where}.content must be a string or an array", f"{where}.content")
+    require(isinstance(content, list), f"{where}.content must be a string or an array", f"{where}.content")
     blocks: list[Block] = []
     for j, part in enumerate(content):
         at = f"{where}.content[{j}]"
-        _want(isinstance(part, dict), f"{at} must be an object", at)
+        require(isinstance(part, dict), f"{at} must be an object", at)
         kind = part.get("type")
         if kind in ("input_text", "output_text", "text"):
             blocks.append(TextBlock(text=_str(part.get("text"), f"{at}.text", required=True) or ""))
@@ -287,7 +283,7 @@ def _decode_parts(content: Any, where: str, *, assistant: bool) -> list[Block]:
 
 
 def _decode_image(part: dict[str, Any], at: str) -> ImageBlock:
-    _want(part.get("file_id") is None, f"{at}: file_id is not supported; send image_url (a URL or a data URL)",
+    require(part.get("file_id") is None, f"{at}: file_id is not supported; send image_url (a URL or a data URL)",
           f"{at}.file_id")
     url = _str(part.get("image_url"), f"{at}.image_url", required=True) or ""
     detail = _str(part.get("detail"), f"{at}.detail")
@@ -295,7 +291,7 @@ def _decode_image(part: dict[str, Any], at: str) -> ImageBlock:
 
 
 def _decode_file(part: dict[str, Any], at: str) -> DocumentBlock:
-    _want(part.get("file_id") is None, f"{at}: file_id is not supported; send file_data or file_url",
+    require(part.get("file_id") is None, f"{at}: file_id is not supported; send file_data or file_url",
           f"{at}.file_id")
     name = _str(part.get("filename"), f"{at}.filename")
     url = _str(part.get("file_url"), f"{at}.file_url")
@@ -313,7 +309,7 @@ def _decode_tools(tools: list[Any], drop: bool, lossy: list[str]) -> tuple[Tool,
     out = []
     for j, t in enumerate(tools):
         where = f"tools[{j}]"
-        _want(isinstance(t, dict), f"{where} must be an object", where)
+        require(isinstance(t, dict), f"{where} must be an object", where)
         kind = t.get("type")
         if kind == "custom":
             out.append(_decode_custom(t, where))
@@ -334,10 +330,10 @@ def _decode_tools(tools: list[Any], drop: bool, lossy: list[str]) -> tuple[Tool,
 def _decode_function(t: dict[str, Any], where: str, name: str | None = None) -> Tool:
     given = _str(t.get("name"), f"{where}.name", required=True) or ""
     parameters = t.get("parameters")
-    _want(parameters is None or isinstance(parameters, dict), f"{where}.parameters must be an object",
+    require(parameters is None or isinstance(parameters, dict), f"{where}.parameters must be an object",
           f"{where}.parameters")
     strict = t.get("strict")
-    _want(strict is None or isinstance(strict, bool), f"{where}.strict must be a boolean", f"{where}.strict")
+    require(strict is None or isinstance(strict, bool), f"{where}.strict must be a boolean", f"{where}.strict")
     return Tool(name=name or given, description=_str(t.get("description"), f"{where}.description"),
                 parameters=parameters or {}, strict=strict)
 
@@ -345,11 +341,11 @@ def _decode_function(t: dict[str, Any], where: str, name: str | None = None) -> 
 def _decode_namespace(t: dict[str, Any], where: str) -> list[Tool]:
     namespace = _str(t.get("name"), f"{where}.name", required=True) or ""
     tools = t.get("tools")
-    _want(isinstance(tools, list), f"{where}.tools must be an array", f"{where}.tools")
+    require(isinstance(tools, list), f"{where}.tools must be an array", f"{where}.tools")
     out = []
     for j, inner in enumerate(tools or ()):
         at = f"{where}.tools[{j}]"
-        _want(isinstance(inner, dict) and inner.get("type") in ("function", "custom"),
+        require(isinstance(inner, dict) and inner.get("type") in ("function", "custom"),
               f"{at} must be a function or custom tool", at)
         flat = flat_name(namespace, _str(inner.get("name"), f"{at}.name", required=True) or "")
         tool = _decode_custom(inner, at) if inner["type"] == "custom" else _decode_function(inner, at)
@@ -397,7 +393,7 @@ def tool_names(data: dict[str, Any]) -> dict[str, ToolName]:
 def _decode_custom(t: dict[str, Any], where: str) -> Tool:
     description = _str(t.get("description"), f"{where}.description") or ""
     fmt = t.get("format") or {}
-    _want(isinstance(fmt, dict), f"{where}.format must be an object", f"{where}.format")
+    require(isinstance(fmt, dict), f"{where}.format must be an object", f"{where}.format")
     if fmt.get("type") == "grammar":
         syntax = _str(fmt.get("syntax"), f"{where}.format.syntax") or "lark"
         definition = _str(fmt.get("definition"), f"{where}.format.definition", required=True)
@@ -420,7 +416,7 @@ def _decode_tool_choice(tc: Any, drop: bool, lossy: list[str]) -> ToolChoice | N
         return None
     if tc in ("auto", "none", "required"):
         return ToolChoice(mode=tc)
-    _want(isinstance(tc, dict), f"tool_choice is invalid: {tc!r}", "tool_choice")
+    require(isinstance(tc, dict), f"tool_choice is invalid: {tc!r}", "tool_choice")
     kind = tc.get("type")
     if kind in ("function", "custom"):
         name = _str(tc.get("name"), "tool_choice.name", required=True) or ""
@@ -428,7 +424,7 @@ def _decode_tool_choice(tc: Any, drop: bool, lossy: list[str]) -> ToolChoice | N
         return ToolChoice(mode="required", name=flat_name(namespace, name) if namespace else name)
     if kind == "allowed_tools":  # the tools stay as listed; the mode is kept
         mode = tc.get("mode", "auto")
-        _want(mode in ("auto", "required"), "tool_choice.mode must be auto or required", "tool_choice.mode")
+        require(mode in ("auto", "required"), "tool_choice.mode must be auto or required", "tool_choice.mode")
         lossy.append("tool_choice.tools")
         return ToolChoice(mode=mode)
     if drop:
@@ -441,14 +437,14 @@ def _decode_tool_choice(tc: Any, drop: bool, lossy: list[str]) -> ToolChoice | N
 def _response_format(fmt: Any) -> dict[str, Any] | None:
     if fmt is None:
         return None
-    _want(isinstance(fmt, dict), "text.format must be an object", "text.format")
+    require(isinstance(fmt, dict), "text.format must be an object", "text.format")
     kind = fmt.get("type")
     if kind == "text":
         return None
     if kind == "json_object":
         return {"type": "json_object"}
-    _want(kind == "json_schema", f"text.format.type is invalid: {kind!r}", "text.format.type")
-    _want(isinstance(fmt.get("schema"), dict), "text.format.schema must be an object", "text.format.schema")
+    require(kind == "json_schema", f"text.format.type is invalid: {kind!r}", "text.format.type")
+    require(isinstance(fmt.get("schema"), dict), "text.format.schema must be an object", "text.format.schema")
     schema: dict[str, Any] = {"name": _str(fmt.get("name"), "text.format.name", required=True),
                               "schema": fmt["schema"]}
     for key in ("strict", "description"):
