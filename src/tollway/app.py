@@ -7,6 +7,7 @@ import gc
 import logging
 import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from pathlib import Path
 
 import msgspec
 from sqlalchemy import text
@@ -44,6 +45,7 @@ from tollway.dialects.city.routes import city_routes
 from tollway.dialects.city.services import Registry
 from tollway.dialects.city.studios import studios_service
 from tollway.dialects.completions.routes import completions_routes
+from tollway.dialects.media.routes import media_routes
 from tollway.dialects.openai.errors import openai_error_body, platform_error_body
 from tollway.dialects.openai.routes import openai_routes
 from tollway.dialects.responses.routes import Background, responses_routes
@@ -60,6 +62,7 @@ from tollway.routing.pipeline import ChatPipeline
 from tollway.routing.pools import CredentialPool, MemoryState, PoolOptions, PoolState
 from tollway.routing.redis_state import RedisState
 from tollway.routing.responses import JSONBytes, Render, dialect_endpoint, error_response
+from tollway.store.blobs import BlobSigner, FileBlobStore
 from tollway.store.credentials import CredentialRepository
 from tollway.store.db import create_engine
 from tollway.store.env import EnvRepository
@@ -69,6 +72,9 @@ from tollway.store.meta import MetaRepository
 from tollway.store.redis import Broadcast, ScriptBatch
 from tollway.store.redis import connect as connect_redis_client
 from tollway.store.request_logs import RequestLogRepository
+from tollway.store.tasks import TaskRepository
+from tollway.tasks.engine import TaskEngine
+from tollway.tasks.routes import task_routes
 
 log = logging.getLogger("tollway")
 INSTALL_ID = "install_id"  # meta: this database's identity, in the Redis keys of its wallets and limits
@@ -170,7 +176,8 @@ async def build_gateway(settings: Settings) -> Gateway:
                                discovery_interval=settings.discovery_interval,
                                response_retention=settings.response_retention_days * 86400.0,
                                background_timeout=settings.background_timeout,
-                               max_background=settings.max_background),
+                               max_background=settings.max_background,
+                               max_upload_bytes=settings.max_upload_bytes),
         env_repo=EnvRepository(engine, box),
         billing=await build_billing(settings, engine, batch), media=ctx.media, pool_state=state,
         broadcast=broadcast, credentials=CredentialRepository(engine, box))  # accounts' secrets are sealed
@@ -193,6 +200,12 @@ async def build_billing(settings: Settings, engine: AsyncEngine, batch: ScriptBa
         wallet, limiter = MemoryWallet(ledger.state), MemoryLimiter()
     return Billing(wallet, limiter, ledger, enabled=settings.billing, flush_interval=settings.ledger_flush_interval,
                    default_output=settings.reserve_output_tokens, deny_unpriced=settings.unpriced_models == "deny")
+
+
+async def blob_key(meta: MetaRepository) -> bytes:
+    """The key of the blob store's signed URLs: random, made once and shared through the
+    database, so that a URL one replica signed is good on every other."""
+    return bytes.fromhex(await meta.set_if_absent(BLOB_URL_KEY, secrets.token_hex(32)))
 
 
 async def root(request: Request) -> Response:
@@ -258,6 +271,9 @@ def by_dialect(openai: list[BaseRoute], path: str,
     return endpoint
 
 
+BLOB_URL_KEY = "blob_url_key"
+
+
 def create_app(settings: Settings | None = None) -> Starlette:
     settings = settings or load_settings()
 
@@ -269,8 +285,14 @@ def create_app(settings: Settings | None = None) -> Starlette:
         # the admin JWT's key: part of it is never in the database (env, or a file in the data dir)
         app.state.admin_tokens = AdminTokens(gateway.meta, gateway.auth.admin_hash,
                                              server_secret(settings.env, settings.data_dir))
-        app.state.pipeline = ChatPipeline(gateway)
+        app.state.pipeline = pipeline = ChatPipeline(gateway)
         app.state.city = registry
+        app.state.tasks = tasks = TaskEngine(
+            gateway, pipeline, TaskRepository(gateway.engine), FileBlobStore(Path(settings.data_dir) / "blobs"),
+            BlobSigner(await blob_key(gateway.meta), ttl=settings.blob_url_ttl), workers=settings.task_workers,
+            lease=settings.task_lease, timeout=settings.task_timeout,
+            retention=settings.task_retention_days * 86400.0)
+        tasks.start()
         # everything allocated so far lives as long as the process: keep it out of the
         # collector's generations so full collections stay short under load (p99)
         gc.collect()
@@ -280,6 +302,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
             yield
         finally:
             await background.stop()
+            await tasks.stop()
             await gateway.close()
 
     openai = openai_routes()
@@ -293,6 +316,8 @@ def create_app(settings: Settings | None = None) -> Starlette:
         Route("/v1/models/{id:path}", by_dialect(openai, "/v1/models/{id:path}", anthropic_v1_model), methods=["GET"]),
         *openai,
         *completions_routes(),
+        *media_routes(),
+        *task_routes(),
         *responses_routes(background),
         *anthropic_routes(),
         *key_routes(),

@@ -15,6 +15,12 @@ Environment (all optional):
   TOLLWAY_CONFIG                      YAML file with providers, models and aliases
   TOLLWAY_CONNECT_TIMEOUT / TOLLWAY_FIRST_BYTE_TIMEOUT / TOLLWAY_IDLE_TIMEOUT   seconds
   TOLLWAY_MAX_BODY_BYTES              largest request body accepted (20 MiB)
+  TOLLWAY_MAX_UPLOAD_BYTES            largest upload (an audio file to transcribe) accepted (25 MiB)
+  TOLLWAY_TASK_WORKERS                tasks (images, videos) one process runs at once (4)
+  TOLLWAY_TASK_LEASE                  seconds a task stays claimed by a process that stopped renewing it (30)
+  TOLLWAY_TASK_TIMEOUT                seconds a task may run before it fails (1800)
+  TOLLWAY_TASK_RETENTION_DAYS         how long finished tasks and their results are kept (7)
+  TOLLWAY_BLOB_URL_TTL                seconds a signed URL of a task's result stays valid (3600)
   TOLLWAY_LOG_FLUSH_INTERVAL / TOLLWAY_LOG_BATCH   request-log batching
   TOLLWAY_CHANGE_POLL_INTERVAL        how often caches look for changes by other processes (0.5 s)
   TOLLWAY_SHUTDOWN_GRACE              seconds in-flight requests get to finish after SIGTERM (30)
@@ -111,6 +117,12 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     response_retention_days: float = 30.0  # how long stored Responses API responses are kept
     background_timeout: float = 3600.0  # how long a background response may run
     max_background: int = 1000  # background responses one process runs at once
+    max_upload_bytes: int = 25 * 1024 * 1024  # an audio file to transcribe
+    task_workers: int = 4  # tasks one process runs at once
+    task_lease: float = 30.0  # seconds a task stays claimed by a process that stopped renewing it
+    task_timeout: float = 1800.0  # seconds a task may run before it fails
+    task_retention_days: float = 7.0  # how long finished tasks and their results are kept
+    blob_url_ttl: float = 3600.0  # how long a signed URL of a task's result is valid
     file: FileConfig = FileConfig()
     env: dict[str, str] = msgspec.field(default_factory=dict)
 
@@ -314,6 +326,12 @@ def load_settings(overrides: dict[str, Any] | None = None, environ: dict[str, st
         response_retention_days=_float(env, "TOLLWAY_RESPONSE_RETENTION_DAYS", 30.0, high=36500.0),
         background_timeout=_float(env, "TOLLWAY_BACKGROUND_TIMEOUT", 3600.0),
         max_background=_int(env.get("TOLLWAY_MAX_BACKGROUND"), "TOLLWAY_MAX_BACKGROUND", 1000, high=1_000_000),
+        max_upload_bytes=_int(env.get("TOLLWAY_MAX_UPLOAD_BYTES"), "TOLLWAY_MAX_UPLOAD_BYTES", 25 * 1024 * 1024),
+        task_workers=_int(env.get("TOLLWAY_TASK_WORKERS"), "TOLLWAY_TASK_WORKERS", 4, low=0, high=1000),
+        task_lease=_float(env, "TOLLWAY_TASK_LEASE", 30.0, high=3600.0),
+        task_timeout=_float(env, "TOLLWAY_TASK_TIMEOUT", 1800.0),
+        task_retention_days=_float(env, "TOLLWAY_TASK_RETENTION_DAYS", 7.0, high=36500.0),
+        blob_url_ttl=_float(env, "TOLLWAY_BLOB_URL_TTL", 3600.0, high=7 * 86400.0),
         trusted_proxies=_proxies(env),
         connections=ConnectionLimits(
             header_timeout=_float(env, "TOLLWAY_CLIENT_HEADER_TIMEOUT", 10.0, high=3600.0),

@@ -26,34 +26,77 @@ Endpoints, each driven by the same ``Behavior`` of the request's model:
 - ``POST /v1/moderations``: one result per input (a string, each string of a list, or one for a list of
   text / image parts), flagged (``violence``) when the text has the word "kill".
 - ``GET /v1/models``.
+- ``POST /v1/embeddings``: ``input`` a string, strings, a token array or token arrays; one vector per
+  input, derived from its text (a hash: the same text always gives the same vector, ``embedding_for``),
+  unit length, ``dimensions`` long (else 1536; 3072 for ``*-3-large``), float32 values; ``encoding_format``
+  ``float`` (lists) or ``base64`` (little-endian float32, what the SDK asks for by default and decodes).
+  ``prompt_tokens`` = ``total_tokens`` = per input its whitespace-separated words + 1, or its token count.
+  ``dimensions`` with ``*-ada-002``, above the model's size, or an empty string are 400 as the API.
+- ``POST /v1/images/generations``: ``n`` images, each ``TINY_PNG``: ``b64_json``, or a ``url`` on the fake
+  itself (``/files/img-<n>.png``, served as ``image/png``, kept in ``files``). The GPT image models
+  (``gpt-image-*``) always answer ``b64_json`` with ``usage`` (input = the prompt's words; output:
+  ``completion_tokens``, else 272 / 1056 / 4160 per image by quality) and refuse ``response_format``;
+  ``dall-e-3`` refuses ``n`` > 1 and adds ``revised_prompt``; each model's sizes are checked. No streaming.
+- ``POST /v1/audio/speech``: audio bytes of ``response_format`` (mp3: an ID3 tag then MPEG frames; wav: a
+  RIFF/WAVE header then 16-bit 24 kHz PCM; pcm: the raw samples; opus, aac, flac: their magic then
+  filler), 0.1 s per word of ``input``, in ``SPEECH_CHUNKS`` chunked writes (at least 10 ms apart). With
+  ``stream_format: "sse"`` (refused for ``tts-1*``): ``speech.audio.delta`` events (base64 ``audio``) then
+  ``speech.audio.done`` with usage (input = the input's words; output: ``completion_tokens``, else the
+  number of deltas x 10).
+- ``POST /v1/audio/transcriptions`` (multipart): the transcript is the behaviour's ``text``. ``json``
+  (``{"text", "usage"}``), ``text``, ``srt``, ``vtt``, ``verbose_json`` (language, duration, segments,
+  ``words`` with ``timestamp_granularities[]=word``). Models named ``*transcribe*`` answer only ``json`` and
+  ``text`` (the spec says ``json`` only; OpenAI's guide and the SDK allow ``text`` too), with token usage
+  (input: ``prompt_tokens`` audio tokens + the prompt's words; output: ``completion_tokens`` or the
+  text's words), ``include[]=logprobs`` and ``stream`` (``transcript.text.delta`` / ``.done`` events);
+  the others (``whisper-1``) have duration usage (``audio_seconds``, else 0.5 s per word, rounded up) and
+  ignore ``stream``. Granularities without ``verbose_json`` are 400. The file (name, type, bytes) is in
+  ``seen(model)[-1].files["file"]``.
+- Videos: ``POST /v1/videos`` (JSON or multipart, ``input_reference`` a file or ``{"image_url"}``) makes
+  a ``queued`` video (kept in ``videos``); each ``GET /v1/videos/{id}`` moves it on: ``in_progress`` with
+  ``progress`` k/``polls`` after k polls, then ``completed`` at the ``polls``-th (or ``failed`` with
+  ``error`` {``video_error``, ``error_message``}). ``GET /v1/videos/{id}/content`` is an MP4 (an ``ftyp``
+  box first; ``variant=thumbnail`` / ``spritesheet``: a WebP) once completed, 404 before (as the API);
+  ``GET /v1/videos`` lists (``limit``, ``order``, ``after``); ``DELETE /v1/videos/{id}`` deletes. Unknown ids
+  are 404. The model's scripted failures apply to the create call only.
 
 On the new endpoints (all but chat and models), a request that breaks its schema, or has a top-level
 key the schema does not declare, is answered 400 ``invalid_request_error`` as the API would (unless
-``reject_invalid=False``), besides being recorded in ``spec_errors``; a non-JSON body is 400 too.
+``reject_invalid=False``), besides being recorded in ``spec_errors``; a non-JSON body (not multipart, for
+transcriptions) is 400 too. A request the spec allows but the model refuses (``n`` = 2 for ``dall-e-3``)
+is a 400 without a spec error. Every answer body is checked against its schema (a base64 embedding as
+the floats it encodes: the spec types ``embedding`` as an array only).
 
 The stream behaviours (``drop_after``, ``hang_after``, ``error_in_stream_after``, ``chunk_delay``) count
 SSE frames on every endpoint: chunks for chat and completions, events for the Responses API (0 is
-``response.created``). A Responses stream fails with ``response.failed`` or ``error``
+``response.created``), speech and transcription events; and the chunks of a speech body (an in-stream
+error there just ends the audio early). A Responses stream fails with ``response.failed`` or ``error``
 (``responses_stream_error``); chat and completions with a ``data: {"error": ...}`` frame.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import copy
+import hashlib
 import itertools
 import json
+import math
+import random
 import re
+import struct
 import threading
 import time
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from aiohttp import web
+from aiohttp import BodyPartReader, web
 
 from tests.fakes.spec import errors as spec_errors_of
-from tests.fakes.spec import request_errors, response_stream_errors, stream_event_errors
+from tests.fakes.spec import form_payload, request_errors, response_stream_errors, stream_event_errors
 
 UPSTREAM_SECRET = "sk-fake-upstream-secret-0123456789"
 
@@ -84,6 +127,20 @@ class Behavior:
     # Responses stream, error_in_stream_after: "response.failed" (the response, status failed, with its
     # error) or "error" (a bare ResponseErrorEvent); either ends the stream.
     responses_stream_error: str = "response.failed"
+    # Videos: the GETs of a video before it is done (0: the first GET finds it done), and, when set, the
+    # error code it then fails with (its message is error_message) instead of completing.
+    polls: int = 2
+    video_error: str | None = None
+    # Transcriptions: the audio's duration (verbose_json, subtitles, whisper usage); default 0.5 s a word.
+    audio_seconds: float | None = None
+
+
+@dataclass
+class Upload:
+    """A file part of a multipart request."""
+    filename: str | None
+    content_type: str | None
+    data: bytes
 
 
 @dataclass
@@ -92,6 +149,16 @@ class Seen:
     authorization: str | None
     at: float
     path: str = "/v1/chat/completions"
+    files: dict[str, Upload] = field(default_factory=dict)  # multipart requests: the file parts by name
+
+
+@dataclass
+class FakeVideo:
+    """A video job: ``resource`` is the ``VideoResource`` as last answered, ``polls`` the GETs it had."""
+    resource: dict[str, Any]
+    behavior: Behavior
+    polls: int = 0
+    reference: Upload | None = None  # a multipart input_reference
 
 
 MODERATION_CATEGORIES = ("hate", "hate/threatening", "harassment", "harassment/threatening", "illicit",
@@ -100,15 +167,34 @@ MODERATION_CATEGORIES = ("hate", "hate/threatening", "harassment", "harassment/t
 IMAGE_MODERATED = ("self-harm", "self-harm/intent", "self-harm/instructions", "sexual", "violence",
                    "violence/graphic")  # the categories whose applied input types may include "image"
 _ARG_PIECE = 5  # tool-call arguments stream in pieces this long (chat and Responses)
+SPEECH_CHUNKS = 4  # a speech body (or its SSE deltas) comes in this many writes
+SPEECH_TYPES = {"mp3": "audio/mpeg", "opus": "audio/opus", "aac": "audio/aac", "flac": "audio/flac",
+                "wav": "audio/wav", "pcm": "audio/pcm"}
+SPEECH_RATE = 24000  # Hz, 16-bit mono: OpenAI's pcm and wav
+TOKEN_TRANSCRIBE_FORMATS = ("json", "text")  # models named *transcribe* (gpt-4o-transcribe, ...)
+WHISPER_FORMATS = ("json", "text", "srt", "verbose_json", "vtt")
+IMAGE_SIZES = {"dall-e-2": ("256x256", "512x512", "1024x1024"),
+               "dall-e-3": ("1024x1024", "1792x1024", "1024x1792"),
+               "gpt-image": ("auto", "1024x1024", "1536x1024", "1024x1536")}
+IMAGE_OUTPUT_TOKENS = {"low": 272, "medium": 1056, "high": 4160}  # per 1024x1024 image
 
 
 class FakeOpenAI:
+    """The fake (see the module docstring for what each endpoint does). Besides ``Behavior``'s general
+    fields, the media endpoints read: ``text`` (a transcript), ``prompt_tokens`` / ``completion_tokens``
+    (transcription, speech and image usage), ``polls`` and ``video_error`` (a video's progress and failure),
+    ``audio_seconds`` (a transcription's duration). State: ``videos`` (id -> ``FakeVideo``, in creation
+    order) and ``files`` (name -> bytes of the images served at ``/files/<name>``)."""
+
     def __init__(self, *, reject_invalid: bool = True) -> None:
         self.behaviors: dict[str, Behavior] = {}
         self.by_secret: dict[str, Behavior] = {}  # consulted before the per-model behaviors
         self.requests: list[Seen] = []
         self.spec_errors: list[str] = []
         self.disconnects: dict[str, float] = {}  # model -> when the client went away
+        self.videos: dict[str, FakeVideo] = {}
+        self.files: dict[str, bytes] = {}  # images answered as URLs: /files/<name>
+        self._image_ids = itertools.count(1)
         self.reject_invalid = reject_invalid  # the new endpoints: 400 for a request that breaks the spec
         self.port = 0
         self._ids = itertools.count(1)
@@ -151,6 +237,16 @@ class FakeOpenAI:
             app.router.add_post("/v1/responses/{id}/cancel", self._no_stored_response)
             app.router.add_post("/v1/completions", self._completions)
             app.router.add_post("/v1/moderations", self._moderations)
+            app.router.add_post("/v1/embeddings", self._embeddings)
+            app.router.add_post("/v1/images/generations", self._images)
+            app.router.add_get("/files/{name}", self._file)
+            app.router.add_post("/v1/audio/speech", self._speech)
+            app.router.add_post("/v1/audio/transcriptions", self._transcriptions)
+            app.router.add_post("/v1/videos", self._create_video)
+            app.router.add_get("/v1/videos", self._list_videos)
+            app.router.add_get("/v1/videos/{id}", self._get_video)
+            app.router.add_delete("/v1/videos/{id}", self._delete_video)
+            app.router.add_get("/v1/videos/{id}/content", self._video_content)
             self._runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=0.1)
             loop.run_until_complete(self._runner.setup())
             site = web.TCPSite(self._runner, "127.0.0.1", 0)
@@ -216,13 +312,51 @@ class FakeOpenAI:
         self.spec_errors.extend(problems)
         if not isinstance(body, dict):
             return {}, self._error(400, f"Invalid body: expected an object, got {type(body).__name__}.")
-        if problems and self.reject_invalid:
-            where, _, what = problems[0].partition(": ")[2].partition(": ")
-            unknown = what == "unknown parameter"
-            return body, self._error(400, f"Unknown parameter: '{where}'." if unknown else problems[0],
-                                     param=where.replace("/", ".") or None,
-                                     code="unknown_parameter" if unknown else "invalid_value")
-        return body, None
+        return body, self._refusal(problems)
+
+    def _refusal(self, problems: list[str]) -> web.Response | None:
+        """The 400 for a request with these spec problems (None when there are none, or not rejecting)."""
+        if not problems or not self.reject_invalid:
+            return None
+        where, _, what = problems[0].partition(": ")[2].partition(": ")
+        unknown = what == "unknown parameter"
+        return self._error(400, f"Unknown parameter: '{where}'." if unknown else problems[0],
+                           param=where.replace("/", ".") or None,
+                           code="unknown_parameter" if unknown else "invalid_value")
+
+    async def _read_form(self, request: web.Request, schema: str) -> tuple[dict[str, Any], dict[str, Upload],
+                                                                            web.Response | None]:
+        """A multipart/form-data request: its fields as the JSON object ``schema`` describes (a file part
+        stands as ``"<file name: N bytes>"``) and its file parts, recorded and checked like ``_read``."""
+        auth = request.headers.get("Authorization")
+        fields: list[tuple[str, Any]] = []
+        uploads: dict[str, Upload] = {}
+        problem = None
+        if not request.content_type.startswith("multipart/form-data"):
+            problem = f"{schema}: {request.path}: the body is not multipart/form-data"
+        else:
+            try:
+                reader = await request.multipart()
+                while (part := await reader.next()) is not None:
+                    if not isinstance(part, BodyPartReader) or not part.name:
+                        raise ValueError("a nested or unnamed part")
+                    data = await part.read(decode=False)
+                    if part.filename is not None:
+                        uploads[part.name] = Upload(part.filename, part.headers.get("Content-Type"), bytes(data))
+                        fields.append((part.name, f"<file {part.filename}: {len(data)} bytes>"))
+                    else:
+                        fields.append((part.name, bytes(data).decode("utf-8", "replace")))
+            except (ValueError, AssertionError) as exc:
+                problem = f"{schema}: {request.path}: the multipart body does not parse: {exc}"
+        body = form_payload(schema, fields) if problem is None else {}
+        self.requests.append(Seen(body=body, authorization=auth, at=time.time(), path=request.path, files=uploads))
+        if problem is not None:
+            self.spec_errors.append(problem)
+            return body, uploads, self._error(400, "Invalid Content-Type header or body: expected "
+                                              "multipart/form-data.")
+        problems = request_errors(schema, body)
+        self.spec_errors.extend(problems)
+        return body, uploads, self._refusal(problems)
 
     async def _scripted_failure(self, request: web.Request, b: Behavior, model: str) -> web.StreamResponse | None:
         """What ``b`` answers instead of a result (a delay the client left during, an error status or
@@ -328,10 +462,12 @@ class FakeOpenAI:
         return b"data: " + json.dumps(err).encode() + b"\n\n"
 
     async def _write_frames(self, request: web.Request, b: Behavior, model: str, frames: list[bytes],
-                            error_frame: Callable[[int], bytes]) -> web.StreamResponse:
-        """Send ``frames`` as an SSE body, applying ``b``'s stream behaviours (drop / hang / in-stream error
-        after N frames, delays); ``error_frame(n)`` is the frame that replaces frame ``n`` on an error."""
-        resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+                            error_frame: Callable[[int], bytes], *, content_type: str = "text/event-stream",
+                            min_delay: float = 0.0) -> web.StreamResponse:
+        """Send ``frames`` as a chunked body (SSE unless ``content_type`` says otherwise), applying ``b``'s
+        stream behaviours (drop / hang / in-stream error after N frames, delays, at least ``min_delay``
+        between frames); ``error_frame(n)`` is the frame that replaces frame ``n`` on an error."""
+        resp = web.StreamResponse(headers={"Content-Type": content_type})
         await resp.prepare(request)
         try:
             for n, frame in enumerate(frames):
@@ -350,6 +486,8 @@ class FakeOpenAI:
                 await resp.write(frame)
                 if b.chunk_delay:
                     await asyncio.sleep(b.chunk_delay)
+                elif min_delay and n < len(frames) - 1:
+                    await asyncio.sleep(min_delay)
             if b.linger_after_done:
                 await asyncio.sleep(b.linger_after_done)
             await resp.write_eof()
@@ -624,6 +762,316 @@ class FakeOpenAI:
         self._check("CreateModerationResponse", answer)
         return web.json_response(answer)
 
+    # embeddings -----------------------------------------------------------------------------
+
+    async def _embeddings(self, request: web.Request) -> web.StreamResponse:
+        body, refused = await self._read(request, "CreateEmbeddingRequest")
+        if refused is not None:
+            return refused
+        model = body.get("model") or ""
+        b = self._behavior(request, model)
+        failed = await self._scripted_failure(request, b, model)
+        if failed is not None:
+            return failed
+        given = body.get("input")
+        one = isinstance(given, str) or (isinstance(given, list) and bool(given) and isinstance(given[0], int))
+        inputs: list[Any] = [given] if one else list(given or [])
+        if any(i == "" for i in inputs):
+            return self._error(400, "'$.input' is invalid. Please check the API reference: "
+                               "https://platform.openai.com/docs/api-reference.", param="input")
+        native = 3072 if "3-large" in model else 1536
+        dims = body.get("dimensions")
+        if dims is not None and "ada-002" in model:
+            return self._error(400, "This model does not support specifying dimensions.", param="dimensions")
+        if dims is not None and dims > native:
+            return self._error(400, f"This model's maximum dimensions is {native}; {dims} were requested.",
+                               param="dimensions")
+        vectors = [embedding_for(i, dims or native) for i in inputs]
+        tokens = sum(len(i) if isinstance(i, list) else len(i.split()) + 1 for i in inputs)
+        answer: dict[str, Any] = {
+            "object": "list", "model": model, "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+            "data": [{"object": "embedding", "index": n, "embedding": v} for n, v in enumerate(vectors)]}
+        self._check("CreateEmbeddingResponse", answer)  # the floats, also when sent as base64
+        if body.get("encoding_format") == "base64":
+            answer["data"] = [{**d, "embedding": base64.b64encode(struct.pack(f"<{len(v)}f", *v)).decode()}
+                              for d, v in zip(answer["data"], vectors, strict=True)]
+        return web.json_response(answer)
+
+    # images ---------------------------------------------------------------------------------
+
+    async def _images(self, request: web.Request) -> web.StreamResponse:
+        body, refused = await self._read(request, "CreateImageRequest")
+        if refused is not None:
+            return refused
+        model = body.get("model") or "dall-e-2"
+        b = self._behavior(request, model)
+        failed = await self._scripted_failure(request, b, model)
+        if failed is not None:
+            return failed
+        gpt = model.startswith("gpt-image")
+        n = body.get("n") or 1
+        if model.startswith("dall-e-3") and n != 1:
+            return self._error(400, "You must provide n=1 for this model.", param="n")
+        if gpt and body.get("response_format") is not None:
+            return self._error(400, "Unknown parameter: 'response_format'.", param="response_format",
+                               code="unknown_parameter")
+        if body.get("stream"):
+            return self._error(400, "The fake does not stream images." if gpt else
+                               "Streaming is only supported for the GPT image models.", param="stream")
+        size = body.get("size")
+        family = "gpt-image" if gpt else "dall-e-3" if model.startswith("dall-e-3") else "dall-e-2" \
+            if model.startswith("dall-e-2") else None
+        free_size = model.startswith("gpt-image-2") and re.fullmatch(r"\d+x\d+", size or "") is not None
+        if size is not None and family is not None and size not in IMAGE_SIZES[family] and not free_size:
+            return self._error(400, f"Invalid value: '{size}'. Supported values are: "
+                               + ", ".join(f"'{s}'" for s in IMAGE_SIZES[family]) + ".", param="size",
+                               code="invalid_value")
+        fmt = "b64_json" if gpt else body.get("response_format") or "url"
+        data: list[dict[str, Any]] = []
+        for _ in range(n):
+            if fmt == "b64_json":
+                image: dict[str, Any] = {"b64_json": base64.b64encode(TINY_PNG).decode()}
+            else:
+                name = f"img-{next(self._image_ids)}.png"
+                self.files[name] = TINY_PNG
+                image = {"url": f"http://127.0.0.1:{self.port}/files/{name}"}
+            if model.startswith("dall-e-3"):
+                image["revised_prompt"] = f"A detailed picture of: {body.get('prompt', '')}"
+            data.append(image)
+        answer: dict[str, Any] = {"created": int(time.time()), "data": data}
+        if gpt:
+            quality = str(body["quality"]) if body.get("quality") in IMAGE_OUTPUT_TOKENS else "medium"
+            text_tokens = len(str(body.get("prompt", "")).split())
+            output = b.completion_tokens if b.completion_tokens is not None else IMAGE_OUTPUT_TOKENS[quality] * n
+            answer |= {
+                "background": body["background"] if body.get("background") in ("transparent", "opaque") else "opaque",
+                "output_format": body.get("output_format") or "png", "quality": quality,
+                "usage": {"input_tokens": text_tokens, "output_tokens": output, "total_tokens": text_tokens + output,
+                          "input_tokens_details": {"text_tokens": text_tokens, "image_tokens": 0},
+                          "output_tokens_details": {"image_tokens": output, "text_tokens": 0}}}
+            if size in ("1024x1024", "1536x1024", "1024x1536") or size in (None, "auto"):
+                answer["size"] = size if size not in (None, "auto") else "1024x1024"
+        self._check("ImagesResponse", answer)
+        return web.json_response(answer)
+
+    async def _file(self, request: web.Request) -> web.Response:
+        data = self.files.get(request.match_info["name"])
+        if data is None:
+            return web.Response(status=404, text="not found")
+        return web.Response(body=data, content_type="image/png")
+
+    # speech ---------------------------------------------------------------------------------
+
+    async def _speech(self, request: web.Request) -> web.StreamResponse:
+        body, refused = await self._read(request, "CreateSpeechRequest")
+        if refused is not None:
+            return refused
+        model = body.get("model") or ""
+        b = self._behavior(request, model)
+        failed = await self._scripted_failure(request, b, model)
+        if failed is not None:
+            return failed
+        fmt = body.get("response_format") or "mp3"
+        sse = body.get("stream_format") == "sse"
+        if sse and model.startswith("tts-1"):
+            return self._error(400, f"stream_format 'sse' is not supported for model '{model}'.",
+                               param="stream_format", code="unsupported_value")
+        words = len(str(body.get("input", "")).split())
+        audio = speech_audio(fmt, max(1, words))
+        step = -(-len(audio) // SPEECH_CHUNKS)
+        pieces = [audio[i:i + step] for i in range(0, len(audio), step)]
+        if not sse:
+            return await self._write_frames(request, b, model, pieces, lambda _n: b"",
+                                            content_type=SPEECH_TYPES[fmt], min_delay=0.01)
+        output = b.completion_tokens if b.completion_tokens is not None else 10 * len(pieces)
+        events: list[dict[str, Any]] = [{"type": "speech.audio.delta", "audio": base64.b64encode(p).decode()}
+                                        for p in pieces]
+        events.append({"type": "speech.audio.done", "usage": {"input_tokens": words, "output_tokens": output,
+                                                              "total_tokens": words + output}})
+        for event in events:
+            self._check("CreateSpeechResponseStreamEvent", event)
+        return await self._write_frames(request, b, model, [_data_frame(e) for e in events],
+                                        lambda _n: self._data_error_frame(), min_delay=0.01)
+
+    # transcriptions -------------------------------------------------------------------------
+
+    async def _transcriptions(self, request: web.Request) -> web.StreamResponse:
+        body, files, refused = await self._read_form(request, "CreateTranscriptionRequest")
+        if refused is not None:
+            return refused
+        model = body.get("model") or ""
+        b = self._behavior(request, model)
+        failed = await self._scripted_failure(request, b, model)
+        if failed is not None:
+            return failed
+        if "file" not in files:
+            return self._error(400, "'file' must be a file upload.", param="file")
+        fmt = body.get("response_format") or "json"
+        tokens = "transcribe" in model
+        allowed = TOKEN_TRANSCRIBE_FORMATS if tokens else WHISPER_FORMATS
+        if fmt not in allowed:
+            return self._error(400, f"response_format '{fmt}' is not compatible with model '{model}'. Use "
+                               + " or ".join(f"'{f}'" for f in allowed) + ".", param="response_format",
+                               code="unsupported_value")
+        granularities = body.get("timestamp_granularities")
+        if granularities and fmt != "verbose_json":
+            return self._error(400, "timestamp_granularities is only supported with response_format "
+                               "'verbose_json'.", param="timestamp_granularities")
+        logprobs = "logprobs" in (body.get("include") or [])
+        if logprobs and not (tokens and fmt == "json"):
+            return self._error(400, "logprobs are only supported with response_format 'json' and the gpt-4o "
+                               "transcribe models.", param="include")
+        text = b.text
+        words = text.split()
+        duration = b.audio_seconds if b.audio_seconds is not None else 0.5 * max(1, len(words))
+        if tokens:
+            prompt_words = len(str(body.get("prompt", "")).split())
+            out = b.completion_tokens if b.completion_tokens is not None else len(words)
+            usage: dict[str, Any] = {"type": "tokens", "input_tokens": b.prompt_tokens + prompt_words,
+                                     "input_token_details": {"text_tokens": prompt_words,
+                                                             "audio_tokens": b.prompt_tokens},
+                                     "output_tokens": out, "total_tokens": b.prompt_tokens + prompt_words + out}
+        else:
+            usage = {"type": "duration", "seconds": math.ceil(duration)}
+        probs = [{"token": w, "logprob": -0.01, "bytes": list(w.encode())} for w in words]
+        if tokens and body.get("stream") is True:
+            events: list[dict[str, Any]] = []
+            for piece in _words(text):
+                events.append({"type": "transcript.text.delta", "delta": piece}
+                              | ({"logprobs": [p for p in probs if p["token"] == piece.strip()][:1]}
+                                 if logprobs else {}))
+            events.append({"type": "transcript.text.done", "text": text, "usage": usage}
+                          | ({"logprobs": probs} if logprobs else {}))
+            for event in events:
+                self._check("CreateTranscriptionResponseStreamEvent", event)
+            return await self._write_frames(request, b, model, [_data_frame(e) for e in events],
+                                            lambda _n: self._data_error_frame())
+        segments = _segments(words, duration)
+        if fmt == "json":
+            answer: dict[str, Any] = {"text": text, "usage": usage} | ({"logprobs": probs} if logprobs else {})
+            self._check("CreateTranscriptionResponseJson", answer)
+            return web.json_response(answer)
+        if fmt == "verbose_json":
+            wanted = granularities or ["segment"]
+            answer = {"task": "transcribe", "language": LANGUAGES.get(str(body.get("language")), "english"),
+                      "duration": duration, "text": text, "usage": usage}
+            if "word" in wanted:
+                per = duration / max(1, len(words))
+                answer["words"] = [{"word": w, "start": round(i * per, 3), "end": round((i + 1) * per, 3)}
+                                   for i, w in enumerate(words)]
+            if "segment" in wanted:
+                answer["segments"] = [
+                    {"id": i, "seek": 0, "start": start, "end": end, "text": " " + line,
+                     "tokens": [50364 + len(w) for w in line.split()],
+                     "temperature": float(body.get("temperature") or 0),
+                     "avg_logprob": -0.25, "compression_ratio": 1.2, "no_speech_prob": 0.01}
+                    for i, (start, end, line) in enumerate(segments)]
+            self._check("CreateTranscriptionResponseVerboseJson", answer)
+            return web.json_response(answer)
+        if fmt == "text":
+            return web.Response(text=text + "\n", content_type="text/plain")
+        return web.Response(text=_subtitles(fmt, segments), content_type="text/plain")
+
+    # videos ---------------------------------------------------------------------------------
+
+    async def _create_video(self, request: web.Request) -> web.StreamResponse:
+        files: dict[str, Upload] = {}
+        if request.content_type.startswith("multipart/"):
+            body, files, refused = await self._read_form(request, "CreateVideoMultipartBody")
+        else:
+            body, refused = await self._read(request, "CreateVideoJsonBody")
+        if refused is not None:
+            return refused
+        model = body.get("model") or "sora-2"
+        b = self._behavior(request, model)
+        failed = await self._scripted_failure(request, b, model)
+        if failed is not None:
+            return failed
+        size = body.get("size") or "720x1280"
+        if model.startswith("sora-2") and "pro" not in model and size in ("1024x1792", "1792x1024"):
+            return self._error(400, f"Invalid value: '{size}'. Supported values for {model} are: '720x1280', "
+                               "'1280x720'.", param="size", code="invalid_value")
+        vid = self._new_id("video")
+        resource = {"id": vid, "object": "video", "model": model, "status": "queued", "progress": 0,
+                    "created_at": int(time.time()), "completed_at": None, "expires_at": None,
+                    "prompt": body.get("prompt"), "size": size, "seconds": body.get("seconds") or "4",
+                    "remixed_from_video_id": None, "error": None}
+        self._check("VideoResource", resource)
+        self.videos[vid] = FakeVideo(resource=resource, behavior=b, reference=files.get("input_reference"))
+        return web.json_response(resource)
+
+    def _video(self, request: web.Request) -> tuple[FakeVideo | None, web.Response | None]:
+        self.requests.append(Seen(body={}, authorization=request.headers.get("Authorization"), at=time.time(),
+                                  path=request.path))
+        vid = request.match_info["id"]
+        video = self.videos.get(vid)
+        if video is None:
+            return None, self._error(404, f"Video with id '{vid}' not found.", param="video_id", code="not_found")
+        return video, None
+
+    async def _get_video(self, request: web.Request) -> web.Response:
+        video, missing = self._video(request)
+        if video is None:
+            return missing  # type: ignore[return-value]
+        r, b = video.resource, video.behavior
+        if r["status"] in ("queued", "in_progress"):
+            video.polls += 1
+            if video.polls >= b.polls and b.video_error is not None:
+                r |= {"status": "failed", "error": {"code": b.video_error, "message": b.error_message}}
+            elif video.polls >= b.polls:
+                now = int(time.time())
+                r |= {"status": "completed", "progress": 100, "completed_at": now, "expires_at": now + 3600}
+            else:
+                r |= {"status": "in_progress", "progress": 100 * video.polls // b.polls}
+        self._check("VideoResource", r)
+        return web.json_response(r)
+
+    async def _video_content(self, request: web.Request) -> web.Response:
+        video, missing = self._video(request)
+        if video is None:
+            return missing  # type: ignore[return-value]
+        variant = request.query.get("variant", "video")
+        if variant not in ("video", "thumbnail", "spritesheet"):
+            self.spec_errors.append(f"VideoContentVariant: {variant!r} is not one of video, thumbnail, spritesheet")
+            return self._error(400, f"Invalid value: '{variant}'. Supported values are: 'video', 'thumbnail' and "
+                               "'spritesheet'.", param="variant", code="invalid_value")
+        if video.resource["status"] != "completed":
+            return self._error(404, f"Video is not ready yet, use GET /v1/videos/{video.resource['id']} to check "
+                               "status.", param="video_id", code="not_found")
+        if variant != "video":
+            return web.Response(body=TINY_WEBP, content_type="image/webp")
+        return web.Response(body=fake_mp4(video.resource["id"]), content_type="video/mp4")
+
+    async def _list_videos(self, request: web.Request) -> web.Response:
+        self.requests.append(Seen(body={}, authorization=request.headers.get("Authorization"), at=time.time(),
+                                  path=request.path))
+        limit_s, order, after = request.query.get("limit", "20"), request.query.get("order", "desc"), \
+            request.query.get("after")
+        if not re.fullmatch(r"\d+", limit_s) or int(limit_s) > 100 or order not in ("asc", "desc"):
+            self.spec_errors.append(f"ListVideos: limit {limit_s!r} / order {order!r} break the spec")
+            bad = "limit" if order in ("asc", "desc") else "order"
+            return self._error(400, f"Invalid value for '{bad}'.", param=bad, code="invalid_value")
+        videos = [v.resource for v in self.videos.values()]
+        if order == "desc":
+            videos.reverse()
+        if after is not None:
+            ids = [v["id"] for v in videos]
+            videos = videos[ids.index(after) + 1:] if after in ids else []
+        page = videos[:int(limit_s)]
+        answer = {"object": "list", "data": page, "first_id": page[0]["id"] if page else None,
+                  "last_id": page[-1]["id"] if page else None, "has_more": len(videos) > len(page)}
+        self._check("VideoListResource", answer)
+        return web.json_response(answer)
+
+    async def _delete_video(self, request: web.Request) -> web.Response:
+        video, missing = self._video(request)
+        if video is None:
+            return missing  # type: ignore[return-value]
+        del self.videos[video.resource["id"]]
+        answer = {"id": video.resource["id"], "object": "video.deleted", "deleted": True}
+        self._check("DeletedVideoResource", answer)
+        return web.json_response(answer)
+
     # --------------------------------------------------------------------------------------
 
     async def _client_left_during(self, request: web.Request, model: str, seconds: float) -> bool:
@@ -644,6 +1092,81 @@ class FakeOpenAI:
                 self.disconnects[model] = time.time()
                 return
             await asyncio.sleep(0.02)
+
+
+def _data_frame(event: dict[str, Any]) -> bytes:
+    return b"data: " + json.dumps(event).encode() + b"\n\n"
+
+
+def embedding_for(item: str | list[int], dimensions: int) -> list[float]:
+    """The fake's vector for one embeddings input (a string or a token array): derived from a hash of it,
+    of unit length, each value a float32 (so the float and base64 encodings carry the same numbers)."""
+    key = item if isinstance(item, str) else "tokens:" + ",".join(map(str, item))
+    rng = random.Random(int.from_bytes(hashlib.sha256(key.encode()).digest()[:8], "big"))
+    raw = [rng.gauss(0.0, 1.0) for _ in range(dimensions)]
+    norm = math.sqrt(sum(x * x for x in raw)) or 1.0
+    return list(struct.unpack(f"<{dimensions}f", struct.pack(f"<{dimensions}f", *(x / norm for x in raw))))
+
+
+def _png(width: int, height: int, rgb: tuple[int, int, int]) -> bytes:
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    rows = b"".join(b"\x00" + bytes(rgb) * width for _ in range(height))
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0))
+            + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b""))
+
+
+TINY_PNG = _png(2, 2, (255, 128, 0))  # every generated image: a valid 2x2 orange PNG
+# a 1x1 lossless WebP (the video thumbnail / spritesheet variants)
+TINY_WEBP = bytes.fromhex("524946461a000000574542505650384c0d0000002f00000010071011118888fe0700")
+LANGUAGES = {"en": "english", "fr": "french", "de": "german", "es": "spanish", "it": "italian", "ja": "japanese"}
+
+
+def fake_mp4(video_id: str) -> bytes:
+    """A few bytes of an MP4: an ``ftyp`` box, then an ``mdat`` box naming the video."""
+    ftyp = b"ftyp" + b"isom" + struct.pack(">I", 0x200) + b"isomiso2mp41"
+    mdat = b"mdat" + f"fake video {video_id}".encode()
+    return struct.pack(">I", 4 + len(ftyp)) + ftyp + struct.pack(">I", 4 + len(mdat)) + mdat
+
+
+def speech_audio(fmt: str, words: int) -> bytes:
+    """The fake's speech for ``words`` words of input: 0.1 s each, as ``fmt`` (see the module docstring)."""
+    samples = SPEECH_RATE * words // 10
+    pcm = b"".join(struct.pack("<h", int(8000 * math.sin(2 * math.pi * 440 * i / SPEECH_RATE)))
+                   for i in range(samples))
+    if fmt == "pcm":
+        return pcm
+    if fmt == "wav":
+        return (b"RIFF" + struct.pack("<I", 36 + len(pcm)) + b"WAVE" + b"fmt "
+                + struct.pack("<IHHIIHH", 16, 1, 1, SPEECH_RATE, SPEECH_RATE * 2, 2, 16)
+                + b"data" + struct.pack("<I", len(pcm)) + pcm)
+    frames = max(4, 4 * words)
+    if fmt == "mp3":  # an empty ID3v2.4 tag, then MPEG-1 layer III frames (128 kbit/s, 44.1 kHz: 417 bytes)
+        return b"ID3\x04\x00\x00\x00\x00\x00\x00" + (b"\xff\xfb\x90\x64" + bytes(413)) * frames
+    if fmt == "aac":  # ADTS frames
+        return (b"\xff\xf1\x50\x80\x02\x1f\xfc" + bytes(9)) * frames
+    if fmt == "flac":
+        return b"fLaC" + b"\x80\x00\x00\x22" + bytes(34) + bytes(64 * frames)
+    return b"OggS\x00\x02" + bytes(22) + b"OpusHead\x01\x01" + bytes(64 * frames)  # opus
+
+
+def _segments(words: list[str], duration: float) -> list[tuple[float, float, str]]:
+    """The transcript in segments of up to 8 words, timed evenly over ``duration``."""
+    per = duration / max(1, len(words))
+    return [(round(i * per, 3), round(min(len(words), i + 8) * per, 3), " ".join(words[i:i + 8]))
+            for i in range(0, len(words), 8)]
+
+
+def _subtitles(fmt: str, segments: list[tuple[float, float, str]]) -> str:
+    def stamp(t: float) -> str:
+        ms = round(t * 1000)
+        clock = f"{ms // 3600000:02d}:{ms // 60000 % 60:02d}:{ms // 1000 % 60:02d}"
+        return f"{clock},{ms % 1000:03d}" if fmt == "srt" else f"{clock}.{ms % 1000:03d}"
+
+    if fmt == "srt":
+        return "".join(f"{i}\n{stamp(s)} --> {stamp(e)}\n{line}\n\n" for i, (s, e, line) in enumerate(segments, 1))
+    return "WEBVTT\n\n" + "".join(f"{stamp(s)} --> {stamp(e)}\n{line}\n\n" for s, e, line in segments)
 
 
 def _event_frame(event: dict[str, Any]) -> bytes:

@@ -1,7 +1,8 @@
 """Validate payloads against the OpenAI spec subset copied into tests/fixtures/specs.
 
-``openai-chat-schemas.json`` (chat completions, the Responses API, legacy completions, moderations) is
-extracted from the official spec by ``tests/fixtures/specs/extract_openai.py``. The spec declares OpenAPI
+``openai-chat-schemas.json`` (chat completions, the Responses API, legacy completions, moderations,
+embeddings, image generation, speech, transcriptions, videos) is extracted from the official spec by
+``tests/fixtures/specs/extract_openai.py``. The spec declares OpenAPI
 3.1 but mixes in 3.0 and Stainless idioms; they are converted to JSON Schema 2020-12 here:
 
 - ``nullable: true`` (3.0) becomes a ``null`` alternative; a boolean ``exclusiveMinimum`` (3.0) becomes
@@ -25,6 +26,11 @@ shared by requests and responses required (``FunctionTool.strict`` and ``paramet
 and the SDKs let a request leave out, and an earlier answer sent back as input need not carry what only
 the API fills in (``REQUEST_OPTIONAL``). In that mode a nullable property may be absent.
 
+A multipart/form-data request (transcriptions, videos) is checked as the JSON object ``form_payload``
+makes of its parts: ``key[]`` parts a list, ``key[sub]`` an object (the SDKs' encoding), each text
+value the integer, number or boolean its property's schema asks for; a file part stands as a string (the
+spec's ``format: binary``).
+
 The Responses stream: ``stream_event_errors`` checks one event against the schema its ``type`` names
 (``ResponseStreamEvent`` is a union of about 60), and ``response_stream_errors`` a whole stream: the
 schemas, ``sequence_number`` from 0 and the documented event order.
@@ -34,6 +40,7 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 from collections.abc import Iterable
 from functools import cache
 from pathlib import Path
@@ -282,6 +289,91 @@ def request_errors(name: str, payload: Any) -> list[str]:
     unknown = [f"{name}: {key}: unknown parameter" for key in payload
                if key not in known_properties(name)] if isinstance(payload, dict) else []
     return unknown + errors(name, payload, request=True)
+
+
+# --- multipart/form-data requests --------------------------------------------------------------------------
+
+_FORM_KEY = re.compile(r"([^\[\]]+)((?:\[[^\[\]]*\])*)")
+
+
+def _types_of(schema: Any, raw: dict[str, Any], depth: int = 0) -> set[str]:
+    """The JSON types a (raw, spec-form) schema allows, through ``$ref`` and unions."""
+    schema = _resolve(schema, raw)
+    if not isinstance(schema, dict) or depth > 8:
+        return set()
+    kind = schema.get("type")
+    found = set(kind) if isinstance(kind, list) else {kind} if isinstance(kind, str) else set()
+    for key in ("anyOf", "oneOf", "allOf"):
+        for branch in schema.get(key, ()):
+            found |= _types_of(branch, raw, depth + 1)
+    return found
+
+
+def _sub_schema(schema: Any, step: str, raw: dict[str, Any], depth: int = 0) -> Any:
+    """The schema of ``step`` (a property name, or ``""`` for an array item) under ``schema``."""
+    schema = _resolve(schema, raw)
+    if not isinstance(schema, dict) or depth > 8:
+        return None
+    if step == "" and "items" in schema:
+        return schema["items"]
+    if step and step in schema.get("properties", {}):
+        return schema["properties"][step]
+    for key in ("anyOf", "oneOf", "allOf"):
+        for branch in schema.get(key, ()):
+            found = _sub_schema(branch, step, raw, depth + 1)
+            if found is not None:
+                return found
+    return None
+
+
+def _form_value(value: Any, schema: Any, raw: dict[str, Any]) -> Any:
+    if not isinstance(value, str):
+        return value
+    types = _types_of(schema, raw)
+    if "integer" in types and re.fullmatch(r"-?\d+", value):
+        return int(value)
+    if "number" in types:
+        try:
+            return float(value)
+        except ValueError:
+            pass
+    if "boolean" in types and value in ("true", "false"):
+        return value == "true"
+    return value
+
+
+def form_payload(name: str, fields: Iterable[tuple[str, Any]]) -> dict[str, Any]:
+    """The JSON object schema ``name`` describes, made of multipart parts ``(name, value)``: ``key[]``
+    appends to a list, ``key[sub]`` sets in an object (``a[b][]`` nests), a repeated plain key keeps its
+    last value; text values are converted to the type their property's schema asks for when they parse
+    as one (``"0.2"`` a number, ``"true"`` a boolean), others (and files, given as strings) kept."""
+    raw = _raw()
+    out: dict[str, Any] = {}
+    for key, value in fields:
+        match = _FORM_KEY.fullmatch(key)
+        if match is None:
+            out[key] = value
+            continue
+        steps = [match.group(1), *re.findall(r"\[([^\[\]]*)\]", match.group(2))]
+        schema: Any = raw[name]
+        node: Any = out
+        for i, step in enumerate(steps):
+            schema = _sub_schema(schema, step, raw)
+            last = i == len(steps) - 1
+            nxt: Any = None if last else ([] if steps[i + 1] == "" else {})
+            if isinstance(node, list):
+                if last:
+                    node.append(_form_value(value, schema, raw))
+                else:
+                    node.append(nxt)
+                    node = nxt
+            elif last:
+                node[step] = _form_value(value, schema, raw)
+            else:
+                if not isinstance(node.get(step), type(nxt)):
+                    node[step] = nxt
+                node = node[step]
+    return out
 
 
 # --- the Responses stream -----------------------------------------------------------------------------

@@ -10,14 +10,17 @@ Models
   ``POST /admin/model/save``  ->  the saved model
       ``{"id"?, "name", "provider", "group_id"?, "multiple"?, "config"?, "price_in"?, "price_out"?,
       "upstream_id"?, "display_name"?, "description"?, "category"?, "capabilities"?, "modalities"?,
-      "aliases"?, "credit_cost"?, "rpm"?, "tpm"?, "max_output_tokens"?, "enabled"?}``. Without ``id``
+      "aliases"?, "credit_cost"?, "unit_price"?, "price_unit"?, "rpm"?, "tpm"?, "max_output_tokens"?,
+      "enabled"?}``. Without ``id``
       it creates (``name`` and ``provider`` required); with ``id`` it changes the fields given.
       ``config`` is a JSON object or a string holding one (at most 16 KB); its string ``modelId``
       becomes ``upstream_id`` unless that is given. A row named like a code or YAML model on the same
       provider overlays it: without ``upstream_id``, ``display_name`` or ``description`` it keeps that
       model's, and it keeps its fallbacks and aliases. ``provider`` is a configured provider or a known
       provider kind (``bedrock-converse`` means ``bedrock``). Prices are credits per million tokens,
-      ``credit_cost`` credits per request. Renaming a model carries its authorizations over.
+      ``credit_cost`` credits per request (per image for an image model), ``unit_price`` credits per
+      unit of ``price_unit`` (``character`` of speech input, ``second`` of audio transcribed or video
+      made; ``""`` none). Renaming a model carries its authorizations over.
   ``POST /admin/model/delete {"id"}``  ->  ``{"success": true, "id"}``; its authorizations go too.
 
 Groups
@@ -61,6 +64,7 @@ from starlette.routing import BaseRoute, Route
 from tollway.admin.base import MAX_INT, admin_endpoint, int_param, json_body, log, str_param
 from tollway.core.errors import InvalidRequest, NotFound, TollwayError
 from tollway.core.json_input import loads
+from tollway.core.media import UNITS
 from tollway.core.money import MICRO, ppm, to_micro
 from tollway.routing.gateway import Gateway
 from tollway.store.registry import AuthorizationRepository, GroupRepository, ModelRepository
@@ -72,13 +76,14 @@ MAX_MODELS = 1000  # names in one authorization call
 MAX_MULTIPLIER = 1000 * MICRO
 PROVIDER_ALIASES = {"bedrock-converse": "bedrock"}  # seed 004's provider names
 _READ_ONLY = frozenset({"created_at", "updated_at", "price_in_micro", "price_out_micro", "credit_cost_micro",
+                        "unit_price_micro",
                         "multiplier_ppm"})  # what a listing answers and a client may send back
 _MODEL_TEXT = {"upstream_id": MAX_NAME, "display_name": MAX_NAME, "description": 4000, "category": 32}
 _MODEL_LISTS = ("capabilities", "modalities", "aliases")
-_MODEL_PRICES = ("price_in", "price_out", "credit_cost")
+_MODEL_PRICES = ("price_in", "price_out", "credit_cost", "unit_price")
 _MODEL_COUNTS = ("rpm", "tpm", "max_output_tokens")
 _MODEL_FLAGS = ("multiple", "enabled")
-_MODEL_BODY = frozenset({"id", "name", "provider", "config", "group_id", *_MODEL_TEXT, *_MODEL_LISTS,
+_MODEL_BODY = frozenset({"id", "name", "provider", "config", "group_id", "price_unit", *_MODEL_TEXT, *_MODEL_LISTS,
                          *_MODEL_PRICES, *_MODEL_COUNTS, *_MODEL_FLAGS})
 _GROUP_BODY = frozenset({"id", "name", "description", "multiplier", "restricted"})
 
@@ -174,6 +179,11 @@ def _model_values(body: dict[str, Any], gw: Gateway) -> dict[str, Any]:
             values[field] = str_param(given[field], field, limit)
     if values.get("category") == "":
         raise InvalidRequest("category must not be empty", param="category")
+    if "price_unit" in given:
+        if given["price_unit"] not in UNITS:
+            raise InvalidRequest(f"price_unit must be one of: {', '.join(sorted(u for u in UNITS if u))}, or \"\"",
+                                 param="price_unit")
+        values["price_unit"] = given["price_unit"]
     for field in _MODEL_LISTS:
         if field in given:
             values[field] = _names(given[field], field, length=MAX_NAME if field == "aliases" else 64)

@@ -126,6 +126,10 @@ class Authenticator:
         self._misses.discard(key.key_hash)
         self._changes += 1
 
+    def by_id(self, key_id: int) -> ApiKey | None:
+        """A live key by its id (a task resumed by another process pays with its key)."""
+        return next((k for k in self._by_hash.values() if k.id == key_id), None)
+
     def drop(self, key_id: int) -> None:
         self._by_hash = {h: k for h, k in self._by_hash.items() if k.id != key_id}
         self._changes += 1

@@ -80,6 +80,8 @@ class Bound(msgspec.Struct, frozen=True):
 
     input_tokens: int
     max_tokens: int | None = None
+    count: int = 1  # things the request makes that the model prices each (images)
+    units: int = 0  # units of the model's price unit the request may use at most (characters, seconds)
 
     def __post_init__(self) -> None:
         if self.max_tokens is not None:  # a garbage 10**40 must not reach a counter
@@ -184,7 +186,7 @@ class Billing:
         amount = 0
         if self.enabled:
             amount = max(reservation(r.model, bound.input_tokens, bound.max_tokens, ticket.multiplier,
-                                     self.default_output) for r in allowed)
+                                     self.default_output, count=bound.count, units=bound.units) for r in allowed)
         if amount > 0:
             ticket.month = month_of(time.time())
             steps.append(self._hold(ticket, amount))
@@ -234,6 +236,19 @@ class Billing:
             ticket.hold = None
         self._release_limits(ticket)
 
+    async def rehold(self, key: ApiKey, amount: int) -> Ticket:
+        """Hold ``amount`` again for a task another process admitted (its hold went with that
+        process): no limits are counted again. InsufficientCredits / QuotaExceeded when the key
+        cannot cover it any more."""
+        ticket = Ticket(key, self.access.multiplier(key), Bound(0, 0))
+        if self.enabled and amount > 0:
+            ticket.month = month_of(time.time())
+            try:
+                await self._hold(ticket, amount)
+            except InternalError as err:
+                raise self._unavailable(err) from err
+        return ticket
+
     async def admit_fallback(self, ticket: Ticket, model: ModelInfo) -> None:
         """Count a fallback model's own limits before it is tried (the key's were counted at
         admission); RateLimited or InvalidRequest (``tpm_exceeded``) when it may not be tried."""
@@ -282,16 +297,17 @@ class Billing:
     # after the call ------------------------------------------------------------------------
 
     def settle(self, ticket: Ticket, model: ModelInfo | None, tokens: tuple[int, int] | None,
-               request_id: str, row: RequestLog | None = None) -> int:
+               request_id: str, row: RequestLog | None = None, *, count: int = 1, units: int = 0) -> int:
         """Release the holds; charge for ``tokens`` (input, output) on ``model``, or refund
         (``tokens`` None). Returns the cost (what the request log shows); in a shared wallet the
         charge is settled in the background and ``row`` corrected if less could be charged. A
         model without a price gets a list-price estimate in ``row`` (never charged)."""
         self._settle_limits(ticket, model.id if model is not None else None,
                             0 if tokens is None else tokens[0] + tokens[1])
-        charge = 0 if tokens is None or model is None else cost(model, tokens[0], tokens[1], ticket.multiplier)
+        charge = 0 if tokens is None or model is None else cost(model, tokens[0], tokens[1], ticket.multiplier,
+                                                                count=count, units=units)
         if row is not None:
-            row.estimated_cost_micro = self.estimated(model, tokens)
+            row.estimated_cost_micro = self.estimated(model, tokens, count=count, units=units)
         hold = ticket.hold
         if hold is None:
             return charge
@@ -303,12 +319,13 @@ class Billing:
         self._spawn(self._settle(ticket, hold, charge, model, request_id, row))
         return charge
 
-    def estimated(self, model: ModelInfo | None, tokens: tuple[int, int] | None) -> int | None:
+    def estimated(self, model: ModelInfo | None, tokens: tuple[int, int] | None, *, count: int = 1,
+                  units: int = 0) -> int | None:
         """What a call that used ``tokens`` on an unpriced ``model`` would cost at its provider's
         list price (micro-USD, ``reference_prices``): an estimate for the request log, never charged."""
         if model is None or tokens is None:
             return None
-        return estimate(model, tokens[0], tokens[1])
+        return estimate(model, tokens[0], tokens[1], count=count, units=units)
 
     async def _settle(self, ticket: Ticket, hold: Hold, charge: int, model: ModelInfo | None,
                       request_id: str, row: RequestLog | None) -> None:

@@ -39,6 +39,22 @@ _LIST_PRICES: dict[tuple[str, ...], tuple[str, str]] = {
     ("gpt-3.5-turbo-instruct",): ("1.50", "2.00"),  # legacy completions
     ("omni-moderation-latest",): ("0", "0"),  # moderations are free
     ("text-moderation-latest",): ("0", "0"),
+    ("text-embedding-3-small",): ("0.02", "0"),
+    ("text-embedding-3-large",): ("0.13", "0"),
+    ("text-embedding-ada-002",): ("0.10", "0"),
+    ("gpt-image-1",): ("5.00", "40.00"),  # text input, image output tokens
+    ("gpt-image-1-mini",): ("2.00", "8.00"),
+    ("gpt-4o-mini-tts",): ("0.60", "12.00"),  # text input, audio output tokens
+    ("gpt-4o-transcribe",): ("2.50", "10.00"),  # audio input, text output tokens
+    ("gpt-4o-mini-transcribe",): ("1.25", "5.00"),
+    # priced per thing made or per unit, not per token (UNIT_PRICES below)
+    ("dall-e-3",): ("0", "0"),
+    ("dall-e-2",): ("0", "0"),
+    ("tts-1",): ("0", "0"),
+    ("tts-1-hd",): ("0", "0"),
+    ("whisper-1",): ("0", "0"),
+    ("sora-2",): ("0", "0"),
+    ("sora-2-pro",): ("0", "0"),
     # Anthropic (claude.com/pricing)
     ("claude-sonnet-4-5",): ("3.00", "15.00"),
     ("claude-haiku-4-5",): ("1.00", "5.00"),
@@ -60,6 +76,19 @@ _LIST_PRICES: dict[tuple[str, ...], tuple[str, str]] = {
 }
 
 
+# name -> (what is counted, USD per one): an image (standard quality, 1024x1024), a character of
+# speech input, a second of audio heard or of video made
+_UNIT_LIST_PRICES: dict[str, tuple[str, str]] = {
+    "dall-e-3": ("image", "0.04"),
+    "dall-e-2": ("image", "0.02"),
+    "tts-1": ("character", "0.000015"),
+    "tts-1-hd": ("character", "0.00003"),
+    "whisper-1": ("second", "0.0001"),
+    "sora-2": ("second", "0.10"),
+    "sora-2-pro": ("second", "0.30"),
+}
+
+
 def _micro(usd: str) -> int:
     return int(Decimal(usd) * MICRO)  # every list price is a whole number of micro-dollars
 
@@ -71,18 +100,28 @@ PRICES: dict[str, tuple[int, int]] = {
 }
 
 
+# name -> (unit, micro-USD per unit)
+UNIT_PRICES: dict[str, tuple[str, int]] = {name: (unit, _micro(usd)) for name, (unit, usd) in _UNIT_LIST_PRICES.items()}
+
+
 def reference_price(model: ModelInfo) -> tuple[int, int] | None:
     """(input, output) micro-USD per million tokens at list price, by catalog id, else upstream id."""
     return PRICES.get(model.id) or PRICES.get(model.upstream_id)
 
 
-def estimate(model: ModelInfo, input_tokens: int, output_tokens: int) -> int | None:
+def estimate(model: ModelInfo, input_tokens: int, output_tokens: int, *, count: int = 1,
+             units: int = 0) -> int | None:
     """Micro-USD a call on ``model`` would cost at its provider's list price, rounded up once; None
-    for a model the operator has priced (its cost is what is charged) or one not listed here."""
+    for a model the operator has priced (its cost is what is charged) or one not listed here.
+    ``count``: images made; ``units``: characters or seconds (a model priced per unit)."""
     if model.priced:
         return None
     price = reference_price(model)
     if price is None:
         return None
     total = max(0, input_tokens) * price[0] + max(0, output_tokens) * price[1]
+    per_unit = UNIT_PRICES.get(model.id) or UNIT_PRICES.get(model.upstream_id)
+    if per_unit is not None:
+        unit, micro = per_unit
+        total += (max(1, count) if unit == "image" else max(0, units)) * micro * 1_000_000
     return -(-total // 1_000_000)

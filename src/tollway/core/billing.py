@@ -56,7 +56,9 @@ class ModelRecord(msgspec.Struct, frozen=True, kw_only=True):
     config: dict[str, Any] = msgspec.field(default_factory=dict)
     price_in: int = 0  # micro-credits per million input tokens
     price_out: int = 0
-    credit_cost: int = 0  # micro-credits per request
+    credit_cost: int = 0  # micro-credits per request (per image for an image model)
+    unit_price: int = 0  # micro-credits per unit of price_unit (core.media.UNITS)
+    price_unit: str = ""
     rpm: int | None = None
     tpm: int | None = None
     max_output_tokens: int | None = None
@@ -82,7 +84,8 @@ class ModelRecord(msgspec.Struct, frozen=True, kw_only=True):
             description=self.description or (base.description if base is not None else ""), category=self.category,
             capabilities=self.capabilities, modalities=self.modalities, aliases=aliases,
             fallbacks=base.fallbacks if base is not None else (),
-            price_in=self.price_in, price_out=self.price_out, credit_cost=self.credit_cost, rpm=self.rpm,
+            price_in=self.price_in, price_out=self.price_out, credit_cost=self.credit_cost,
+            unit_price=self.unit_price, price_unit=self.price_unit, rpm=self.rpm,
             tpm=self.tpm, max_output_tokens=self.max_output_tokens, meta={"registry_id": self.id},
         )
 
@@ -95,6 +98,7 @@ class ModelRecord(msgspec.Struct, frozen=True, kw_only=True):
             "price_in": self.price_in / MICRO, "price_out": self.price_out / MICRO,
             "credit_cost": self.credit_cost / MICRO, "price_in_micro": self.price_in,
             "price_out_micro": self.price_out, "credit_cost_micro": self.credit_cost,
+            "unit_price": self.unit_price / MICRO, "unit_price_micro": self.unit_price, "price_unit": self.price_unit,
             "rpm": self.rpm, "tpm": self.tpm, "max_output_tokens": self.max_output_tokens,
             "group_id": self.group_id, "multiple": self.multiple, "enabled": self.enabled,
             "created_at": self.created_at, "updated_at": self.updated_at,

@@ -30,10 +30,14 @@ class ModelInfo(msgspec.Struct, frozen=True, kw_only=True):
     fallbacks: tuple[str, ...] = ()
     meta: dict[str, Any] = msgspec.field(default_factory=dict)
     created: int = 1700000000
-    # prices in micro-credits (core.money): per million input / output tokens, and per request
+    # prices in micro-credits (core.money): per million input / output tokens, per request (per
+    # image for an image model), and per unit of ``price_unit`` (core.media.UNITS: a character of
+    # speech, a second of audio or video; "" none)
     price_in: int = 0
     price_out: int = 0
     credit_cost: int = 0
+    unit_price: int = 0
+    price_unit: str = ""
     # limits per key on this model (None: only the key's own)
     rpm: int | None = None
     tpm: int | None = None
@@ -41,7 +45,7 @@ class ModelInfo(msgspec.Struct, frozen=True, kw_only=True):
 
     @property
     def priced(self) -> bool:
-        return bool(self.price_in or self.price_out or self.credit_cost)
+        return bool(self.price_in or self.price_out or self.credit_cost or self.unit_price)
 
 
 class Credential(msgspec.Struct, frozen=True, kw_only=True):

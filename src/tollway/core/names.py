@@ -10,6 +10,12 @@ DIALECT_COMPLETIONS: Final = "completions"  # OpenAI's legacy text completions (
 DIALECT_MODERATIONS: Final = "moderations"  # OpenAI's moderations (/v1/moderations): an upstream wire only
 DIALECT_ANTHROPIC: Final = "anthropic"
 DIALECT_CITY: Final = "city"
+# OpenAI's non-chat wires an OpenAI-compatible upstream may have (Quirks.media_paths)
+WIRE_EMBEDDINGS: Final = "embeddings"  # POST /embeddings
+WIRE_IMAGES: Final = "images"  # POST /images/generations
+WIRE_SPEECH: Final = "speech"  # POST /audio/speech
+WIRE_TRANSCRIPTIONS: Final = "transcriptions"  # POST /audio/transcriptions (multipart)
+WIRE_VIDEOS: Final = "videos"  # POST /videos, GET /videos/{id}, GET /videos/{id}/content
 DIALECT_GEMINI: Final = "gemini"  # upstream wires only: no front door speaks them
 DIALECT_BEDROCK: Final = "bedrock"
 

@@ -26,6 +26,7 @@ class RequestLog(msgspec.Struct, kw_only=True):
     completion_tokens: int = 0
     cached_tokens: int = 0
     reasoning_tokens: int = 0
+    units: int = 0  # of the model's price unit (characters, seconds) a media request used
     cost_micro: int = 0  # micro-credits charged
     # a model without an operator price: what the call would cost at its provider's list price, in
     # micro-USD (billing.reference_prices); an estimate, never charged. None: no estimate

@@ -7,6 +7,18 @@ from typing import Any, Protocol, runtime_checkable
 
 from tollway.core.catalog import Credential
 from tollway.core.chat import ChatRequest, ChatResponse, StreamEvent
+from tollway.core.media import (
+    Embeddings,
+    EmbedRequest,
+    ImageRequest,
+    Images,
+    Speech,
+    SpeechRequest,
+    Transcript,
+    TranscriptionRequest,
+    VideoJob,
+    VideoRequest,
+)
 from tollway.providers.http import Timeouts, Transport, UpstreamStream, tcp_transport
 from tollway.providers.media import MediaFetcher
 
@@ -87,3 +99,59 @@ class ModelLister(Protocol):
     name: str
 
     async def list_models(self, *, credential: Credential) -> list[str]: ...
+
+
+# the non-chat surfaces, canonical: what an upstream without OpenAI's endpoint for a surface
+# implements (Gemini, Bedrock), and what the task runner calls on every provider. Each method
+# raises ``UpstreamError`` like ``complete`` does (retryable or not), ``InvalidRequest`` for a
+# request the upstream cannot take (a size, a voice, a format it does not have).
+
+
+@runtime_checkable
+class Embedder(Protocol):
+    async def embed(self, req: EmbedRequest, *, upstream_model: str, credential: Credential) -> Embeddings: ...
+
+
+@runtime_checkable
+class ImageMaker(Protocol):
+    async def make_images(self, req: ImageRequest, *, upstream_model: str, credential: Credential) -> Images: ...
+
+
+@runtime_checkable
+class Speaker(Protocol):
+    async def speak(self, req: SpeechRequest, *, upstream_model: str, credential: Credential) -> Speech: ...
+
+
+@runtime_checkable
+class Transcriber(Protocol):
+    async def transcribe(self, req: TranscriptionRequest, *, upstream_model: str,
+                         credential: Credential) -> Transcript: ...
+
+
+@runtime_checkable
+class VideoMaker(Protocol):
+    """A long-running generation: started once, then polled (by the task runner) until it ends."""
+
+    async def start_video(self, req: VideoRequest, *, upstream_model: str, credential: Credential) -> VideoJob: ...
+
+    async def poll_video(self, job_id: str, *, upstream_model: str, credential: Credential) -> VideoJob: ...
+
+    async def video_content(self, job_id: str, *, upstream_model: str,
+                            credential: Credential) -> tuple[bytes, str]:
+        """The finished video's bytes and media type."""
+        ...
+
+
+@runtime_checkable
+class WireSender(Protocol):
+    """An OpenAI-wire provider's non-chat endpoints (``wires`` names those it has): a request's
+    own bytes sent as they are (JSON, or multipart with its ``content_type``), ``suffix``
+    appended to the wire's path (``/{id}/content``)."""
+
+    wires: frozenset[str]
+
+    async def send(self, wire: str, body: bytes | None, *, credential: Credential,
+                   content_type: str = "application/json", method: str = "POST", suffix: str = "") -> bytes: ...
+
+    async def send_stream(self, wire: str, body: bytes, *, credential: Credential,
+                          content_type: str = "application/json") -> UpstreamStream: ...

@@ -7,7 +7,7 @@ Its catalog is whatever the server has pulled: call ``ollama/<model>`` (for exam
 from __future__ import annotations
 
 from tollway.core.catalog import EnvRequirement, ProviderConfig, ProviderSpec
-from tollway.core.names import PROVIDER_OLLAMA
+from tollway.core.names import PROVIDER_OLLAMA, WIRE_EMBEDDINGS
 from tollway.providers.base import ProviderContext
 from tollway.providers.openai_wire import OPENAI_WIRE_FEATURES, OpenAICompatProvider, Quirks
 
@@ -21,7 +21,8 @@ SPEC = ProviderSpec(
     discover_models=True,
 )
 
-QUIRKS = Quirks(renames={"max_completion_tokens": "max_tokens"})
+# its OpenAI-compatible API has embeddings too (/v1/embeddings)
+QUIRKS = Quirks(renames={"max_completion_tokens": "max_tokens"}, media_paths={WIRE_EMBEDDINGS: "/embeddings"})
 
 
 def build(config: ProviderConfig, ctx: ProviderContext) -> OpenAICompatProvider:

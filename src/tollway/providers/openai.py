@@ -3,7 +3,16 @@
 from __future__ import annotations
 
 from tollway.core.catalog import EnvRequirement, ModelInfo, ProviderConfig, ProviderSpec
-from tollway.core.names import DIALECT_COMPLETIONS, PROVIDER_OPENAI
+from tollway.core.media import CATEGORY, EMBEDDINGS, IMAGES, MODALITIES, SPEECH, TRANSCRIPTION, VIDEO
+from tollway.core.names import (
+    DIALECT_COMPLETIONS,
+    PROVIDER_OPENAI,
+    WIRE_EMBEDDINGS,
+    WIRE_IMAGES,
+    WIRE_SPEECH,
+    WIRE_TRANSCRIPTIONS,
+    WIRE_VIDEOS,
+)
 from tollway.providers.base import ProviderContext
 from tollway.providers.openai_wire import OPENAI_WIRE_FEATURES, OpenAICompatProvider, Quirks
 
@@ -12,6 +21,11 @@ def _model(mid: str, name: str, caps: tuple[str, ...] = ("chat", "tools", "visio
            category: str = "chat") -> ModelInfo:
     return ModelInfo(id=mid, provider=PROVIDER_OPENAI, upstream_id=mid, display_name=name, capabilities=caps,
                      tags=("openai",), category=category)
+
+
+def _media(mid: str, name: str, capability: str) -> ModelInfo:
+    return ModelInfo(id=mid, provider=PROVIDER_OPENAI, upstream_id=mid, display_name=name, capabilities=(capability,),
+                     modalities=MODALITIES[capability], tags=("openai",), category=CATEGORY[capability])
 
 
 SPEC = ProviderSpec(
@@ -37,9 +51,26 @@ SPEC = ProviderSpec(
         # /v1/moderations only
         _model("omni-moderation-latest", "Omni moderation", ("moderation",), category="moderation"),
         _model("text-moderation-latest", "Text moderation", ("moderation",), category="moderation"),
+        # the non-chat surfaces (core.media): /v1/embeddings, /v1/images/generations, /v1/audio/*, /v1/videos
+        _media("text-embedding-3-small", "Text embedding 3 small", EMBEDDINGS),
+        _media("text-embedding-3-large", "Text embedding 3 large", EMBEDDINGS),
+        _media("text-embedding-ada-002", "Text embedding ada 002", EMBEDDINGS),
+        _media("gpt-image-1", "GPT Image 1", IMAGES),
+        _media("gpt-image-1-mini", "GPT Image 1 mini", IMAGES),
+        _media("dall-e-3", "DALL·E 3", IMAGES),
+        _media("dall-e-2", "DALL·E 2", IMAGES),
+        _media("gpt-4o-mini-tts", "GPT-4o mini TTS", SPEECH),
+        _media("tts-1", "TTS 1", SPEECH),
+        _media("tts-1-hd", "TTS 1 HD", SPEECH),
+        _media("gpt-4o-transcribe", "GPT-4o transcribe", TRANSCRIPTION),
+        _media("gpt-4o-mini-transcribe", "GPT-4o mini transcribe", TRANSCRIPTION),
+        _media("whisper-1", "Whisper", TRANSCRIPTION),
+        _media("sora-2", "Sora 2", VIDEO),
+        _media("sora-2-pro", "Sora 2 Pro", VIDEO),
     ),
     open_catalog=True,
-    model_prefixes=("gpt-", "chatgpt-", "o1", "o3", "o4", "omni-moderation-", "text-moderation-"),
+    model_prefixes=("gpt-", "chatgpt-", "o1", "o3", "o4", "omni-moderation-", "text-moderation-", "text-embedding-",
+                    "dall-e-", "tts-", "whisper-", "sora-"),
     features=OPENAI_WIRE_FEATURES,
 )
 
@@ -47,6 +78,9 @@ SPEC = ProviderSpec(
 # its Responses API, legacy completions and moderations take their own requests as they are
 QUIRKS = Quirks(renames={"max_tokens": "max_completion_tokens"}, responses_path="/responses",
                 completions_path="/completions", moderations_path="/moderations",
+                media_paths={WIRE_EMBEDDINGS: "/embeddings", WIRE_IMAGES: "/images/generations",
+                             WIRE_SPEECH: "/audio/speech", WIRE_TRANSCRIPTIONS: "/audio/transcriptions",
+                             WIRE_VIDEOS: "/videos"},
                 # its legacy completions serve the instruct and base models only (and their
                 # fine-tunes, "ft:davinci-002:..."): a chat model's completion is translated to chat
                 wire_models={DIALECT_COMPLETIONS: ("instruct", "davinci", "babbage", "ft:davinci", "ft:babbage")})

@@ -5,7 +5,10 @@ YAML ``options`` may set ``chat_path``, ``auth_header``, ``auth_prefix``, ``rena
 and ``responses_path`` / ``completions_path`` where the server has OpenAI's Responses API /
 legacy completions (vLLM: ``/responses``, ``/completions``); without them those requests are
 translated to chat. ``moderations_path``
-where it has OpenAI's moderations (without it, its models cannot moderate). A path is appended
+where it has OpenAI's moderations (without it, its models cannot moderate). ``media_paths`` maps
+OpenAI's non-chat wires the server has to their paths (``{embeddings: /embeddings, images:
+/images/generations, speech: /audio/speech, transcriptions: /audio/transcriptions, videos:
+/videos}``: vLLM and LocalAI have some; a wire not named is refused for its models). A path is appended
 to ``base_url``, one starting with ``../`` replaces its last segment, and an absolute URL is
 taken as it is (``openai_wire.endpoint``).
 """
@@ -24,7 +27,8 @@ SPEC = ProviderSpec(name=PROVIDER_OPENAI_COMPATIBLE, kind=PROVIDER_OPENAI_COMPAT
 
 
 def build(config: ProviderConfig, ctx: ProviderContext) -> OpenAICompatProvider:
-    keys = ("chat_path", "responses_path", "completions_path", "moderations_path", "auth_header", "auth_prefix",
+    keys = ("chat_path", "responses_path", "completions_path", "moderations_path", "media_paths", "auth_header",
+            "auth_prefix",
             "renames", "drops", "extra_headers", "wire_models")
     quirks = msgspec.convert({k: v for k, v in config.options.items() if k in keys}, Quirks)
     return OpenAICompatProvider(config, quirks=quirks, timeouts=ctx.timeouts, media=ctx.media,

@@ -37,7 +37,7 @@ class Call:
     """One request's bookkeeping. ``finish`` is idempotent and writes the log row once."""
 
     __slots__ = ("_logs", "_billing", "row", "t0", "lease", "pool", "pin", "attempts", "direct", "_done",
-                 "identity", "ticket", "served", "produced", "_usage")
+                 "identity", "ticket", "served", "produced", "_usage", "count")
 
     def __init__(self, logs: RowSink, row: RequestLog, billing: Billing | None = None) -> None:
         self._logs = logs
@@ -55,6 +55,7 @@ class Call:
         self.served: ModelInfo | None = None  # the model of the attempt that answered
         self.produced = 0  # stream events sent to the client (bills a stream cut without usage)
         self._usage = False  # whether the upstream reported usage
+        self.count = 1  # things made that the model prices each (images); units go in row.units
 
     @property
     def credential(self) -> Credential | None:
@@ -112,6 +113,12 @@ class Call:
         """A whole answer without usage: billed for about a token per four bytes of it."""
         self.produced = max(self.produced, answer_bytes // 4)
 
+    def made(self, count: int = 1, units: int = 0) -> None:
+        """A media answer: ``count`` things made (images), ``units`` of the model's price unit used
+        (characters spoken, seconds heard or generated): what it is charged for, with its tokens."""
+        self.count = count
+        self.row.units = units
+
     def dropped(self, params: list[str]) -> None:
         if params:
             self.row.dropped_params = ",".join(sorted(params))
@@ -132,7 +139,8 @@ class Call:
             # request's size; and at least one token per event the client received
             tokens = (row.prompt_tokens or ticket.bound.input_tokens, max(row.completion_tokens, self.produced))
             row.prompt_tokens, row.completion_tokens = tokens
-        return self._billing.settle(ticket, self.served, tokens, self.row.id, self.row)
+        return self._billing.settle(ticket, self.served, tokens, self.row.id, self.row, count=self.count,
+                                    units=row.units if tokens is not None else 0)
 
     def finish(self, status: int, error: TollwayError | None = None, note: str | None = None, *,
                delivered_only: bool = False) -> None:
@@ -146,7 +154,8 @@ class Call:
         if self.ticket is not None:
             row.cost_micro = self._settle(status, delivered_only)
         elif status == 200 and self._billing is not None:  # not billed (the admin key): the estimate alone
-            row.estimated_cost_micro = self._billing.estimated(self.served, (row.prompt_tokens, row.completion_tokens))
+            row.estimated_cost_micro = self._billing.estimated(self.served, (row.prompt_tokens, row.completion_tokens),
+                                                               count=self.count, units=row.units)
         row.status = status
         row.latency_ms = (time.perf_counter() - self.t0) * 1000.0
         if self.attempts:

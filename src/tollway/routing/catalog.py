@@ -186,7 +186,9 @@ class Catalog:
         if known is not None:
             model = msgspec.structs.replace(known, id=name, aliases=(), fallbacks=known.fallbacks)
         else:
-            model = ModelInfo(id=name, provider=provider, upstream_id=upstream, display_name=upstream)
+            # what it serves is unknown here (its upstream knows): no category, no capabilities
+            model = ModelInfo(id=name, provider=provider, upstream_id=upstream, display_name=upstream, category="",
+                              capabilities=())
         return Route(model=model, provider=provider)
 
     def _reachable(self, target: str) -> bool:
@@ -219,6 +221,7 @@ def _priced_as(served: ModelInfo, asked: ModelInfo) -> ModelInfo:
     """``served``'s route under ``asked``'s name, prices and limits (its output bound, if it sets one)."""
     return msgspec.structs.replace(
         served, id=asked.id, display_name=asked.display_name, price_in=asked.price_in, price_out=asked.price_out,
-        credit_cost=asked.credit_cost, rpm=asked.rpm, tpm=asked.tpm,
+        credit_cost=asked.credit_cost, unit_price=asked.unit_price, price_unit=asked.price_unit, rpm=asked.rpm,
+        tpm=asked.tpm,
         max_output_tokens=asked.max_output_tokens or served.max_output_tokens, aliases=(),
         meta={**served.meta, **asked.meta, "served_by": served.id})

@@ -76,6 +76,7 @@ class GatewayOptions(msgspec.Struct, frozen=True, kw_only=True):
     response_retention: float = 30 * 86400.0  # how long a stored response is kept (s); 0: until deleted
     background_timeout: float = 3600.0  # how long a background response may run (s)
     max_background: int = 1000  # background responses one process runs at once (more: 429)
+    max_upload_bytes: int = 25 * 1024 * 1024  # a multipart upload (audio to transcribe)
 
 
 class Topology:

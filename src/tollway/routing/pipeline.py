@@ -31,7 +31,7 @@ from starlette.responses import Response
 
 from tollway.auth.keys import Identity
 from tollway.billing.admission import Bound, estimate_tokens
-from tollway.core.catalog import Credential
+from tollway.core.catalog import Credential, ModelInfo
 from tollway.core.chat import StreamEvent, Usage, UsageReport
 from tollway.core.errors import (
     AllUpstreamsFailed,
@@ -44,6 +44,7 @@ from tollway.core.errors import (
     TollwayError,
     UpstreamError,
 )
+from tollway.core.media import SURFACE_NAMES
 from tollway.providers.base import ChatProvider, PassThroughProvider, TokenCounter
 from tollway.providers.http import UpstreamStream
 from tollway.providers.sse import SSEEvent
@@ -387,6 +388,74 @@ class ChatPipeline:
 
         answer = await unless_disconnected(request, self.attempts(call, model, work, fallbacks=False, bound=bound))
         return self._whole(call, answer)
+
+
+    # the non-chat surfaces (embeddings, images, speech, transcription, video) ----------------
+
+    async def media(self, request: Request, call: Call, model: str, capability: str, work: Work[T], *,
+                    bound: Bound | None) -> T:
+        """One request of a non-chat surface (``capability``, core.media) on ``model``, as ``work``
+        does it on each attempt: the chat's path (identity, admission with ``bound``, the model's
+        pool, retries, fallbacks, the request log). A model the catalog lists for other surfaces
+        only is a 400 naming what it serves; ``work`` refuses a provider without the surface. The
+        route answers with ``whole`` or ``relay_stream``."""
+        if call.identity is None:
+            await self.identify(request, call)
+        serves(self.gw.topology.catalog.resolve(model).model, capability)
+        return await unless_disconnected(request, self.attempts(call, model, work, bound=bound))
+
+    async def hold(self, request: Request, call: Call, model: str, capability: str, bound: Bound) -> ModelInfo:
+        """Admit a task of a non-chat surface without calling any upstream yet: the caller
+        identified, ``model`` checked for the surface, the key's authorization and limits counted
+        and the credits of ``bound`` held (``call.ticket``, which the task takes over). The model
+        as the catalog has it."""
+        if call.identity is None:
+            await self.identify(request, call)
+        if call.direct is not None:
+            raise InvalidRequest("A task must be paid with a key of this gateway, not an upstream's own token.")
+        topo = self.gw.topology
+        model_info = topo.catalog.resolve(model).model
+        serves(model_info, capability)
+        await self._admit(call, topo, model, True, bound)
+        call.row.model = model_info.id
+        return model_info
+
+    def whole(self, call: Call, body: bytes, usage: Usage | None, media_type: str = "application/json") -> Response:
+        """A media answer as one body (logged with ``usage``; the call finished before it goes out)."""
+        if usage is not None:
+            call.usage(usage)
+        call.finish(200)
+        return Response(body, media_type=media_type, headers=_upstream_header(call))
+
+    def relay_stream(self, call: Call, upstream: UpstreamStream, media_type: str) -> EventStreamResponse:
+        """An upstream's streamed body (audio, or an event stream) sent on as it comes; its usage
+        is what the route recorded on the call before (speech: the characters asked for)."""
+
+        async def chunks() -> AsyncIterator[bytes]:
+            async for chunk in upstream.chunks():
+                call.first_token()
+                yield chunk
+            upstream.ended = True
+
+        async def close() -> None:
+            upstream.end()
+
+        def no_frame(err: TollwayError) -> bytes:  # bytes of audio cannot carry an error: the stream is cut
+            return b""
+
+        response = guarded_stream(chunks(), call, no_frame, close, headers=_upstream_header(call))
+        response.headers[0] = (b"content-type", media_type.encode("latin-1"))
+        return response
+
+
+def serves(model: ModelInfo, capability: str) -> None:
+    """Refuse ``model`` for a surface its catalog entry does not name (a chat model asked for an
+    image); a model no catalog describes (``provider/<any id>``) is left to its upstream."""
+    if model.capabilities and capability not in model.capabilities:
+        surface = SURFACE_NAMES.get(capability, capability)
+        raise InvalidRequest(f"Model '{model.id}' is a {model.category or 'chat'} model: it does not serve "
+                             f"{surface} (it serves {', '.join(model.capabilities)}).",
+                             code="model_not_supported", param="model")
 
 
 UPSTREAM_MODEL_HEADER = "x-tollway-upstream-model"

@@ -29,14 +29,16 @@ _LISTS = ("capabilities", "modalities", "aliases")
 # the columns ``ModelRepository.save`` writes; the rest (id, timestamps) are the repository's own
 MODEL_FIELDS = frozenset({
     "name", "provider", "upstream_id", "display_name", "description", "category", *_LISTS, "config",
-    "price_in", "price_out", "credit_cost", "rpm", "tpm", "max_output_tokens", "group_id", "multiple", "enabled",
+    "price_in", "price_out", "credit_cost", "unit_price", "price_unit", "rpm", "tpm", "max_output_tokens", "group_id",
+    "multiple", "enabled",
 })
 GROUP_FIELDS = frozenset({"name", "description", "multiplier", "restricted"})
 # what a new row gets for a field not given: ModelRecord's defaults, not the table's empty lists
 _MODEL_DEFAULTS: dict[str, Any] = {
     "upstream_id": "", "display_name": "", "description": "", "category": "chat",
     "capabilities": ("chat",), "modalities": ("text", "stream", "openai"), "aliases": (), "config": {},
-    "price_in": 0, "price_out": 0, "credit_cost": 0, "group_id": None, "multiple": False, "enabled": True,
+    "price_in": 0, "price_out": 0, "credit_cost": 0, "unit_price": 0, "price_unit": "", "group_id": None,
+    "multiple": False, "enabled": True,
 }
 
 
@@ -45,7 +47,8 @@ def _record(r: Any) -> ModelRecord:
         id=r.id, name=r.name, provider=r.provider, upstream_id=r.upstream_id, display_name=r.display_name,
         description=r.description, category=r.category, capabilities=_names.decode(r.capabilities),
         modalities=_names.decode(r.modalities), aliases=_names.decode(r.aliases), config=_object.decode(r.config),
-        price_in=r.price_in, price_out=r.price_out, credit_cost=r.credit_cost, rpm=r.rpm, tpm=r.tpm,
+        price_in=r.price_in, price_out=r.price_out, credit_cost=r.credit_cost, unit_price=r.unit_price,
+        price_unit=r.price_unit, rpm=r.rpm, tpm=r.tpm,
         max_output_tokens=r.max_output_tokens, group_id=r.group_id, multiple=r.multiple, enabled=r.enabled,
         created_at=r.created_at, updated_at=r.updated_at,
     )

@@ -60,6 +60,7 @@ request_logs = Table(
     Column("note", Text, nullable=True),
     Column("attempts", Text, nullable=True),  # JSON: every upstream attempt (provider, credential, status)
     Column("upstream_model", String(200), nullable=True),  # the id the upstream was asked for
+    Column("units", BigInteger, nullable=False, default=0),  # of the model's price unit (characters, seconds)
     Index("ix_request_logs_created_at", "created_at"),
     Index("ix_request_logs_key_id", "key_id"),
 )
@@ -98,7 +99,9 @@ models = Table(
     Column("config", Text, nullable=False, default="{}"),  # JSON object (seed 004), validated
     Column("price_in", BigInteger, nullable=False, default=0),  # micro-credits per million input tokens
     Column("price_out", BigInteger, nullable=False, default=0),  # micro-credits per million output tokens
-    Column("credit_cost", BigInteger, nullable=False, default=0),  # micro-credits per request
+    Column("credit_cost", BigInteger, nullable=False, default=0),  # micro-credits per request (per image)
+    Column("unit_price", BigInteger, nullable=False, default=0),  # micro-credits per unit of price_unit
+    Column("price_unit", String(16), nullable=False, default=""),  # "" | character | second
     Column("rpm", Integer, nullable=True),  # per key, on this model
     Column("tpm", Integer, nullable=True),
     Column("max_output_tokens", Integer, nullable=True),  # what a request without max_tokens reserves
@@ -258,4 +261,40 @@ stored_responses = Table(
     Column("response", Text, nullable=False),  # JSON Response object
     Index("ix_stored_responses_owner", "owner"),
     Index("ix_stored_responses_expires", "expires_at"),
+)
+
+# durable asynchronous jobs (images and videos made as tasks): claimed by one process at a time
+# through a lease (``lease_owner`` until ``lease_until``) that its owner renews while it works;
+# a lease that runs out (its process died) lets another process take the task over
+tasks = Table(
+    "tasks",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("kind", String(16), nullable=False),  # image | video
+    Column("shape", String(16), nullable=False),  # the API that made it: platform | openai | city
+    Column("owner", String(96), nullable=False),  # "key:<id>" or "admin"
+    Column("key_id", Integer, nullable=True),
+    Column("studio_id", String(64), nullable=True),
+    Column("model", String(200), nullable=False),  # as asked
+    Column("status", String(16), nullable=False),  # pending | running | succeeded | failed | cancelled
+    Column("progress", Integer, nullable=True),
+    Column("request", Text, nullable=False),  # JSON: the canonical request
+    Column("result", Text, nullable=True),  # JSON: the assets (blob names, media types) and usage
+    Column("error_code", String(64), nullable=True),
+    Column("error", Text, nullable=True),
+    Column("provider", String(64), nullable=True),
+    Column("credential", String(200), nullable=True),  # the credential a long-running job is polled with
+    Column("provider_task_id", String(300), nullable=True),
+    Column("hold", BigInteger, nullable=False, default=0),  # micro-credits held for it
+    Column("cost_micro", BigInteger, nullable=False, default=0),
+    Column("attempts", Integer, nullable=False, default=0),  # times a process took it on
+    Column("lease_owner", String(64), nullable=True),
+    Column("lease_until", Float, nullable=True),
+    Column("created_at", Float, nullable=False),
+    Column("updated_at", Float, nullable=False),
+    Column("finished_at", Float, nullable=True),
+    Column("expires_at", Float, nullable=True),  # its results are deleted then (None: kept)
+    Index("ix_tasks_owner", "owner", "created_at"),
+    Index("ix_tasks_status_lease", "status", "lease_until"),
+    Index("ix_tasks_expires", "expires_at"),
 )

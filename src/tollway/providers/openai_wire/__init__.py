@@ -13,17 +13,40 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Mapping
 from functools import partial
 from typing import Any
-from urllib.parse import urljoin
+from urllib.parse import quote, urljoin
 
 import msgspec
 
 from tollway.core.catalog import Credential, ProviderConfig
 from tollway.core.chat import Block, ChatRequest, ChatResponse, DocumentBlock, StreamEvent
 from tollway.core.errors import InvalidRequest, UpstreamError
-from tollway.core.names import DIALECT_COMPLETIONS, DIALECT_MODERATIONS, DIALECT_OPENAI, DIALECT_RESPONSES
+from tollway.core.media import (
+    Embeddings,
+    EmbedRequest,
+    ImageRequest,
+    Images,
+    Speech,
+    SpeechRequest,
+    Transcript,
+    TranscriptionRequest,
+    VideoJob,
+    VideoRequest,
+)
+from tollway.core.names import (
+    DIALECT_COMPLETIONS,
+    DIALECT_MODERATIONS,
+    DIALECT_OPENAI,
+    DIALECT_RESPONSES,
+    WIRE_EMBEDDINGS,
+    WIRE_IMAGES,
+    WIRE_SPEECH,
+    WIRE_TRANSCRIPTIONS,
+    WIRE_VIDEOS,
+)
 from tollway.dialects.openai.codec import decode_response, encode_request, unencoded
 from tollway.providers.http import Timeouts, Transport, UpstreamClient, UpstreamStream, tcp_transport
 from tollway.providers.media import MediaFetcher
+from tollway.providers.openai_wire import media
 from tollway.providers.openai_wire.errors import parse_openai_error
 from tollway.providers.openai_wire.stream import StreamDecoder
 from tollway.providers.streaming import decode_stream
@@ -62,6 +85,9 @@ class Quirks(msgspec.Struct, frozen=True, kw_only=True):
     responses_path: str | None = None
     completions_path: str | None = None
     moderations_path: str | None = None
+    # OpenAI's non-chat endpoints the server has (core.names.WIRE_*: embeddings, images, speech,
+    # transcriptions, videos) -> their paths, read as the paths above; a wire not here is not served
+    media_paths: dict[str, str] = msgspec.field(default_factory=dict)
     auth_header: str = "Authorization"
     auth_prefix: str = "Bearer "
     # canonical request field -> the name this upstream wants (chat requests only)
@@ -95,7 +121,7 @@ class OpenAICompatProvider:
         self.quirks = quirks
         self.urls = {DIALECT_OPENAI: endpoint(config.base_url, quirks.chat_path)}
         for wire, path in ((DIALECT_RESPONSES, quirks.responses_path), (DIALECT_COMPLETIONS, quirks.completions_path),
-                           (DIALECT_MODERATIONS, quirks.moderations_path)):
+                           (DIALECT_MODERATIONS, quirks.moderations_path), *quirks.media_paths.items()):
             if path:
                 self.urls[wire] = endpoint(config.base_url, path)
         self.wires = frozenset(self.urls)
@@ -193,6 +219,72 @@ class OpenAICompatProvider:
         self.adapt(wire)
         upstream = await self.forward_stream(_encoder.encode(wire), credential=credential)
         return upstream, StreamDecoder(provider=self.name, secret=credential.secret)
+
+    # OpenAI's non-chat endpoints: as bytes (pass-through), and canonical (``media``) ------
+
+    def _wire_url(self, wire: str) -> str:
+        url = self.urls.get(wire)
+        if url is None:
+            raise InvalidRequest(f"Provider '{self.name}' has no {wire} endpoint.", code="model_not_supported")
+        return url
+
+    async def send(self, wire: str, body: bytes | None, *, credential: Credential,
+                   content_type: str = "application/json", method: str = "POST", suffix: str = "") -> bytes:
+        headers = self.headers(credential)
+        headers["Content-Type"] = content_type
+        headers["Accept"] = "*/*"
+        return await self.client.fetch(method, self._wire_url(wire) + suffix, headers, body, secret=credential.secret)
+
+    async def send_stream(self, wire: str, body: bytes, *, credential: Credential,
+                          content_type: str = "application/json") -> UpstreamStream:
+        headers = self.headers(credential)
+        headers["Content-Type"] = content_type
+        headers["Accept"] = "*/*"
+        return await self.client.open_stream(self._wire_url(wire), headers, body, secret=credential.secret)
+
+    async def embed(self, req: EmbedRequest, *, upstream_model: str, credential: Credential) -> Embeddings:
+        raw = await self.send(WIRE_EMBEDDINGS, media.embed_body(req, upstream_model), credential=credential)
+        return media.read_embeddings(self.name, raw)
+
+    async def make_images(self, req: ImageRequest, *, upstream_model: str, credential: Credential) -> Images:
+        raw = await self.send(WIRE_IMAGES, media.image_body(req, upstream_model), credential=credential)
+        images, urls = media.read_images(self.name, raw)
+        if urls:  # an answer by URL: fetched now (an upstream's URLs expire), SSRF-guarded
+            if self.media is None:
+                raise UpstreamError(f"{self.name} upstream answered with image URLs the gateway cannot fetch",
+                                    provider=self.name)
+            loaded = await self.media.load_many(urls)
+            fetched = iter(urls)
+            images = msgspec.structs.replace(images, images=[
+                i if i.data else msgspec.structs.replace(i, data=(m := loaded[next(fetched)]).data,
+                                                         media_type=m.media_type)
+                for i in images.images])
+        return images
+
+    async def speak(self, req: SpeechRequest, *, upstream_model: str, credential: Credential) -> Speech:
+        raw = await self.send(WIRE_SPEECH, media.speech_body(req, upstream_model), credential=credential)
+        return Speech(data=raw, media_type=media.AUDIO_TYPES.get(req.response_format, "application/octet-stream"))
+
+    async def transcribe(self, req: TranscriptionRequest, *, upstream_model: str,
+                         credential: Credential) -> Transcript:
+        body, content_type = media.transcription_form(req, upstream_model)
+        raw = await self.send(WIRE_TRANSCRIPTIONS, body, credential=credential, content_type=content_type)
+        return media.read_transcript(self.name, raw)
+
+    async def start_video(self, req: VideoRequest, *, upstream_model: str, credential: Credential) -> VideoJob:
+        body, content_type = media.video_form(req, upstream_model)
+        raw = await self.send(WIRE_VIDEOS, body, credential=credential, content_type=content_type)
+        return media.read_video(self.name, raw)
+
+    async def poll_video(self, job_id: str, *, upstream_model: str, credential: Credential) -> VideoJob:
+        raw = await self.send(WIRE_VIDEOS, None, credential=credential, method="GET", suffix=f"/{quote(job_id)}")
+        return media.read_video(self.name, raw)
+
+    async def video_content(self, job_id: str, *, upstream_model: str,
+                            credential: Credential) -> tuple[bytes, str]:
+        raw = await self.send(WIRE_VIDEOS, None, credential=credential, method="GET",
+                              suffix=f"/{quote(job_id)}/content")
+        return raw, "video/mp4"
 
     async def list_models(self, *, credential: Credential) -> list[str]:
         """Model ids from the server's OpenAI-style ``GET /models``."""
