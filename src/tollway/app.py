@@ -290,7 +290,8 @@ def create_app(settings: Settings | None = None) -> Starlette:
         app.state.tasks = tasks = TaskEngine(
             gateway, pipeline, TaskRepository(gateway.engine), FileBlobStore(Path(settings.data_dir) / "blobs"),
             BlobSigner(await blob_key(gateway.meta), ttl=settings.blob_url_ttl), workers=settings.task_workers,
-            lease=settings.task_lease, timeout=settings.task_timeout,
+            lease=settings.task_lease, timeout=settings.task_timeout, poll_min=settings.task_poll_interval,
+            poll_max=max(settings.task_poll_interval, 30.0), look_every=min(1.0, settings.task_lease / 6),
             retention=settings.task_retention_days * 86400.0)
         tasks.start()
         # everything allocated so far lives as long as the process: keep it out of the

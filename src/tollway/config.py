@@ -19,6 +19,7 @@ Environment (all optional):
   TOLLWAY_TASK_WORKERS                tasks (images, videos) one process runs at once (4)
   TOLLWAY_TASK_LEASE                  seconds a task stays claimed by a process that stopped renewing it (30)
   TOLLWAY_TASK_TIMEOUT                seconds a task may run before it fails (1800)
+  TOLLWAY_TASK_POLL_INTERVAL          seconds before an upstream's video job is first polled (2; then x1.5, up to 30)
   TOLLWAY_TASK_RETENTION_DAYS         how long finished tasks and their results are kept (7)
   TOLLWAY_BLOB_URL_TTL                seconds a signed URL of a task's result stays valid (3600)
   TOLLWAY_LOG_FLUSH_INTERVAL / TOLLWAY_LOG_BATCH   request-log batching
@@ -121,6 +122,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     task_workers: int = 4  # tasks one process runs at once
     task_lease: float = 30.0  # seconds a task stays claimed by a process that stopped renewing it
     task_timeout: float = 1800.0  # seconds a task may run before it fails
+    task_poll_interval: float = 2.0  # first wait before an upstream's job is polled (then x1.5, up to 30 s)
     task_retention_days: float = 7.0  # how long finished tasks and their results are kept
     blob_url_ttl: float = 3600.0  # how long a signed URL of a task's result is valid
     file: FileConfig = FileConfig()
@@ -330,6 +332,7 @@ def load_settings(overrides: dict[str, Any] | None = None, environ: dict[str, st
         task_workers=_int(env.get("TOLLWAY_TASK_WORKERS"), "TOLLWAY_TASK_WORKERS", 4, low=0, high=1000),
         task_lease=_float(env, "TOLLWAY_TASK_LEASE", 30.0, high=3600.0),
         task_timeout=_float(env, "TOLLWAY_TASK_TIMEOUT", 1800.0),
+        task_poll_interval=_float(env, "TOLLWAY_TASK_POLL_INTERVAL", 2.0, high=300.0),
         task_retention_days=_float(env, "TOLLWAY_TASK_RETENTION_DAYS", 7.0, high=36500.0),
         blob_url_ttl=_float(env, "TOLLWAY_BLOB_URL_TTL", 3600.0, high=7 * 86400.0),
         trusted_proxies=_proxies(env),

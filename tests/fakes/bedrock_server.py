@@ -1,4 +1,5 @@
-"""A fake AWS Bedrock runtime (Converse, ConverseStream): a real aiohttp server on 127.0.0.1 in its own thread.
+"""A fake AWS Bedrock runtime (Converse, ConverseStream, InvokeModel): a real aiohttp server on 127.0.0.1 in its
+own thread.
 
 What it checks, the way Bedrock would:
 
@@ -13,6 +14,17 @@ What it checks, the way Bedrock would:
   roles, a user turn first, toolConfig when tool blocks appear, tool results answering tool
   uses, document names) are checked too. Problems land in ``spec_errors``.
 
+- InvokeModel (``POST /model/{modelId}/invoke``): the request (modelId, contentType, accept) is
+  validated against botocore's ``InvokeModelRequest``, and the body, which is each model's own,
+  against the Bedrock user guide's "Inference request parameters and response fields for
+  foundation models" (``invoke_problems``): Amazon Titan Text Embeddings V2 (inputText,
+  dimensions 256/512/1024, normalize, embeddingTypes), Cohere Embed v3 (texts: 1-96 of at most
+  2048 characters, input_type, truncate, embedding_types), Amazon Titan Image Generator v2 and
+  Nova Canvas (TEXT_IMAGE: text of 1-512 / 1-1024 characters, 1-5 images, cfgScale 1.1-10,
+  quality standard|premium, Titan's listed sizes, Nova's 320-4096 pixels a side in steps of 16,
+  at most 4:1 and under 4,194,304 pixels). Embeddings are answered with deterministic vectors,
+  images with a small valid PNG.
+
 Each test scripts it per model id (``fake.script("m", Behavior(...))``). ConverseStream answers
 are encoded here as application/vnd.amazon.eventstream frames by ``encode_frame``.
 """
@@ -23,8 +35,10 @@ import asyncio
 import base64
 import binascii
 import datetime
+import hashlib
 import hmac
 import json
+import math
 import re
 import struct
 import threading
@@ -169,6 +183,111 @@ def _semantic_errors(body: dict[str, Any]) -> list[str]:
     return errors
 
 
+# --- InvokeModel bodies (the Bedrock user guide's model parameter pages) ------------------
+
+TITAN_SIZES = {(1024, 1024), (768, 768), (512, 512), (768, 1152), (384, 576), (1152, 768), (576, 384), (768, 1280),
+               (384, 640), (1280, 768), (640, 384), (896, 1152), (448, 576), (1152, 896), (576, 448), (768, 1408),
+               (384, 704), (1408, 768), (704, 384), (640, 1408), (320, 704), (1408, 640), (704, 320), (1152, 640),
+               (1173, 640)}
+
+
+def _int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def invoke_problems(model_id: str, body: Any) -> list[str]:
+    """What the model of ``model_id`` would refuse in an InvokeModel body."""
+    if not isinstance(body, dict):
+        return ["InvokeModel: the body is not a JSON object"]
+    if "titan-embed-text-v2" in model_id:
+        return _titan_embed_problems(body)
+    if "cohere.embed" in model_id:
+        return _cohere_embed_problems(body)
+    if "titan-image-generator" in model_id or "nova-canvas" in model_id:
+        return _image_problems(model_id, body)
+    return [f"InvokeModel: the fake knows no body for {model_id!r}"]
+
+
+def _unknown_keys(body: dict[str, Any], allowed: set[str], where: str) -> list[str]:
+    return [f"{where}: unknown field {k!r}" for k in body if k not in allowed]
+
+
+def _titan_embed_problems(body: dict[str, Any]) -> list[str]:
+    errs = _unknown_keys(body, {"inputText", "dimensions", "normalize", "embeddingTypes"}, "titan embed")
+    text = body.get("inputText")
+    if not isinstance(text, str) or not text or len(text) > 50_000:
+        errs.append("titan embed: inputText, 1-50000 characters, is required")
+    if "dimensions" in body and body["dimensions"] not in (256, 512, 1024):
+        errs.append(f"titan embed: dimensions {body['dimensions']!r} is not 256, 512 or 1024")
+    if "normalize" in body and not isinstance(body["normalize"], bool):
+        errs.append("titan embed: normalize is a boolean")
+    return errs
+
+
+def _cohere_embed_problems(body: dict[str, Any]) -> list[str]:
+    errs = _unknown_keys(body, {"texts", "images", "input_type", "truncate", "embedding_types"}, "cohere embed")
+    texts = body.get("texts")
+    if not isinstance(texts, list) or not 1 <= len(texts) <= 96:
+        errs.append("cohere embed: texts, a list of 1-96 strings, is required")
+    elif not all(isinstance(t, str) and len(t) <= 2048 for t in texts):
+        errs.append("cohere embed: each text is a string of at most 2048 characters")
+    if body.get("input_type") not in ("search_document", "search_query", "classification", "clustering", "image"):
+        errs.append(f"cohere embed: input_type {body.get('input_type')!r} is not one Cohere takes")
+    if "truncate" in body and body["truncate"] not in ("NONE", "START", "END"):
+        errs.append("cohere embed: truncate is NONE, START or END")
+    return errs
+
+
+def _image_problems(model_id: str, body: dict[str, Any]) -> list[str]:
+    nova = "nova-canvas" in model_id
+    errs = _unknown_keys(body, {"taskType", "textToImageParams", "imageGenerationConfig"}, "image")
+    if body.get("taskType") != "TEXT_IMAGE":
+        errs.append(f"image: taskType {body.get('taskType')!r}, the fake serves TEXT_IMAGE")
+    params = body.get("textToImageParams")
+    limit = 1024 if nova else 512
+    if not isinstance(params, dict) or not isinstance(params.get("text"), str) \
+            or not 1 <= len(params["text"]) <= limit:
+        errs.append(f"image: textToImageParams.text, 1-{limit} characters, is required")
+    else:
+        errs += _unknown_keys(params, {"text", "negativeText", "conditionImage", "controlMode", "controlStrength",
+                                       "style"}, "image.textToImageParams")
+    config = body.get("imageGenerationConfig") or {}
+    errs += _unknown_keys(config, {"numberOfImages", "width", "height", "cfgScale", "seed", "quality"},
+                          "image.imageGenerationConfig")
+    n = config.get("numberOfImages", 1)
+    if not _int(n) or not 1 <= n <= 5:
+        errs.append(f"image: numberOfImages {n!r} is not 1-5")
+    if config.get("quality", "standard") not in ("standard", "premium"):
+        errs.append(f"image: quality {config.get('quality')!r} is not standard or premium")
+    cfg = config.get("cfgScale", 8.0)
+    if not isinstance(cfg, int | float) or not 1.1 <= cfg <= 10:
+        errs.append("image: cfgScale is 1.1-10")
+    width, height = config.get("width", 1024), config.get("height", 1024)
+    if not _int(width) or not _int(height):
+        return [*errs, "image: width and height are integers"]
+    if nova:
+        if not (320 <= width <= 4096 and 320 <= height <= 4096 and width % 16 == 0 and height % 16 == 0
+                and max(width, height) <= 4 * min(width, height) and width * height < 4_194_304):
+            errs.append(f"image: {width}x{height} is not a size Nova Canvas makes")
+    elif (width, height) not in TITAN_SIZES:
+        errs.append(f"image: {width}x{height} is not a size Titan Image Generator makes")
+    return errs
+
+
+def embedding_vector(text: str, dims: int) -> list[float]:
+    digest = hashlib.sha256(text.encode()).digest()
+    return [round(digest[i % 32] / 255 - 0.5, 6) for i in range(dims)]
+
+
+def tiny_png() -> bytes:
+    """A valid 2x2 RGB PNG."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+    rows = b"".join(b"\x00" + b"\x00\x80\xff" * 2 for _ in range(2))
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", 2, 2, 8, 2, 0, 0, 0))
+            + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b""))
+
+
 # --- SigV4 -------------------------------------------------------------------------------
 
 _AUTH = re.compile(r"AWS4-HMAC-SHA256 Credential=([^/]+)/(\d{8})/([^/]+)/([^/]+)/aws4_request, "
@@ -241,6 +360,8 @@ class Behavior:
     input_tokens: int = 20
     cache_read: int = 5
     cache_write: int = 3
+    raw_body: bytes | None = None  # InvokeModel: an HTTP 200 whose body is this
+    image_error: str | None = None  # InvokeModel, image models: {"images": [], "error": this}
 
 
 @dataclass
@@ -326,8 +447,10 @@ class FakeBedrock:
     async def _call(self, request: web.Request) -> web.StreamResponse:
         raw = await request.read()
         parts = request.raw_path.split("?")[0].split("/")
-        if len(parts) != 4 or parts[1] != "model" or parts[3] not in ("converse", "converse-stream"):
+        if len(parts) != 4 or parts[1] != "model" or parts[3] not in ("converse", "converse-stream", "invoke"):
             return self._error(404, "UnknownOperationException", f"no operation at {request.raw_path}")
+        if parts[3] == "invoke":
+            return self._invoke(request, unquote(parts[2]), raw)
         operation = "Converse" if parts[3] == "converse" else "ConverseStream"
         model_id = unquote(parts[2])
         problem = signature_problem("POST", request.raw_path, request.headers, raw, self.keys, self.region)
@@ -352,6 +475,49 @@ class FakeBedrock:
         if operation == "Converse":
             return self._converse(b, body)
         return await self._converse_stream(request, b, body, leak)
+
+    def _invoke(self, request: web.Request, model_id: str, raw: bytes) -> web.Response:
+        problem = signature_problem("POST", request.raw_path, request.headers, raw, self.keys, self.region)
+        try:
+            body = json.loads(raw)
+        except ValueError:
+            body = None
+        self.requests.append(Seen(operation="InvokeModel", model_id=model_id, raw_path=request.raw_path,
+                                  body=body if isinstance(body, dict) else {}, headers=dict(request.headers)))
+        if problem is not None:
+            return self._error(403, *problem)
+        shape = service_model().operation_model("InvokeModel").input_shape
+        self.spec_errors.extend(shape_errors(shape, {
+            "modelId": model_id, "body": base64.b64encode(raw).decode(),
+            "contentType": request.headers.get("Content-Type", ""), "accept": request.headers.get("Accept", "")},
+            "InvokeModel request"))
+        if request.headers.get("Content-Type") != "application/json":
+            self.spec_errors.append("InvokeModel: Content-Type is not application/json")
+        problems = invoke_problems(model_id, body)
+        self.spec_errors.extend(problems)
+        if problems:
+            return self._error(400, "ValidationException", "; ".join(problems))
+        assert isinstance(body, dict)
+        b = self.behaviors.get(model_id, Behavior())
+        if b.status != 200:
+            return self._error(b.status, b.error_type, b.error_message, b.retry_after)
+        if b.raw_body is not None:
+            return web.Response(body=b.raw_body, content_type="application/json")
+        headers = {"x-amzn-RequestId": "req-invoke"}
+        if "titan-embed-text" in model_id:
+            text = body["inputText"]
+            vec = embedding_vector(text, body.get("dimensions", 1024))
+            return web.json_response({"embedding": vec, "inputTextTokenCount": math.ceil(len(text.split()) * 1.3),
+                                      "embeddingsByType": {"float": vec}}, headers=headers)
+        if "cohere.embed" in model_id:
+            return web.json_response({"embeddings": [embedding_vector(t, 1024) for t in body["texts"]],
+                                      "id": "emb-fake-1", "response_type": "embeddings_floats",
+                                      "texts": body["texts"]}, headers=headers)
+        if b.image_error:
+            return web.json_response({"images": [], "error": b.image_error}, headers=headers)
+        n = body.get("imageGenerationConfig", {}).get("numberOfImages", 1)
+        png = base64.b64encode(tiny_png()).decode()
+        return web.json_response({"images": [png] * n, "error": None}, headers=headers)
 
     def _usage(self, b: Behavior, output: int) -> dict[str, int]:
         return {"inputTokens": b.input_tokens, "outputTokens": output, "cacheReadInputTokens": b.cache_read,

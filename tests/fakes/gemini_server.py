@@ -5,6 +5,21 @@ Routes: ``POST /v1beta/models/{model}:generateContent`` and
 CRLF CRLF, no ``[DONE]``: the body ends the stream). Each test scripts it per model name
 (``fake.script("g-429", Behavior(status=429, retry_after="7"))``); it records every request.
 
+The non-chat surfaces (``media_problems`` checks their bodies):
+- ``:embedContent`` / ``:batchEmbedContents`` ("Embeddings", ai.google.dev/api/embeddings:
+  EmbedContentRequest, at most 100 requests in a batch, each naming ``models/{model}``);
+- ``:generateContent`` with ``responseModalities`` IMAGE (image models: an inline PNG part, and
+  ``imageConfig.aspectRatio`` one of the ratios of "Image generation", ai.google.dev/gemini-api/
+  docs/image-generation) or AUDIO (TTS models, AUDIO alone, a prebuilt voice of "Speech
+  generation", .../docs/speech-generation: an inline ``audio/L16;codec=pcm;rate=24000`` part); an
+  inline audio part of a documented type ("Audio understanding", .../docs/audio) is transcribed
+  (the answer is the scripted text);
+- ``:predict`` for Imagen ("Imagen", .../docs/imagen: one instance, sampleCount 1-4, its ratios);
+- ``:predictLongRunning`` for Veo ("Generate videos with Veo", .../docs/video: 16:9 or 9:16,
+  durationSeconds, resolution), ``GET /v1beta/models/{model}/operations/{id}`` (done after
+  ``Behavior.polls`` polls, or failed with ``video_error``) and ``GET /v1beta/files/{id}:download``
+  (the MP4, to the API key only).
+
 There is no official JSON schema for Gemini in shared/specs, so ``request_problems`` checks
 bodies against Google's published REST reference for the Gemini API, v1beta:
 - "Generating content" (ai.google.dev/api/generate-content): GenerateContentRequest,
@@ -24,9 +39,13 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import hashlib
 import json
+import math
+import struct
 import threading
 import time
+import zlib
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -76,6 +95,10 @@ class Behavior:
     prompt_tokens: int = 12
     cached_tokens: int = 0
     thoughts_tokens: int | None = None  # default: one per word of ``thoughts``
+    # the non-chat surfaces
+    no_media: bool = False  # an IMAGE / AUDIO request answered with the text only
+    polls: int = 2  # a Veo operation is done at the N-th poll
+    video_error: str | None = None  # ... and then failed with this message
 
 
 @dataclass
@@ -341,6 +364,162 @@ def _words(text: str) -> list[str]:
     return out
 
 
+# --- the non-chat surfaces ------------------------------------------------------------------------
+
+VOICES = {"Zephyr", "Puck", "Charon", "Kore", "Fenrir", "Leda", "Orus", "Aoede", "Callirrhoe", "Autonoe", "Enceladus",
+          "Iapetus", "Umbriel", "Algieba", "Despina", "Erinome", "Algenib", "Rasalgethi", "Laomedeia", "Achernar",
+          "Alnilam", "Schedar", "Gacrux", "Pulcherrima", "Achird", "Zubenelgenubi", "Vindemiatrix", "Sadachbia",
+          "Sadaltager", "Sulafat"}
+IMAGE_RATIOS = {"1:1", "2:3", "3:2", "3:4", "4:3", "4:5", "5:4", "9:16", "16:9", "21:9"}
+IMAGEN_RATIOS = {"1:1", "3:4", "4:3", "9:16", "16:9"}
+AUDIO_TYPES = {"audio/wav", "audio/mp3", "audio/aiff", "audio/aac", "audio/ogg", "audio/flac"}
+TASK_TYPES = {"TASK_TYPE_UNSPECIFIED", "RETRIEVAL_QUERY", "RETRIEVAL_DOCUMENT", "SEMANTIC_SIMILARITY",
+              "CLASSIFICATION", "CLUSTERING", "QUESTION_ANSWERING", "FACT_VERIFICATION", "CODE_RETRIEVAL_QUERY"}
+EMBED_DIMENSIONS = {"gemini-embedding-001": 3072, "text-embedding-004": 768}
+PCM_RATE = 24000
+MP4 = b"\x00\x00\x00\x18ftypmp42\x00\x00\x00\x00mp42isom" + b"\x00\x00\x00\x08free" + b"fake-veo-video" * 8
+
+
+def tiny_png(width: int = 2, height: int = 2) -> bytes:
+    """A valid RGB PNG (signature, IHDR, IDAT, IEND, each chunk with its CRC)."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+    rows = b"".join(b"\x00" + b"\xff\x80\x00" * width for _ in range(height))
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0))
+            + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b""))
+
+
+def tone(seconds: float = 0.1, rate: int = PCM_RATE) -> bytes:
+    """A 440 Hz tone, 16-bit little-endian mono PCM."""
+    n = int(seconds * rate)
+    return struct.pack(f"<{n}h", *(int(8000 * math.sin(2 * math.pi * 440 * i / rate)) for i in range(n)))
+
+
+def vector(text: str, dims: int) -> list[float]:
+    digest = hashlib.sha256(text.encode()).digest()
+    return [round(digest[i % 32] / 255 - 0.5, 6) for i in range(dims)]
+
+
+def _positive_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value > 0
+
+
+def embed_problems(model: str, item: Any, where: str, *, batched: bool) -> list[str]:
+    """What is wrong with an EmbedContentRequest (in a batch, it must name its model)."""
+    if not isinstance(item, dict):
+        return [f"{where}: not an object"]
+    errs = _unknown(item, {"model", "content", "taskType", "title", "outputDimensionality"}, where)
+    if batched and item.get("model") != f"models/{model}":
+        errs.append(f"{where}.model: must be 'models/{model}', got {item.get('model')!r}")
+    content = item.get("content")
+    parts = content.get("parts") if isinstance(content, dict) else None
+    if not isinstance(parts, list) or not parts:
+        errs.append(f"{where}.content.parts: required, a non-empty list")
+    else:
+        errs += [f"{where}.content.parts[{j}]: embeddings take text parts" for j, p in enumerate(parts)
+                 if not isinstance(p, dict) or set(p) != {"text"} or not isinstance(p["text"], str)]
+    if "taskType" in item and item["taskType"] not in TASK_TYPES:
+        errs.append(f"{where}.taskType: unknown {item['taskType']!r}")
+    if "outputDimensionality" in item and not _positive_int(item["outputDimensionality"]):
+        errs.append(f"{where}.outputDimensionality: a positive integer")
+    return errs
+
+
+def modality_problems(model: str, body: Any) -> list[str]:
+    """The rules of image and speech generation on a GenerateContentRequest."""
+    gc = body.get("generationConfig") if isinstance(body, dict) else None
+    gc = gc if isinstance(gc, dict) else {}
+    modalities = gc.get("responseModalities") or []
+    errs: list[str] = []
+    if not isinstance(modalities, list) or not set(modalities) <= {"TEXT", "IMAGE", "AUDIO"}:
+        return [f"generationConfig.responseModalities: TEXT, IMAGE or AUDIO, got {modalities!r}"]
+    tts, image_model = model.endswith("-tts"), "-image" in model
+    if "AUDIO" in modalities and not tts:
+        errs.append(f"generationConfig.responseModalities: {model} does not make audio")
+    if tts and modalities != ["AUDIO"]:
+        errs.append(f"generationConfig.responseModalities: {model} answers AUDIO only")
+    if "IMAGE" in modalities and not image_model:
+        errs.append(f"generationConfig.responseModalities: {model} does not make images")
+    sc = gc.get("speechConfig")
+    if sc is not None:
+        voice = sc.get("voiceConfig", {}).get("prebuiltVoiceConfig", {}).get("voiceName") \
+            if isinstance(sc, dict) and isinstance(sc.get("voiceConfig"), dict) else None
+        if not isinstance(sc, dict) or _unknown(sc, {"voiceConfig", "multiSpeakerVoiceConfig", "languageCode"}, ""):
+            errs.append("generationConfig.speechConfig: voiceConfig, multiSpeakerVoiceConfig, languageCode")
+        elif voice not in VOICES:
+            errs.append(f"generationConfig.speechConfig.voiceConfig.prebuiltVoiceConfig.voiceName: {voice!r} "
+                        "is not a prebuilt voice")
+        if "AUDIO" not in modalities:
+            errs.append("generationConfig.speechConfig: only with the AUDIO modality")
+    ic = gc.get("imageConfig")
+    if ic is not None:
+        if not isinstance(ic, dict) or _unknown(ic, {"aspectRatio", "imageSize"}, ""):
+            errs.append("generationConfig.imageConfig: aspectRatio, imageSize")
+        elif "aspectRatio" in ic and ic["aspectRatio"] not in IMAGE_RATIOS:
+            errs.append(f"generationConfig.imageConfig.aspectRatio: {ic['aspectRatio']!r} is not a supported ratio")
+    for c in body.get("contents") or () if isinstance(body, dict) else ():
+        for p in (c.get("parts") or ()) if isinstance(c, dict) else ():
+            blob = p.get("inlineData") if isinstance(p, dict) else None
+            if isinstance(blob, dict) and str(blob.get("mimeType", "")).startswith("audio/") \
+                    and blob["mimeType"] not in AUDIO_TYPES:
+                errs.append(f"inlineData.mimeType: {blob['mimeType']!r} is not an audio type Gemini takes")
+            if tts and set(p) != {"text"}:
+                errs.append("contents: a TTS model takes text only")
+    return errs
+
+
+def predict_problems(model: str, body: Any) -> list[str]:
+    """An Imagen predict request."""
+    if not model.startswith("imagen-"):
+        return [f"predict: {model} is not an Imagen model"]
+    if not isinstance(body, dict):
+        return ["predict: not an object"]
+    errs = _unknown(body, {"instances", "parameters"}, "predict")
+    instances = body.get("instances")
+    if not isinstance(instances, list) or len(instances) != 1 or not isinstance(instances[0], dict) \
+            or set(instances[0]) != {"prompt"} or not isinstance(instances[0]["prompt"], str):
+        errs.append("predict.instances: one instance, {prompt}")
+    params = body.get("parameters") or {}
+    errs += _unknown(params, {"sampleCount", "aspectRatio", "personGeneration", "imageSize"}, "predict.parameters")
+    if "sampleCount" in params and (not _positive_int(params["sampleCount"]) or params["sampleCount"] > 4):
+        errs.append("predict.parameters.sampleCount: 1-4")
+    if "aspectRatio" in params and params["aspectRatio"] not in IMAGEN_RATIOS:
+        errs.append(f"predict.parameters.aspectRatio: {params['aspectRatio']!r} is not one Imagen takes")
+    return errs
+
+
+def veo_problems(model: str, body: Any) -> list[str]:
+    """A Veo predictLongRunning request."""
+    if not model.startswith("veo-"):
+        return [f"predictLongRunning: {model} is not a Veo model"]
+    if not isinstance(body, dict):
+        return ["predictLongRunning: not an object"]
+    errs = _unknown(body, {"instances", "parameters"}, "predictLongRunning")
+    instances = body.get("instances")
+    if not isinstance(instances, list) or len(instances) != 1 or not isinstance(instances[0], dict):
+        return [*errs, "predictLongRunning.instances: one instance"]
+    inst = instances[0]
+    errs += _unknown(inst, {"prompt", "image", "lastFrame", "referenceImages", "video"}, "instances[0]")
+    if not isinstance(inst.get("prompt"), str) or not inst["prompt"]:
+        errs.append("instances[0].prompt: required")
+    image = inst.get("image")
+    if image is not None and (not isinstance(image, dict) or set(image) != {"bytesBase64Encoded", "mimeType"}
+                              or not _b64ok(image["bytesBase64Encoded"])):
+        errs.append("instances[0].image: {bytesBase64Encoded (base64), mimeType}")
+    params = body.get("parameters") or {}
+    errs += _unknown(params, {"aspectRatio", "durationSeconds", "negativePrompt", "personGeneration", "resolution",
+                              "sampleCount", "numberOfVideos", "seed"}, "parameters")
+    if "aspectRatio" in params and params["aspectRatio"] not in ("16:9", "9:16"):
+        errs.append(f"parameters.aspectRatio: {params['aspectRatio']!r}: 16:9 or 9:16")
+    if "resolution" in params and params["resolution"] not in ("720p", "1080p"):
+        errs.append(f"parameters.resolution: {params['resolution']!r}: 720p or 1080p")
+    low = 5 if model.startswith("veo-2") else 4
+    seconds = params.get("durationSeconds")
+    if seconds is not None and (not _positive_int(seconds) or not low <= seconds <= 8):
+        errs.append(f"parameters.durationSeconds: {seconds!r}, not {low}-8")
+    return errs
+
+
 def error_body(status: int, message: str) -> dict[str, Any]:
     return {"error": {"code": status, "message": message, "status": _STATUS.get(status, "UNKNOWN")}}
 
@@ -355,6 +534,8 @@ class FakeGemini:
         self._signatures: set[str] = set()
         self.files: dict[str, tuple[str, bytes]] = {}  # name -> (media type, bytes) served at /media/{name}
         self.file_hits: list[str] = []
+        self.operations: dict[str, dict[str, Any]] = {}  # Veo operation name -> {model, polls, behavior}
+        self.downloads: list[str] = []  # video files fetched
         self.port = 0
         self._loop: asyncio.AbstractEventLoop | None = None
         self._runner: web.AppRunner | None = None
@@ -392,6 +573,8 @@ class FakeGemini:
             self._loop = loop
             app = web.Application()
             app.router.add_post("/v1beta/models/{target}", self._generate)
+            app.router.add_get("/v1beta/models/{model}/operations/{op}", self._operation)
+            app.router.add_get("/v1beta/files/{file}", self._download)
             app.router.add_get("/media/{name}", self._file)
             self._runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=0.1)
             loop.run_until_complete(self._runner.setup())
@@ -427,7 +610,8 @@ class FakeGemini:
 
     async def _generate(self, request: web.Request) -> web.StreamResponse:
         model, _, method = request.match_info["target"].partition(":")
-        if method not in ("generateContent", "streamGenerateContent"):
+        if method not in ("generateContent", "streamGenerateContent", "embedContent", "batchEmbedContents",
+                          "predict", "predictLongRunning"):
             self.errors.append(f"unknown method {method!r}")
             return web.json_response(error_body(404, f"Method {method} not found"), status=404)
         if "key" in request.query:
@@ -444,8 +628,7 @@ class FakeGemini:
         key = request.headers.get("x-goog-api-key")
         self.requests.append(Seen(model=model, method=method, body=body, api_key=key, query=dict(request.query),
                                   at=time.time()))
-        self.spec_errors.extend(request_problems(body, self.issued, self._signatures))
-        self.spec_errors.extend(thinking_problems(model, body))
+        self.spec_errors.extend(self._problems(model, method, body))
         if key is None:
             self.errors.append("no API key")
             return web.json_response(error_body(403, "Method doesn't allow unregistered callers (callers without "
@@ -464,11 +647,93 @@ class FakeGemini:
             headers = {"Retry-After": b.retry_after} if b.retry_after else None
             return web.json_response(err, status=b.status, headers=headers)
         rid = f"fake-resp-{len(self.requests)}"
-        if b.raw_body is not None and method == "generateContent":
+        if b.raw_body is not None and method != "streamGenerateContent":
             return web.Response(body=b.raw_body, content_type="application/json")
+        if method in ("embedContent", "batchEmbedContents"):
+            return web.json_response(self._embeddings(model, method, body))
+        if method == "predict":
+            count = (body.get("parameters") or {}).get("sampleCount", 1)
+            return web.json_response({"predictions": [
+                {"bytesBase64Encoded": base64.b64encode(tiny_png()).decode(), "mimeType": "image/png"}
+                for _ in range(count)]})
+        if method == "predictLongRunning":
+            name = f"models/{model}/operations/op{len(self.operations) + 1}x"
+            self.operations[name] = {"model": model, "polls": 0, "behavior": b}
+            return web.json_response({"name": name})
         if method == "generateContent":
+            modalities = (body.get("generationConfig") or {}).get("responseModalities") or []
+            if not b.no_media and ("IMAGE" in modalities or "AUDIO" in modalities):
+                return web.json_response(self._media_answer(b, model, rid, modalities))
             return web.json_response(self._whole(b, model, rid))
         return await self._stream(request, b, model, rid)
+
+    def _problems(self, model: str, method: str, body: Any) -> list[str]:
+        if method in ("generateContent", "streamGenerateContent"):
+            return (request_problems(body, self.issued, self._signatures) + thinking_problems(model, body)
+                    + modality_problems(model, body))
+        if method == "embedContent":
+            return embed_problems(model, body, "embedContent", batched=False)
+        if method == "batchEmbedContents":
+            items = body.get("requests") if isinstance(body, dict) else None
+            if not isinstance(items, list) or not 1 <= len(items) <= 100:
+                return ["batchEmbedContents.requests: 1-100 EmbedContentRequests"]
+            return [e for i, item in enumerate(items)
+                    for e in embed_problems(model, item, f"requests[{i}]", batched=True)]
+        if method == "predict":
+            return predict_problems(model, body)
+        return veo_problems(model, body)
+
+    def _embeddings(self, model: str, method: str, body: dict[str, Any]) -> dict[str, Any]:
+        def one(item: dict[str, Any]) -> dict[str, Any]:
+            dims = item.get("outputDimensionality") or EMBED_DIMENSIONS.get(model, 768)
+            text = "".join(p.get("text", "") for p in item["content"]["parts"])
+            return {"values": vector(text, dims)}
+        if method == "embedContent":
+            return {"embedding": one(body)}
+        return {"embeddings": [one(item) for item in body["requests"]]}
+
+    def _media_answer(self, b: Behavior, model: str, rid: str, modalities: list[str]) -> dict[str, Any]:
+        if "AUDIO" in modalities:
+            pcm = tone()
+            parts: list[dict[str, Any]] = [{"inlineData": {"mimeType": f"audio/L16;codec=pcm;rate={PCM_RATE}",
+                                                           "data": base64.b64encode(pcm).decode()}}]
+            out = len(pcm) // 2 // 40  # Google counts 25 audio tokens a second
+        else:
+            parts = [{"text": "Here is the image."},
+                     {"inlineData": {"mimeType": "image/png", "data": base64.b64encode(tiny_png()).decode()}}]
+            out = 1290  # what one 1024x1024 image counts
+        usage = {"promptTokenCount": b.prompt_tokens, "candidatesTokenCount": out,
+                 "totalTokenCount": b.prompt_tokens + out}
+        return self._envelope(model, rid, parts, "STOP", usage)
+
+    async def _operation(self, request: web.Request) -> web.Response:
+        name = f"models/{request.match_info['model']}/operations/{request.match_info['op']}"
+        if request.headers.get("x-goog-api-key") != GEMINI_KEY:
+            self.spec_errors.append("an operation polled without the API key")
+            return web.json_response(error_body(403, "The caller does not have permission"), status=403)
+        op = self.operations.get(name)
+        if op is None:
+            return web.json_response(error_body(404, f"Operation {name} not found"), status=404)
+        op["polls"] += 1
+        b: Behavior = op["behavior"]
+        if op["polls"] < b.polls:
+            return web.json_response({"name": name})  # done is false: proto3 JSON leaves it out
+        if b.video_error:
+            return web.json_response({"name": name, "done": True, "error": {"code": 3, "message": b.video_error}})
+        uri = f"{self.base_url}/v1beta/files/{request.match_info['op']}:download?alt=media"
+        return web.json_response({"name": name, "done": True, "response": {
+            "@type": "type.googleapis.com/google.ai.generativelanguage.v1beta.PredictLongRunningResponse",
+            "generateVideoResponse": {"generatedSamples": [{"video": {"uri": uri}}]}}})
+
+    async def _download(self, request: web.Request) -> web.Response:
+        name, _, verb = request.match_info["file"].partition(":")
+        if verb != "download" or request.query.get("alt") != "media":
+            self.spec_errors.append(f"a file fetched as {request.path_qs}, not files/{{id}}:download?alt=media")
+        if request.headers.get("x-goog-api-key") != GEMINI_KEY:
+            self.spec_errors.append("a video downloaded without the API key")
+            return web.json_response(error_body(403, "The caller does not have permission"), status=403)
+        self.downloads.append(name)
+        return web.Response(body=MP4, content_type="video/mp4")
 
     # answers -----------------------------------------------------------------------------------
 

@@ -689,8 +689,11 @@ def test_spec_declares_the_env_models_and_features() -> None:
     spec = gemini.SPEC
     assert spec.kind == "gemini" and spec.api_key_env == "GEMINI_API_KEY" and spec.base_url_env == "GEMINI_BASE_URL"
     assert spec.configured({"GEMINI_API_KEY": "k"}) and not spec.configured({"GEMINI_BASE_URL": "u"})
-    assert {m.id for m in spec.models} == {"gemini-2.5-flash", "gemini-2.5-pro", "gemini-2.0-flash"}
-    assert all("vision" in m.capabilities and "reasoning" in m.capabilities for m in spec.models)
+    chat = [m for m in spec.models if m.category == "chat"]
+    assert {m.id for m in chat} == {"gemini-2.5-flash", "gemini-2.5-pro", "gemini-2.0-flash"}
+    assert all("vision" in m.capabilities and "reasoning" in m.capabilities for m in chat)
+    media = {m.id: m.capabilities for m in spec.models if m.category != "chat"}
+    assert media["gemini-embedding-001"] == ("embeddings",) and media["veo-3.0-generate-001"] == ("video",)
     assert spec.open_catalog and spec.features == {"chat", "stream", "tools", "reasoning", "usage", "errors",
                                                    "images"}
 

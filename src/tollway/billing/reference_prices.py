@@ -63,6 +63,15 @@ _LIST_PRICES: dict[tuple[str, ...], tuple[str, str]] = {
     ("gemini-2.5-flash",): ("0.30", "2.50"),
     ("gemini-2.5-pro",): ("1.25", "10.00"),
     ("gemini-2.0-flash",): ("0.10", "0.40"),
+    ("gemini-embedding-001",): ("0.15", "0"),
+    ("text-embedding-004",): ("0", "0"),  # free of charge on the Gemini API
+    ("gemini-2.5-flash-image",): ("0.30", "30.00"),  # text input, image output tokens (~$0.039 an image)
+    ("gemini-2.5-flash-preview-tts",): ("0.50", "10.00"),  # text input, audio output tokens
+    ("gemini-2.5-pro-preview-tts",): ("1.00", "20.00"),
+    ("imagen-4.0-generate-001",): ("0", "0"),  # per image (UNIT_PRICES)
+    ("veo-3.0-generate-001",): ("0", "0"),  # per second of video (UNIT_PRICES)
+    ("veo-3.0-fast-generate-001",): ("0", "0"),
+    ("veo-2.0-generate-001",): ("0", "0"),
     # Amazon Bedrock (aws.amazon.com/bedrock/pricing), on-demand
     ("bedrock/claude-sonnet-4-5", "global.anthropic.claude-sonnet-4-5-20250929-v1:0"): ("3.00", "15.00"),
     ("bedrock/claude-haiku-4-5", "global.anthropic.claude-haiku-4-5-20251001-v1:0"): ("1.00", "5.00"),
@@ -70,6 +79,11 @@ _LIST_PRICES: dict[tuple[str, ...], tuple[str, str]] = {
     ("bedrock/nova-pro", "amazon.nova-pro-v1:0"): ("0.80", "3.20"),
     ("bedrock/nova-lite", "amazon.nova-lite-v1:0"): ("0.06", "0.24"),
     ("bedrock/nova-micro", "amazon.nova-micro-v1:0"): ("0.035", "0.14"),
+    ("bedrock/titan-embed-text-v2", "amazon.titan-embed-text-v2:0"): ("0.02", "0"),
+    ("bedrock/cohere-embed-english-v3", "cohere.embed-english-v3"): ("0.10", "0"),
+    ("bedrock/cohere-embed-multilingual-v3", "cohere.embed-multilingual-v3"): ("0.10", "0"),
+    ("bedrock/titan-image-generator-v2", "amazon.titan-image-generator-v2:0"): ("0", "0"),  # per image
+    ("bedrock/nova-canvas", "amazon.nova-canvas-v1:0"): ("0", "0"),  # per image
     # DeepSeek (api-docs.deepseek.com/quick_start/pricing), V3.2: both endpoints, cache-miss input
     ("deepseek-chat",): ("0.28", "0.42"),
     ("deepseek-reasoner",): ("0.28", "0.42"),
@@ -86,6 +100,12 @@ _UNIT_LIST_PRICES: dict[str, tuple[str, str]] = {
     "whisper-1": ("second", "0.0001"),
     "sora-2": ("second", "0.10"),
     "sora-2-pro": ("second", "0.30"),
+    "imagen-4.0-generate-001": ("image", "0.04"),
+    "veo-3.0-generate-001": ("second", "0.40"),
+    "veo-3.0-fast-generate-001": ("second", "0.15"),
+    "veo-2.0-generate-001": ("second", "0.35"),
+    "amazon.titan-image-generator-v2:0": ("image", "0.01"),
+    "amazon.nova-canvas-v1:0": ("image", "0.04"),
 }
 
 

@@ -71,7 +71,7 @@ class Task(msgspec.Struct, kw_only=True):
 
 
 def _task(row: Any) -> Task:
-    data = dict(row._mapping)
+    data = {str(k): v for k, v in row._mapping.items()}
     data["request"] = _decoder.decode(data["request"])
     data["result"] = _decoder.decode(data["result"]) if data["result"] is not None else None
     return msgspec.convert(data, Task)

@@ -17,11 +17,12 @@ ConverseStream decoding in ``stream``. Their public names are re-exported here.
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from functools import partial
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 from urllib.parse import quote
 
 import msgspec
@@ -31,10 +32,12 @@ from botocore.credentials import Credentials  # type: ignore[import-untyped]
 from yarl import URL
 
 from tollway.core.catalog import Credential, EnvRequirement, ModelInfo, ProviderConfig, ProviderSpec
-from tollway.core.chat import ChatRequest, ChatResponse, StreamEvent
-from tollway.core.errors import ConfigError, ProviderNotConfigured, UpstreamError
+from tollway.core.chat import ChatRequest, ChatResponse, StreamEvent, Usage
+from tollway.core.errors import ConfigError, InvalidRequest, ProviderNotConfigured, UpstreamError
+from tollway.core.media import CATEGORY, EMBEDDINGS, IMAGES, MODALITIES, Embeddings, EmbedRequest, ImageRequest, Images
 from tollway.core.names import PROVIDER_BEDROCK
 from tollway.providers.base import ProviderContext
+from tollway.providers.bedrock import media as bm
 from tollway.providers.bedrock.codec import (
     decode_response,
     document_name,
@@ -73,6 +76,12 @@ def _model(mid: str, upstream: str, name: str, caps: tuple[str, ...]) -> ModelIn
                      tags=("bedrock",))
 
 
+def _media(mid: str, upstream: str, name: str, capability: str) -> ModelInfo:
+    return ModelInfo(id=mid, provider=PROVIDER_BEDROCK, upstream_id=upstream, display_name=name,
+                     capabilities=(capability,), category=CATEGORY[capability], modalities=MODALITIES[capability],
+                     tags=("bedrock",))
+
+
 SPEC = ProviderSpec(
     name=PROVIDER_BEDROCK,
     kind=PROVIDER_BEDROCK,
@@ -98,6 +107,15 @@ SPEC = ProviderSpec(
         _model("bedrock/nova-pro", "amazon.nova-pro-v1:0", "Amazon Nova Pro", ("chat", "tools", "vision")),
         _model("bedrock/nova-lite", "amazon.nova-lite-v1:0", "Amazon Nova Lite", ("chat", "tools", "vision")),
         _model("bedrock/nova-micro", "amazon.nova-micro-v1:0", "Amazon Nova Micro", ("chat", "tools")),
+        # the non-chat surfaces (core.media), through InvokeModel
+        _media("bedrock/titan-embed-text-v2", "amazon.titan-embed-text-v2:0", "Titan Text Embeddings V2",
+               EMBEDDINGS),
+        _media("bedrock/cohere-embed-english-v3", "cohere.embed-english-v3", "Cohere Embed English v3", EMBEDDINGS),
+        _media("bedrock/cohere-embed-multilingual-v3", "cohere.embed-multilingual-v3",
+               "Cohere Embed Multilingual v3", EMBEDDINGS),
+        _media("bedrock/titan-image-generator-v2", "amazon.titan-image-generator-v2:0", "Titan Image Generator v2",
+               IMAGES),
+        _media("bedrock/nova-canvas", "amazon.nova-canvas-v1:0", "Amazon Nova Canvas", IMAGES),
     ),
     open_catalog=True,
     features=frozenset({"chat", "stream", "tools", "reasoning", "usage", "errors", "images"}),
@@ -119,6 +137,29 @@ def env_options(env: Mapping[str, str]) -> dict[str, Any]:
     """ProviderConfig.options from the environment: the region."""
     return {"region": env["AWS_REGION"]} if env.get("AWS_REGION") else {}
 
+
+
+MAX_PARALLEL: Final = 4  # InvokeModel calls one media request makes at once
+T = TypeVar("T")
+
+
+async def _bounded(calls: Iterable[Callable[[], Awaitable[T]]], limit: int = MAX_PARALLEL) -> list[T]:
+    """The calls' results in order, at most ``limit`` running at once; the first error (as it is,
+    not in a group) cancels the others."""
+    gate = asyncio.Semaphore(limit)
+
+    async def one(make: Callable[[], Awaitable[T]]) -> T:
+        async with gate:
+            return await make()
+
+    tasks = [asyncio.ensure_future(one(c)) for c in calls]
+    try:
+        return list(await asyncio.gather(*tasks))
+    except BaseException:
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        raise
 
 
 # --- the adapter -------------------------------------------------------------------------
@@ -211,6 +252,64 @@ class BedrockProvider:
                                 response_id=upstream.headers.get("x-amzn-requestid") or f"bedrock-{uuid.uuid4().hex}",
                                 secrets=_secrets(credential))
         return upstream, decoder
+
+    # the non-chat surfaces: InvokeModel (bodies and answers in ``media``) -------------------
+
+    async def _invoke(self, upstream_model: str, body: bytes, credential: Credential) -> bytes:
+        url, headers = await off_loop(len(body), partial(self._signed, credential, upstream_model, "invoke", body,
+                                                         JSON))
+        return await self.client.post(url, headers, body, secret=_secrets(credential))
+
+    def _unreadable(self, what: str) -> UpstreamError:
+        return UpstreamError(f"{self.name} upstream sent an unreadable {what}", provider=self.name)
+
+    async def embed(self, req: EmbedRequest, *, upstream_model: str, credential: Credential) -> Embeddings:
+        if req.tokens and not req.texts:
+            raise InvalidRequest("Bedrock embeds text only: send the input as strings, not token arrays",
+                                 param="input")
+        texts = list(req.texts)
+        if not texts:
+            raise InvalidRequest("no input to embed", param="input")
+        if bm.embed_family(upstream_model) == "titan":
+            bodies = [bm.titan_embed_body(t, req.dimensions) for t in texts]
+            raws = await _bounded(partial(self._invoke, upstream_model, b, credential) for b in bodies)
+            try:
+                answers = [bm.read_titan_embedding(raw) for raw in raws]
+            except ValueError:  # msgspec's errors included
+                raise self._unreadable("Titan embedding") from None
+            return Embeddings(vectors=[v for v, _ in answers], usage=Usage(input_tokens=sum(n for _, n in answers)))
+        batches = [texts[i:i + bm.COHERE_BATCH] for i in range(0, len(texts), bm.COHERE_BATCH)]
+        raws = await _bounded(partial(self._invoke, upstream_model, bm.cohere_embed_body(b, req.dimensions),
+                                      credential) for b in batches)
+        vectors: list[list[float]] = []
+        for raw, batch in zip(raws, batches, strict=True):
+            try:
+                vectors += bm.read_cohere_embeddings(raw, len(batch))
+            except ValueError:
+                raise self._unreadable("Cohere embedding") from None
+        # Cohere counts no tokens: ceil(characters / 4), an estimate
+        return Embeddings(vectors=vectors, usage=Usage(input_tokens=bm.estimate_tokens(texts)))
+
+    async def make_images(self, req: ImageRequest, *, upstream_model: str, credential: Credential) -> Images:
+        if not 1 <= req.n <= 10:
+            raise InvalidRequest(f"n must be 1..10, not {req.n}", param="n")
+        family = bm.image_family(upstream_model)
+        step = bm.MAX_IMAGES_PER_CALL
+        bodies = [bm.image_body(req, family, min(step, req.n - i)) for i in range(0, req.n, step)]
+        raws = await _bounded(partial(self._invoke, upstream_model, b, credential) for b in bodies)
+        images = []
+        for raw in raws:
+            try:
+                got, error = bm.read_images(raw)
+            except ValueError:
+                raise self._unreadable("image answer") from None
+            if error or not got:  # the model refused (content filters): another credential gets the same
+                err = UpstreamError(f"{self.name}: the model returned no image ({(error or 'no reason')[:200]})",
+                                    provider=self.name)
+                err.retryable = False
+                raise err
+            images += got
+        return Images(images=images)
 
     async def close(self) -> None:
         await self.client.close()
