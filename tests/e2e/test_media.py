@@ -67,7 +67,8 @@ def new_key(gw: GatewayProcess, credits: str | None = "10") -> tuple[str, int]:
         assert r.status_code == 200, r.text
         secret, key_id = str(r.json()["api_key"]), int(r.json()["id"])
         if credits is not None:
-            assert admin.post("/admin/api-key/recharge", json={"api_key": key_id, "balance": credits}).status_code == 200
+            topped = admin.post("/admin/api-key/recharge", json={"api_key": key_id, "balance": credits})
+            assert topped.status_code == 200, topped.text
     return secret, key_id
 
 
