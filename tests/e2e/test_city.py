@@ -3,6 +3,7 @@ and their tokens, the ai service, and the OpenAI SDK on /v1/ai."""
 
 from __future__ import annotations
 
+import base64
 import json
 import sqlite3
 import time
@@ -14,7 +15,7 @@ import openai
 import pytest
 
 from tests.e2e.harness import ADMIN_KEY, GatewayProcess
-from tests.fakes.openai_server import UPSTREAM_SECRET, Behavior, FakeOpenAI
+from tests.fakes.openai_server import TINY_PNG, UPSTREAM_SECRET, Behavior, FakeOpenAI
 from tollway.app import city_registry
 
 
@@ -22,6 +23,7 @@ from tollway.app import city_registry
 def city(fake: FakeOpenAI, tmp_path_factory: pytest.TempPathFactory) -> Iterator[GatewayProcess]:
     gw = GatewayProcess(tmp_path_factory.mktemp("city"), env={
         "DEEPSEEK_API_KEY": UPSTREAM_SECRET, "DEEPSEEK_BASE_URL": fake.base_url,
+        "OPENAI_API_KEY": UPSTREAM_SECRET, "OPENAI_BASE_URL": fake.base_url, "TOLLWAY_TASK_POLL_INTERVAL": "0.2",
         "TOLLWAY_MAX_INFLIGHT_PER_CREDENTIAL": "16"}).start()
     yield gw
     gw.stop()
@@ -87,11 +89,12 @@ def test_models_by_identity(city: GatewayProcess, studio: dict[str, Any]) -> Non
     user = call(city, "GET", "/v1/ai/models", studio["token"]).json()["items"]
     admin = call(city, "GET", "/v1/ai/models", ADMIN_KEY).json()["items"]
     user_ids, admin_ids = {m["id"] for m in user}, {m["id"] for m in admin}
-    assert "deepseek-chat" in user_ids and "gpt-4o" not in user_ids  # callable now only
+    assert "deepseek-chat" in user_ids and "claude-sonnet-4-5" not in user_ids  # callable now only
     assert {"deepseek-chat", "gpt-4o", "claude-sonnet-4-5"} <= admin_ids  # every registered one
-    gpt = next(m for m in admin if m["id"] == "gpt-4o")
-    assert {"key": "OPENAI_API_KEY", "description": "OpenAI API key", "required": True} in gpt["env_requirements"]
-    assert gpt["default_modes"] and set(user[0]) >= {"id", "name", "description", "modalities", "tags", "meta"}
+    claude = next(m for m in admin if m["id"] == "claude-sonnet-4-5")
+    assert {"key": "ANTHROPIC_API_KEY", "description": "Anthropic API key", "required": True} \
+        in claude["env_requirements"]
+    assert claude["default_modes"] and set(user[0]) >= {"id", "name", "description", "modalities", "tags", "meta"}
 
 
 def test_text_and_the_studio_check(city: GatewayProcess, studio: dict[str, Any], fake: FakeOpenAI) -> None:
@@ -123,11 +126,56 @@ def test_stream_events(city: GatewayProcess, studio: dict[str, Any], fake: FakeO
     assert events[-1][1]["usage"]["output_tokens"] > 0
 
 
-@pytest.mark.parametrize("action", ["image", "video", "tts", "asr"])
-def test_media_actions_say_what_is_missing(action: str, city: GatewayProcess, studio: dict[str, Any]) -> None:
-    r = call(city, "POST", f"/v1/ai/{action}", studio["token"], {"prompt": "x"})
-    assert r.status_code == 501 and r.json()["error"]["code"] == "not_implemented"
-    assert "media pipeline" in r.json()["error"]["message"]
+def _wait_task(city: GatewayProcess, token: str, task_id: str) -> dict[str, Any]:
+    deadline = time.time() + 15
+    while time.time() < deadline:
+        task = call(city, "GET", "/v1/ai/task", token, {"id": task_id}).json()
+        if task["status"] in ("succeeded", "failed", "cancelled"):
+            return dict(task)
+        time.sleep(0.1)
+    raise AssertionError(task)
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")
+def test_media_actions_image_and_video_are_tasks(city: GatewayProcess, studio: dict[str, Any],
+                                                 fake: FakeOpenAI) -> None:
+    token = studio["token"]
+    r = call(city, "POST", "/v1/ai/image", token, {"studio_id": studio["id"], "model": "dall-e-2",
+                                                    "prompt": "a robot", "n": 2})
+    assert r.status_code == 200, r.text
+    assert r.json()["status"] == "pending" and r.json()["task_id"].startswith("task_")
+    task = _wait_task(city, token, r.json()["task_id"])
+    assert task["status"] == "succeeded" and len(task["data"]) == 2
+    assert httpx.get(task["data"][0]["url"], timeout=10).content == TINY_PNG
+    fake.script("sora-2", Behavior(polls=1))
+    v = call(city, "POST", "/v1/ai/video", token, {"model": "sora-2", "prompt": "waves", "seconds": 4})
+    assert v.status_code == 200, v.text
+    video = _wait_task(city, token, v.json()["task_id"])
+    assert video["status"] == "succeeded" and video["data"][0]["media_type"] == "video/mp4"
+    other = call(city, "POST", "/v1/ai/image", token, {"studio_id": "studio_someone_else", "model": "dall-e-2",
+                                                        "prompt": "x"})
+    assert other.status_code == 403 and other.json()["error"]["code"] == "studio_mismatch"
+    missing = call(city, "POST", "/v1/ai/image", token, {"model": "dall-e-2"})
+    assert missing.status_code == 400 and missing.json()["error"]["code"] == "prompt_required"
+    assert call(city, "POST", "/v1/ai/image", None, {"model": "dall-e-2", "prompt": "x"}).status_code == 401
+
+
+def test_media_actions_tts_and_asr(city: GatewayProcess, studio: dict[str, Any], fake: FakeOpenAI) -> None:
+    token = studio["token"]
+    r = call(city, "POST", "/v1/ai/tts", token, {"model": "tts-1", "input": "Hello there", "voice": "alloy",
+                                                  "format": "wav"})
+    assert r.status_code == 200, r.text
+    assert r.json()["media_type"] == "audio/wav" and r.json()["characters"] == 11
+    assert base64.b64decode(r.json()["audio"])[:4] == b"RIFF"
+    fake.script("whisper-1", Behavior(text="heard you"))
+    a = call(city, "POST", "/v1/ai/asr", token, {"model": "whisper-1", "filename": "clip.wav",
+                                                  "audio": base64.b64encode(b"RIFF" + b"\0" * 400).decode()})
+    assert a.status_code == 200, a.text
+    assert a.json()["text"] == "heard you"
+    bad = call(city, "POST", "/v1/ai/asr", token, {"model": "whisper-1", "audio": "!!"})
+    assert bad.status_code == 400 and bad.json()["error"]["code"] == "invalid_request"
+    chat = call(city, "POST", "/v1/ai/tts", token, {"model": "deepseek-chat", "input": "x"})
+    assert chat.status_code == 400 and chat.json()["error"]["code"] == "model_not_supported"
 
 
 def test_the_openai_sdk_on_v1_ai(city: GatewayProcess, studio: dict[str, Any], fake: FakeOpenAI) -> None:
