@@ -11,13 +11,17 @@ import sys
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import msgspec
+
 from tollway.auth.key_service import KeyService, admin_hash_of, ensure_admin_secret
 from tollway.auth.secret_box import SecretBox, load_secret_key
 from tollway.config import Settings, load_settings
 from tollway.core.errors import ConfigError, TollwayError
+from tollway.core.money import MICRO
 from tollway.store.db import create_engine, migrate
 from tollway.store.keys import KeyRepository
 from tollway.store.meta import MetaRepository
+from tollway.store.tasks import TaskRepository
 
 
 def _settings(args: argparse.Namespace) -> Settings:
@@ -128,6 +132,40 @@ def cmd_keys(args: argparse.Namespace) -> int:
                 return 1
             print(f"revoked key {found.id} ({found.prefix}...)")
         return 0
+
+    return int(_with_engine(settings, run))
+
+
+def cmd_tasks(args: argparse.Namespace) -> int:
+    """Tasks in the database: list, show one (JSON), cancel one (the process running it sees the
+    cancel within a second and releases its hold)."""
+    settings = _settings(args)
+    _migrate(settings)
+
+    async def run(engine: Any) -> int:
+        repo = TaskRepository(engine)
+        if args.tasks_cmd == "list":
+            tasks = await repo.page(status=args.status, kind=args.kind, limit=args.limit)
+            print(f"{'id':<30} {'kind':<6} {'status':<10} {'progress':>8}  {'cost':>10}  {'owner':<12} model")
+            for t in tasks:
+                progress = f"{t.progress}%" if t.progress is not None else "-"
+                print(f"{t.id:<30} {t.kind:<6} {t.status:<10} {progress:>8}  {t.cost_micro / MICRO:>10.6f}  "
+                      f"{t.owner:<12} {t.model}")
+            print(f"{len(tasks)} task(s)")
+            return 0
+        if args.tasks_cmd == "show":
+            task = await repo.get(args.id)
+            if task is None:
+                print(f"no task {args.id!r}", file=sys.stderr)
+                return 1
+            print(msgspec.json.format(msgspec.json.encode(task)).decode())
+            return 0
+        task = await repo.cancel(args.id, None)
+        if task is None:
+            print(f"no task {args.id!r}", file=sys.stderr)
+            return 1
+        print(f"task {task.id} is {task.status}")
+        return 0 if task.status == "cancelled" else 1
 
     return int(_with_engine(settings, run))
 
@@ -282,6 +320,21 @@ def parser() -> argparse.ArgumentParser:
     for sp in (cl, ca, cr, ct):
         common(sp)
     c.set_defaults(fn=cmd_credentials)
+
+    t = sub.add_parser("tasks", help="list, show and cancel tasks (images, videos)")
+    common(t)
+    ts = t.add_subparsers(dest="tasks_cmd", required=True)
+    tl = ts.add_parser("list")
+    tl.add_argument("--status", choices=["pending", "running", "succeeded", "failed", "cancelled"])
+    tl.add_argument("--kind", choices=["image", "video"])
+    tl.add_argument("--limit", type=int, default=50)
+    tsh = ts.add_parser("show")
+    tsh.add_argument("id")
+    tc = ts.add_parser("cancel")
+    tc.add_argument("id")
+    for sp in (tl, tsh, tc):
+        common(sp)
+    t.set_defaults(fn=cmd_tasks)
     return p
 
 

@@ -431,3 +431,9 @@ def test_cancel_a_running_video_task_releases_its_hold(gw: GatewayProcess, fake:
             c.post(f"/tasks/{r.json()['id']}/cancel")
     finally:
         fake.script("sora-2", Behavior())
+
+
+def test_a_media_model_asked_for_a_chat_is_a_clear_400(client: openai.OpenAI) -> None:
+    with pytest.raises(openai.BadRequestError) as err:
+        client.chat.completions.create(model="text-embedding-3-small", messages=[{"role": "user", "content": "hi"}])
+    assert "embedding model" in str(err.value) and "does not serve chat" in str(err.value)

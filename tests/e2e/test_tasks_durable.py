@@ -12,7 +12,10 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import signal
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -199,6 +202,17 @@ def test_a_task_survives_a_restart_on_sqlite(tmp_path: Path, fake: FakeOpenAI) -
             listed = admin.get("/admin/api-key/list", params={"limit": 1000}).json()["items"]
         mine = next(k for k in listed if k["id"] == key_id)
         assert mine["balance"] == pytest.approx(0.9)
+        # the CLI reads the same tasks
+        cli = [sys.executable, "-m", "tollway.cli", "tasks"]
+        listed_cli = subprocess.run([*cli, "list", "--data-dir", str(gw.data_dir)], capture_output=True, text=True,
+                                    env=gw.env, cwd=tmp_path, timeout=60)
+        assert task_id in listed_cli.stdout and "succeeded" in listed_cli.stdout, listed_cli.stderr
+        shown = subprocess.run([*cli, "show", task_id, "--data-dir", str(gw.data_dir)], capture_output=True,
+                               text=True, env=gw.env, cwd=tmp_path, timeout=60)
+        assert json.loads(shown.stdout)["attempts"] == 2
+        late = subprocess.run([*cli, "cancel", task_id, "--data-dir", str(gw.data_dir)], capture_output=True,
+                              text=True, env=gw.env, cwd=tmp_path, timeout=60)
+        assert late.returncode == 1 and "is succeeded" in late.stdout  # a final task stays as it is
     finally:
         fake.script("dall-e-3", Behavior())
         gw.stop()

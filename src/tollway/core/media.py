@@ -27,7 +27,7 @@ CATEGORY: Final = {EMBEDDINGS: "embedding", IMAGES: "image", SPEECH: "audio", TR
 # what a model of each surface takes and gives, as the catalog lists it (City's ``modalities``)
 MODALITIES: Final = {EMBEDDINGS: ("text", "embedding"), IMAGES: ("text", "image"), SPEECH: ("text", "audio"),
                      TRANSCRIPTION: ("audio", "text"), VIDEO: ("text", "image", "video")}
-SURFACE_NAMES: Final = {EMBEDDINGS: "embeddings", IMAGES: "images", SPEECH: "speech",
+SURFACE_NAMES: Final = {"chat": "chat", EMBEDDINGS: "embeddings", IMAGES: "images", SPEECH: "speech",
                         TRANSCRIPTION: "transcriptions", VIDEO: "videos"}
 
 # what a model's ``unit_price`` counts (besides tokens and the per-request credit cost)

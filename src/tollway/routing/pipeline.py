@@ -44,7 +44,7 @@ from tollway.core.errors import (
     TollwayError,
     UpstreamError,
 )
-from tollway.core.media import SURFACE_NAMES
+from tollway.core.media import CATEGORY, SURFACE_NAMES
 from tollway.providers.base import ChatProvider, PassThroughProvider, TokenCounter
 from tollway.providers.http import UpstreamStream
 from tollway.providers.sse import SSEEvent
@@ -158,6 +158,8 @@ class ChatPipeline:
     async def _answer(self, request: Request, call: Call, codec: ChatCodec[R], req: R, route: Route,
                       provider: ChatProvider, credential: Credential) -> Answer:
         """One attempt, up to the upstream's first answer: a failure here may be retried."""
+        if route.model.category in MEDIA_CATEGORIES:  # an embedding, image, audio or video model
+            serves(route.model, "chat")
         upstream_model = route.model.upstream_id
         passthrough = codec.passthrough
         if (passthrough is not None and isinstance(provider, PassThroughProvider)
@@ -458,6 +460,7 @@ def serves(model: ModelInfo, capability: str) -> None:
                              code="model_not_supported", param="model")
 
 
+MEDIA_CATEGORIES = frozenset(CATEGORY.values())
 UPSTREAM_MODEL_HEADER = "x-tollway-upstream-model"
 
 
