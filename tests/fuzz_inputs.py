@@ -195,3 +195,11 @@ CITY_TEXT = {"model": "echo", "prompt": "hi there", "system": "Be brief.", "max_
 CHAT_MODELS = ["openai/gpt-4o", "echo", "anthropic/claude-sonnet-4-5", "gemini/gemini-2.5-flash",
                "bedrock/anthropic.claude-3-7-sonnet-20250219-v1:0"]
 
+EMBEDDINGS = {"model": "text-embedding-3-small", "input": ["first text", "second text"], "encoding_format": "float",
+              "dimensions": 64, "user": "u-1"}
+IMAGES = {"model": "dall-e-2", "prompt": "a lighthouse", "n": 2, "size": "1024x1024", "response_format": "b64_json",
+          "quality": "standard", "user": "u-1"}
+SPEECH = {"model": "tts-1", "input": "Hello there", "voice": "alloy", "response_format": "wav", "speed": 1.0}
+VIDEOS = {"model": "sora-2", "prompt": "waves at dusk", "seconds": "4", "size": "1280x720"}
+CITY_MEDIA = {"model": "dall-e-2", "prompt": "a fox", "n": 1, "input": "Hello", "voice": "alloy", "format": "wav",
+              "audio": PNG, "filename": "a.wav", "seconds": 4}

@@ -31,11 +31,16 @@ from tests.fakes.openai_server import UPSTREAM_SECRET, FakeOpenAI
 from tests.fuzz_inputs import (
     ANTHROPIC_MESSAGES,
     CHAT_MODELS,
+    CITY_MEDIA,
     CITY_TEXT,
     COMPLETIONS,
+    EMBEDDINGS,
+    IMAGES,
     MODERATIONS,
     OPENAI_CHAT,
     RESPONSES,
+    SPEECH,
+    VIDEOS,
     bodies,
     fuzz_settings,
 )
@@ -184,6 +189,27 @@ def test_city_ai(fz: Fuzzed, path: str) -> None:
     @given(st.data())
     def run(data: st.DataObject) -> None:
         raw = data.draw(bodies(CITY_TEXT))
+        check(fz.post(path, raw, fz.key), raw)
+
+    run()
+
+
+# the media surfaces: forwarded to the fake OpenAI, translated to Gemini and Bedrock; tasks
+MEDIA = [("/v1/embeddings", EMBEDDINGS, m) for m in ("text-embedding-3-small", "gemini-embedding-001",
+                                                      "bedrock/titan-embed-text-v2")] + [
+    ("/v1/images/generations", IMAGES, m) for m in ("dall-e-2", "bedrock/nova-canvas", "gemini-2.5-flash-image")] + [
+    ("/v1/audio/speech", SPEECH, m) for m in ("tts-1", "gemini-2.5-flash-preview-tts")] + [
+    ("/api/v1/images/generations", IMAGES, "dall-e-2"), ("/v1/videos", VIDEOS, "sora-2"),
+    ("/v1/ai/image", CITY_MEDIA, "dall-e-2"), ("/v1/ai/tts", CITY_MEDIA, "tts-1"),
+    ("/v1/ai/asr", CITY_MEDIA, "whisper-1")]
+
+
+@pytest.mark.parametrize(("path", "base", "model"), MEDIA, ids=[f"{p}-{m}" for p, _, m in MEDIA])
+def test_media(fz: Fuzzed, path: str, base: dict[str, Any], model: str) -> None:
+    @FUZZ
+    @given(st.data())
+    def run(data: st.DataObject) -> None:
+        raw = data.draw(bodies({**base, "model": model}))
         check(fz.post(path, raw, fz.key), raw)
 
     run()

@@ -69,7 +69,7 @@ def decode_speech(raw: bytes) -> SpeechAsk:
         voice = voice.get("id")
     require(isinstance(voice, str) and voice != "", "The 'voice' field is required.", "voice")
     fmt = "mp3" if view.response_format is None else view.response_format
-    if fmt not in SPEECH_FORMATS:
+    if not isinstance(fmt, str) or fmt not in SPEECH_FORMATS:
         raise InvalidRequest(f"response_format {fmt!r} is not supported: use one of {', '.join(SPEECH_FORMATS)}.",
                              param="response_format")
     speed = view.speed
