@@ -47,6 +47,10 @@ class BlobStore(Protocol):
 
     async def delete(self, name: str) -> None: ...
 
+    async def sweep(self, prefix: str, before: float) -> int:
+        """Delete the blobs named ``prefix``... stored before ``before`` (unix time); how many."""
+        ...
+
 
 def _checked(name: str) -> str:
     if not NAME.match(name):
@@ -82,6 +86,22 @@ class FileBlobStore:
     async def delete(self, name: str) -> None:
         path = self.root / _checked(name)
         await asyncio.to_thread(path.unlink, True)
+
+    def _sweep(self, prefix: str, before: float) -> int:
+        gone = 0
+        if not self.root.is_dir():
+            return 0
+        for path in self.root.glob(f"{prefix}*"):
+            try:
+                if path.stat().st_mtime < before:
+                    path.unlink()
+                    gone += 1
+            except FileNotFoundError:
+                pass
+        return gone
+
+    async def sweep(self, prefix: str, before: float) -> int:
+        return await asyncio.to_thread(self._sweep, prefix, before)
 
 
 class BlobSigner:

@@ -67,6 +67,7 @@ VIDEO: Final = "video"
 MAX_ATTEMPTS: Final = 3  # times a task may be taken on (a process died under it) before it fails
 POLL_ERRORS: Final = 5  # retryable upstream errors in a row while polling a video before the task fails
 PURGE_EVERY: Final = 300.0  # seconds between looks for expired tasks
+SYNC_BLOBS: Final = "req_"  # blobs of synchronous requests (images asked for as URLs): their request id
 
 
 class TaskCancelled(TollwayError):
@@ -366,7 +367,11 @@ class TaskEngine:
             await self.purge(now)
 
     async def purge(self, now: float | None = None) -> int:
-        expired = await self.repo.expired(time.time() if now is None else now)
+        """Expired tasks and their blobs, and the images a synchronous request asked for as URLs
+        (named after its request id) once as old as a task's retention."""
+        now = time.time() if now is None else now
+        await self.blobs.sweep(SYNC_BLOBS, now - self.retention)
+        expired = await self.repo.expired(now)
         for task in expired:
             if task.result is not None:
                 await self._drop_blobs(task.result)
