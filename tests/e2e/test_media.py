@@ -437,3 +437,19 @@ def test_a_media_model_asked_for_a_chat_is_a_clear_400(client: openai.OpenAI) ->
     with pytest.raises(openai.BadRequestError) as err:
         client.chat.completions.create(model="text-embedding-3-small", messages=[{"role": "user", "content": "hi"}])
     assert "embedding model" in str(err.value) and "does not serve chat" in str(err.value)
+
+
+def test_an_upstream_answering_garbage_fails_the_task_with_a_refund(gw: GatewayProcess, fake: FakeOpenAI) -> None:
+    fake.script("dall-e-2", Behavior(ok_but_error_body=True))
+    secret, key_id = new_key(gw, "1")
+    try:
+        with platform(gw, secret) as c:
+            r = c.post("/images/generations", json={"model": "team-images", "prompt": "x", "n": 2})
+            task_id = r.json()["task_id"]
+            task = wait_task(c, task_id)
+        assert task["status"] == "failed" and task["error"]["code"] == "provider_error", task
+        assert task["cost"] == 0 and task["data"] == []
+    finally:
+        fake.script("dall-e-2", Behavior())
+    time.sleep(0.3)
+    assert balance(gw, key_id) == MICRO
