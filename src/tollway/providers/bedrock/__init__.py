@@ -17,12 +17,11 @@ ConverseStream decoding in ``stream``. Their public names are re-exported here.
 
 from __future__ import annotations
 
-import asyncio
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
+from collections.abc import AsyncIterator, Mapping
 from functools import partial
-from typing import Any, Final, TypeVar
+from typing import Any, Final
 from urllib.parse import quote
 
 import msgspec
@@ -49,6 +48,7 @@ from tollway.providers.bedrock.codec import (
 from tollway.providers.bedrock.stream import StreamDecoder
 from tollway.providers.http import UpstreamClient, UpstreamStream
 from tollway.providers.inline import drop_locals, encode_with_media, off_loop
+from tollway.providers.parallel import bounded
 from tollway.providers.streaming import decode_stream
 
 __all__ = [
@@ -139,27 +139,8 @@ def env_options(env: Mapping[str, str]) -> dict[str, Any]:
 
 
 
-MAX_PARALLEL: Final = 4  # InvokeModel calls one media request makes at once
-T = TypeVar("T")
 
 
-async def _bounded(calls: Iterable[Callable[[], Awaitable[T]]], limit: int = MAX_PARALLEL) -> list[T]:
-    """The calls' results in order, at most ``limit`` running at once; the first error (as it is,
-    not in a group) cancels the others."""
-    gate = asyncio.Semaphore(limit)
-
-    async def one(make: Callable[[], Awaitable[T]]) -> T:
-        async with gate:
-            return await make()
-
-    tasks = [asyncio.ensure_future(one(c)) for c in calls]
-    try:
-        return list(await asyncio.gather(*tasks))
-    except BaseException:
-        for t in tasks:
-            t.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        raise
 
 
 # --- the adapter -------------------------------------------------------------------------
@@ -272,14 +253,14 @@ class BedrockProvider:
             raise InvalidRequest("no input to embed", param="input")
         if bm.embed_family(upstream_model) == "titan":
             bodies = [bm.titan_embed_body(t, req.dimensions) for t in texts]
-            raws = await _bounded(partial(self._invoke, upstream_model, b, credential) for b in bodies)
+            raws = await bounded(partial(self._invoke, upstream_model, b, credential) for b in bodies)
             try:
                 answers = [bm.read_titan_embedding(raw) for raw in raws]
             except ValueError:  # msgspec's errors included
                 raise self._unreadable("Titan embedding") from None
             return Embeddings(vectors=[v for v, _ in answers], usage=Usage(input_tokens=sum(n for _, n in answers)))
         batches = [texts[i:i + bm.COHERE_BATCH] for i in range(0, len(texts), bm.COHERE_BATCH)]
-        raws = await _bounded(partial(self._invoke, upstream_model, bm.cohere_embed_body(b, req.dimensions),
+        raws = await bounded(partial(self._invoke, upstream_model, bm.cohere_embed_body(b, req.dimensions),
                                       credential) for b in batches)
         vectors: list[list[float]] = []
         for raw, batch in zip(raws, batches, strict=True):
@@ -296,7 +277,7 @@ class BedrockProvider:
         family = bm.image_family(upstream_model)
         step = bm.MAX_IMAGES_PER_CALL
         bodies = [bm.image_body(req, family, min(step, req.n - i)) for i in range(0, req.n, step)]
-        raws = await _bounded(partial(self._invoke, upstream_model, b, credential) for b in bodies)
+        raws = await bounded(partial(self._invoke, upstream_model, b, credential) for b in bodies)
         images = []
         for raw in raws:
             try:

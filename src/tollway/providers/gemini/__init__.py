@@ -22,12 +22,10 @@ on it at once.
 
 from __future__ import annotations
 
-import asyncio
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Iterable
 from contextlib import AbstractAsyncContextManager
 from functools import partial
-from typing import Final, TypeVar
 from urllib.parse import quote, urlsplit
 
 import msgspec
@@ -86,6 +84,7 @@ from tollway.providers.gemini.stream import StreamDecoder
 from tollway.providers.http import Timeouts, Transport, UpstreamClient, UpstreamStream, tcp_transport
 from tollway.providers.inline import data_urls, drop_locals, encode_with_media
 from tollway.providers.media import Media, MediaFetcher
+from tollway.providers.parallel import bounded
 from tollway.providers.streaming import decode_stream
 
 __all__ = [
@@ -160,27 +159,8 @@ SPEC = ProviderSpec(
 )
 
 _encoder = msgspec.json.Encoder()
-MAX_PARALLEL: Final = 4  # upstream calls one media request makes at once (images n > 1, embedding batches)
-T = TypeVar("T")
 
 
-async def _bounded(calls: Iterable[Callable[[], Awaitable[T]]], limit: int = MAX_PARALLEL) -> list[T]:
-    """The calls' results in order, at most ``limit`` running at once; the first error (as it is,
-    not in a group) cancels the others."""
-    gate = asyncio.Semaphore(limit)
-
-    async def one(make: Callable[[], Awaitable[T]]) -> T:
-        async with gate:
-            return await make()
-
-    tasks = [asyncio.ensure_future(one(c)) for c in calls]
-    try:
-        return list(await asyncio.gather(*tasks))
-    except BaseException:
-        for t in tasks:
-            t.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        raise
 
 
 def _sum(usages: Iterable[Usage]) -> Usage:
@@ -292,7 +272,7 @@ class GeminiProvider:
         if not texts:
             raise InvalidRequest("no input to embed", param="input")
         batches = [texts[i:i + gm.MAX_EMBED_BATCH] for i in range(0, len(texts), gm.MAX_EMBED_BATCH)]
-        raws = await _bounded(partial(self._call, upstream_model, "batchEmbedContents",
+        raws = await bounded(partial(self._call, upstream_model, "batchEmbedContents",
                                       gm.embed_body(batch, upstream_model, req.dimensions), credential)
                               for batch in batches)
         vectors: list[list[float]] = []
@@ -310,7 +290,7 @@ class GeminiProvider:
         if gm.is_imagen(upstream_model):
             return await self._imagen(req, upstream_model, credential)
         body = gm.image_body(req)  # one image per call: n calls, a few at a time
-        answers = await _bounded(partial(self._one_image, body, upstream_model, credential) for _ in range(req.n))
+        answers = await bounded(partial(self._one_image, body, upstream_model, credential) for _ in range(req.n))
         return Images(images=[image for image, _ in answers], usage=_sum(usage for _, usage in answers))
 
     async def _one_image(self, body: bytes, model: str, credential: Credential) -> tuple[Image, Usage]:
@@ -327,7 +307,7 @@ class GeminiProvider:
 
     async def _imagen(self, req: ImageRequest, model: str, credential: Credential) -> Images:
         counts = [min(gm.MAX_IMAGEN_SAMPLES, req.n - i) for i in range(0, req.n, gm.MAX_IMAGEN_SAMPLES)]
-        raws = await _bounded(partial(self._call, model, "predict", gm.imagen_body(req, c), credential)
+        raws = await bounded(partial(self._call, model, "predict", gm.imagen_body(req, c), credential)
                               for c in counts)
         images: list[Image] = []
         filtered: list[str] = []
