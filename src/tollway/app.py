@@ -55,6 +55,7 @@ from tollway.middleware import RequestIdMiddleware
 from tollway.providers.base import ChatProvider, ProviderContext
 from tollway.providers.kinds import SPECS, build_provider, env_provider_configs
 from tollway.providers.media import MediaFetcher
+from tollway.records.recorder import ChatRecorder
 from tollway.routing.call import Call
 from tollway.routing.catalog import Catalog
 from tollway.routing.gateway import Gateway, GatewayOptions
@@ -69,6 +70,7 @@ from tollway.store.env import EnvRepository
 from tollway.store.ledger import LedgerRepository
 from tollway.store.log_buffer import RequestLogBuffer
 from tollway.store.meta import MetaRepository
+from tollway.store.records import RecordRepository
 from tollway.store.redis import Broadcast, ScriptBatch
 from tollway.store.redis import connect as connect_redis_client
 from tollway.store.request_logs import RequestLogRepository
@@ -180,7 +182,10 @@ async def build_gateway(settings: Settings) -> Gateway:
                                max_upload_bytes=settings.max_upload_bytes),
         env_repo=EnvRepository(engine, box),
         billing=await build_billing(settings, engine, batch), media=ctx.media, pool_state=state,
-        broadcast=broadcast, credentials=CredentialRepository(engine, box))  # accounts' secrets are sealed
+        broadcast=broadcast, credentials=CredentialRepository(engine, box),  # accounts' secrets are sealed
+        secret_box=box,
+        records=ChatRecorder(RecordRepository(engine), default=settings.record_chats,
+                             retention=settings.record_retention_days * 86400.0, max_chars=settings.record_max_chars))
     return gateway
 
 

@@ -21,6 +21,9 @@ Environment (all optional):
   TOLLWAY_TASK_TIMEOUT                seconds a task may run before it fails (1800)
   TOLLWAY_TASK_POLL_INTERVAL          seconds before an upstream's video job is first polled (2; then x1.5, up to 30)
   TOLLWAY_TASK_RETENTION_DAYS         how long finished tasks and their results are kept (7)
+  TOLLWAY_RECORD_CHATS                off: record no chat unless a key, group or studio says so (on)
+  TOLLWAY_RECORD_RETENTION_DAYS       how long chat records are kept (90)
+  TOLLWAY_RECORD_MAX_CHARS            characters of a record's input and of its answer kept (32000; more is cut, marked)
   TOLLWAY_BLOB_URL_TTL                seconds a signed URL of a task's result stays valid (3600)
   TOLLWAY_LOG_FLUSH_INTERVAL / TOLLWAY_LOG_BATCH   request-log batching
   TOLLWAY_CHANGE_POLL_INTERVAL        how often caches look for changes by other processes (0.5 s)
@@ -125,6 +128,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     task_poll_interval: float = 2.0  # first wait before an upstream's job is polled (then x1.5, up to 30 s)
     task_retention_days: float = 7.0  # how long finished tasks and their results are kept
     blob_url_ttl: float = 3600.0  # how long a signed URL of a task's result is valid
+    record_chats: bool = True  # the gateway's default; keys, groups and studios may say otherwise
+    record_retention_days: float = 90.0
+    record_max_chars: int = 32_000
     file: FileConfig = FileConfig()
     env: dict[str, str] = msgspec.field(default_factory=dict)
 
@@ -335,6 +341,10 @@ def load_settings(overrides: dict[str, Any] | None = None, environ: dict[str, st
         task_poll_interval=_float(env, "TOLLWAY_TASK_POLL_INTERVAL", 2.0, high=300.0),
         task_retention_days=_float(env, "TOLLWAY_TASK_RETENTION_DAYS", 7.0, high=36500.0),
         blob_url_ttl=_float(env, "TOLLWAY_BLOB_URL_TTL", 3600.0, high=7 * 86400.0),
+        record_chats=env.get("TOLLWAY_RECORD_CHATS", "on").strip().lower() not in ("0", "off", "false", "no"),
+        record_retention_days=_float(env, "TOLLWAY_RECORD_RETENTION_DAYS", 90.0, high=36500.0),
+        record_max_chars=_int(env.get("TOLLWAY_RECORD_MAX_CHARS"), "TOLLWAY_RECORD_MAX_CHARS", 32_000, low=100,
+                              high=10_000_000),
         trusted_proxies=_proxies(env),
         connections=ConnectionLimits(
             header_timeout=_float(env, "TOLLWAY_CLIENT_HEADER_TIMEOUT", 10.0, high=3600.0),

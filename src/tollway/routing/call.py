@@ -22,6 +22,7 @@ from tollway.core.catalog import Credential, ModelInfo
 from tollway.core.chat import Usage
 from tollway.core.errors import TollwayError
 from tollway.core.request_log import RequestLog
+from tollway.records.recorder import ChatRecorder, Recording
 from tollway.routing.catalog import Route
 from tollway.routing.pools import CredentialPool, Lease
 
@@ -37,11 +38,14 @@ class Call:
     """One request's bookkeeping. ``finish`` is idempotent and writes the log row once."""
 
     __slots__ = ("_logs", "_billing", "row", "t0", "lease", "pool", "pin", "attempts", "direct", "_done",
-                 "identity", "ticket", "served", "produced", "_usage", "count")
+                 "identity", "ticket", "served", "produced", "_usage", "count", "recording", "_records")
 
-    def __init__(self, logs: RowSink, row: RequestLog, billing: Billing | None = None) -> None:
+    def __init__(self, logs: RowSink, row: RequestLog, billing: Billing | None = None,
+                 records: ChatRecorder | None = None) -> None:
         self._logs = logs
         self._billing = billing
+        self._records = records
+        self.recording: Recording | None = None  # set when this call's chat is recorded
         self.row = row
         self.t0 = time.perf_counter()
         self.lease: Lease | None = None
@@ -169,3 +173,5 @@ class Call:
         if note:
             row.note = note
         self._logs.add(row)
+        if self.recording is not None and self._records is not None:
+            self._records.add(self.identity, row, self.recording)

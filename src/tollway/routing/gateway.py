@@ -24,6 +24,7 @@ import msgspec
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tollway.auth.keys import Authenticator, Identity, bearer_token
+from tollway.auth.secret_box import SecretBox
 from tollway.billing.admission import Access, Billing
 from tollway.core.billing import ModelRecord
 from tollway.core.catalog import Credential, ModelInfo, ProviderConfig
@@ -32,6 +33,7 @@ from tollway.core.keys import ApiKey
 from tollway.core.request_log import RequestLog
 from tollway.providers.base import ChatProvider, ModelLister
 from tollway.providers.media import MediaFetcher
+from tollway.records.recorder import ChatRecorder
 from tollway.routing.call import Call
 from tollway.routing.catalog import Catalog, Route
 from tollway.routing.pools import CredentialPool, PoolState
@@ -162,7 +164,8 @@ class Gateway:
                  base_env: Mapping[str, str], logs: RequestLogBuffer, options: GatewayOptions,
                  env_repo: EnvSource | None = None, billing: Billing | None = None,
                  media: MediaFetcher | None = None, pool_state: PoolState | None = None,
-                 broadcast: Broadcast | None = None, credentials: CredentialRepository | None = None) -> None:
+                 broadcast: Broadcast | None = None, credentials: CredentialRepository | None = None,
+                 secret_box: SecretBox | None = None, records: ChatRecorder | None = None) -> None:
         self.engine = engine
         self.auth = auth
         self.options = options
@@ -176,6 +179,8 @@ class Gateway:
         # the upstream accounts admins added (their secrets sealed when given a repository with the key)
         self.credential_store = credentials or CredentialRepository(engine)
         self.meta = MetaRepository(engine)
+        self.secret_box = secret_box  # encrypts what admins store (env values, accounts, bots' secrets)
+        self.records = records  # chat records (sessions and threads); None: nothing is recorded
         self.responses = ResponseRepository(engine)  # the Responses API's stored responses
         auth.set_lookup(self.keys.by_hash)
         self._builder = builder
@@ -234,7 +239,7 @@ class Gateway:
 
     def begin(self, request_id: str, path: str, dialect: str, *, stream: bool = False) -> Call:
         return Call(self.logs, RequestLog(id=request_id, created_at=time.time(), path=path, dialect=dialect,
-                                          stream=stream), self.billing)
+                                          stream=stream), self.billing, self.records)
 
     def _change_catalog(self, change: Callable[[Catalog], object]) -> None:
         """Apply ``change`` to a copy of the current catalog and swap in the topology with it
@@ -271,6 +276,8 @@ class Gateway:
         await self.reload_settings()
         await self.reload_studios()
         await self.reload_registry()
+        if self.records is not None:
+            await self.records.reload()
 
     async def reload_registry(self) -> None:
         """The model registry, groups and authorizations admins manage, into the catalog and the
@@ -409,6 +416,8 @@ class Gateway:
         await self.reload()
         self.logs.start()
         self.responses.start()
+        if self.records is not None:
+            self.records.start_writing()
         if self.billing is not None:
             self.billing.start()
         self._tasks.append(asyncio.create_task(self._watch(), name="change-watcher"))
@@ -424,6 +433,8 @@ class Gateway:
             task.cancel()
         await self.responses.close()
         await self.logs.close()
+        if self.records is not None:
+            await self.records.close()
         for provider in [*self._topology.providers.values(), *self._retired]:
             await provider.close()
         if self.media is not None:

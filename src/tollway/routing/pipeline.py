@@ -142,6 +142,9 @@ class ChatPipeline:
             raw = await read_body(request, self.gw.options.max_body_bytes)
         req = codec.decode(raw)
         call.row.stream = req.stream
+        records = self.gw.records
+        if records is not None:
+            call.recording = records.start(call.identity, codec.dialect, raw, request.headers)
 
         async def work(route: Route, provider: ChatProvider, credential: Credential) -> Answer:
             return await self._answer(request, call, codec, req, route, provider, credential)
@@ -284,12 +287,15 @@ class ChatPipeline:
             call.usage(answer.usage)
         else:
             call.sized(len(answer.body))
+        if call.recording is not None:
+            call.recording.body = answer.body
         call.finish(200)
         return JSONBytes(answer.body, headers=_upstream_header(call))
 
     def _translated(self, call: Call, codec: ChatCodec[R], req: R, answer: Translated) -> EventStreamResponse:
         writer = codec.stream_writer(req)
         events = answer.events
+        recording = call.recording
 
         async def chunks() -> AsyncIterator[bytes]:
             batch: list[StreamEvent] | None = answer.first
@@ -305,9 +311,15 @@ class ChatPipeline:
                 # when the upstream reported no usage
                 call.first_token(len(out))
                 if out:
-                    yield b"".join(out)  # one write per upstream read
+                    data = b"".join(out)
+                    if recording is not None:
+                        recording.frames.append(data)
+                    yield data  # one write per upstream read
                 batch = await anext(events, None)
-            yield writer.close()
+            tail = writer.close()
+            if recording is not None:
+                recording.frames.append(tail)
+            yield tail
 
         async def close() -> None:
             await events.aclose()  # type: ignore[attr-defined]
@@ -317,6 +329,7 @@ class ChatPipeline:
 
     def _forwarded(self, call: Call, codec: ChatCodec[Any], answer: Forwarded) -> EventStreamResponse:
         upstream, reader = answer.upstream, answer.reader
+        recording = call.recording
 
         async def chunks() -> AsyncIterator[bytes]:
             frames: list[bytes] | None = answer.frames
@@ -325,7 +338,10 @@ class ChatPipeline:
                     call.usage(reader.usage)
                 if frames:
                     call.first_token(len(frames))
-                    yield b"".join(frames)
+                    data = b"".join(frames)
+                    if recording is not None:
+                        recording.frames.append(data)
+                    yield data
                 if reader.error is not None:
                     raise reader.error
                 if reader.ended:

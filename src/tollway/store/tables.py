@@ -2,7 +2,19 @@
 
 from __future__ import annotations
 
-from sqlalchemy import BigInteger, Boolean, Column, Float, Index, Integer, MetaData, String, Table, Text
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    Float,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
 
 metadata = MetaData()
 
@@ -297,4 +309,65 @@ tasks = Table(
     Index("ix_tasks_owner", "owner", "created_at"),
     Index("ix_tasks_status_lease", "status", "lease_until"),
     Index("ix_tasks_expires", "expires_at"),
+)
+
+# chat records (seed 004): a session is one conversation, a thread one exchange in it, written
+# behind the response in batches. ``owner`` is "key:<id>" or "admin"; ``client_ref`` what grouped
+# the session (an X-Session-Id, metadata.session_id or user, a bot chat); None: a session of one
+chat_sessions = Table(
+    "chat_sessions",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("owner", String(96), nullable=False),
+    Column("key_id", Integer, nullable=True),
+    Column("studio_id", String(64), nullable=True),
+    Column("client_ref", String(300), nullable=True),
+    Column("title", String(200), nullable=False, default=""),
+    Column("model", String(200), nullable=True),
+    Column("dialect", String(32), nullable=True),
+    Column("threads", Integer, nullable=False, default=0),
+    Column("created_at", Float, nullable=False),
+    Column("updated_at", Float, nullable=False),
+    UniqueConstraint("owner", "client_ref", name="uq_chat_sessions_owner_ref"),
+    Index("ix_chat_sessions_owner_updated", "owner", "updated_at"),
+    Index("ix_chat_sessions_key", "key_id", "updated_at"),
+    Index("ix_chat_sessions_updated", "updated_at"),
+)
+
+chat_threads = Table(
+    "chat_threads",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("session_id", Integer, nullable=False),
+    Column("owner", String(96), nullable=False),
+    Column("key_id", Integer, nullable=True),
+    Column("request_id", String(64), nullable=False),
+    Column("response_ref", String(128), nullable=True),  # a Responses API response id (chains sessions)
+    Column("dialect", String(32), nullable=False),
+    Column("model", String(200), nullable=True),
+    Column("input", Text, nullable=False),  # JSON list of {role, content}
+    Column("output", Text, nullable=False),  # the answer's text as the client received it
+    Column("truncated", Boolean, nullable=False, default=False),
+    Column("stream", Boolean, nullable=False, default=False),
+    Column("status", Integer, nullable=False),
+    Column("prompt_tokens", Integer, nullable=False, default=0),
+    Column("completion_tokens", Integer, nullable=False, default=0),
+    Column("cost_micro", BigInteger, nullable=False, default=0),
+    Column("latency_ms", Float, nullable=False, default=0.0),
+    Column("created_at", Float, nullable=False),
+    Index("ix_chat_threads_session", "session_id", "id"),
+    Index("ix_chat_threads_owner", "owner", "id"),
+    Index("ix_chat_threads_response_ref", "response_ref"),
+    Index("ix_chat_threads_created", "created_at"),
+)
+
+# whether chats are recorded, per key, group or studio (``scope``: key | group | studio); a scope
+# without a row follows the next one out (key, then group, then studio, then the gateway default)
+record_settings = Table(
+    "record_settings",
+    metadata,
+    Column("scope", String(16), primary_key=True),
+    Column("scope_id", String(64), primary_key=True),
+    Column("enabled", Boolean, nullable=False),
+    Column("updated_at", Float, nullable=False),
 )
