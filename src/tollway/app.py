@@ -20,6 +20,7 @@ from starlette.routing import BaseRoute, Route
 from tollway import __version__
 from tollway.admin.ds2api import ds2api_routes
 from tollway.admin.keys import key_routes
+from tollway.admin.records import record_routes
 from tollway.admin.registry import registry_routes
 from tollway.admin.usage import usage_routes
 from tollway.auth.jwt import AdminTokens, server_secret
@@ -329,6 +330,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         *key_routes(),
         *registry_routes(),
         *usage_routes(),
+        *record_routes(),
         *ds2api_routes(),
         *city_routes(registry),  # last: every explicit route above wins over /v1/{service}/{action}
     ]

@@ -23,11 +23,11 @@ import contextlib
 import logging
 import time
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, Protocol
 
 import msgspec
 
-from tollway.auth.keys import Identity
+from tollway.core.keys import ApiKey
 from tollway.core.request_log import RequestLog
 from tollway.records.extract import Message, answered, asked
 from tollway.store.log_buffer import WriteBehind
@@ -39,6 +39,16 @@ SCOPES = ("key", "group", "studio")
 PURGE_EVERY = 3600.0
 MAX_REF = 300
 TRUNCATED = "\n…[truncated]"
+
+
+class Identity(Protocol):
+    """A caller as the recorder reads it (``auth.keys.Identity`` is one; records sit beside auth)."""
+
+    @property
+    def key(self) -> ApiKey | None: ...
+
+    @property
+    def direct_token(self) -> str | None: ...
 
 
 class Recording:
