@@ -94,42 +94,80 @@ class RecordRepository:
                     raise
 
     async def _write(self, conn: AsyncConnection, threads: Sequence[Thread]) -> None:
-        by_ref: dict[tuple[str, str], int] = {}
-        chained: dict[str, int] = {}
+        """One batch in a few statements whatever its size: two lookups, one multi-row insert of
+        the new sessions, one of the threads, one update per existing session touched."""
+        chained: dict[tuple[str, str], int] = {}
         prevs = [th.previous_ref for th in threads if th.previous_ref]
         if prevs:
             rows = await conn.execute(select(t.c.response_ref, t.c.session_id, t.c.owner)
                                       .where(t.c.response_ref.in_(prevs)))
-            chained = {f"{r.owner}\n{r.response_ref}": r.session_id for r in rows}
+            chained = {(r.owner, r.response_ref): r.session_id for r in rows}
+        by_ref: dict[tuple[str, str], int] = {}
         refs = {(th.owner, th.client_ref) for th in threads if th.client_ref}
         if refs:
-            owners = {o for o, _ in refs}
             rows = await conn.execute(select(s.c.id, s.c.owner, s.c.client_ref).where(
-                s.c.owner.in_(owners), s.c.client_ref.in_({r for _, r in refs})))
-            by_ref = {(r.owner, r.client_ref): r.id for r in rows}
+                s.c.owner.in_({o for o, _ in refs}), s.c.client_ref.in_({r for _, r in refs})))
+            by_ref = {(r.owner, r.client_ref): r.id for r in rows if (r.owner, r.client_ref) in refs}
+        # each thread's session: an existing id, or the index of a session this batch makes
+        made: list[dict[str, Any]] = []
+        made_by_ref: dict[tuple[str, str], int] = {}
+        made_by_response: dict[tuple[str, str], int] = {}
+        places: list[tuple[bool, int]] = []  # (new?, id or index into made)
         for th in threads:
-            session_id = chained.get(f"{th.owner}\n{th.previous_ref}") if th.previous_ref else None
-            if session_id is None and th.client_ref:
-                session_id = by_ref.get((th.owner, th.client_ref))
-            if session_id is None:
-                result = await conn.execute(insert(s).values(
-                    owner=th.owner, key_id=th.key_id, studio_id=th.studio_id, client_ref=th.client_ref,
-                    title=th.title[:TITLE], model=th.model, dialect=th.dialect, threads=0,
-                    created_at=th.created_at, updated_at=th.created_at).returning(s.c.id))
-                session_id = int(result.scalar_one())
+            place: tuple[bool, int] | None = None
+            if th.previous_ref:
+                key = (th.owner, th.previous_ref)
+                if key in chained:
+                    place = (False, chained[key])
+                elif key in made_by_response:
+                    place = (True, made_by_response[key])
+            if place is None and th.client_ref:
+                key = (th.owner, th.client_ref)
+                if key in by_ref:
+                    place = (False, by_ref[key])
+                elif key in made_by_ref:
+                    place = (True, made_by_ref[key])
+            if place is None:
+                made.append({"owner": th.owner, "key_id": th.key_id, "studio_id": th.studio_id,
+                             "client_ref": th.client_ref, "title": th.title[:TITLE], "model": th.model,
+                             "dialect": th.dialect, "threads": 0, "created_at": th.created_at,
+                             "updated_at": th.created_at})
+                place = (True, len(made) - 1)
                 if th.client_ref:
-                    by_ref[(th.owner, th.client_ref)] = session_id
+                    made_by_ref[(th.owner, th.client_ref)] = place[1]
             if th.response_ref:
-                chained[f"{th.owner}\n{th.response_ref}"] = session_id
-            await conn.execute(insert(t).values(
-                session_id=session_id, owner=th.owner, key_id=th.key_id, request_id=th.request_id,
-                response_ref=th.response_ref, dialect=th.dialect, model=th.model, input=th.input, output=th.output,
-                truncated=th.truncated, stream=th.stream, status=th.status, prompt_tokens=th.prompt_tokens,
-                completion_tokens=th.completion_tokens, cost_micro=th.cost_micro, latency_ms=th.latency_ms,
-                created_at=th.created_at))
+                if place[0]:
+                    made_by_response[(th.owner, th.response_ref)] = place[1]
+                else:
+                    chained[(th.owner, th.response_ref)] = place[1]
+            places.append(place)
+            if place[0]:
+                session = made[place[1]]
+                session["threads"] += 1
+                session["updated_at"] = max(session["updated_at"], th.created_at)
+                session["model"] = th.model
+        ids: list[int] = []
+        if made:
+            result = await conn.execute(insert(s).returning(s.c.id, sort_by_parameter_order=True), made)
+            ids = [int(r[0]) for r in result]
+        touched: dict[int, list[Thread]] = {}
+        values: list[dict[str, Any]] = []
+        for th, (new, where) in zip(threads, places, strict=True):
+            session_id = ids[where] if new else where
+            if not new:
+                touched.setdefault(session_id, []).append(th)
+            values.append({
+                "session_id": session_id, "owner": th.owner, "key_id": th.key_id, "request_id": th.request_id,
+                "response_ref": th.response_ref, "dialect": th.dialect, "model": th.model, "input": th.input,
+                "output": th.output, "truncated": th.truncated, "stream": th.stream, "status": th.status,
+                "prompt_tokens": th.prompt_tokens, "completion_tokens": th.completion_tokens,
+                "cost_micro": th.cost_micro, "latency_ms": th.latency_ms, "created_at": th.created_at})
+        await conn.execute(insert(t), values)
+        for session_id, added in touched.items():
             await conn.execute(update(s).where(s.c.id == session_id).values(
-                threads=s.c.threads + 1, updated_at=th.created_at, model=th.model,
-                title=func.coalesce(func.nullif(s.c.title, ""), literal(th.title[:TITLE]))))
+                threads=s.c.threads + len(added), updated_at=max(th.created_at for th in added),
+                model=added[-1].model,
+                title=func.coalesce(func.nullif(s.c.title, ""), literal(added[0].title[:TITLE]))))
 
     # reading -----------------------------------------------------------------------------
 
