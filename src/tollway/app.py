@@ -30,6 +30,7 @@ from tollway.auth.secret_box import SecretBox, load_secret_key
 from tollway.billing.admission import Billing
 from tollway.billing.redis_wallet import RedisWallet
 from tollway.billing.wallet import MemoryWallet, Wallet
+from tollway.bots.routes import admin_bot_routes, bot_routes, close_bots
 from tollway.config import Settings, load_settings
 from tollway.core.catalog import ProviderConfig
 from tollway.core.errors import ConfigError, MethodNotAllowed, NotFound, TollwayError
@@ -310,6 +311,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         finally:
             await background.stop()
             await tasks.stop()
+            await close_bots(app)
             await gateway.close()
 
     openai = openai_routes()
@@ -331,6 +333,8 @@ def create_app(settings: Settings | None = None) -> Starlette:
         *registry_routes(),
         *usage_routes(),
         *record_routes(),
+        *admin_bot_routes(),
+        *bot_routes(),
         *ds2api_routes(),
         *city_routes(registry),  # last: every explicit route above wins over /v1/{service}/{action}
     ]

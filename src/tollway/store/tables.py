@@ -371,3 +371,33 @@ record_settings = Table(
     Column("enabled", Boolean, nullable=False),
     Column("updated_at", Float, nullable=False),
 )
+
+# chat bots (issue 15): a Feishu/Lark app answered by a model and paid by a key. ``config`` is a
+# JSON object whose secrets (appSecret, apiKey, verificationToken, encryptKey) are Fernet tokens
+# (``auth.secret_box``); ``app_id``, ``model`` and ``key_id`` (the paying key) are copied out of it
+# for listings. ``bot_events``: the event ids a bot has taken on (Feishu redelivers an event it
+# thinks was missed), so that every replica answers one event once; kept about a day.
+bots = Table(
+    "bots",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("kind", String(16), nullable=False),  # "feishu"
+    Column("name", String(200), nullable=False),
+    Column("provider", String(64), nullable=False, default=""),  # as the admin gave it (seed 004)
+    Column("app_id", String(128), nullable=False),
+    Column("model", String(200), nullable=False),
+    Column("key_id", Integer, nullable=True),
+    Column("config", Text, nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("updated_at", Float, nullable=False),
+    Index("ix_bots_kind", "kind", "id"),
+)
+
+bot_events = Table(
+    "bot_events",
+    metadata,
+    Column("bot_id", Integer, primary_key=True),
+    Column("event_id", String(128), primary_key=True),
+    Column("created_at", Float, nullable=False),
+    Index("ix_bot_events_created", "created_at"),
+)
