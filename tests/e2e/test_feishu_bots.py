@@ -352,8 +352,13 @@ def test_the_bots_key_pays_for_its_calls(gw: GatewayProcess, fake: FakeOpenAI, f
             time.sleep(0.1)
         ours = [i for i in items if i.get("path") == f"/bots/feishu/{bot['id']}" and i.get("status") == 200]
         assert ours and all(i["cost_micro"] == PRICE_MICRO and i["model"] == "fake-chat" for i in ours), items
-        balance = next(k for k in admin.get("/admin/api-key/list", params={"q": "bot-payer"}).json()["items"]
-                       if k["id"] == key_id)["balance_micro"]
+        # the stored balance follows the ledger's write-behind, a moment after the log row
+        while True:
+            balance = next(k for k in admin.get("/admin/api-key/list", params={"q": "bot-payer"}).json()["items"]
+                           if k["id"] == key_id)["balance_micro"]
+            if balance <= 5_000_000 - len(ours) * PRICE_MICRO or time.time() > deadline + 5:
+                break
+            time.sleep(0.1)
     assert balance <= 5_000_000 - len(ours) * PRICE_MICRO
 
 
