@@ -198,9 +198,14 @@ def test_a_task_survives_a_restart_on_sqlite(tmp_path: Path, fake: FakeOpenAI) -
         done = wait(gw, secret, task_id, lambda t: t["status"] in ("succeeded", "failed"), timeout=30)
         assert done["status"] == "succeeded", done
         assert done["cost"] == pytest.approx(0.1)
+        deadline = time.time() + 5
         with gw.admin() as admin:
-            listed = admin.get("/admin/api-key/list", params={"limit": 1000}).json()["items"]
-        mine = next(k for k in listed if k["id"] == key_id)
+            while True:  # the stored balance follows the ledger's write-behind
+                listed = admin.get("/admin/api-key/list", params={"limit": 1000}).json()["items"]
+                mine = next(k for k in listed if k["id"] == key_id)
+                if mine["balance"] < 1 or time.time() > deadline:
+                    break
+                time.sleep(0.05)
         assert mine["balance"] == pytest.approx(0.9)
         # the CLI reads the same tasks
         cli = [sys.executable, "-m", "tollway.cli", "tasks"]
