@@ -20,6 +20,7 @@ from starlette.routing import BaseRoute, Route
 from tollway import __version__
 from tollway.admin.ds2api import ds2api_routes
 from tollway.admin.keys import key_routes
+from tollway.admin.metrics import metrics_routes
 from tollway.admin.records import record_routes
 from tollway.admin.registry import registry_routes
 from tollway.admin.usage import usage_routes
@@ -79,6 +80,8 @@ from tollway.store.request_logs import RequestLogRepository
 from tollway.store.tasks import TaskRepository
 from tollway.tasks.engine import TaskEngine
 from tollway.tasks.routes import task_routes
+from tollway.telemetry.logs import configure as configure_logs
+from tollway.telemetry.metrics import Metrics
 
 log = logging.getLogger("tollway")
 INSTALL_ID = "install_id"  # meta: this database's identity, in the Redis keys of its wallets and limits
@@ -187,8 +190,30 @@ async def build_gateway(settings: Settings) -> Gateway:
         broadcast=broadcast, credentials=CredentialRepository(engine, box),  # accounts' secrets are sealed
         secret_box=box,
         records=ChatRecorder(RecordRepository(engine), default=settings.record_chats,
-                             retention=settings.record_retention_days * 86400.0, max_chars=settings.record_max_chars))
+                             retention=settings.record_retention_days * 86400.0, max_chars=settings.record_max_chars),
+        metrics=metrics_for(settings))
+    if gateway.metrics is not None:
+        # a label only for a model the catalog lists: names clients make up fold into "other"
+        gateway.metrics.known_models = lambda name: name in gateway.catalog.known
+        for buffer in (gateway.logs, gateway.billing.writer if gateway.billing else None,
+                       gateway.records.writer if gateway.records else None):
+            if buffer is not None:
+                buffer.on_flush = gateway.metrics.flushed
     return gateway
+
+
+_METRICS: Metrics | None = None
+
+
+def metrics_for(settings: Settings) -> Metrics | None:
+    """The process's counters (one set per process: prometheus-client's registry is global in
+    multiprocess mode), or None with TOLLWAY_METRICS=off."""
+    global _METRICS
+    if not settings.metrics:
+        return None
+    if _METRICS is None:
+        _METRICS = Metrics(raw_models=settings.metrics_raw_models)
+    return _METRICS
 
 
 async def build_billing(settings: Settings, engine: AsyncEngine, batch: ScriptBatch | None) -> Billing:
@@ -286,6 +311,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        configure_logs(settings.log_format)
         gateway = await build_gateway(settings)
         await gateway.start()
         app.state.gateway = gateway
@@ -333,6 +359,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         *registry_routes(),
         *usage_routes(),
         *record_routes(),
+        *metrics_routes(),
         *admin_bot_routes(),
         *bot_routes(),
         *ds2api_routes(),

@@ -9,6 +9,7 @@ import functools
 import os
 import sys
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 import msgspec
@@ -88,6 +89,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
                        "TOLLWAY_DATA_DIR": settings.data_dir})
     if settings.config_file:
         os.environ["TOLLWAY_CONFIG"] = settings.config_file
+    if settings.workers > 1 and settings.metrics:  # every worker's counters, added up by whichever is scraped
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = _metrics_dir(settings.data_dir)
     print(f"Tollway listening on http://{settings.host}:{settings.port}", flush=True)
     if generated:
         print(f"admin key: {generated}   (generated now, stored hashed: this is the only time it is shown)",
@@ -98,6 +101,16 @@ def cmd_serve(args: argparse.Namespace) -> int:
         print("admin key: set at first start (stored hashed); set TOLLWAY_ADMIN_KEY to choose one", flush=True)
     uvicorn.run("tollway.app:create_app", factory=True, **uvicorn_options(settings, args.log_level))
     return 0
+
+
+def _metrics_dir(data_dir: str) -> str:
+    """A fresh directory for prometheus-client's multiprocess files (the last run's are stale)."""
+    import shutil
+
+    path = Path(data_dir) / "metrics"
+    shutil.rmtree(path, ignore_errors=True)
+    path.mkdir(parents=True, exist_ok=True)
+    return str(path.resolve())
 
 
 def cmd_migrate(args: argparse.Namespace) -> int:

@@ -21,6 +21,10 @@ Environment (all optional):
   TOLLWAY_TASK_TIMEOUT                seconds a task may run before it fails (1800)
   TOLLWAY_TASK_POLL_INTERVAL          seconds before an upstream's video job is first polled (2; then x1.5, up to 30)
   TOLLWAY_TASK_RETENTION_DAYS         how long finished tasks and their results are kept (7)
+  TOLLWAY_METRICS                     off: no GET /metrics and no counting (on)
+  TOLLWAY_METRICS_TOKEN               a bearer that may scrape /metrics (the admin identity always may)
+  TOLLWAY_METRICS_RAW_MODELS          on: model labels as asked, even names no catalog lists (off: "other")
+  TOLLWAY_LOG_FORMAT                  json: one JSON line per request and per log record (text)
   TOLLWAY_RECORD_CHATS                off: record no chat unless a key, group or studio says so (on)
   TOLLWAY_RECORD_RETENTION_DAYS       how long chat records are kept (90)
   TOLLWAY_RECORD_MAX_CHARS            characters of a record's input and of its answer kept (32000; more is cut, marked)
@@ -128,6 +132,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     task_poll_interval: float = 2.0  # first wait before an upstream's job is polled (then x1.5, up to 30 s)
     task_retention_days: float = 7.0  # how long finished tasks and their results are kept
     blob_url_ttl: float = 3600.0  # how long a signed URL of a task's result is valid
+    metrics: bool = True
+    metrics_raw_models: bool = False
+    log_format: str = "text"
     record_chats: bool = True  # the gateway's default; keys, groups and studios may say otherwise
     record_retention_days: float = 90.0
     record_max_chars: int = 32_000
@@ -341,6 +348,9 @@ def load_settings(overrides: dict[str, Any] | None = None, environ: dict[str, st
         task_poll_interval=_float(env, "TOLLWAY_TASK_POLL_INTERVAL", 2.0, high=300.0),
         task_retention_days=_float(env, "TOLLWAY_TASK_RETENTION_DAYS", 7.0, high=36500.0),
         blob_url_ttl=_float(env, "TOLLWAY_BLOB_URL_TTL", 3600.0, high=7 * 86400.0),
+        metrics=env.get("TOLLWAY_METRICS", "on").strip().lower() not in ("0", "off", "false", "no"),
+        metrics_raw_models=_flag(env, "TOLLWAY_METRICS_RAW_MODELS"),
+        log_format=_choice(env, "TOLLWAY_LOG_FORMAT", ("text", "json"), "text"),
         record_chats=env.get("TOLLWAY_RECORD_CHATS", "on").strip().lower() not in ("0", "off", "false", "no"),
         record_retention_days=_float(env, "TOLLWAY_RECORD_RETENTION_DAYS", 90.0, high=36500.0),
         record_max_chars=_int(env.get("TOLLWAY_RECORD_MAX_CHARS"), "TOLLWAY_RECORD_MAX_CHARS", 32_000, low=100,

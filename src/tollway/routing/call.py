@@ -25,6 +25,9 @@ from tollway.core.request_log import RequestLog
 from tollway.records.recorder import ChatRecorder, Recording
 from tollway.routing.catalog import Route
 from tollway.routing.pools import CredentialPool, Lease
+from tollway.telemetry.logs import ACCESS as _access
+from tollway.telemetry.logs import log_request
+from tollway.telemetry.metrics import Metrics
 
 log = logging.getLogger("tollway")
 _json = msgspec.json.Encoder()
@@ -38,11 +41,14 @@ class Call:
     """One request's bookkeeping. ``finish`` is idempotent and writes the log row once."""
 
     __slots__ = ("_logs", "_billing", "row", "t0", "lease", "pool", "pin", "attempts", "direct", "_done",
-                 "identity", "ticket", "served", "produced", "_usage", "count", "recording", "_records")
+                 "identity", "ticket", "served", "produced", "_usage", "count", "recording", "_records", "_metrics",
+                 "upstream_s")
 
     def __init__(self, logs: RowSink, row: RequestLog, billing: Billing | None = None,
-                 records: ChatRecorder | None = None) -> None:
+                 records: ChatRecorder | None = None, metrics: Metrics | None = None) -> None:
         self._logs = logs
+        self._metrics = metrics
+        self.upstream_s: float | None = None  # the answering attempt's time to the upstream's answer
         self._billing = billing
         self._records = records
         self.recording: Recording | None = None  # set when this call's chat is recorded
@@ -173,5 +179,9 @@ class Call:
         if note:
             row.note = note
         self._logs.add(row)
+        if self._metrics is not None:
+            self._metrics.observe(row, self.attempts, self.upstream_s)
+        if _access.level <= logging.INFO:  # TOLLWAY_LOG_FORMAT=json: the request's line
+            log_request(row)
         if self.recording is not None and self._records is not None:
             self._records.add(self.identity, row, self.recording)

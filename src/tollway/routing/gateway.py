@@ -47,6 +47,7 @@ from tollway.store.redis import Broadcast
 from tollway.store.registry import AuthorizationRepository, GroupRepository, ModelRepository
 from tollway.store.responses import ResponseRepository
 from tollway.store.studios import StudioRepository
+from tollway.telemetry.metrics import Metrics
 
 log = logging.getLogger("tollway")
 CLAUDE_MAPPING = "claude_mapping"  # the meta row an admin's claude_mapping is kept in
@@ -165,7 +166,8 @@ class Gateway:
                  env_repo: EnvSource | None = None, billing: Billing | None = None,
                  media: MediaFetcher | None = None, pool_state: PoolState | None = None,
                  broadcast: Broadcast | None = None, credentials: CredentialRepository | None = None,
-                 secret_box: SecretBox | None = None, records: ChatRecorder | None = None) -> None:
+                 secret_box: SecretBox | None = None, records: ChatRecorder | None = None,
+                 metrics: Metrics | None = None) -> None:
         self.engine = engine
         self.auth = auth
         self.options = options
@@ -181,6 +183,7 @@ class Gateway:
         self.meta = MetaRepository(engine)
         self.secret_box = secret_box  # encrypts what admins store (env values, accounts, bots' secrets)
         self.records = records  # chat records (sessions and threads); None: nothing is recorded
+        self.metrics = metrics  # Prometheus counters, updated as calls finish; None: off
         self.responses = ResponseRepository(engine)  # the Responses API's stored responses
         auth.set_lookup(self.keys.by_hash)
         self._builder = builder
@@ -239,7 +242,7 @@ class Gateway:
 
     def begin(self, request_id: str, path: str, dialect: str, *, stream: bool = False) -> Call:
         return Call(self.logs, RequestLog(id=request_id, created_at=time.time(), path=path, dialect=dialect,
-                                          stream=stream), self.billing, self.records)
+                                          stream=stream), self.billing, self.records, self.metrics)
 
     def _change_catalog(self, change: Callable[[Catalog], object]) -> None:
         """Apply ``change`` to a copy of the current catalog and swap in the topology with it

@@ -22,6 +22,7 @@ A dialect never touches the call's bookkeeping: it hands the call on.
 from __future__ import annotations
 
 import functools
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, NamedTuple, TypeVar
 
@@ -258,6 +259,7 @@ class ChatPipeline:
                 errors.append(err)
                 return _FAILED
             call.serving(route, lease.credential, lease, pool)
+            started = time.perf_counter()
             try:
                 result = await work(route, provider, lease.credential)
             except UpstreamError as err:
@@ -272,6 +274,7 @@ class ChatPipeline:
                     return _FAILED
                 continue
             await pool.succeeded(lease)
+            call.upstream_s = time.perf_counter() - started
             call.served = route.model
             if call.attempts:
                 call.attempt(route, lease, None)

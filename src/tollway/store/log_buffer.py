@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Generic, TypeVar
 
@@ -49,6 +50,8 @@ class WriteBehind(Generic[T]):
         self.close_attempts = close_attempts
         self.close_delay = close_delay
         self.dropped = 0
+        # told of each flush (buffer name, seconds, failed): the metrics' hook
+        self.on_flush: Callable[[str, float, bool], None] | None = None
         self._rows: list[T] = []
         self._wake = asyncio.Event()
         self._stop = asyncio.Event()
@@ -75,9 +78,14 @@ class WriteBehind(Generic[T]):
             while self._rows:
                 rows = self._rows[: self.batch * 4]
                 del self._rows[: len(rows)]
+                started = time.perf_counter()
                 try:
                     await self.insert(rows)
+                    if self.on_flush is not None:
+                        self.on_flush(self.name, time.perf_counter() - started, False)
                 except Exception as exc:
+                    if self.on_flush is not None:
+                        self.on_flush(self.name, time.perf_counter() - started, True)
                     if _is_connection_error(exc):
                         self._keep(rows)
                         raise

@@ -210,6 +210,11 @@ class TaskRepository:
             async with self.engine.begin() as conn:
                 await conn.execute(delete(t).where(t.c.id.in_(list(ids))))
 
+    async def oldest_pending(self) -> float | None:
+        async with self.engine.connect() as conn:
+            value = (await conn.execute(select(func.min(t.c.created_at)).where(t.c.status == PENDING))).scalar()
+        return float(value) if value is not None else None
+
     async def counts(self) -> dict[str, int]:
         async with self.engine.connect() as conn:
             rows = (await conn.execute(select(t.c.status, func.count()).group_by(t.c.status))).all()

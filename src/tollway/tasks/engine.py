@@ -67,6 +67,7 @@ VIDEO: Final = "video"
 MAX_ATTEMPTS: Final = 3  # times a task may be taken on (a process died under it) before it fails
 POLL_ERRORS: Final = 5  # retryable upstream errors in a row while polling a video before the task fails
 PURGE_EVERY: Final = 300.0  # seconds between looks for expired tasks
+COUNT_EVERY: Final = 5.0  # seconds between counts of the queue (metrics)
 SYNC_BLOBS: Final = "req_"  # blobs of synchronous requests (images asked for as URLs): their request id
 
 
@@ -107,6 +108,13 @@ class TaskEngine:
         self._stopping = False
         self._next_renew = 0.0
         self._next_purge = 0.0
+        self._next_count = 0.0
+        self.queue: tuple[dict[str, int], float | None] = ({}, None)  # tasks by status; oldest pending's time
+
+    @property
+    def running(self) -> dict[str, asyncio.Task[None]]:
+        """The tasks this process runs now."""
+        return self._running
 
     # urls ------------------------------------------------------------------------------------
 
@@ -362,6 +370,9 @@ class TaskEngine:
             for task in await self.repo.claim(self.node, now, now + self.lease, free):
                 log.info("task %s taken over (attempt %d)", task.id, task.attempts)
                 self._start(task)
+        if now >= self._next_count:  # for the metrics: the queue as the database has it
+            self._next_count = now + COUNT_EVERY
+            self.queue = (await self.repo.counts(), await self.repo.oldest_pending())
         if now >= self._next_purge:
             self._next_purge = now + PURGE_EVERY
             await self.purge(now)
