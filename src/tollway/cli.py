@@ -183,6 +183,25 @@ def cmd_tasks(args: argparse.Namespace) -> int:
     return int(_with_engine(settings, run))
 
 
+def cmd_status(args: argparse.Namespace) -> int:
+    """One screen about a running gateway, from its /metrics (a metrics token or the admin key)."""
+    from tollway.telemetry.status import status
+
+    settings = load_settings({"host": args.host, "port": args.port})
+    url = args.url or f"http://{settings.host}:{settings.port}"
+    token = args.token or settings.env.get("TOLLWAY_METRICS_TOKEN") or settings.admin_key
+    if not token:
+        print("tollway status: give --token (a metrics token or the admin key), or set TOLLWAY_METRICS_TOKEN or "
+              "TOLLWAY_ADMIN_KEY", file=sys.stderr)
+        return 2
+    try:
+        print(status(url, token))
+    except Exception as exc:
+        print(f"tollway status: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
 def _arg_secret(value: str | None) -> str | None:
     """A secret flag's value; ``-`` reads it from stdin (keeps it out of the shell history)."""
     return sys.stdin.readline().rstrip("\n") if value == "-" else value
@@ -333,6 +352,13 @@ def parser() -> argparse.ArgumentParser:
     for sp in (cl, ca, cr, ct):
         common(sp)
     c.set_defaults(fn=cmd_credentials)
+
+    st = sub.add_parser("status", help="one screen about a running gateway (from its /metrics)")
+    st.add_argument("--url", help="the gateway's base URL (http://TOLLWAY_HOST:TOLLWAY_PORT)")
+    st.add_argument("--host")
+    st.add_argument("--port", type=int)
+    st.add_argument("--token", help="a metrics token or the admin key (TOLLWAY_METRICS_TOKEN, TOLLWAY_ADMIN_KEY)")
+    st.set_defaults(fn=cmd_status)
 
     t = sub.add_parser("tasks", help="list, show and cancel tasks (images, videos)")
     common(t)

@@ -4,6 +4,9 @@ worker, and ``--workers 2`` adding up both), its protection, and the JSON reques
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 
@@ -122,3 +125,18 @@ def test_workers_add_up(fake: FakeOpenAI, tmp_path_factory: pytest.TempPathFacto
             assert all(c == n for c in counts), counts  # whichever worker answers the scrape
         finally:
             gw.stop()
+
+
+def test_tollway_status_reads_a_running_gateway(gw: GatewayProcess) -> None:
+    key = gw.create_key("status")
+    httpx.post(gw.url + "/v1/chat/completions", headers={"Authorization": f"Bearer {key}"}, timeout=10,
+               json={"model": "echo", "messages": [{"role": "user", "content": "x"}]})
+    done = subprocess.run([sys.executable, "-m", "tollway.cli", "status", "--url", gw.url, "--token", TOKEN],
+                          capture_output=True, text=True, timeout=60, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    assert done.returncode == 0, done.stderr
+    out = done.stdout
+    assert out.startswith(f"Tollway 0.1.0 at {gw.url}, up ") and "requests " in out and "/s now" in out
+    assert "fake" in out and "in flight" in out and "request log:" in out
+    bad = subprocess.run([sys.executable, "-m", "tollway.cli", "status", "--url", gw.url, "--token", "nope"],
+                         capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 1 and "401" in bad.stderr
