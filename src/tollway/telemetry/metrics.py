@@ -38,6 +38,8 @@ SURFACES: Final = (
     ("/v1/moderations", "moderations"), ("/tasks/", "tasks"), ("/bots/", "bots"), ("/v1/ai/", "city"),
     ("/api/v1/", "platform"), ("/v1/models", "models"),
 )
+MAX_CHILDREN: Final = 20_000  # memoised label sets (bounded labels stay far below it)
+_CLASSES: Final = {1: "1xx", 2: "2xx", 3: "3xx", 4: "4xx", 5: "5xx"}
 REFUSALS: Final = frozenset({"rate_limited", "tpm_exceeded", "insufficient_credits", "insufficient_quota",
                              "quota_exceeded", "pool_exhausted", "billing_unavailable", "model_not_available",
                              "permission_denied", "api_disabled"})
@@ -80,40 +82,62 @@ class Metrics:
                                ["buffer"], buckets=FLUSH_BUCKETS, **kw)
         self.flush_failures = Counter("tollway_write_behind_failures", "Flushes that failed (rows kept)",
                                       ["buffer"], **kw)
-        self.live: list[Callable[[], Iterable[GaugeMetricFamily]]] = []
+        self._children: dict[tuple[int, tuple[str, ...]], Any] = {}
+        self._surfaces: dict[str, str] = {}
 
     def model_label(self, model: str | None) -> str:
         if not model:
             return OTHER
         return model if self.raw_models or self.known_models(model) else OTHER
 
+    def _child(self, metric: Any, labels: tuple[str, ...]) -> Any:
+        """``metric.labels(*labels)``, memoised (prometheus-client validates labels on every call)."""
+        cache = self._children
+        key = (id(metric), labels)
+        child = cache.get(key)
+        if child is None:
+            child = metric.labels(*labels)
+            if len(cache) < MAX_CHILDREN:
+                cache[key] = child
+        return child
+
+    def _surface(self, path: str) -> str:
+        found = self._surfaces.get(path)
+        if found is None:
+            found = surface_of(path)
+            if len(self._surfaces) < MAX_CHILDREN:
+                self._surfaces[path] = found
+        return found
+
     def observe(self, row: RequestLog, attempts: Sequence[dict[str, Any]], upstream_seconds: float | None) -> None:
-        """One finished call (its log row): a handful of counter and histogram updates."""
-        surface = surface_of(row.path)
+        """One finished call (its log row): a handful of counter and histogram updates (a few
+        microseconds: the labelled children are memoised)."""
+        surface = self._surface(row.path)
         model = self.model_label(row.model)
         provider = row.provider or OTHER
         status = row.status
-        self.requests.labels(surface, row.dialect, model, provider, f"{status // 100}xx").inc()
-        self.latency.labels(surface, model).observe(row.latency_ms / 1000.0)
+        child = self._child
+        child(self.requests, (surface, row.dialect, model, provider, _CLASSES.get(status // 100, "other"))).inc()
+        child(self.latency, (surface, model)).observe(row.latency_ms / 1000.0)
         if row.ttft_ms is not None and row.stream:
-            self.ttft.labels(surface, model).observe(row.ttft_ms / 1000.0)
+            child(self.ttft, (surface, model)).observe(row.ttft_ms / 1000.0)
         if upstream_seconds is not None:
-            self.upstream.labels(provider).observe(upstream_seconds)
+            child(self.upstream, (provider,)).observe(upstream_seconds)
         if row.prompt_tokens:
-            self.tokens.labels("in", model).inc(row.prompt_tokens)
+            child(self.tokens, ("in", model)).inc(row.prompt_tokens)
         if row.completion_tokens:
-            self.tokens.labels("out", model).inc(row.completion_tokens)
+            child(self.tokens, ("out", model)).inc(row.completion_tokens)
         if row.cost_micro:
-            self.cost.labels(model).inc(row.cost_micro)
+            child(self.cost, (model,)).inc(row.cost_micro)
         if attempts:
             first = attempts[0]["model"]
             for a in attempts:
                 if a["error"] is not None:
-                    self.attempts.labels(a["provider"] or OTHER, a["error"]).inc()
+                    child(self.attempts, (a["provider"] or OTHER, a["error"])).inc()
             if status < 400 and attempts[-1]["model"] != first:
-                self.fallbacks.labels(model).inc()
+                child(self.fallbacks, (model,)).inc()
         if row.error_code in REFUSALS:
-            self.refusals.labels(row.error_code).inc()
+            child(self.refusals, (row.error_code,)).inc()
 
     def flushed(self, buffer: str, seconds: float, failed: bool) -> None:
         self.flush.labels(buffer).observe(seconds)
