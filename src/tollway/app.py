@@ -24,6 +24,8 @@ from tollway.admin.metrics import metrics_routes
 from tollway.admin.records import record_routes
 from tollway.admin.registry import registry_routes
 from tollway.admin.usage import usage_routes
+from tollway.alerts.engine import AlertEngine
+from tollway.alerts.routes import admin_alert_routes
 from tollway.auth.jwt import AdminTokens, server_secret
 from tollway.auth.key_service import ensure_admin_secret
 from tollway.auth.keys import Authenticator
@@ -80,6 +82,7 @@ from tollway.store.request_logs import RequestLogRepository
 from tollway.store.tasks import TaskRepository
 from tollway.tasks.engine import TaskEngine
 from tollway.tasks.routes import task_routes
+from tollway.telemetry import tracing  # tracing (tollway[otel])
 from tollway.telemetry.logs import configure as configure_logs
 from tollway.telemetry.metrics import Metrics
 
@@ -312,6 +315,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         configure_logs(settings.log_format)
+        tracing.setup()  # tracing (telemetry/tracing.py): OpenTelemetry when tollway[otel] and OTEL_* ask for it
         gateway = await build_gateway(settings)
         await gateway.start()
         app.state.gateway = gateway
@@ -327,6 +331,8 @@ def create_app(settings: Settings | None = None) -> Starlette:
             poll_max=max(settings.task_poll_interval, 30.0), look_every=min(1.0, settings.task_lease / 6),
             retention=settings.task_retention_days * 86400.0)
         tasks.start()
+        app.state.alerts = alerts = AlertEngine(gateway)
+        alerts.start()
         # everything allocated so far lives as long as the process: keep it out of the
         # collector's generations so full collections stay short under load (p99)
         gc.collect()
@@ -338,7 +344,9 @@ def create_app(settings: Settings | None = None) -> Starlette:
             await background.stop()
             await tasks.stop()
             await close_bots(app)
+            await alerts.stop()
             await gateway.close()
+            tracing.shutdown()  # tracing: flush the spans still queued
 
     openai = openai_routes()
     registry = city_registry()
@@ -361,6 +369,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         *record_routes(),
         *metrics_routes(),
         *admin_bot_routes(),
+        *admin_alert_routes(),
         *bot_routes(),
         *ds2api_routes(),
         *city_routes(registry),  # last: every explicit route above wins over /v1/{service}/{action}

@@ -14,6 +14,7 @@ from typing import Any
 
 import msgspec
 
+from tollway.alerts.cli import add_parser as add_alerts_parser
 from tollway.auth.key_service import KeyService, admin_hash_of, ensure_admin_secret
 from tollway.auth.secret_box import SecretBox, load_secret_key
 from tollway.config import Settings, load_settings
@@ -374,6 +375,7 @@ def parser() -> argparse.ArgumentParser:
     for sp in (tl, tsh, tc):
         common(sp)
     t.set_defaults(fn=cmd_tasks)
+    add_alerts_parser(sub)
     return p
 
 

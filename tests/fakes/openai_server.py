@@ -150,6 +150,7 @@ class Seen:
     at: float
     path: str = "/v1/chat/completions"
     files: dict[str, Upload] = field(default_factory=dict)  # multipart requests: the file parts by name
+    headers: dict[str, str] = field(default_factory=dict)  # chat completions: the request's headers (lowercased)
 
 
 @dataclass
@@ -389,7 +390,8 @@ class FakeOpenAI:
 
     async def _chat(self, request: web.Request) -> web.StreamResponse:
         body = await request.json()
-        self.requests.append(Seen(body=body, authorization=request.headers.get("Authorization"), at=time.time()))
+        self.requests.append(Seen(body=body, authorization=request.headers.get("Authorization"), at=time.time(),
+                                  headers={k.lower(): v for k, v in request.headers.items()}))
         self._check("CreateChatCompletionRequest", body)
         model = body.get("model", "")
         b = self._behavior(request, model)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import math
 from collections.abc import AsyncIterator, Callable
+from contextvars import ContextVar
 from typing import Any, Protocol
 
 import aiohttp
@@ -26,6 +27,9 @@ from tollway.providers.sse import SSEEvent, SSEFramer
 ErrorParser = Callable[[bytes], str | None]
 RetryAfterParser = Callable[[bytes], float | None]  # an error body's retry delay in seconds, if it has one
 MAX_ERROR_BODY = 64 * 1024
+# tracing (tollway[otel], telemetry/tracing.py): the headers that carry the current upstream attempt's
+# span to the upstream (W3C traceparent), set per attempt by routing.pipeline; None when not traced
+TRACE_HEADERS: ContextVar[dict[str, str] | None] = ContextVar("tollway_trace_headers", default=None)
 
 
 class Timeouts(msgspec.Struct, frozen=True, kw_only=True):
@@ -231,6 +235,8 @@ class UpstreamClient:
 
     async def _send(self, url: str, headers: dict[str, str], body: bytes | None,
                     method: str = "POST") -> aiohttp.ClientResponse:
+        if (trace := TRACE_HEADERS.get()) is not None:  # tracing: the attempt's traceparent
+            headers = {**headers, **trace}
         try:
             return await self._get_session().request(method, url, data=body, headers=headers, allow_redirects=False)
         except (aiohttp.ConnectionTimeoutError, aiohttp.ServerTimeoutError):

@@ -28,6 +28,7 @@ from tollway.routing.pools import CredentialPool, Lease
 from tollway.telemetry.logs import ACCESS as _access
 from tollway.telemetry.logs import log_request
 from tollway.telemetry.metrics import Metrics
+from tollway.telemetry.tracing import RequestTrace
 
 log = logging.getLogger("tollway")
 _json = msgspec.json.Encoder()
@@ -42,7 +43,7 @@ class Call:
 
     __slots__ = ("_logs", "_billing", "row", "t0", "lease", "pool", "pin", "attempts", "direct", "_done",
                  "identity", "ticket", "served", "produced", "_usage", "count", "recording", "_records", "_metrics",
-                 "upstream_s")
+                 "upstream_s", "trace")
 
     def __init__(self, logs: RowSink, row: RequestLog, billing: Billing | None = None,
                  records: ChatRecorder | None = None, metrics: Metrics | None = None) -> None:
@@ -66,6 +67,7 @@ class Call:
         self.produced = 0  # stream events sent to the client (bills a stream cut without usage)
         self._usage = False  # whether the upstream reported usage
         self.count = 1  # things made that the model prices each (images); units go in row.units
+        self.trace: RequestTrace | None = None  # tracing (telemetry/tracing.py): this request's spans, when on
 
     @property
     def credential(self) -> Credential | None:
@@ -159,6 +161,8 @@ class Call:
         if self._done:
             return
         self._done = True
+        if self.trace is not None:  # tracing (telemetry/tracing.py): open children end, the settlement span begins
+            self.trace.settling(status, error)
         self.release()
         row = self.row
         if self.ticket is not None:
@@ -185,3 +189,5 @@ class Call:
             log_request(row)
         if self.recording is not None and self._records is not None:
             self._records.add(self.identity, row, self.recording)
+        if self.trace is not None:  # tracing: the settlement span, then the request's span, end
+            self.trace.finish(row)

@@ -47,7 +47,7 @@ from tollway.core.errors import (
 )
 from tollway.core.media import CATEGORY, SURFACE_NAMES
 from tollway.providers.base import ChatProvider, PassThroughProvider, TokenCounter
-from tollway.providers.http import UpstreamStream
+from tollway.providers.http import TRACE_HEADERS, UpstreamStream
 from tollway.providers.sse import SSEEvent
 from tollway.routing.call import Call
 from tollway.routing.catalog import Route
@@ -207,6 +207,8 @@ class ChatPipeline:
             if route.provider not in topo.direct_providers:
                 raise AuthenticationFailed("Invalid API key.")
             call.serving(route, call.direct)
+            if call.trace is not None:  # tracing (telemetry/tracing.py): the attempt's span, its traceparent upstream
+                TRACE_HEADERS.set(call.trace.attempt(route.provider, route.model, call.direct))
             return await work(route, topo.providers[route.provider], call.direct)
         routes = await self._admit(call, topo, model, fallbacks, bound)
         errors: list[TollwayError] = []
@@ -220,16 +222,20 @@ class ChatPipeline:
 
     async def _admit(self, call: Call, topo: Topology, model: str, fallbacks: bool,
                      bound: Bound | None) -> list[Route]:
+        if call.trace is not None:  # tracing (telemetry/tracing.py): the admission span, to admitted() or finish
+            call.trace.admitting()
         routes = topo.candidates(model)
         if call.pin is not None or not fallbacks:  # a pin names a credential of this model's provider
             routes = routes[:1]
         key = call.identity.key if call.identity is not None else None
         billing = self.gw.billing
-        if key is None or billing is None:
-            return routes
-        if bound is None:
-            return billing.check_access(key, model, routes)
-        routes, call.ticket = await billing.admit(key, model, routes, bound)
+        if key is not None and billing is not None:
+            if bound is None:
+                routes = billing.check_access(key, model, routes)
+            else:
+                routes, call.ticket = await billing.admit(key, model, routes, bound)
+        if call.trace is not None:  # tracing: admission done (a refusal raised above ends it in Call.finish)
+            call.trace.admitted()
         return routes
 
     async def _admit_fallback(self, call: Call, route: Route, errors: list[TollwayError]) -> bool:
@@ -259,10 +265,14 @@ class ChatPipeline:
                 errors.append(err)
                 return _FAILED
             call.serving(route, lease.credential, lease, pool)
+            if call.trace is not None:  # tracing (telemetry/tracing.py): the attempt's span, its traceparent upstream
+                TRACE_HEADERS.set(call.trace.attempt(route.provider, route.model, lease.credential))
             started = time.perf_counter()
             try:
                 result = await work(route, provider, lease.credential)
             except UpstreamError as err:
+                if call.trace is not None:  # tracing: the attempt's span ends with its error
+                    call.trace.attempt_failed(err)
                 await pool.failed(lease, err, route.model.upstream_id)
                 call.attempt(route, lease, err)
                 call.release()

@@ -26,6 +26,7 @@ from tollway.core.errors import (
 from tollway.core.names import DIALECT_ANTHROPIC
 from tollway.routing.call import Call
 from tollway.routing.gateway import Gateway
+from tollway.telemetry import tracing as _tracing
 
 _encoder = msgspec.json.Encoder()
 log = logging.getLogger("tollway")
@@ -82,6 +83,8 @@ def dialect_endpoint(dialect: str, render: Render,
         gw: Gateway = request.app.state.gateway
         request_id: str = request.scope["state"]["request_id"]
         call = gw.begin(request_id, request.url.path, dialect)
+        if _tracing.TRACER is not None:  # tracing (telemetry/tracing.py): the request's span rides on the call
+            call.trace = _tracing.begin(dialect, request.scope, request.headers, request_id)
         rid = request_id if names_request else None
         headers = request.headers
         call.pin = headers.get("x-tollway-credential") or headers.get("x-ds2-target-account") or None

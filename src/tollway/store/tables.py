@@ -401,3 +401,49 @@ bot_events = Table(
     Column("created_at", Float, nullable=False),
     Index("ix_bot_events_created", "created_at"),
 )
+
+# --- alerts (issue 18) -------------------------------------------------------------------
+
+# rules an operator sets (``tollway.alerts``): what to watch (``kind`` and its parameters), where to
+# send it (``webhook``, sealed with the gateway's SecretBox, as is a Feishu signing ``secret``)
+alert_rules = Table(
+    "alert_rules",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("name", String(200), nullable=False, default=""),
+    # quota | low_balance | credential | error_rate | latency_p99 | stranded_settlement | task_failures
+    Column("kind", String(32), nullable=False),
+    Column("enabled", Boolean, nullable=False, default=True),
+    Column("filters", Text, nullable=False, default="{}"),  # JSON: key_id, model, provider
+    Column("threshold", String(40), nullable=True),  # a decimal, as given (credits for low_balance)
+    Column("minutes", Integer, nullable=True),
+    Column("window_minutes", Integer, nullable=True),
+    Column("min_requests", Integer, nullable=True),
+    Column("webhook", Text, nullable=False),  # SecretBox token of the URL
+    Column("format", String(16), nullable=False, default="json"),  # json | slack | feishu
+    Column("secret", Text, nullable=True),  # SecretBox token of Feishu's signing secret
+    Column("debounce", Integer, nullable=False, default=60),  # minutes
+    Column("created_at", Float, nullable=False),
+    Column("updated_at", Float, nullable=False),
+)
+
+# every alert sent (or being sent): the row is claimed before the webhook is called, and the
+# unique (rule, subject, period) lets exactly one process claim a firing. ``period`` is what makes
+# a firing unique: "<YYYY-MM>/<percent>" for a quota threshold (once a month), "after:<id>" (the
+# firing it follows: at most one successor of each, so one per debounce window) for the rest
+alert_firings = Table(
+    "alert_firings",
+    metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    Column("rule_id", Integer, nullable=False),
+    Column("subject", String(300), nullable=False),
+    Column("period", String(64), nullable=False),
+    Column("value", Float, nullable=True),
+    Column("message", Text, nullable=False, default=""),
+    Column("status", String(16), nullable=False),  # sending | sent | failed | superseded
+    Column("error", Text, nullable=True),
+    Column("fired_at", Float, nullable=False),
+    UniqueConstraint("rule_id", "subject", "period", name="ux_alert_firings_claim"),
+    Index("ix_alert_firings_last", "rule_id", "subject", "fired_at"),
+    Index("ix_alert_firings_fired", "fired_at"),
+)
