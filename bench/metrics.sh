@@ -41,6 +41,5 @@ serve on 4052 on
 . "$HERE/bench/lib.sh"  # run NAME PORT
 for r in $(seq "$ROUNDS"); do
   echo "round $r (c=$CONC, ${DURATION}s each)"
-  run off 4051
-  run on 4052
+  if [ $((r % 2)) = 0 ]; then run on 4052; run off 4051; else run off 4051; run on 4052; fi  # alternate the order
 done | tee "$OUT/summary.txt"
