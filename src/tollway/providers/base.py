@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Mapping
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Protocol, TypeGuard, runtime_checkable
 
 from tollway.core.catalog import Credential
 from tollway.core.chat import ChatRequest, ChatResponse, StreamEvent
@@ -155,3 +155,25 @@ class WireSender(Protocol):
 
     async def send_stream(self, wire: str, body: bytes, *, credential: Credential,
                           content_type: str = "application/json") -> UpstreamStream: ...
+
+
+# the hot path's checks: ``isinstance`` with a runtime-checkable protocol looks up every member
+# each time (about 10 µs on Python 3.11); a provider's class decides what it implements (its
+# instances all set the same attributes), so the answer is kept per class
+_IMPLEMENTS: dict[tuple[type, type], bool] = {}
+
+
+def _implements(obj: object, protocol: type) -> bool:
+    key = (type(obj), protocol)
+    found = _IMPLEMENTS.get(key)
+    if found is None:
+        found = _IMPLEMENTS[key] = isinstance(obj, protocol)
+    return found
+
+
+def is_passthrough(provider: object) -> TypeGuard[PassThroughProvider]:
+    return _implements(provider, PassThroughProvider)
+
+
+def is_wire_sender(provider: object) -> TypeGuard[WireSender]:
+    return _implements(provider, WireSender)

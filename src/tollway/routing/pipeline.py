@@ -46,7 +46,7 @@ from tollway.core.errors import (
     UpstreamError,
 )
 from tollway.core.media import CATEGORY, SURFACE_NAMES
-from tollway.providers.base import ChatProvider, PassThroughProvider, TokenCounter
+from tollway.providers.base import ChatProvider, PassThroughProvider, TokenCounter, is_passthrough
 from tollway.providers.http import TRACE_HEADERS, UpstreamStream
 from tollway.providers.sse import SSEEvent
 from tollway.routing.call import Call
@@ -166,7 +166,7 @@ class ChatPipeline:
             serves(route.model, "chat")
         upstream_model = route.model.upstream_id
         passthrough = codec.passthrough
-        if (passthrough is not None and isinstance(provider, PassThroughProvider)
+        if (passthrough is not None and is_passthrough(provider)
                 and provider.speaks(passthrough.wire, upstream_model)):
             wire = passthrough.wire
             body = passthrough.body(req, upstream_model)

@@ -39,7 +39,7 @@ from tollway.core.names import (
 )
 from tollway.dialects.media import audio, embeddings, images
 from tollway.dialects.openai.errors import openai_error_body, platform_error_body
-from tollway.providers.base import ChatProvider, Embedder, ImageMaker, Speaker, Transcriber, WireSender
+from tollway.providers.base import ChatProvider, Embedder, ImageMaker, Speaker, Transcriber, WireSender, is_wire_sender
 from tollway.providers.http import UpstreamStream
 from tollway.providers.openai_wire.media import multipart
 from tollway.routing.call import Call
@@ -60,7 +60,7 @@ def cannot(route: ModelRoute, surface: str) -> InvalidRequest:
 
 def _wire(provider: ChatProvider, wire: str) -> WireSender | None:
     """The provider, if it has OpenAI's endpoint for ``wire`` (its requests go as bytes)."""
-    return provider if isinstance(provider, WireSender) and wire in provider.wires else None
+    return provider if is_wire_sender(provider) and wire in provider.wires else None
 
 
 async def stored_urls(engine: TaskEngine, request: Request, prefix: str, result: Images) -> list[str]:
