@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import itertools
 import logging
 import random
 import secrets
@@ -100,6 +101,15 @@ class PoolState(Protocol):
     async def close(self) -> None: ...
 
 
+_RUN = secrets.token_hex(6)  # this process's mark: its ids are unique across replicas too
+_COUNT = itertools.count()
+
+
+def _unique() -> str:
+    """A slot token or waiter id: unique, not secret (a counter: no getrandom system call per call)."""
+    return f"{_RUN}{next(_COUNT):x}"
+
+
 class MemoryState:
     """One process's state (the default). Every method completes without suspending."""
 
@@ -128,7 +138,7 @@ class MemoryState:
                 best, low = cid, n
         if best is None:
             return None
-        token = secrets.token_hex(8)
+        token = _unique()
         self._slots[(pool, best)][token] = now + ttl
         return best, token
 
@@ -344,7 +354,7 @@ class CredentialPool:
             if first is not None:
                 return first
         opts = self.options
-        waiter = secrets.token_hex(8)
+        waiter = _unique()
         if not await self.state.enter_queue(self.provider, waiter, opts.queue_size, opts.queue_timeout + 5):
             raise PoolExhausted(
                 f"Provider '{self.provider}' is at capacity: {self.recommended_concurrency} in flight "
