@@ -25,9 +25,6 @@ from typing import Any, Final
 from urllib.parse import quote
 
 import msgspec
-from botocore.auth import SigV4Auth  # type: ignore[import-untyped]
-from botocore.awsrequest import AWSRequest  # type: ignore[import-untyped]
-from botocore.credentials import Credentials  # type: ignore[import-untyped]
 from yarl import URL
 
 from tollway.core.catalog import Credential, EnvRequirement, ModelInfo, ProviderConfig, ProviderSpec
@@ -177,6 +174,11 @@ class BedrockProvider:
                                         "a secret access key or a region")
         endpoint = self.base_url or f"https://bedrock-runtime.{region}.amazonaws.com"
         url = str(URL(f"{endpoint}/model/{quote(upstream_model, safe='')}/{operation}"))
+        # botocore is imported by the first Bedrock call, not at start: a gateway without Bedrock never loads it
+        from botocore.auth import SigV4Auth  # type: ignore[import-untyped]
+        from botocore.awsrequest import AWSRequest  # type: ignore[import-untyped]
+        from botocore.credentials import Credentials  # type: ignore[import-untyped]
+
         request = AWSRequest(method="POST", url=url, data=body, headers={"Content-Type": JSON, "Accept": accept})
         creds = Credentials(key_id, secret, credential.extra.get("session_token") or None)
         SigV4Auth(creds, SIGNING_SERVICE, region).add_auth(request)

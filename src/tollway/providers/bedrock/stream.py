@@ -8,7 +8,6 @@ from collections.abc import Iterator, Mapping
 from typing import Any, Final
 
 import msgspec
-from botocore.eventstream import EventStreamBuffer, ParserError  # type: ignore[import-untyped]
 
 from tollway.core.chat import (
     Finish,
@@ -91,6 +90,8 @@ class StreamDecoder:
         self._secrets = secrets
         self._started = False
         self._tools: dict[int, int] = {}  # content block index -> tool call index
+        from botocore.eventstream import EventStreamBuffer  # type: ignore[import-untyped]  # on first use
+
         self._frames = EventStreamBuffer()
         self.stopped = False
         self.metadata = False
@@ -163,8 +164,11 @@ class StreamDecoder:
         return []  # messageStart, contentBlockStop, and events added later
 
 
-def read_frames(frames: EventStreamBuffer, chunk: bytes, *, provider: str) -> list[Any]:
-    """Add one upstream read to ``frames`` and take the whole event-stream messages it completes."""
+def read_frames(frames: Any, chunk: bytes, *, provider: str) -> list[Any]:
+    """Add one upstream read to ``frames`` (botocore's ``EventStreamBuffer``) and take the whole
+    event-stream messages it completes."""
+    from botocore.eventstream import ParserError
+
     frames.add_data(chunk)
     try:
         return list(frames)
