@@ -234,7 +234,7 @@ def test_speech_is_billed_per_character(gw: GatewayProcess) -> None:
     text = "Twenty-three characters"
     with openai.OpenAI(api_key=secret, base_url=gw.url + "/v1", max_retries=0) as c:
         audio = c.audio.speech.create(model="priced-tts", voice="alloy", input=text)
-    assert audio.content[:3] in (b"ID3", b"\xff\xfb"[:3]) or len(audio.content) > 0
+    assert audio.content[:3] == b"ID3"  # the fake's mp3, passed through
     assert charges(gw, key_id) == [("charge", -(len(text) * 15))]
 
 

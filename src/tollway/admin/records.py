@@ -33,7 +33,7 @@ from tollway.admin.base import admin_endpoint, int_param, json_body
 from tollway.auth.keys import Identity
 from tollway.core.errors import AuthenticationFailed, InvalidRequest, NotFound
 from tollway.core.money import MICRO
-from tollway.records.recorder import SCOPES, ChatRecorder, owner_of
+from tollway.records.recorder import SCOPES, ChatRecorder
 from tollway.routing.gateway import Gateway
 from tollway.store.ledger import month_of
 from tollway.store.records import RecordRepository
@@ -139,14 +139,14 @@ async def save_record_setting(request: Request, gw: Gateway) -> dict[str, Any]:
 # user ----------------------------------------------------------------------------------------
 
 async def user_sessions(request: Request, gw: Gateway) -> dict[str, Any]:
-    owner = owner_of(await _key_identity(request, gw))
+    owner = (await _key_identity(request, gw)).owner
     q, limit, offset = _page(request)
     items, total = await _repo(gw).sessions(owner=owner, q=q, limit=limit, offset=offset)
     return {"items": items, "total": total}
 
 
 async def user_session(request: Request, gw: Gateway) -> dict[str, Any]:
-    owner = owner_of(await _key_identity(request, gw))
+    owner = (await _key_identity(request, gw)).owner
     found = await _repo(gw).session(_path_id(request), owner)
     if found is None:
         raise NotFound("No such session.")
@@ -154,7 +154,7 @@ async def user_session(request: Request, gw: Gateway) -> dict[str, Any]:
 
 
 async def user_delete_session(request: Request, gw: Gateway) -> dict[str, Any]:
-    owner = owner_of(await _key_identity(request, gw))
+    owner = (await _key_identity(request, gw)).owner
     sid = _path_id(request) if "id" in request.path_params else int_param((await json_body(request)).get("id"), "id")
     if sid is None or not await _repo(gw).delete_session(sid, owner):
         raise NotFound("No such session.")
@@ -162,7 +162,7 @@ async def user_delete_session(request: Request, gw: Gateway) -> dict[str, Any]:
 
 
 async def user_threads(request: Request, gw: Gateway) -> dict[str, Any]:
-    owner = owner_of(await _key_identity(request, gw))
+    owner = (await _key_identity(request, gw)).owner
     q, limit, offset = _page(request)
     items, total = await _repo(gw).threads(owner=owner, q=q, limit=limit, offset=offset,
                                            session_id=int_param(request.query_params.get("session_id"),
@@ -171,7 +171,7 @@ async def user_threads(request: Request, gw: Gateway) -> dict[str, Any]:
 
 
 async def user_thread(request: Request, gw: Gateway) -> dict[str, Any]:
-    owner = owner_of(await _key_identity(request, gw))
+    owner = (await _key_identity(request, gw)).owner
     found = await _repo(gw).thread(_path_id(request), owner)
     if found is None:
         raise NotFound("No such thread.")

@@ -62,6 +62,16 @@ class Identity(msgspec.Struct, frozen=True, kw_only=True):
         return self.key.id if self.key else None
 
     @property
+    def owner(self) -> str:
+        """Whose the things this caller stores are (stored responses, tasks, chat records):
+        ``key:<id>``, ``direct:<hash>`` or ``admin``; another owner's id is not found."""
+        if self.key is not None:
+            return f"key:{self.key.id}"
+        if self.direct_token is not None:
+            return "direct:" + hashlib.sha256(self.direct_token.encode()).hexdigest()[:40]
+        return "admin"
+
+    @property
     def key_prefix(self) -> str | None:
         if self.direct_token is not None:
             return "direct"

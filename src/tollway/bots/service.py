@@ -231,7 +231,7 @@ class FeishuBots:
         key = identity.key
         history = []
         if gw.records is not None and key is not None:
-            history = await gw.records.history(f"key:{key.id}", client_ref, limit=HISTORY)
+            history = await gw.records.history(Identity(key=key).owner, client_ref, limit=HISTORY)
         sent: list[dict[str, str]] = []
         for asked, answered in history:
             sent += [{"role": "user", "content": asked}, {"role": "assistant", "content": answered}]

@@ -50,6 +50,9 @@ class Identity(Protocol):
     @property
     def direct_token(self) -> str | None: ...
 
+    @property
+    def owner(self) -> str: ...
+
 
 class Recording:
     """One call's capture: references to bytes the gateway holds anyway. A bot (or any caller
@@ -73,12 +76,6 @@ class _Done(msgspec.Struct, frozen=True):
     studio_id: str | None
     row: RequestLog
     recording: Any
-
-
-def owner_of(identity: Identity | None) -> str:
-    if identity is not None and identity.key is not None:
-        return f"key:{identity.key.id}"
-    return "admin"
 
 
 class ChatRecorder:
@@ -125,8 +122,8 @@ class ChatRecorder:
 
     def add(self, identity: Identity | None, row: RequestLog, recording: Recording) -> None:
         key = identity.key if identity is not None else None
-        self.writer.add(_Done(owner_of(identity), key.id if key else None, key.studio_id if key else None, row,
-                              recording))
+        owner = identity.owner if identity is not None else "admin"
+        self.writer.add(_Done(owner, key.id if key else None, key.studio_id if key else None, row, recording))
 
     # the writer ------------------------------------------------------------------------------
 

@@ -22,6 +22,7 @@ from sqlalchemy import ColumnElement, and_, delete, func, insert, literal, or_, 
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from tollway.core.money import MICRO
 from tollway.store import changes
 from tollway.store.tables import chat_sessions as s
 from tollway.store.tables import chat_threads as t
@@ -66,7 +67,7 @@ def thread_row(r: Any, *, full: bool = True) -> dict[str, Any]:
     out = {"id": r.id, "session_id": r.session_id, "key_id": r.key_id, "request_id": r.request_id,
            "dialect": r.dialect, "model": r.model, "status": r.status, "stream": r.stream,
            "prompt_tokens": r.prompt_tokens, "completion_tokens": r.completion_tokens,
-           "cost_micro": r.cost_micro, "cost": r.cost_micro / 1_000_000, "latency_ms": r.latency_ms,
+           "cost_micro": r.cost_micro, "cost": r.cost_micro / MICRO, "latency_ms": r.latency_ms,
            "truncated": r.truncated, "created_at": r.created_at}
     if full:
         out["input"] = _decoder.decode(r.input)

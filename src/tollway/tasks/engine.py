@@ -76,10 +76,6 @@ class TaskCancelled(TollwayError):
     default_code = "cancelled"
 
 
-def owner_of(identity: Identity) -> str:
-    return f"key:{identity.key.id}" if identity.key is not None else "admin"
-
-
 def new_id(kind: str) -> str:
     return f"{'video' if kind == VIDEO else 'task'}_{secrets.token_hex(12)}"
 
@@ -133,7 +129,7 @@ class TaskEngine:
         ticket, call.ticket = call.ticket, None
         identity = call.identity or ADMIN
         now = time.time()
-        task = Task(id=new_id(kind), kind=kind, shape=shape, owner=owner_of(identity), model=model, status=PENDING,
+        task = Task(id=new_id(kind), kind=kind, shape=shape, owner=identity.owner, model=model, status=PENDING,
                     request=payload, key_id=identity.key_id,
                     studio_id=identity.key.studio_id if identity.key is not None else None,
                     hold=ticket.hold.amount if ticket is not None and ticket.hold is not None else 0,

@@ -44,7 +44,7 @@ from tollway.routing.pipeline import ChatPipeline
 from tollway.routing.responses import EventStreamResponse, Handler, JSONBytes, Render, dialect_endpoint, read_body
 from tollway.store.blobs import media_type_of
 from tollway.store.tasks import CANCELLED, FAILED, PENDING, RUNNING, SUCCEEDED, Task
-from tollway.tasks.engine import IMAGE, TaskEngine, owner_of
+from tollway.tasks.engine import IMAGE, TaskEngine
 from tollway.tasks.engine import VIDEO as VIDEO_KIND
 
 MAX_LIST: Final = 100
@@ -55,7 +55,8 @@ _SIZE = re.compile(r"^[1-9][0-9]{1,4}x[1-9][0-9]{1,4}$")
 MAX_REFERENCE: Final = 10 * 1024 * 1024
 
 
-def _engine(request: Request) -> TaskEngine:
+def engine_of(request: Request) -> TaskEngine:
+    """The app's task engine (``app.state.tasks``)."""
     engine: TaskEngine = request.app.state.tasks
     return engine
 
@@ -66,7 +67,7 @@ async def _owner(request: Request, call: Call) -> str | None:
     identity = await pipeline.identify(request, call, direct=False)
     if identity.key is None and identity.is_admin:
         return None
-    return owner_of(identity)
+    return identity.owner
 
 
 def _assets(engine: TaskEngine, request: Request, task: Task) -> list[dict[str, Any]]:
@@ -128,7 +129,7 @@ class TaskRoutes:
         await pipeline.identify(request, call)
         req = images.decode(await read_body(request, gw.options.max_body_bytes), default_model=None)
         spec = msgspec.structs.asdict(req.canonical)
-        task = await _engine(request).submit(request, call, kind=IMAGE, shape="platform", model=req.model,
+        task = await engine_of(request).submit(request, call, kind=IMAGE, shape="platform", model=req.model,
                                              capability=IMAGES, payload={"image": spec},
                                              bound=Bound(len(req.canonical.prompt) // 3 + 8, 0, count=req.canonical.n))
         return JSONBytes({"created": int(task.created_at), "data": [], "task_id": task.id,
@@ -137,7 +138,7 @@ class TaskRoutes:
 
     async def get_task(self, request: Request, call: Call) -> Response:
         owner = await _owner(request, call)
-        engine = _engine(request)
+        engine = engine_of(request)
         task = await engine.repo.get(request.path_params["id"], owner)
         if task is None:
             raise NotFound(f"No task with id '{request.path_params['id']}'.", code="task_not_found")
@@ -145,7 +146,7 @@ class TaskRoutes:
 
     async def list_tasks(self, request: Request, call: Call) -> Response:
         owner = await _owner(request, call)
-        engine = _engine(request)
+        engine = engine_of(request)
         limit = _limit(request)
         tasks = await engine.repo.page(owner=owner, limit=limit + 1, after=request.query_params.get("after"))
         return JSONBytes({"object": "list", "data": [task_view(engine, request, t) for t in tasks[:limit]],
@@ -153,7 +154,7 @@ class TaskRoutes:
 
     async def cancel_task(self, request: Request, call: Call) -> Response:
         owner = await _owner(request, call)
-        engine = _engine(request)
+        engine = engine_of(request)
         task = await engine.cancel(request.path_params["id"], owner)
         return JSONBytes(task_view(engine, request, task))
 
@@ -175,14 +176,14 @@ class TaskRoutes:
         spec = msgspec.structs.asdict(req)
         if req.reference is not None:
             spec["reference"] = base64.b64encode(req.reference).decode()
-        task = await _engine(request).submit(request, call, kind=VIDEO_KIND, shape="openai", model=model,
+        task = await engine_of(request).submit(request, call, kind=VIDEO_KIND, shape="openai", model=model,
                                              capability=VIDEO, payload={"video": spec},
                                              bound=Bound(len(req.prompt) // 3 + 8, 0, units=req.seconds))
         return JSONBytes(video_view(task))
 
     async def _video(self, request: Request, call: Call) -> Task:
         owner = await _owner(request, call)
-        task = await _engine(request).repo.get(request.path_params["id"], owner)
+        task = await engine_of(request).repo.get(request.path_params["id"], owner)
         if task is None or task.kind != VIDEO_KIND:
             raise NotFound(f"No video with id '{request.path_params['id']}'.", code="video_not_found")
         return task
@@ -199,7 +200,7 @@ class TaskRoutes:
         if variant != "video":
             raise InvalidRequest(f"Variant {variant!r} is not kept: only 'video' is.", param="variant")
         asset = task.result["assets"][0]
-        data = await _engine(request).blobs.get(asset["blob"])
+        data = await engine_of(request).blobs.get(asset["blob"])
         if data is None:
             raise NotFound(f"The content of video '{task.id}' has expired.", code="video_expired")
         return Response(data, media_type=asset["media_type"])
@@ -209,7 +210,7 @@ class TaskRoutes:
         limit = _limit(request)
         order = request.query_params.get("order", "desc")
         require(order in ("asc", "desc"), "order must be 'asc' or 'desc'.", "order")
-        tasks = await _engine(request).repo.page(owner=owner, kind=VIDEO_KIND, limit=limit + 1,
+        tasks = await engine_of(request).repo.page(owner=owner, kind=VIDEO_KIND, limit=limit + 1,
                                                  after=request.query_params.get("after"),
                                                  newest_first=order == "desc")
         data = [video_view(t) for t in tasks[:limit]]
@@ -218,7 +219,7 @@ class TaskRoutes:
 
     async def delete_video(self, request: Request, call: Call) -> Response:
         task = await self._video(request, call)
-        engine = _engine(request)
+        engine = engine_of(request)
         if not task.final:
             await engine.cancel(task.id, task.owner)
         await engine.repo.delete(task.id, task.owner)
@@ -281,7 +282,7 @@ def decode_video(body: dict[str, Any], reference: bytes | None,
 
 async def blob(request: Request) -> Response:
     """``GET /blobs/{name}?expires=&signature=``: a task's result, to the holder of its signed URL."""
-    engine = _engine(request)
+    engine = engine_of(request)
     name = request.path_params["name"]
     q = request.query_params
     if not engine.signer.valid(name, q.get("expires", ""), q.get("signature", "")):

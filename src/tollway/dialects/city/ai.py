@@ -42,9 +42,9 @@ from tollway.routing.gateway import Gateway
 from tollway.routing.pipeline import ChatPipeline
 from tollway.routing.responses import EventStreamResponse
 from tollway.store.tasks import Task
-from tollway.tasks.engine import IMAGE, TaskEngine, owner_of
+from tollway.tasks.engine import IMAGE
 from tollway.tasks.engine import VIDEO as VIDEO_KIND
-from tollway.tasks.routes import decode_video, task_view
+from tollway.tasks.routes import decode_video, engine_of, task_view
 
 _encoder = msgspec.json.Encoder()
 Answer = Response | EventStreamResponse
@@ -56,16 +56,11 @@ def _json(body: dict[str, Any]) -> bytes:
     return _encoder.encode({k: v for k, v in body.items() if k != "studio_id"})
 
 
-def _engine(request: Request) -> TaskEngine:
-    engine: TaskEngine = request.app.state.tasks
-    return engine
-
-
 def _owner(caller: Caller) -> str | None:
     identity = caller.identity
     if identity is None or (identity.key is None and identity.is_admin):
         return None
-    return owner_of(identity)
+    return identity.owner
 
 
 def _task_meta(task: Task) -> dict[str, Any]:
@@ -124,7 +119,7 @@ def ai_service() -> Service:
     @service.action("image", summary="Image generation, as a task (poll GET /v1/ai/task?id=)")
     async def image(request: Request, caller: Caller, body: dict[str, Any], call: Call) -> dict[str, Any]:
         req = images.decode(_json(body), default_model=None)
-        task = await _engine(request).submit(
+        task = await engine_of(request).submit(
             request, call, kind=IMAGE, shape="city", model=req.model, capability=IMAGES,
             payload={"image": msgspec.structs.asdict(req.canonical)},
             bound=Bound(len(req.canonical.prompt) // 3 + 8, 0, count=req.canonical.n))
@@ -136,14 +131,14 @@ def ai_service() -> Service:
         if isinstance(body.get("seconds"), int):
             body["seconds"] = str(body["seconds"])
         req, model = decode_video(body, None, None)
-        task = await _engine(request).submit(
+        task = await engine_of(request).submit(
             request, call, kind=VIDEO_KIND, shape="city", model=model, capability=VIDEO,
             payload={"video": msgspec.structs.asdict(req)}, bound=Bound(len(req.prompt) // 3 + 8, 0, units=req.seconds))
         return _task_meta(task)
 
     @service.action("task", methods=("GET",), summary="One task of the caller (?id=)")
     async def task(request: Request, caller: Caller, body: dict[str, Any], call: Call) -> dict[str, Any]:
-        engine = _engine(request)
+        engine = engine_of(request)
         found = await engine.repo.get(str(body.get("id") or ""), _owner(caller))
         if found is None:
             raise NotFound(f"No task with id '{body.get('id')}'.", code="task_not_found")
@@ -151,7 +146,7 @@ def ai_service() -> Service:
 
     @service.action("cancel", summary="Cancel a task of the caller ({id})")
     async def cancel(request: Request, caller: Caller, body: dict[str, Any], call: Call) -> dict[str, Any]:
-        engine = _engine(request)
+        engine = engine_of(request)
         return task_view(engine, request, await engine.cancel(str(body.get("id") or ""), _owner(caller)))
 
     @service.action("tts", summary="Text-to-speech: {model, input, voice, format?} -> {audio (base64), ...}")

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import logging
 import secrets
 import time
@@ -28,7 +27,6 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 from starlette.types import Message
 
-from tollway.auth.keys import Identity
 from tollway.core.errors import InvalidRequest, NotFound, RateLimited, TollwayError
 from tollway.core.names import DIALECT_PLATFORM, DIALECT_RESPONSES
 from tollway.dialects.openai.errors import openai_error_body, platform_error_body
@@ -54,15 +52,6 @@ def _new_id() -> str:
 
 def _now() -> int:
     return int(time.time())
-
-
-def owner_of(identity: Identity) -> str:
-    """Whose a stored response is: another caller's id is not found."""
-    if identity.key is not None:
-        return f"key:{identity.key.id}"
-    if identity.direct_token is not None:
-        return "direct:" + hashlib.sha256(identity.direct_token.encode()).hexdigest()[:40]
-    return "admin"
 
 
 def stored_inputs(req: ResponsesRequest) -> list[dict[str, Any]]:
@@ -110,7 +99,7 @@ class ResponsesRoutes:
         codec = ResponsesCodec(self.render, new_id=_new_id, now=_now)
         req = codec.decode(raw)
         req.drop = request.headers.get(DROP_HEADER, "").lower() in ("1", "true", "yes")
-        owner = owner_of(identity)
+        owner = identity.owner
         await self._continue(gw.responses, owner, req)
         if req.data.get("background"):
             return await self._background(request, call, codec, req, owner, raw)
@@ -251,7 +240,7 @@ class ResponsesRoutes:
         pipeline: ChatPipeline = request.app.state.pipeline
         identity = await pipeline.identify(request, call)
         rid = request.path_params["response_id"]
-        owner = owner_of(identity)
+        owner = identity.owner
         stored = await gw.responses.get(owner, rid)
         if stored is None:
             raise NotFound(f"Response with id '{rid}' not found.", code="response_not_found")
@@ -323,7 +312,7 @@ class ResponsesRoutes:
         raw = await read_body(request, gw.options.max_body_bytes)
         codec = ResponsesCodec(self.render, new_id=_new_id, now=_now)
         req = codec.decode(raw)
-        await self._continue(gw.responses, owner_of(identity), req)
+        await self._continue(gw.responses, identity.owner, req)
         canonical = req.canonical()
         gw.topology.resolve(canonical.model)  # a model the gateway does not have is a 404
         call.row.model = canonical.model
