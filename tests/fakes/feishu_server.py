@@ -21,13 +21,11 @@ written here from the platform's documentation, independently of the gateway's c
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import hashlib
 import json
 import os
 import secrets
-import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -35,6 +33,8 @@ from typing import Any
 from aiohttp import web
 from cryptography.hazmat.primitives import padding
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+
+from tests.fakes.serving import InThread
 
 APP_ID, APP_SECRET = "cli_a1b2c3d4e5f6", "feishu-app-secret-0123456789"
 BOT_OPEN_ID = "ou_bot_7f3a9c"
@@ -50,7 +50,7 @@ class Sent:
 
 
 @dataclass
-class FakeFeishu:
+class FakeFeishu(InThread):
     apps: dict[str, str] = field(default_factory=lambda: {APP_ID: APP_SECRET})
     expire: int = 7200
     token_fetches: int = 0
@@ -60,12 +60,6 @@ class FakeFeishu:
     spec_errors: list[str] = field(default_factory=list)
     port: int = 0
     _tokens: dict[str, str] = field(default_factory=dict)  # live token -> app id
-    _loop: asyncio.AbstractEventLoop | None = None
-    _thread: threading.Thread | None = None
-
-    @property
-    def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
 
     def revoke_tokens(self) -> None:
         self._tokens.clear()
@@ -83,36 +77,15 @@ class FakeFeishu:
     # server ----------------------------------------------------------------------------------
 
     def start(self) -> None:
-        ready = threading.Event()
+        self.serve("fake-feishu", self._app)
 
-        def run() -> None:
-            loop = asyncio.new_event_loop()
-            asyncio.set_event_loop(loop)
-            self._loop = loop
-            app = web.Application()
-            app.router.add_post("/open-apis/auth/v3/tenant_access_token/internal", self._token)
-            app.router.add_get("/open-apis/bot/v3/info", self._info)
-            app.router.add_post("/open-apis/im/v1/messages/{message_id}/reply", self._reply)
-            app.router.add_post("/open-apis/im/v1/messages", self._send)
-            runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=0.1)
-            loop.run_until_complete(runner.setup())
-            site = web.TCPSite(runner, "127.0.0.1", 0)
-            loop.run_until_complete(site.start())
-            self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-            ready.set()
-            loop.run_forever()
-            loop.run_until_complete(runner.cleanup())
-            loop.close()
-
-        self._thread = threading.Thread(target=run, name="fake-feishu", daemon=True)
-        self._thread.start()
-        ready.wait(10)
-
-    def stop(self) -> None:
-        if self._loop is not None:
-            self._loop.call_soon_threadsafe(self._loop.stop)
-        if self._thread is not None:
-            self._thread.join(5)
+    def _app(self) -> web.Application:
+        app = web.Application()
+        app.router.add_post("/open-apis/auth/v3/tenant_access_token/internal", self._token)
+        app.router.add_get("/open-apis/bot/v3/info", self._info)
+        app.router.add_post("/open-apis/im/v1/messages/{message_id}/reply", self._reply)
+        app.router.add_post("/open-apis/im/v1/messages", self._send)
+        return app
 
     # endpoints -------------------------------------------------------------------------------
 

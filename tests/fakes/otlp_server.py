@@ -13,7 +13,6 @@ gateway's event loop), ``trace(trace_id)`` is one trace's spans, ``children(span
 
 from __future__ import annotations
 
-import asyncio
 import threading
 import time
 from collections.abc import Callable
@@ -28,6 +27,8 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 )
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status
+
+from tests.fakes.serving import InThread
 
 KINDS = {Span.SPAN_KIND_UNSPECIFIED: "unspecified", Span.SPAN_KIND_INTERNAL: "internal",
          Span.SPAN_KIND_SERVER: "server", Span.SPAN_KIND_CLIENT: "client",
@@ -69,19 +70,12 @@ def _attributes(kvs: Any) -> dict[str, Any]:
 
 
 @dataclass
-class FakeOTLP:
+class FakeOTLP(InThread):
     spans: list[Recorded] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
     exports: int = 0
     port: int = 0
     _lock: threading.Lock = field(default_factory=threading.Lock)
-    _loop: asyncio.AbstractEventLoop | None = None
-    _thread: threading.Thread | None = None
-
-    @property
-    def base_url(self) -> str:
-        """What ``OTEL_EXPORTER_OTLP_ENDPOINT`` takes (the exporter adds ``/v1/traces``)."""
-        return f"http://127.0.0.1:{self.port}"
 
     # queries ---------------------------------------------------------------------------------
 
@@ -142,31 +136,10 @@ class FakeOTLP:
         return web.Response(body=reply.SerializeToString(), content_type="application/x-protobuf")
 
     def start(self) -> FakeOTLP:
-        ready = threading.Event()
-
-        def run() -> None:
-            loop = asyncio.new_event_loop()
-            asyncio.set_event_loop(loop)
-            self._loop = loop
-            app = web.Application(client_max_size=64 * 1024 * 1024)
-            app.router.add_post("/v1/traces", self._traces)
-            runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=0.1)
-            loop.run_until_complete(runner.setup())
-            site = web.TCPSite(runner, "127.0.0.1", 0)
-            loop.run_until_complete(site.start())
-            self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-            ready.set()
-            loop.run_forever()
-            loop.run_until_complete(runner.cleanup())
-            loop.close()
-
-        self._thread = threading.Thread(target=run, name="fake-otlp", daemon=True)
-        self._thread.start()
-        ready.wait(10)
+        self.serve("fake-otlp", self._app)
         return self
 
-    def stop(self) -> None:
-        if self._loop is not None:
-            self._loop.call_soon_threadsafe(self._loop.stop)
-        if self._thread is not None:
-            self._thread.join(5)
+    def _app(self) -> web.Application:
+        app = web.Application(client_max_size=64 * 1024 * 1024)
+        app.router.add_post("/v1/traces", self._traces)
+        return app

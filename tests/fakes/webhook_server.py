@@ -14,7 +14,6 @@ sent for ``/slack...`` paths, ``{"ok": true}`` for the rest.
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import hashlib
 import hmac
@@ -26,13 +25,15 @@ from typing import Any
 
 from aiohttp import web
 
+from tests.fakes.serving import InThread
+
 
 def feishu_signature(timestamp: str, secret: str) -> str:
     key = f"{timestamp}\n{secret}".encode()
     return base64.b64encode(hmac.new(key, b"", hashlib.sha256).digest()).decode()
 
 
-class WebhookServer:
+class WebhookServer(InThread):
     def __init__(self) -> None:
         self.received: dict[str, list[Any]] = defaultdict(list)
         self.headers: dict[str, list[dict[str, str]]] = defaultdict(list)
@@ -41,12 +42,6 @@ class WebhookServer:
         self.bad_signatures = 0
         self.port = 0
         self._lock = threading.Lock()
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._thread: threading.Thread | None = None
-
-    @property
-    def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
 
     def url(self, path: str) -> str:
         return self.base_url + path
@@ -98,31 +93,10 @@ class WebhookServer:
         return {"code": 0, "msg": "success", "data": {}}
 
     def start(self) -> WebhookServer:
-        ready = threading.Event()
-
-        def run() -> None:
-            loop = asyncio.new_event_loop()
-            asyncio.set_event_loop(loop)
-            self._loop = loop
-            app = web.Application()
-            app.router.add_post("/{tail:.*}", self._hook)
-            runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=0.1)
-            loop.run_until_complete(runner.setup())
-            site = web.TCPSite(runner, "127.0.0.1", 0)
-            loop.run_until_complete(site.start())
-            self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-            ready.set()
-            loop.run_forever()
-            loop.run_until_complete(runner.cleanup())
-            loop.close()
-
-        self._thread = threading.Thread(target=run, name="fake-webhooks", daemon=True)
-        self._thread.start()
-        ready.wait(10)
+        self.serve("fake-webhooks", self._app)
         return self
 
-    def stop(self) -> None:
-        if self._loop is not None:
-            self._loop.call_soon_threadsafe(self._loop.stop)
-        if self._thread is not None:
-            self._thread.join(5)
+    def _app(self) -> web.Application:
+        app = web.Application()
+        app.router.add_post("/{tail:.*}", self._hook)
+        return app
