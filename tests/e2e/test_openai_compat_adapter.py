@@ -142,14 +142,13 @@ async def test_an_error_frame_mid_stream_raises_redacted(provider, fake: FakeOpe
 async def test_every_adapter_sends_through_the_transport_its_context_gives(kind: str) -> None:
     """The transport seam: ``ProviderContext.transport`` makes every adapter's HTTP session, so a
     test (or an operator's proxying connector) replaces the network under any provider."""
-    import aiohttp
-
+    from tollway.providers.h1 import Pool
     from tollway.providers.http import tcp_transport
     from tollway.providers.kinds import build_provider
 
-    made: list[aiohttp.ClientSession] = []
+    made: list[Pool] = []
 
-    def recording(timeouts: Timeouts, max_connections: int) -> aiohttp.ClientSession:
+    def recording(timeouts: Timeouts, max_connections: int) -> Pool:
         session = tcp_transport(timeouts, max_connections)
         made.append(session)
         return session

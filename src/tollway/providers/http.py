@@ -1,9 +1,10 @@
-"""The upstream HTTP boundary: one pooled keep-alive aiohttp session per provider.
+"""The upstream HTTP boundary: one pool of keep-alive connections per provider
+(``providers.h1``, a lean HTTP/1.1 client on httptools).
 
-aiohttp measured 13x less client CPU per request than httpx on this machine (0.11 ms vs
-1.5 ms, 4000 keep-alive POSTs at concurrency 16; see README, Performance), so it is the
-upstream client. Every aiohttp exception and every upstream error status is translated to
-a tollway error here, in one place; the credential is redacted from anything that leaves.
+The client went from httpx to aiohttp (13x less client CPU per request: 0.11 against 1.5 ms),
+then from aiohttp to ``h1`` (0.015 against 0.072 ms, issue 19; see bench/RESULTS.md). Every
+client exception and every upstream error status is translated to a tollway error here, in one
+place; the credential is redacted from anything that leaves.
 
 Timeouts: ``connect`` (TCP connect), ``first_byte`` (request sent -> response headers, and
 the whole body for non-stream calls), ``idle`` (gap between two stream reads).
@@ -17,11 +18,11 @@ from collections.abc import AsyncIterator, Callable
 from contextvars import ContextVar
 from typing import Any, Protocol
 
-import aiohttp
 import msgspec
 
 from tollway.core.errors import UpstreamError, UpstreamTimeout
 from tollway.core.redaction import Secret, redact, secret_parts
+from tollway.providers.h1 import ConnectError, ConnectTimeout, H1Error, Pool, Response
 from tollway.providers.sse import SSEEvent, SSEFramer
 
 ErrorParser = Callable[[bytes], str | None]
@@ -72,7 +73,7 @@ class UpstreamStream:
                 upstream.ended = True
     """
 
-    def __init__(self, resp: aiohttp.ClientResponse, client: UpstreamClient, secret: Secret) -> None:
+    def __init__(self, resp: Response, client: UpstreamClient, secret: Secret) -> None:
         self._resp = resp
         self._client = client
         self._secret = secret
@@ -107,13 +108,13 @@ class UpstreamStream:
     async def chunks(self) -> AsyncIterator[bytes]:
         """The raw body, one upstream read at a time (binary framings such as AWS event streams
         use it directly), with the idle timeout and the error translation."""
-        content = self._resp.content
+        resp = self._resp
         idle = self._client.timeouts.idle
         try:
             while True:
                 try:
                     async with asyncio.timeout(idle):
-                        chunk = await content.readany()
+                        chunk = await resp.readany()
                 except TimeoutError:
                     raise UpstreamTimeout(f"upstream stream idle for more than {idle:g}s",
                                           provider=self._client.provider) from None
@@ -121,7 +122,7 @@ class UpstreamStream:
                     break
                 yield chunk
             self._eof = True
-        except aiohttp.ClientError as exc:
+        except H1Error as exc:
             raise UpstreamError(f"upstream stream broke: {type(exc).__name__}",
                                 provider=self._client.provider) from None
 
@@ -132,10 +133,10 @@ class UpstreamStream:
             return
         try:
             async with asyncio.timeout(timeout):
-                while await self._resp.content.readany():
+                while await self._resp.readany():
                     pass
             self._eof = True
-        except (TimeoutError, aiohttp.ClientError):
+        except (TimeoutError, H1Error):
             pass
 
     def finish(self) -> None:
@@ -162,22 +163,16 @@ class UpstreamStream:
 
 
 class Transport(Protocol):
-    """Where an ``UpstreamClient``'s requests go: a factory of the aiohttp session it sends them
-    with. ``tcp_transport`` (pooled keep-alive TCP) serves; a test hands in its own (a recording
-    session, an ``aiohttp.test_utils`` server, a fault-injecting connector) through
-    ``ProviderContext.transport``, and every adapter uses it unchanged."""
+    """Where an ``UpstreamClient``'s requests go: a factory of the connection pool it sends them
+    with. ``tcp_transport`` (keep-alive TCP and TLS) serves; a test hands in its own (a recording
+    pool, one with a fault-injecting subclass) through ``ProviderContext.transport``, and every
+    adapter uses it unchanged."""
 
-    def __call__(self, timeouts: Timeouts, max_connections: int) -> aiohttp.ClientSession: ...
+    def __call__(self, timeouts: Timeouts, max_connections: int) -> Pool: ...
 
 
-def tcp_transport(timeouts: Timeouts, max_connections: int) -> aiohttp.ClientSession:
-    connector = aiohttp.TCPConnector(limit=max_connections, ttl_dns_cache=300, enable_cleanup_closed=False)
-    return aiohttp.ClientSession(
-        connector=connector,
-        timeout=aiohttp.ClientTimeout(total=None, sock_connect=timeouts.connect, connect=timeouts.connect),
-        auto_decompress=True,
-        skip_auto_headers=("User-Agent",),
-    )
+def tcp_transport(timeouts: Timeouts, max_connections: int) -> Pool:
+    return Pool(connect_timeout=timeouts.connect, limit=max_connections)
 
 
 class UpstreamClient:
@@ -192,7 +187,7 @@ class UpstreamClient:
         self._parse_retry_after = parse_retry_after
         self._max_connections = max_connections
         self._transport = transport
-        self._session: aiohttp.ClientSession | None = None
+        self._session: Pool | None = None
         self._draining: dict[asyncio.Task[None], UpstreamStream] = {}
 
     def drain_later(self, stream: UpstreamStream) -> None:
@@ -201,7 +196,7 @@ class UpstreamClient:
         self._draining[task] = stream
         task.add_done_callback(lambda t: self._draining.pop(t, None))
 
-    def _get_session(self) -> aiohttp.ClientSession:
+    def _get_session(self) -> Pool:
         if self._session is None or self._session.closed:
             self._session = self._transport(self.timeouts, self._max_connections)
         return self._session
@@ -215,10 +210,10 @@ class UpstreamClient:
             await self._session.close()
             self._session = None
 
-    async def _error(self, resp: aiohttp.ClientResponse, secret: Secret) -> UpstreamError:
+    async def _error(self, resp: Response, secret: Secret) -> UpstreamError:
         try:
-            body = await resp.content.read(MAX_ERROR_BODY)
-        except aiohttp.ClientError:
+            body = (await resp.read(MAX_ERROR_BODY))[:MAX_ERROR_BODY]
+        except H1Error:
             body = b""
         finally:
             resp.close()
@@ -234,16 +229,20 @@ class UpstreamClient:
         )
 
     async def _send(self, url: str, headers: dict[str, str], body: bytes | None,
-                    method: str = "POST") -> aiohttp.ClientResponse:
+                    method: str = "POST") -> Response:
         if (trace := TRACE_HEADERS.get()) is not None:  # tracing: the attempt's traceparent
             headers = {**headers, **trace}
         try:
-            return await self._get_session().request(method, url, data=body, headers=headers, allow_redirects=False)
-        except (aiohttp.ConnectionTimeoutError, aiohttp.ServerTimeoutError):
+            return await self._get_session().request(method, url, headers, body)
+        except ConnectTimeout:
             raise UpstreamTimeout(f"{self.provider} upstream connect timed out", provider=self.provider) from None
-        except aiohttp.ClientError as exc:
-            raise UpstreamError(f"{self.provider} upstream unreachable: {type(exc).__name__}",
+        except ConnectError as exc:
+            raise UpstreamError(f"{self.provider} upstream unreachable: {exc}", provider=self.provider) from None
+        except H1Error as exc:
+            raise UpstreamError(f"{self.provider} upstream broke the connection: {type(exc).__name__}",
                                 provider=self.provider) from None
+        except ValueError as exc:  # a header that would split the request, an URL that is not http(s)
+            raise UpstreamError(f"{self.provider} upstream request not sent: {exc}", provider=self.provider) from None
 
     async def post(self, url: str, headers: dict[str, str], body: bytes, *, secret: Secret) -> bytes:
         """A non-stream call: the whole body, or a tollway error."""
@@ -264,7 +263,7 @@ class UpstreamClient:
         except TimeoutError:
             raise UpstreamTimeout(f"{self.provider} upstream gave no response within "
                                   f"{self.timeouts.first_byte:g}s", provider=self.provider) from None
-        except aiohttp.ClientError as exc:
+        except H1Error as exc:
             raise UpstreamError(f"{self.provider} upstream broke the response: {type(exc).__name__}",
                                 provider=self.provider) from None
 
