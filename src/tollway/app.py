@@ -8,6 +8,7 @@ import logging
 import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import msgspec
 from sqlalchemy import text
@@ -31,10 +32,10 @@ from tollway.auth.key_service import ensure_admin_secret
 from tollway.auth.keys import Authenticator
 from tollway.auth.secret_box import SecretBox, load_secret_key
 from tollway.billing.admission import Billing
-from tollway.billing.redis_wallet import RedisWallet
 from tollway.billing.wallet import MemoryWallet, Wallet
 from tollway.bots.routes import admin_bot_routes, bot_routes, close_bots
 from tollway.config import Settings, load_settings
+from tollway.console import console_routes
 from tollway.core.catalog import ProviderConfig
 from tollway.core.errors import ConfigError, MethodNotAllowed, NotFound, TollwayError
 from tollway.core.limiter import Limiter
@@ -55,7 +56,6 @@ from tollway.dialects.openai.errors import openai_error_body, platform_error_bod
 from tollway.dialects.openai.routes import openai_routes
 from tollway.dialects.responses.routes import Background, responses_routes
 from tollway.limits.memory import MemoryLimiter
-from tollway.limits.redis import RedisLimiter
 from tollway.middleware import RequestIdMiddleware
 from tollway.providers.base import ChatProvider, ProviderContext
 from tollway.providers.kinds import SPECS, build_provider, env_provider_configs
@@ -66,7 +66,6 @@ from tollway.routing.catalog import Catalog
 from tollway.routing.gateway import Gateway, GatewayOptions
 from tollway.routing.pipeline import ChatPipeline
 from tollway.routing.pools import CredentialPool, MemoryState, PoolOptions, PoolState
-from tollway.routing.redis_state import RedisState
 from tollway.routing.responses import JSONBytes, Render, dialect_endpoint, error_response
 from tollway.store.blobs import BlobSigner, FileBlobStore
 from tollway.store.credentials import CredentialRepository
@@ -76,8 +75,6 @@ from tollway.store.ledger import LedgerRepository
 from tollway.store.log_buffer import RequestLogBuffer
 from tollway.store.meta import MetaRepository
 from tollway.store.records import RecordRepository
-from tollway.store.redis import Broadcast, ScriptBatch
-from tollway.store.redis import connect as connect_redis_client
 from tollway.store.request_logs import RequestLogRepository
 from tollway.store.tasks import TaskRepository
 from tollway.tasks.engine import TaskEngine
@@ -87,6 +84,9 @@ from tollway.telemetry.logs import configure as configure_logs
 from tollway.telemetry.metrics import Metrics
 
 log = logging.getLogger("tollway")
+if TYPE_CHECKING:
+    from tollway.store.redis import Broadcast, ScriptBatch
+
 INSTALL_ID = "install_id"  # meta: this database's identity, in the Redis keys of its wallets and limits
 # a young-generation collection once 20,000 tracked objects have piled up, not 700: a request's
 # short-lived tasks, futures and dicts kept the collector running under load; +12 % req/s in
@@ -168,13 +168,18 @@ async def build_gateway(settings: Settings) -> Gateway:
     meta = MetaRepository(engine)
     admin_hash, _ = await ensure_admin_secret(meta, settings.admin_key)
     ctx = ProviderContext(timeouts=settings.timeouts, media=MediaFetcher(settings.media))
-    # with Redis: one client for pools, limits and wallets, whose scripts of one loop turn share a round trip
-    redis_client = await connect_redis_client(settings.redis_url) if settings.redis_url else None
-    batch = ScriptBatch(redis_client) if redis_client is not None else None
-    state: PoolState = (RedisState(redis_client, prefix=settings.redis_prefix, batch=batch)
-                        if redis_client is not None else MemoryState())
-    broadcast = (Broadcast(await connect_redis_client(settings.redis_url), f"{settings.redis_prefix}changes")
-                 if settings.redis_url else None)
+    state: PoolState = MemoryState()
+    batch: ScriptBatch | None = None
+    broadcast: Broadcast | None = None
+    if settings.redis_url:  # redis (and its modules) are imported only when configured: start-up time and memory
+        from tollway.routing.redis_state import RedisState
+        from tollway.store.redis import Broadcast, ScriptBatch
+        from tollway.store.redis import connect as connect_redis_client
+
+        # one client for pools, limits and wallets, whose scripts of one loop turn share a round trip
+        batch = ScriptBatch(await connect_redis_client(settings.redis_url))
+        state = RedisState(batch.client, prefix=settings.redis_prefix, batch=batch)
+        broadcast = Broadcast(await connect_redis_client(settings.redis_url), f"{settings.redis_prefix}changes")
     box = SecretBox(await load_secret_key(settings.env, meta))
     gateway = Gateway(
         engine=engine, auth=Authenticator(admin_hash, []), builder=AppTopology(settings, ctx, state),
@@ -227,6 +232,9 @@ async def build_billing(settings: Settings, engine: AsyncEngine, batch: ScriptBa
     wallet: Wallet
     limiter: Limiter
     if batch is not None:
+        from tollway.billing.redis_wallet import RedisWallet
+        from tollway.limits.redis import RedisLimiter
+
         install = await MetaRepository(engine).set_if_absent(INSTALL_ID, secrets.token_hex(6))
         prefix = f"{settings.redis_prefix}{install}:"
         wallet = RedisWallet(batch.client, ledger.state, prefix=prefix, batch=batch, hold_ttl=settings.pool.lease_ttl)
@@ -372,6 +380,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         *admin_alert_routes(),
         *bot_routes(),
         *ds2api_routes(),
+        *console_routes(),
         *city_routes(registry),  # last: every explicit route above wins over /v1/{service}/{action}
     ]
     app = Starlette(routes=routes, lifespan=lifespan, exception_handlers={404: unrouted, 405: unrouted})

@@ -22,7 +22,7 @@ from tollway.store.db import create_engine
 from tollway.store.ledger import LedgerRepository
 from tollway.store.request_logs import RequestLogRepository
 
-SUMS = ("requests", "prompt_tokens", "completion_tokens", "total_tokens", "cost_micro")
+SUMS = ("requests", "errors", "prompt_tokens", "completion_tokens", "total_tokens", "cost_micro")
 ESTIMATE = {"estimated_cost_micro", "estimated_cost"}  # at list price, for models without a price: never charged
 
 
@@ -133,13 +133,19 @@ def _day(t: float) -> str:
     return datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%d")
 
 
+def _hour(t: float) -> str:
+    return datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%dT%H:00:00Z")
+
+
 def _expected(rows: list[dict[str, Any]], fields: tuple[str, ...]) -> dict[tuple[Any, ...], dict[str, int]]:
     """What /admin/usage should say, summed here from the listed rows."""
     out: dict[tuple[Any, ...], dict[str, int]] = defaultdict(lambda: dict.fromkeys(SUMS, 0))
     for row in rows:
-        group = {"key_id": row["key_id"], "model": row["model"], "day": _day(row["created_at"])}
+        group = {"key_id": row["key_id"], "model": row["model"], "day": _day(row["created_at"]),
+                 "hour": _hour(row["created_at"])}
         sums = out[tuple(group[f] for f in fields)]
         sums["requests"] += 1
+        sums["errors"] += row["status"] >= 400
         sums["prompt_tokens"] += row["prompt_tokens"]
         sums["completion_tokens"] += row["completion_tokens"]
         sums["total_tokens"] += row["prompt_tokens"] + row["completion_tokens"]
@@ -253,14 +259,55 @@ def test_usage_per_key_model_day(traffic: Traffic) -> None:
     assert b_only["group_by"] == ["model", "day"]  # in the canonical order, whatever the query's
     assert {i["key_id"]: i["requests"] for i in echo["items"]} == {a.id: a.ok, b.id: b.ok}
     assert future["items"] == [] and future["totals"]["requests"] == 0 and future["totals"]["cost"] == 0
-    assert old["items"] == [{"model": "fake-chat", "day": "2001-02-03", "requests": 1, "prompt_tokens": 7,
+    assert old["items"] == [{"model": "fake-chat", "day": "2001-02-03", "requests": 1, "errors": 1, "prompt_tokens": 7,
                              "completion_tokens": 0, "total_tokens": 7, "cost": 0.001234, "cost_micro": 1234,
                              "estimated_cost": 0, "estimated_cost_micro": 0}]
 
 
+def test_usage_per_hour_and_top_groups(traffic: Traffic) -> None:
+    """``group_by=hour`` buckets by UTC hour; ``order`` + ``limit`` are the top groups by a sum."""
+    gw, a, b = traffic.gw, traffic.a, traffic.b
+    rows = _rows(gw, since=traffic.started)
+    with gw.admin() as admin:
+        hourly = admin.get("/admin/usage", params={"since": traffic.started, "group_by": "hour"}).json()
+        hour_model = admin.get("/admin/usage", params={"group_by": "model,hour", "since": traffic.started}).json()
+        old = admin.get("/admin/usage", params={"until": "2002-01-01", "group_by": "hour"}).json()
+        top_requests = admin.get("/admin/usage", params={"since": traffic.started, "group_by": "key",
+                                                         "order": "requests", "limit": 1}).json()
+        top_errors = admin.get("/admin/usage", params={"since": traffic.started, "group_by": "key",
+                                                       "order": "errors"}).json()
+        top_tokens = admin.get("/admin/usage", params={"group_by": "key", "order": "tokens", "limit": 2}).json()
+        top_cost = admin.get("/admin/usage", params={"group_by": "model", "order": "cost", "limit": 1}).json()
+        first = admin.get("/admin/usage", params={"since": traffic.started, "group_by": "key", "limit": 2}).json()
+    assert _by_group(hourly["items"], ("hour",)) == _expected(rows, ("hour",))
+    assert [i["hour"] for i in hourly["items"]] == sorted(i["hour"] for i in hourly["items"])
+    assert hourly["group_by"] == ["hour"] and hourly["truncated"] is False
+    assert _by_group(hour_model["items"], ("model", "hour")) == _expected(rows, ("model", "hour"))
+    assert hour_model["group_by"] == ["model", "hour"]
+    assert [(i["hour"], i["errors"]) for i in old["items"]] == [("2001-02-03T04:00:00Z", 1)]
+
+    # a has 4 requests (1 error), b 3 (1 error), no key 1 (1 error)
+    assert [(i["key_id"], i["requests"]) for i in top_requests["items"]] == [(a.id, 4)]
+    assert top_requests["truncated"] is True
+    assert top_requests["totals"]["requests"] == len(rows)  # totals sum every row, not the top ones
+    assert [(i["key_id"], i["errors"]) for i in top_errors["items"]] == [(a.id, 1), (b.id, 1), (None, 1)]
+    tokens = {(i["key_id"],): i["total_tokens"] for i in top_tokens["items"]}
+    assert list(tokens.values()) == sorted(tokens.values(), reverse=True) and len(tokens) == 2
+    assert top_cost["items"][0]["model"] == "fake-chat" and top_cost["truncated"] is True  # the only cost
+    assert [i["key_id"] for i in first["items"]] == [a.id, b.id] and first["truncated"] is True
+    with a.client(gw) as client:
+        mine = client.get("/user/usage", params={"group_by": "hour"}).json()
+        my_top = client.get("/user/usage", params={"group_by": "model", "order": "requests", "limit": 1}).json()
+    assert _by_group(mine["items"], ("hour",)) == _expected([r for r in rows if r["key_id"] == a.id], ("hour",))
+    assert [(i["model"], i["requests"], i["errors"]) for i in my_top["items"]] == [("echo", 3, 0)]
+    assert my_top["truncated"] is True and my_top["totals"]["errors"] == 1
+
+
 @pytest.mark.parametrize(("params", "param"), [
     ({"group_by": "key,week"}, "group_by"), ({"group_by": "key,"}, "group_by"), ({"key_id": "x"}, "key_id"),
-    ({"since": "2026-13-01"}, "since"), ({"until": "nan"}, "until"),
+    ({"since": "2026-13-01"}, "since"), ({"until": "nan"}, "until"), ({"order": "latency"}, "order"),
+    ({"order": "COST"}, "order"), ({"limit": "0"}, "limit"), ({"limit": "10001"}, "limit"),
+    ({"limit": "five"}, "limit"),
 ])
 def test_usage_rejects_bad_params(gw: GatewayProcess, params: dict[str, str], param: str) -> None:
     with gw.admin() as admin:
@@ -296,6 +343,37 @@ def test_user_usage_sees_only_its_own_key(traffic: Traffic) -> None:
             assert key["balance_micro"] == balance
 
 
+def test_user_log_list_and_request_id(traffic: Traffic) -> None:
+    """A key lists its own log rows (as /admin/log/list does); ``request_id`` finds one answer's row."""
+    gw, a, b = traffic.gw, traffic.a, traffic.b
+    with a.client(gw) as client:
+        answer = client.post("/v1/chat/completions", json={"model": "echo", "messages": [
+            {"role": "user", "content": "find my row"}]})
+        request_id = answer.headers["x-request-id"]
+        deadline = time.time() + 10
+        while (found := client.get("/user/log/list", params={"request_id": request_id}).json())["total"] == 0:
+            assert time.time() < deadline, "the row was not written"
+            time.sleep(0.05)
+        mine = client.get("/user/log/list", params={"limit": 1000}).json()
+        other = client.get("/user/log/list", params={"key_id": b.id})
+        errors = client.get("/user/log/list", params={"status": "4xx"}).json()
+    (row,) = found["items"]
+    assert row["id"] == request_id and row["key_id"] == a.id and row["status"] == 200
+    assert (row["prompt_tokens"], row["completion_tokens"]) == (answer.json()["usage"]["prompt_tokens"],
+                                                              answer.json()["usage"]["completion_tokens"])
+    assert row["cost"] == row["cost_micro"] / 1_000_000
+    assert mine["total"] == 5 and {r["key_id"] for r in mine["items"]} == {a.id}  # 4 before, and this one
+    assert other.status_code == 400 and "key_id" in other.json()["detail"]
+    assert [r["status"] for r in errors["items"]] == [404]
+    with b.client(gw) as client:  # another key's request id finds nothing
+        assert client.get("/user/log/list", params={"request_id": request_id}).json() == {"items": [], "total": 0}
+    assert _rows(gw, request_id=request_id) == [row]
+    assert _rows(gw, request_id="no-such-request") == []
+    r = httpx.get(gw.url + "/user/log/list", headers={"Authorization": f"Bearer {ADMIN_KEY}"})
+    assert r.status_code == 400 and "/admin/log/list" in r.json()["detail"]
+    assert httpx.get(gw.url + "/user/log/list").status_code == 401
+
+
 def test_user_usage_auth(gw: GatewayProcess, traffic: Traffic) -> None:
     r = httpx.get(gw.url + "/user/usage")
     assert r.status_code == 401 and "detail" in r.json()
@@ -304,7 +382,7 @@ def test_user_usage_auth(gw: GatewayProcess, traffic: Traffic) -> None:
     r = httpx.get(gw.url + "/user/usage", headers={"Authorization": f"Bearer {ADMIN_KEY}"})
     assert r.status_code == 400 and "/admin/usage" in r.json()["detail"]
     with traffic.a.client(gw) as client:
-        assert client.get("/user/usage", params={"group_by": "hour"}).status_code == 400
+        assert client.get("/user/usage", params={"group_by": "week"}).status_code == 400
         assert client.get("/user/usage", params={"since": "soon"}).status_code == 400
         for path in ("/admin/usage", "/admin/log/list", "/admin/payment/list"):  # a user key is no admin
             r = client.get(path)

@@ -51,19 +51,19 @@ async def test_usage_groups_and_sums(engine: AsyncEngine) -> None:
     ])
     full = await repo.usage()
     assert full == [
-        {"key_id": 1, "model": "echo", "day": "2026-11-22", "requests": 2, "prompt_tokens": 5,
+        {"key_id": 1, "model": "echo", "day": "2026-11-22", "requests": 2, "errors": 0, "prompt_tokens": 5,
          "completion_tokens": 6, "total_tokens": 11, "cost_micro": 2_000_001_500_000,
          "estimated_cost_micro": 0},
-        {"key_id": 1, "model": "gpt", "day": "2026-11-23", "requests": 1, "prompt_tokens": 7,
+        {"key_id": 1, "model": "gpt", "day": "2026-11-23", "requests": 1, "errors": 0, "prompt_tokens": 7,
          "completion_tokens": 0, "total_tokens": 7, "cost_micro": 10,
          "estimated_cost_micro": 0},
-        {"key_id": 1, "model": "nope", "day": "2026-11-23", "requests": 1, "prompt_tokens": 0,
+        {"key_id": 1, "model": "nope", "day": "2026-11-23", "requests": 1, "errors": 1, "prompt_tokens": 0,
          "completion_tokens": 0, "total_tokens": 0, "cost_micro": 0,
          "estimated_cost_micro": 0},
-        {"key_id": 2, "model": "echo", "day": "2026-11-23", "requests": 1, "prompt_tokens": 4,
+        {"key_id": 2, "model": "echo", "day": "2026-11-23", "requests": 1, "errors": 0, "prompt_tokens": 4,
          "completion_tokens": 4, "total_tokens": 8, "cost_micro": 7,
          "estimated_cost_micro": 0},
-        {"key_id": None, "model": None, "day": "2026-11-23", "requests": 1, "prompt_tokens": 0,
+        {"key_id": None, "model": None, "day": "2026-11-23", "requests": 1, "errors": 1, "prompt_tokens": 0,
          "completion_tokens": 0, "total_tokens": 0, "cost_micro": 0,
          "estimated_cost_micro": 0},
     ]
@@ -72,17 +72,17 @@ async def test_usage_groups_and_sums(engine: AsyncEngine) -> None:
     per_key = await repo.usage(group_by=["key"])
     assert [(u["key_id"], u["requests"], u["total_tokens"]) for u in per_key] == [(1, 4, 18), (2, 1, 8),
                                                                                  (None, 1, 0)]
-    assert all(set(u) == {"key_id", "requests", "prompt_tokens", "completion_tokens", "total_tokens",
+    assert all(set(u) == {"key_id", "requests", "errors", "prompt_tokens", "completion_tokens", "total_tokens",
                           "cost_micro", "estimated_cost_micro"} for u in per_key)
     per_model = await repo.usage(group_by=("model",), key_id=1)
     assert [(u["model"], u["requests"]) for u in per_model] == [("echo", 2), ("gpt", 1), ("nope", 1)]
 
     (totals,) = await repo.usage(group_by=())
-    assert totals == {"requests": 6, "prompt_tokens": 16, "completion_tokens": 10, "total_tokens": 26,
+    assert totals == {"requests": 6, "errors": 2, "prompt_tokens": 16, "completion_tokens": 10, "total_tokens": 26,
                       "cost_micro": 2_000_001_500_017, "estimated_cost_micro": 0}
     (none,) = await repo.usage(group_by=(), key_id=99)
-    assert none == {"requests": 0, "prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0, "cost_micro": 0,
-                    "estimated_cost_micro": 0}
+    assert none == {"requests": 0, "errors": 0, "prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0,
+                    "cost_micro": 0, "estimated_cost_micro": 0}
     assert await repo.usage(key_id=99) == []
 
     # filters: model, and a window [since, until)
@@ -93,6 +93,65 @@ async def test_usage_groups_and_sums(engine: AsyncEngine) -> None:
 
     with pytest.raises(ValueError, match="group_by"):
         await repo.usage(group_by=["week"])
+    with pytest.raises(ValueError, match="order"):
+        await repo.usage(group_by=["key"], order="latency")
+
+
+async def test_hour_buckets_split_at_utc_hours(engine: AsyncEngine) -> None:
+    """The hour bucket is floor(t / 3600) on both databases, as the day's is."""
+    repo = RequestLogRepository(engine)
+    await repo.insert_many([
+        row("h1", at("2026-11-23T09:59:59.900"), prompt=1),
+        row("h2", at("2026-11-23T10:00:00.100"), prompt=10),
+        row("h3", at("2026-11-23T10:30:00"), prompt=100),  # exactly half an hour: round-half cases
+        row("h4", at("2026-11-23T10:59:59.500"), prompt=1000, status=500),
+        row("h5", at("2026-11-23T11:00:00"), prompt=10000, status=404),
+        row("h6", at("2026-11-24T00:00:00.001"), prompt=100000),
+        row("h7", at("1969-12-31T23:30:00"), prompt=1000000),  # negative: truncation is ceil
+    ])
+    by_hour = await repo.usage(group_by=["hour"])
+    assert [(u["hour"], u["prompt_tokens"], u["requests"], u["errors"]) for u in by_hour] == [
+        ("1969-12-31T23:00:00Z", 1000000, 1, 0), ("2026-11-23T09:00:00Z", 1, 1, 0),
+        ("2026-11-23T10:00:00Z", 1110, 3, 1), ("2026-11-23T11:00:00Z", 10000, 1, 1),
+        ("2026-11-24T00:00:00Z", 100000, 1, 0)]
+    assert all(set(u) == {"hour", "requests", "errors", "prompt_tokens", "completion_tokens", "total_tokens",
+                          "cost_micro", "estimated_cost_micro"} for u in by_hour)
+    both = await repo.usage(group_by=["day", "hour", "model"], since=at("2026-11-23T10:00:00"),
+                            until=at("2026-11-23T11:00:00"))
+    assert both == [{"model": "echo", "day": "2026-11-23", "hour": "2026-11-23T10:00:00Z", "requests": 3,
+                     "errors": 1, "prompt_tokens": 1110, "completion_tokens": 0, "total_tokens": 1110,
+                     "cost_micro": 0, "estimated_cost_micro": 0}]
+
+
+async def test_usage_top_groups_by_a_sum(engine: AsyncEngine) -> None:
+    """``order`` ranks the groups by a sum, largest first, ties by requests then the usual order."""
+    repo = RequestLogRepository(engine)
+    t = at("2026-11-23T10:00:00")
+    cheap_many = [row(f"c{i}", t + i, key=1, model="cheap", prompt=1, completion=1, cost=1) for i in range(5)]
+    pricey = [row("p1", t, key=2, model="pricey", prompt=50, completion=50, cost=5_000),
+              row("p2", t + 1, key=2, model="pricey", status=502)]
+    wordy = [row("w1", t, key=3, model="wordy", prompt=900, completion=900),
+             row("w2", t + 1, key=3, model="wordy", status=429), row("w3", t + 2, key=3, model="wordy", status=401)]
+    estimated = row("e1", t, key=4, model="listed", prompt=1, completion=1)
+    estimated.estimated_cost_micro = 77
+    tie = [row("t1", t, key=5, model="tie-b"), row("t2", t, key=6, model="tie-a")]
+    await repo.insert_many([*cheap_many, *pricey, *wordy, estimated, *tie])
+
+    def names(items: list[dict[str, object]]) -> list[object]:
+        return [u["model"] for u in items]
+
+    assert names(await repo.usage(group_by=["model"], order="cost")) == [
+        "pricey", "cheap", "listed", "wordy", "tie-a", "tie-b"]  # estimate breaks the zero-cost tie
+    assert names(await repo.usage(group_by=["model"], order="cost", limit=2)) == ["pricey", "cheap"]
+    assert names(await repo.usage(group_by=["model"], order="requests", limit=3)) == ["cheap", "wordy", "pricey"]
+    assert names(await repo.usage(group_by=["model"], order="tokens", limit=2)) == ["wordy", "pricey"]
+    assert names(await repo.usage(group_by=["model"], order="errors", limit=2)) == ["wordy", "pricey"]
+    top_keys = await repo.usage(group_by=["key"], order="requests", limit=2)
+    assert [(u["key_id"], u["requests"], u["errors"]) for u in top_keys] == [(1, 5, 0), (3, 3, 2)]
+    # a filter applies before the ranking
+    assert names(await repo.usage(group_by=["model"], order="cost", key_id=3)) == ["wordy"]
+    # the order without a ranking is unchanged: by model name
+    assert names(await repo.usage(group_by=["model"])) == ["cheap", "listed", "pricey", "tie-a", "tie-b", "wordy"]
 
 
 async def test_list_filters_pages_newest_first(engine: AsyncEngine) -> None:

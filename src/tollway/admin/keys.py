@@ -1,4 +1,5 @@
-"""Key administration: seed 004's ``/admin/api-key/*`` and seed 002's ``/admin/keys``."""
+"""Key administration: seed 004's ``/admin/api-key/*`` and seed 002's ``/admin/keys``, and
+``GET /admin/api-key/detail?id=`` (one active key, as listed; 404 for a revoked or unknown id)."""
 
 from __future__ import annotations
 
@@ -129,6 +130,17 @@ async def list_keys(request: Request, gw: Gateway) -> dict[str, Any]:
     return {"items": [k.public() for k in keys], "total": total}
 
 
+async def detail(request: Request, gw: Gateway) -> dict[str, Any]:
+    """``GET /admin/api-key/detail?id=``: one active key as listed (the console's key page)."""
+    key_id = int_param(request.query_params.get("id"), "id")
+    if key_id is None:
+        raise InvalidRequest("id is required", param="id")
+    key = await gw.keys.get(key_id)
+    if key is None or key.revoked_at is not None:
+        raise NotFound(f"no active key with id {key_id}")
+    return key.public()
+
+
 async def delete(request: Request, gw: Gateway) -> dict[str, Any]:
     body = await json_body(request)
     key_id = int_param(body.get("id"), "id")
@@ -208,6 +220,7 @@ def key_routes() -> list[BaseRoute]:
         Route("/admin/api-key/update", admin_endpoint(update), methods=["POST"]),
         Route("/admin/api-key/recharge", admin_endpoint(recharge), methods=["POST"]),
         Route("/admin/api-key/list", admin_endpoint(list_keys), methods=["GET"]),
+        Route("/admin/api-key/detail", admin_endpoint(detail), methods=["GET"]),
         Route("/admin/api-key/delete", admin_endpoint(delete), methods=["POST"]),
         Route("/admin/keys", admin_endpoint(add_key), methods=["POST"]),
         Route("/admin/keys/{key:path}", admin_endpoint(remove_key), methods=["DELETE"]),

@@ -1,10 +1,20 @@
 """Request logs, usage and payments: ``/admin/log/list``, ``/admin/usage``, ``/admin/payment/list``
-and a key's own ``/user/usage``.
+and a key's own ``/user/usage`` and ``/user/log/list`` (the same answers, of the calling key's rows).
+
+A log listing filters by ``key_id``, ``model``, ``status``, ``since``, ``until`` and ``request_id``
+(the ``x-request-id`` a call was answered with: its one row, once written; rows are written
+behind the answer, within ``TOLLWAY_LOG_FLUSH_INTERVAL``).
 
 Times in queries (``since`` inclusive, ``until`` exclusive) are unix seconds or ISO 8601
 (``2026-11-23T10:00:00Z``; without an offset, UTC). ``status`` is a code (``404``) or a class
-(``4xx``). ``group_by`` is a comma-separated subset of ``key``, ``model`` and ``day`` (the UTC
-calendar day); usage items hold only the fields grouped by. Money goes out in credits and
+(``4xx``). ``group_by`` is a comma-separated subset of ``key``, ``model``, ``day`` (the UTC
+calendar day, ``2026-11-23``) and ``hour`` (the UTC hour, ``2026-11-23T10:00:00Z``, usable as a
+``since``); usage items hold only the fields grouped by, and each sums ``requests``, ``errors``
+(status 400 and above), tokens and cost. ``order`` (``cost``, ``requests``, ``tokens`` or
+``errors``) sorts the groups by that sum, largest first (``cost`` ties go to the larger estimate),
+instead of by day, hour, key and model; ``limit`` (1 to 10000) keeps the first groups, so
+``group_by=model&order=cost&limit=5`` is the five models with the most spend. ``truncated`` says
+more groups matched; ``totals`` always sums every matching row. Money goes out in credits and
 exactly in micro-credits (``cost``, ``cost_micro``). A call on a model without an operator price
 also shows ``estimated_cost`` (USD at its provider's list price, ``billing.reference_prices``) and
 ``estimated_cost_micro``: an estimate, never charged (null in a log row without one).
@@ -24,11 +34,12 @@ from starlette.routing import BaseRoute, Route
 
 from tollway.admin.base import MAX_INT, admin_endpoint, int_param, str_param
 from tollway.core.errors import AuthenticationFailed, InvalidRequest
+from tollway.core.keys import ApiKey
 from tollway.core.money import MICRO
 from tollway.core.request_log import RequestLog
 from tollway.routing.gateway import Gateway
 from tollway.store.ledger import RECHARGE, LedgerRepository
-from tollway.store.request_logs import GROUPS, RequestLogRepository
+from tollway.store.request_logs import GROUPS, ORDERS, RequestLogRepository
 
 MAX_LIMIT = 1000
 MAX_GROUPS = 10_000  # usage items per answer; ``truncated`` says when more groups matched
@@ -88,6 +99,14 @@ def group_param(value: str | None, default: tuple[str, ...]) -> tuple[str, ...]:
     return tuple(g for g in GROUPS if g in names)
 
 
+def order_param(value: str | None) -> str | None:
+    if value is None or value == "":
+        return None
+    if value not in ORDERS:
+        raise InvalidRequest(f"order must be one of {', '.join(ORDERS)}", param="order")
+    return value
+
+
 def query_int(value: str | None, name: str, default: int | None = None, *, low: int = 0,
               high: int = MAX_INT) -> int | None:
     """``int_param`` for a query string, refusing first what only looks numeric to it (``²``, ``--1``)."""
@@ -125,29 +144,36 @@ async def usage_report(gw: Gateway, q: QueryParams, *, key_id: int | None,
     model = model_param(q.get("model"))
     since, until = window(q)
     group_by = group_param(q.get("group_by"), default_groups)
+    order = order_param(q.get("order"))
+    limit = query_int(q.get("limit"), "limit", MAX_GROUPS, low=1, high=MAX_GROUPS) or MAX_GROUPS
     repo = RequestLogRepository(gw.engine)
     groups = await repo.usage(key_id=key_id, model=model, since=since, until=until, group_by=group_by,
-                              limit=MAX_GROUPS + 1)
+                              order=order, limit=limit + 1)
     (totals,) = await repo.usage(key_id=key_id, model=model, since=since, until=until, group_by=())
-    return {"items": [usage_item(g) for g in groups[:MAX_GROUPS]], "totals": usage_item(totals),
-            "group_by": list(group_by), "truncated": len(groups) > MAX_GROUPS}
+    return {"items": [usage_item(g) for g in groups[:limit]], "totals": usage_item(totals),
+            "group_by": list(group_by), "truncated": len(groups) > limit}
 
 
-async def list_logs(request: Request, gw: Gateway) -> dict[str, Any]:
-    q = request.query_params
+async def log_page(gw: Gateway, q: QueryParams, *, key_id: int | None) -> dict[str, Any]:
+    """``/admin/log/list``'s answer: matching rows newest first, a page of them, and their count."""
     since, until = window(q)
     rows, total = await RequestLogRepository(gw.engine).list(
-        key_id=query_int(q.get("key_id"), "key_id"), model=model_param(q.get("model")),
-        status=status_param(q.get("status")), since=since, until=until,
+        key_id=key_id, model=model_param(q.get("model")), status=status_param(q.get("status")), since=since,
+        until=until, request_id=str_param(q.get("request_id"), "request_id", 200) or None,
         limit=query_int(q.get("limit"), "limit", 10, low=1, high=MAX_LIMIT) or 10,
         offset=query_int(q.get("offset"), "offset", 0) or 0,
     )
     return {"items": [log_item(r) for r in rows], "total": total}
 
 
+async def list_logs(request: Request, gw: Gateway) -> dict[str, Any]:
+    return await log_page(gw, request.query_params, key_id=query_int(request.query_params.get("key_id"), "key_id"))
+
+
 async def admin_usage(request: Request, gw: Gateway) -> dict[str, Any]:
     q = request.query_params
-    return await usage_report(gw, q, key_id=query_int(q.get("key_id"), "key_id"), default_groups=GROUPS)
+    return await usage_report(gw, q, key_id=query_int(q.get("key_id"), "key_id"),
+                              default_groups=("key", "model", "day"))
 
 
 async def list_payments(request: Request, gw: Gateway) -> dict[str, Any]:
@@ -161,17 +187,30 @@ async def list_payments(request: Request, gw: Gateway) -> dict[str, Any]:
     return {"items": [e.public() for e in entries], "total": total}
 
 
-async def user_usage(request: Request, gw: Gateway) -> dict[str, Any]:
-    """The calling key's own usage (its API key authenticates; the admin secret alone has no key)."""
+async def calling_key(request: Request, gw: Gateway, path: str, admin_path: str) -> ApiKey:
+    """The key that authenticated (not the admin secret, which has no key; not a revoked key);
+    a ``key_id`` in the query must be its own."""
     identity = await gw.identify(request.headers, direct=False)
     if identity.key is None:
-        raise InvalidRequest("This endpoint reports an API key's own usage; use /admin/usage.")
+        raise InvalidRequest(f"This endpoint reports an API key's own usage; use {admin_path}.")
     key = await gw.keys.get(identity.key.id)
     if key is None or key.revoked_at is not None:
         raise AuthenticationFailed("Invalid API key.")
+    if request.query_params.get("key_id") not in (None, "", str(key.id)):
+        raise InvalidRequest(f"key_id: {path} reports the calling key only", param="key_id")
+    return key
+
+
+async def user_logs(request: Request, gw: Gateway) -> dict[str, Any]:
+    """The calling key's own request-log rows, as ``/admin/log/list`` lists them."""
+    key = await calling_key(request, gw, "/user/log/list", "/admin/log/list")
+    return await log_page(gw, request.query_params, key_id=key.id)
+
+
+async def user_usage(request: Request, gw: Gateway) -> dict[str, Any]:
+    """The calling key's own usage (its API key authenticates; the admin secret alone has no key)."""
+    key = await calling_key(request, gw, "/user/usage", "/admin/usage")
     q = request.query_params
-    if q.get("key_id") not in (None, "", str(key.id)):
-        raise InvalidRequest("key_id: /user/usage reports the calling key only", param="key_id")
     report = await usage_report(gw, q, key_id=key.id, default_groups=("model", "day"))
     report["key"] = {"id": key.id, "name": key.name, "prefix": key.prefix, "balance": key.balance / MICRO,
                      "balance_micro": key.balance,
@@ -186,4 +225,5 @@ def usage_routes() -> list[BaseRoute]:
         Route("/admin/usage", admin_endpoint(admin_usage), methods=["GET"]),
         Route("/admin/payment/list", admin_endpoint(list_payments), methods=["GET"]),
         Route("/user/usage", admin_endpoint(user_usage, public=True), methods=["GET"]),
+        Route("/user/log/list", admin_endpoint(user_logs, public=True), methods=["GET"]),
     ]

@@ -28,8 +28,6 @@ import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
-import jwt as pyjwt
-
 from tollway.core.errors import AuthenticationFailed, ConfigError
 from tollway.store.meta import MetaRepository
 
@@ -119,10 +117,18 @@ class AdminTokens:
             self._key = signing_key(self._server_key, stored, self._admin_hash)
         return self._key
 
+    async def derive(self, purpose: bytes) -> bytes:
+        """A 32-byte key for ``purpose`` (the web console's session cookies), made from the same
+        secrets as the signing key: never in the database alone, and changing the admin key (or
+        deleting the random row) makes every key derived so far worthless."""
+        return hmac.new(await self._signing_key(), b"derive\x00" + purpose, hashlib.sha256).digest()
+
     async def issue(self, hours: int) -> tuple[str, int]:
         """A token valid for ``hours`` (1..720) and its lifetime in seconds."""
         if not MIN_HOURS <= hours <= MAX_HOURS:
             raise ValueError(f"hours must be between {MIN_HOURS} and {MAX_HOURS}")
+        import jwt as pyjwt  # on the first admin login, not at start (issue 19)
+
         now = int(self._clock())
         ttl = hours * 3600
         token = pyjwt.encode({"sub": SUBJECT, "iat": now, "exp": now + ttl}, await self._signing_key(),
@@ -134,6 +140,8 @@ class AdminTokens:
         token (SessionExpired when it was one)."""
         if not looks_like_jwt(token):
             raise AuthenticationFailed("Invalid admin token.")
+        import jwt as pyjwt
+
         try:
             claims = pyjwt.decode(token, await self._signing_key(), algorithms=[ALGORITHM],
                                   options={"require": ["sub", "iat", "exp"], "verify_iat": False})

@@ -86,7 +86,10 @@ def models_for(gw: Gateway, caller: Caller) -> list[dict[str, Any]]:
         env = spec.env_requirements if spec is not None else ()
         out.append({**_entry(m), "env_requirements": [{"key": e.key, "description": e.description,
                                                        "required": e.required} for e in env],
-                    "default_modes": list(m.modalities), "callable": gw.catalog.callable(m)})
+                    "default_modes": list(m.modalities), "callable": gw.catalog.callable(m),
+                    # what routes it (the web console's models page shows the admin this)
+                    "provider": m.provider, "upstream_id": m.upstream_id, "aliases": list(m.aliases),
+                    "fallbacks": list(m.fallbacks)})
     return out
 
 
