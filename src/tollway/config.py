@@ -64,7 +64,6 @@ from pathlib import Path
 from typing import Any
 
 import msgspec
-import yaml
 
 from tollway.core.catalog import Credential, ModelInfo, ProviderConfig
 from tollway.core.errors import ConfigError
@@ -269,6 +268,8 @@ _CREDENTIAL_EXTRA = ("access_key_id", "session_token")
 
 def load_file_config(path: str, env: dict[str, str]) -> FileConfig:
     """The YAML config; any problem is a ConfigError naming the file and what is wrong."""
+    import yaml  # only with a config file: start-up time and memory (issue 19)
+
     try:
         with open(path, encoding="utf-8") as fh:
             raw = yaml.safe_load(fh) or {}

@@ -25,7 +25,6 @@ from aiohttp.abc import AbstractResolver, ResolveResult
 from tollway.core.errors import InvalidRequest, RateLimited
 from tollway.providers import inline, media
 from tollway.providers.media import (
-    GuardedResolver,
     MediaFetcher,
     MediaPolicy,
     address_refusal,
@@ -33,6 +32,7 @@ from tollway.providers.media import (
     shown_url,
     sniff_media_type,
 )
+from tollway.providers.media_resolver import GuardedResolver
 
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00\x00\x00\rIHDR" + bytes(range(256)) * 2  # 528 bytes, under CAP
 CAP = 1000

@@ -11,10 +11,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
-import aiohttp
 import msgspec
+
+if TYPE_CHECKING:
+    import aiohttp
 
 from tollway.alerts.formats import Alert, payload, refused
 from tollway.auth.secret_box import SecretBox
@@ -77,6 +80,8 @@ class Webhooks:
 
     async def _post(self, url: str, fmt: str, body: dict[str, object]) -> tuple[Delivery, bool]:
         """One attempt: its outcome, and whether another attempt may help."""
+        import aiohttp  # with the first alert, not at start (issue 19)
+
         if self._session is None or self._session.closed:
             self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=self.timeout))
         try:

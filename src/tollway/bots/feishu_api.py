@@ -19,11 +19,13 @@ import asyncio
 import hashlib
 import time
 from collections.abc import Callable
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 from urllib.parse import quote
 
-import aiohttp
 import msgspec
+
+if TYPE_CHECKING:
+    import aiohttp
 
 TOKEN_INVALID = frozenset({99991661, 99991663})
 REFRESH_MARGIN = 300.0  # seconds before a token's expiry when it is fetched again
@@ -64,7 +66,7 @@ def text_content(text: str) -> str:
 
 class FeishuApi:
     def __init__(self, *, timeout: float = 10.0, clock: Callable[[], float] = time.monotonic) -> None:
-        self._timeout = aiohttp.ClientTimeout(total=timeout, connect=min(5.0, timeout))
+        self._timeout = timeout
         self._clock = clock
         self._session: aiohttp.ClientSession | None = None
         self._tokens: dict[tuple[str, str, str], _Token] = {}
@@ -72,8 +74,11 @@ class FeishuApi:
         self._locks: dict[tuple[str, str, str], asyncio.Lock] = {}
 
     def _http(self) -> aiohttp.ClientSession:
+        import aiohttp  # with a bot's first call, not at start (issue 19)
+
         if self._session is None or self._session.closed:
-            self._session = aiohttp.ClientSession(timeout=self._timeout, raise_for_status=False)
+            timeout = aiohttp.ClientTimeout(total=self._timeout, connect=min(5.0, self._timeout))
+            self._session = aiohttp.ClientSession(timeout=timeout, raise_for_status=False)
         return self._session
 
     async def close(self) -> None:
@@ -86,6 +91,8 @@ class FeishuApi:
         if token is not None:
             headers["Authorization"] = f"Bearer {token}"
         data = _encoder.encode(body) if body is not None else None
+        import aiohttp
+
         try:
             async with self._http().request(method, url, data=data, headers=headers) as resp:
                 raw = await resp.read()

@@ -48,15 +48,18 @@ import ipaddress
 import itertools
 import socket
 from collections.abc import AsyncIterator, Sequence
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
-import aiohttp
 import msgspec
-from aiohttp.abc import AbstractResolver, ResolveResult
-from aiohttp.resolver import DefaultResolver
 from yarl import URL
 
 from tollway.core.errors import InvalidRequest, RateLimited
+
+if TYPE_CHECKING:  # aiohttp is imported with the first fetch, not at start (issue 19)
+    import aiohttp
+    from aiohttp.abc import AbstractResolver
+
+    from tollway.providers.media_resolver import GuardedResolver
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
@@ -292,31 +295,6 @@ class AddressRefused(OSError):
         self.reason = reason
 
 
-class GuardedResolver(AbstractResolver):
-    """Wraps a resolver and refuses a host when any address it resolves to is not public.
-
-    The connector connects only to the addresses this returns, so the addresses checked are
-    the addresses used."""
-
-    def __init__(self, inner: AbstractResolver, *, allow_private: bool = False) -> None:
-        self._inner = inner
-        self._allow_private = allow_private
-
-    async def resolve(self, host: str, port: int = 0,
-                      family: socket.AddressFamily = socket.AF_INET) -> list[ResolveResult]:
-        results = await self._inner.resolve(host, port, family)
-        if not self._allow_private:
-            for result in results:
-                ip = _parse_address(result["host"])
-                reason = "not a valid address" if ip is None else address_refusal(ip)
-                if reason:
-                    raise AddressRefused(host, result["host"], reason)
-        return results
-
-    async def close(self) -> None:
-        await self._inner.close()
-
-
 # --- the fetcher ---------------------------------------------------------------------------
 
 
@@ -387,6 +365,11 @@ class MediaFetcher:
         self._session: aiohttp.ClientSession | None = None
 
     def _get_session(self) -> aiohttp.ClientSession:
+        import aiohttp
+        from aiohttp.resolver import DefaultResolver
+
+        from tollway.providers.media_resolver import GuardedResolver
+
         if self._session is None or self._session.closed:
             if self._resolver is None:
                 inner = self._inner_resolver or DefaultResolver()
@@ -531,6 +514,8 @@ class MediaFetcher:
                              "redirects.")
 
     async def _open(self, session: aiohttp.ClientSession, url: URL, hop: int) -> aiohttp.ClientResponse:
+        import aiohttp
+
         via = " (reached by a redirect)" if hop else ""
         try:
             return await session.get(url, allow_redirects=False, headers=REQUEST_HEADERS)
@@ -549,6 +534,8 @@ class MediaFetcher:
                                  f"({type(exc).__name__}).") from None
 
     async def _read_body(self, resp: aiohttp.ClientResponse, url: URL, total: _RequestTotal | None) -> bytes:
+        import aiohttp
+
         cap = self.policy.max_bytes
         too_big = f"Media at {shown_url(url)} refused: it is larger than the {cap}-byte limit."
         if resp.content_length is not None:

@@ -18,7 +18,7 @@ import logging
 import time
 from collections.abc import Callable, Mapping
 from types import MappingProxyType
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import msgspec
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -43,11 +43,13 @@ from tollway.store.credentials import CredentialRepository
 from tollway.store.keys import KeyRepository
 from tollway.store.log_buffer import RequestLogBuffer
 from tollway.store.meta import MetaRepository
-from tollway.store.redis import Broadcast
 from tollway.store.registry import AuthorizationRepository, GroupRepository, ModelRepository
 from tollway.store.responses import ResponseRepository
 from tollway.store.studios import StudioRepository
 from tollway.telemetry.metrics import Metrics
+
+if TYPE_CHECKING:  # redis is imported only when configured (app.build_gateway)
+    from tollway.store.redis import Broadcast
 
 log = logging.getLogger("tollway")
 CLAUDE_MAPPING = "claude_mapping"  # the meta row an admin's claude_mapping is kept in
