@@ -198,3 +198,60 @@ def test_request_log_keeps_its_close_defaults() -> None:
     repo.insert_many = insert_many  # type: ignore[attr-defined]
     buf = RequestLogBuffer(repo)  # type: ignore[arg-type]
     assert (buf.close_attempts, buf.close_delay, buf.max_pending) == (3, 0.2, 200_000) and buf.repo is repo
+
+
+async def test_a_writer_far_behind_makes_new_requests_wait_until_it_is_under_half() -> None:
+    """Backpressure: past ``high_water`` pending rows ``room`` waits; it returns once a flush has
+    brought the writer under half of it, and every row is written."""
+    db = FakeDb()
+    db.gate = asyncio.Event()
+    buf = buffer(db, batch=10, high_water=40)
+    buf.start()
+    for i in range(30):
+        buf.add(i)
+    assert not buf.behind
+    await buf.room()  # under the mark: returns at once
+    await asyncio.wait_for(db.entered.wait(), 1)  # the writer took a batch and hangs in insert
+    for i in range(30, 80):
+        buf.add(i)
+    assert buf.behind
+    waiting = asyncio.create_task(buf.room())
+    await asyncio.sleep(0.05)
+    assert not waiting.done()  # a new request waits for the writer
+    db.gate.set()
+    await asyncio.wait_for(waiting, 2)
+    assert not buf.behind
+    await buf.close()
+    assert db.rows == list(range(80))
+
+
+async def test_nothing_waits_while_the_database_is_unreachable() -> None:
+    db = FakeDb()
+    db.down_from = 1
+    buf = buffer(db, batch=10, high_water=20, interval=0.01)
+    buf.start()
+    for i in range(25):
+        buf.add(i)
+    assert buf.behind
+    await asyncio.wait_for(buf.room(), 1)  # the failed flush lifts the wait: rows are kept instead
+    assert buf.pending == 25 and not buf.behind
+    db.down_from = None
+    await buf.close()
+    assert db.rows == list(range(25))
+
+
+async def test_room_waits_at_most_room_timeout() -> None:
+    db = FakeDb()
+    db.gate = asyncio.Event()
+    buf = buffer(db, batch=5, high_water=10)
+    buf.room_timeout = 0.05
+    buf.start()
+    for i in range(20):
+        buf.add(i)
+    await asyncio.wait_for(db.entered.wait(), 1)
+    buf.add(20)
+    assert buf.behind
+    await asyncio.wait_for(buf.room(), 1)  # gives up after room_timeout: a stuck writer never hangs requests
+    db.gate.set()
+    await buf.close()
+    assert len(db.rows) == 21

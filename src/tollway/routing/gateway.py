@@ -18,7 +18,7 @@ import logging
 import time
 from collections.abc import Callable, Mapping
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import msgspec
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -41,7 +41,7 @@ from tollway.routing.recovery import CredentialRecovery
 from tollway.store import changes
 from tollway.store.credentials import CredentialRepository
 from tollway.store.keys import KeyRepository
-from tollway.store.log_buffer import RequestLogBuffer
+from tollway.store.log_buffer import RequestLogBuffer, WriteBehind
 from tollway.store.meta import MetaRepository
 from tollway.store.registry import AuthorizationRepository, GroupRepository, ModelRepository
 from tollway.store.responses import ResponseRepository
@@ -187,6 +187,8 @@ class Gateway:
         self.records = records  # chat records (sessions and threads); None: nothing is recorded
         self.metrics = metrics  # Prometheus counters, updated as calls finish; None: off
         self.responses = ResponseRepository(engine)  # the Responses API's stored responses
+        self._writers: list[WriteBehind[Any]] = [w for w in (logs, billing.writer if billing else None,
+                                                             records.writer if records else None) if w is not None]
         auth.set_lookup(self.keys.by_hash)
         self._builder = builder
         self._base_env = dict(base_env)
@@ -241,6 +243,13 @@ class Gateway:
     @property
     def configured_credentials(self) -> Mapping[str, tuple[Credential, ...]]:
         return self._topology.configured
+
+    async def room(self) -> None:
+        """Backpressure: a new request waits while a write-behind (request log, ledger, chat
+        records) is far behind (``store.log_buffer``); otherwise nothing (a flag per writer)."""
+        for writer in self._writers:
+            if writer.behind:
+                await writer.room()
 
     def begin(self, request_id: str, path: str, dialect: str, *, stream: bool = False) -> Call:
         return Call(self.logs, RequestLog(id=request_id, created_at=time.time(), path=path, dialect=dialect,

@@ -82,7 +82,8 @@ def dialect_endpoint(dialect: str, render: Render,
     async def endpoint(request: Request) -> Response | EventStreamResponse:
         gw: Gateway = request.app.state.gateway
         request_id: str = request.scope["state"]["request_id"]
-        call = gw.begin(request_id, request.url.path, dialect)
+        await gw.room()  # backpressure while a write-behind is far behind (store.log_buffer)
+        call = gw.begin(request_id, request.scope["path"], dialect)
         if _tracing.TRACER is not None:  # tracing (telemetry/tracing.py): the request's span rides on the call
             call.trace = _tracing.begin(dialect, request.scope, request.headers, request_id)
         rid = request_id if names_request else None
