@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 import httpx
 import pytest
 
-from tests.browser.conftest import axe_violations, describe, shoot
+from tests.browser.conftest import DESKTOP, PHONE, axe_violations, describe, shoot
 from tests.e2e.harness import ADMIN_KEY, GatewayProcess
 from tests.fakes.openai_server import Behavior, FakeOpenAI
 
@@ -132,9 +132,18 @@ def test_operator_creates_a_key_and_chats_with_it(priced: GatewayProcess, fake: 
     page.click('[data-copy="new-secret"]')
     assert page.evaluate("navigator.clipboard.readText()") == secret
     shoot(page, "key-created")
+    # a [hidden] button stays hidden (console.css styles buttons inline-block); the facts keep their distance
+    assert page.evaluate("() => { const b = document.createElement('button'); b.hidden = true;"
+                         " document.querySelector('main').append(b); const d = getComputedStyle(b).display;"
+                         " b.remove(); return d; }") == "none"
+    gap = page.evaluate("() => document.querySelector('dl.facts').getBoundingClientRect().top"
+                        " - document.querySelector('.secret').getBoundingClientRect().bottom")
+    assert gap >= 8, gap
 
-    # the playground: the admin has no key of its own, so it asks for one
-    page.goto("/ui/playground")
+    # the playground, from the operator menu: the admin has no key of its own, so it asks for one
+    page.locator("nav.sidenav").get_by_role("link", name="Playground").click()
+    page.wait_for_url("**/ui/playground")
+    page.wait_for_function("() => document.getElementById('playground').getAttribute('data-ready') === '1'")
     assert page.locator("#pg-no-key").is_visible()
     page.click("#pg-message")
     page.fill("#pg-message", "hello?")
@@ -178,6 +187,11 @@ def test_operator_creates_a_key_and_chats_with_it(priced: GatewayProcess, fake: 
     row = page.locator("#log-table tr", has_text=request_id)
     assert row.count() == 1 and "fake-chat" in row.inner_text() and f"{cost:g}" in row.inner_text()
     shoot(page, "logs")
+    page.set_viewport_size(PHONE)  # a phone: time, model, status and cost of a request on screen
+    for cell in (".c-time", ".c-model", ".c-status", ".c-cost"):
+        box = row.locator(cell).bounding_box()
+        assert box is not None and box["x"] >= 0 and box["x"] + box["width"] <= PHONE["width"], (cell, box)
+    page.set_viewport_size(DESKTOP)
     page.goto("/ui/")
     page.wait_for_selector("#chart-requests canvas")
     assert int(page.inner_text("#total-requests").replace(",", "")) == requests_before + 2

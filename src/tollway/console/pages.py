@@ -76,6 +76,8 @@ OPERATOR_NAV = (
     NavItem("Tasks", "/ui/tasks", "tasks"),
     NavItem("Bots", "/ui/bots", "bots"),
 )
+# the admin secret has no key (so no "My key" section): its playground (a pasted key) is here
+PLAYGROUND_NAV = NavItem("Playground", "/ui/playground", "playground")
 # the key holder's own pages (console/user_pages.py)
 HOLDER_NAV = (
     NavItem("My usage", "/ui/me", "me"),
@@ -91,7 +93,8 @@ def nav_for(viewer: Viewer | None) -> list[tuple[str, Sequence[NavItem]]]:
         return []
     sections: list[tuple[str, Sequence[NavItem]]] = []
     if viewer.is_operator:
-        sections.append(("Operate", OPERATOR_NAV))
+        # an admin-role key finds the playground under "My key"; the admin secret only here
+        sections.append(("Operate", OPERATOR_NAV if viewer.key_id is not None else (*OPERATOR_NAV, PLAYGROUND_NAV)))
     if viewer.key_id is not None:
         sections.append(("My key", HOLDER_NAV))
     return sections

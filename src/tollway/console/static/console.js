@@ -87,11 +87,24 @@
     }
   }
 
+  // phones: the navigation is a row that scrolls sideways; bring the current page's entry into view
+  function showCurrentNav() {
+    var nav = document.querySelector(".sidenav");
+    var current = nav ? nav.querySelector('a[aria-current="page"]') : null;
+    if (!current || nav.scrollWidth <= nav.clientWidth + 1) { return; }
+    var outer = nav.getBoundingClientRect();
+    var box = current.getBoundingClientRect();
+    if (box.left < outer.left || box.right > outer.right) {
+      nav.scrollLeft += box.left - outer.left - (outer.width - box.width) / 2;
+    }
+  }
+
   function ready(root) {
     var copies = document.querySelectorAll("[data-copy]");
     for (var i = 0; i < copies.length; i++) { copies[i].hidden = false; }
     drawCharts(root);
     markScrollers();
+    showCurrentNav();
   }
 
   document.addEventListener("click", function (event) {
@@ -104,5 +117,5 @@
   document.addEventListener("htmx:load", function (event) {
     ready(event.detail && event.detail.elt ? event.detail.elt : document);
   });
-  window.addEventListener("resize", markScrollers);
+  window.addEventListener("resize", function () { markScrollers(); showCurrentNav(); });
 })();

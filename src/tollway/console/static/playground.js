@@ -227,5 +227,10 @@
   window.tollwayPlayground = { init: init };
   document.addEventListener("DOMContentLoaded", init);
   document.addEventListener("htmx:load", init);
+  // a key checked (the model picker swapped in): the "give a key first" hint is stale
+  document.addEventListener("htmx:afterSwap", function (event) {
+    var status = document.getElementById("pg-status");
+    if (event.target && event.target.id === "pg-models" && status && !state.busy) { status.textContent = ""; }
+  });
   init();
 })();
