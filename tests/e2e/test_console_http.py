@@ -110,6 +110,8 @@ def test_admin_key_signs_in_with_a_strict_cookie_that_holds_no_secret(gw: Gatewa
         page = client.get("/ui/")
         assert page.status_code == 200
         assert "Overview" in page.text and "operator" in page.text
+        # no key of its own ("My key" section), but the playground (a pasted key) is in its menu, once
+        assert 'href="/ui/me"' not in page.text and page.text.count('href="/ui/playground"') == 1
         assert page.headers["cache-control"] == "no-store"
         assert "script-src 'self'" in page.headers["content-security-policy"]
         assert page.headers["x-frame-options"] == "DENY"
@@ -139,6 +141,7 @@ def test_admin_role_key_is_an_operator(gw: GatewayProcess, admin: httpx.Client) 
         page = client.get("/ui/keys")
         assert page.status_code == 200
         assert 'href="/ui/pools"' in page.text and 'href="/ui/me"' in page.text  # operator and its own key
+        assert page.text.count('href="/ui/playground"') == 1  # under "My key" only
 
 
 def test_user_key_sees_its_pages_only(gw: GatewayProcess, admin: httpx.Client) -> None:
