@@ -1,14 +1,36 @@
 # Shared by the bench scripts: `run NAME PORT` drives wrk at $CONC for $DURATION seconds against the
 # gateway whose pid and key are in $OUT/NAME.pid and $OUT/NAME.key, and prints req/s, the gateway's
-# CPU per request (from /proc), p50, p99 and errors. Needs KIT, OUT, CONC, DURATION.
+# CPU per request (from /proc, the process and its descendants), p50, p99 and errors. Needs KIT, OUT, CONC, DURATION.
+tree_cpu() {  # pid: CPU ticks (utime + stime) of the process and all its descendants (uvicorn's workers)
+  python3 - "$1" <<'PY'
+import os, sys
+root, parent, ticks = int(sys.argv[1]), {}, {}
+for entry in os.listdir("/proc"):
+    if entry.isdigit():
+        try:
+            fields = open(f"/proc/{entry}/stat").read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        parent[int(entry)], ticks[int(entry)] = int(fields[1]), int(fields[11]) + int(fields[12])
+tree, total = {root}, 0
+changed = True  # a child's pid may be lower than its parent's: grow the tree to a fixed point
+while changed:
+    changed = False
+    for pid, ppid in parent.items():
+        if ppid in tree and pid not in tree:
+            tree.add(pid)
+            changed = True
+print(sum(ticks.get(pid, 0) for pid in tree))
+PY
+}
 run() {  # name port
   local pid before after
   pid=$(cat "$OUT/$1.pid")
-  before=$(awk '{print $14 + $15}' "/proc/$pid/stat")
+  before=$(tree_cpu "$pid")
   BENCH_BODY_FILE="$OUT/body.json" BENCH_KEY="$(cat "$OUT/$1.key")" BENCH_OUT="$OUT/$1.jsonl" \
     wrk -t2 -c"$CONC" -d"${DURATION}s" -s "$KIT/wrk_post.lua" "http://127.0.0.1:$2/v1/chat/completions" \
     >"$OUT/$1.wrk" 2>&1
-  after=$(awk '{print $14 + $15}' "/proc/$pid/stat")
+  after=$(tree_cpu "$pid")
   python3 - "$OUT/$1.jsonl" "$before" "$after" "$(getconf CLK_TCK)" "$1" <<'PY'
 import json, sys
 line = json.loads(open(sys.argv[1]).read().splitlines()[-1])

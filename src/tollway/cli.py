@@ -82,9 +82,14 @@ def cmd_serve(args: argparse.Namespace) -> int:
         return 2
     build_catalog(settings)  # a config that cannot work fails here, before anything starts
     _migrate(settings)
-    _, generated = _with_engine(settings, lambda e: ensure_admin_secret(MetaRepository(e), settings.admin_key))
-    # the env store's key: made once before any worker starts; a wrong one stops here, in one line
-    _with_engine(settings, lambda e: load_secret_key(settings.env, MetaRepository(e)))
+    async def prepare(engine: Any) -> str | None:
+        meta = MetaRepository(engine)
+        _, generated = await ensure_admin_secret(meta, settings.admin_key)
+        # the env store's key: made once before any worker starts; a wrong one stops here, in one line
+        await load_secret_key(settings.env, meta)
+        return generated
+
+    generated = _with_engine(settings, prepare)
     # workers re-read settings from the environment: hand the flags down that way
     os.environ.update({"TOLLWAY_HOST": settings.host, "TOLLWAY_PORT": str(settings.port),
                        "TOLLWAY_DATA_DIR": settings.data_dir})

@@ -24,12 +24,16 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from tollway.core.money import MICRO
 from tollway.store import changes
+from tollway.store.db import insert_rows
 from tollway.store.tables import chat_sessions as s
 from tollway.store.tables import chat_threads as t
 from tollway.store.tables import record_settings as rs
 
 _decoder = msgspec.json.Decoder()
 TITLE = 80  # characters of the first user message a session's title keeps
+_THREAD_COLUMNS = ("session_id", "owner", "key_id", "request_id", "response_ref", "dialect", "model", "input",
+                   "output", "truncated", "stream", "status", "prompt_tokens", "completion_tokens", "cost_micro",
+                   "latency_ms", "created_at")
 
 
 class Thread(msgspec.Struct, frozen=True, kw_only=True):
@@ -163,7 +167,7 @@ class RecordRepository:
                 "output": th.output, "truncated": th.truncated, "stream": th.stream, "status": th.status,
                 "prompt_tokens": th.prompt_tokens, "completion_tokens": th.completion_tokens,
                 "cost_micro": th.cost_micro, "latency_ms": th.latency_ms, "created_at": th.created_at})
-        await conn.execute(insert(t), values)
+        await insert_rows(conn, t, _THREAD_COLUMNS, values)
         for session_id, added in touched.items():
             await conn.execute(update(s).where(s.c.id == session_id).values(
                 threads=s.c.threads + len(added), updated_at=max(th.created_at for th in added),

@@ -13,6 +13,7 @@ from sqlalchemy import BigInteger, ColumnElement, Float, Integer, String, and_, 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tollway.core.request_log import RequestLog
+from tollway.store.db import insert_rows
 from tollway.store.tables import request_logs
 
 _FIELDS = tuple(f for f in RequestLog.__struct_fields__)
@@ -61,7 +62,7 @@ class RequestLogRepository:
         if not rows:
             return
         async with self.engine.begin() as conn:
-            await conn.execute(request_logs.insert(), [_clean(r) for r in rows])
+            await insert_rows(conn, request_logs, _FIELDS, [_clean(r) for r in rows])
 
     async def list(self, *, key_id: int | None = None, model: str | None = None,
                    status: int | str | None = None, since: float | None = None, until: float | None = None,

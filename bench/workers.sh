@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# Does a second worker add throughput? `serve --workers 1` against `--workers 2`, both sharing
+# pools, wallets and limits through Redis (billing on: a priced model, a key with a balance and
+# RPM/TPM limits it never reaches), non-stream at concurrency $CONC against the kit's mock,
+# interleaved ROUNDS times; req/s and CPU ms per request of each gateway's process tree.
+#
+#   bench/workers.sh                      # REDIS=redis://127.0.0.1:6379/14 ROUNDS=3 DURATION=10 CONC=32
+set -u
+HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+KIT="${KIT:-$HERE/../shared/bench}"
+VENV="${VENV:-$HERE/.venv}"
+OUT="${OUT:-/tmp/tollway-workers-$(date +%Y%m%d-%H%M%S)}"
+ROUNDS="${ROUNDS:-3}" DURATION="${DURATION:-10}" CONC="${CONC:-32}"
+REDIS="${REDIS:-redis://127.0.0.1:6379/14}"
+ADMIN="bench-admin-key-$RANDOM$RANDOM"
+mkdir -p "$OUT"
+pids=()
+cleanup() { [ ${#pids[@]} -gt 0 ] && python3 "$KIT/killtree.py" "${pids[@]}" >/dev/null 2>&1; }
+trap cleanup EXIT
+
+MOCK_QUIET=1 MOCK_PORT=18095 node "$KIT/mock_upstream.js" >"$OUT/mock.log" 2>&1 & pids+=($!)
+export OPENAI_API_KEY=sk-mock OPENAI_BASE_URL=http://127.0.0.1:18095/v1 TOLLWAY_ADMIN_KEY=$ADMIN
+export TOLLWAY_MAX_INFLIGHT_PER_CREDENTIAL=100000
+echo '{"model":"gpt-4o-mini","max_tokens":64,"messages":[{"role":"user","content":"Say hello."}]}' >"$OUT/body.json"
+
+serve() {  # name port workers
+  local data; data=$(mktemp -d)
+  TOLLWAY_DATA_DIR=$data TOLLWAY_REDIS_URL="$REDIS" TOLLWAY_REDIS_PREFIX="benchw$RANDOM:" \
+    "$VENV/bin/tollway" serve --port "$2" --workers "$3" >"$OUT/$1.log" 2>&1 &
+  pids+=($!); echo $! >"$OUT/$1.pid"
+  until curl -fsS -m 2 "http://127.0.0.1:$2/healthz" >/dev/null 2>&1; do sleep 0.2; done
+  curl -fsS "http://127.0.0.1:$2/admin/model/save" -H "Authorization: Bearer $ADMIN" \
+    -d '{"name":"gpt-4o-mini","provider":"openai","price_in":0.15,"price_out":0.6}' >/dev/null
+  curl -fsS "http://127.0.0.1:$2/admin/api-key/apply" -H "Authorization: Bearer $ADMIN" \
+    -d '{"name":"bench","balance":1000000,"rpm":100000000,"tpm":1000000000}' \
+    | python3 -c 'import sys, json; print(json.load(sys.stdin)["api_key"])' >"$OUT/$1.key"
+}
+serve w1 4051 1
+serve w2 4052 2
+sleep 1
+
+. "$HERE/bench/lib.sh"  # run NAME PORT (CPU of the process tree: uvicorn's supervisor and its workers)
+for r in $(seq "$ROUNDS"); do
+  echo "round $r (c=$CONC, ${DURATION}s each)"
+  if [ $((r % 2)) = 0 ]; then run w2 4052; run w1 4051; else run w1 4051; run w2 4052; fi
+done | tee "$OUT/summary.txt"
