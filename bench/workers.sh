@@ -5,6 +5,9 @@
 # interleaved ROUNDS times; req/s and CPU ms per request of each gateway's process tree.
 #
 #   bench/workers.sh                      # REDIS=redis://127.0.0.1:6379/14 ROUNDS=3 DURATION=10 CONC=32
+#   PG=postgresql://127.0.0.1:5432 bench/workers.sh   # each gateway on a fresh PostgreSQL database, not SQLite
+#
+# On SQLite two workers' write-behinds contend for the one database file's write lock.
 set -u
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 KIT="${KIT:-$HERE/../shared/bench}"
@@ -13,9 +16,14 @@ OUT="${OUT:-/tmp/tollway-workers-$(date +%Y%m%d-%H%M%S)}"
 ROUNDS="${ROUNDS:-3}" DURATION="${DURATION:-10}" CONC="${CONC:-32}"
 REDIS="${REDIS:-redis://127.0.0.1:6379/14}"
 ADMIN="bench-admin-key-$RANDOM$RANDOM"
+PG="${PG:-}"
 mkdir -p "$OUT"
 pids=()
-cleanup() { [ ${#pids[@]} -gt 0 ] && python3 "$KIT/killtree.py" "${pids[@]}" >/dev/null 2>&1; }
+dbs=()
+cleanup() {
+  [ ${#pids[@]} -gt 0 ] && python3 "$KIT/killtree.py" "${pids[@]}" >/dev/null 2>&1
+  for db in "${dbs[@]}"; do psql "$PG/postgres" -qc "DROP DATABASE IF EXISTS $db" >/dev/null 2>&1; done
+}
 trap cleanup EXIT
 
 MOCK_QUIET=1 MOCK_PORT=18095 node "$KIT/mock_upstream.js" >"$OUT/mock.log" 2>&1 & pids+=($!)
@@ -24,8 +32,14 @@ export TOLLWAY_MAX_INFLIGHT_PER_CREDENTIAL=100000
 echo '{"model":"gpt-4o-mini","max_tokens":64,"messages":[{"role":"user","content":"Say hello."}]}' >"$OUT/body.json"
 
 serve() {  # name port workers
-  local data; data=$(mktemp -d)
-  TOLLWAY_DATA_DIR=$data TOLLWAY_REDIS_URL="$REDIS" TOLLWAY_REDIS_PREFIX="benchw$RANDOM:" \
+  local data db=""; data=$(mktemp -d)
+  if [ -n "$PG" ]; then
+    db="bench_$1_$RANDOM"
+    psql "$PG/postgres" -qc "CREATE DATABASE $db" >/dev/null
+    dbs+=("$db")
+    db="${PG/postgresql:/postgresql+asyncpg:}/$db"
+  fi
+  TOLLWAY_DATABASE_URL="$db" TOLLWAY_DATA_DIR=$data TOLLWAY_REDIS_URL="$REDIS" TOLLWAY_REDIS_PREFIX="benchw$RANDOM:" \
     "$VENV/bin/tollway" serve --port "$2" --workers "$3" >"$OUT/$1.log" 2>&1 &
   pids+=($!); echo $! >"$OUT/$1.pid"
   until curl -fsS -m 2 "http://127.0.0.1:$2/healthz" >/dev/null 2>&1; do sleep 0.2; done
