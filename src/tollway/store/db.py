@@ -39,6 +39,22 @@ async def insert_rows(conn: AsyncConnection, table: Table, columns: Sequence[str
     await conn.exec_driver_sql(sql, [tuple(row[name] for name in order) for row in rows])
 
 
+async def new_ids(conn: AsyncConnection, table: Table, count: int) -> list[int]:
+    """``count`` ids for rows of ``table`` (an integer ``id`` key) that the caller inserts with
+    them in this transaction: from the sequence on PostgreSQL; on SQLite after the largest id,
+    which another writer may take first (the insert then fails with IntegrityError: retry).
+    ``INSERT ... RETURNING`` of many rows in their order made SQLAlchemy send one statement per
+    row on SQLite (800 statements, 131 ms for 800 chat sessions; issue 19)."""
+    if count <= 0:
+        return []
+    if conn.dialect.name == "postgresql":
+        rows = await conn.execute(text(f"SELECT nextval(pg_get_serial_sequence('{table.name}', 'id')) "
+                                       "FROM generate_series(1, :n)"), {"n": count})
+        return [int(r[0]) for r in rows]
+    top = (await conn.execute(text(f"SELECT COALESCE(MAX(id), 0) FROM {table.name}"))).scalar_one()
+    return list(range(int(top) + 1, int(top) + 1 + count))
+
+
 def create_engine(url: str) -> AsyncEngine:
     if url.startswith("sqlite"):
         engine = create_async_engine(url, connect_args={"timeout": 30})

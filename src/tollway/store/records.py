@@ -24,13 +24,15 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from tollway.core.money import MICRO
 from tollway.store import changes
-from tollway.store.db import insert_rows
+from tollway.store.db import insert_rows, new_ids
 from tollway.store.tables import chat_sessions as s
 from tollway.store.tables import chat_threads as t
 from tollway.store.tables import record_settings as rs
 
 _decoder = msgspec.json.Decoder()
 TITLE = 80  # characters of the first user message a session's title keeps
+_SESSION_COLUMNS = ("id", "owner", "key_id", "studio_id", "client_ref", "title", "model", "dialect", "threads",
+                    "created_at", "updated_at")
 _THREAD_COLUMNS = ("session_id", "owner", "key_id", "request_id", "response_ref", "dialect", "model", "input",
                    "output", "truncated", "stream", "status", "prompt_tokens", "completion_tokens", "cost_micro",
                    "latency_ms", "created_at")
@@ -151,10 +153,11 @@ class RecordRepository:
                 session["threads"] += 1
                 session["updated_at"] = max(session["updated_at"], th.created_at)
                 session["model"] = th.model
-        ids: list[int] = []
+        ids = await new_ids(conn, s, len(made))
+        for session_id, session in zip(ids, made, strict=True):
+            session["id"] = session_id
         if made:
-            result = await conn.execute(insert(s).returning(s.c.id, sort_by_parameter_order=True), made)
-            ids = [int(r[0]) for r in result]
+            await insert_rows(conn, s, _SESSION_COLUMNS, made)
         touched: dict[int, list[Thread]] = {}
         values: list[dict[str, Any]] = []
         for th, (new, where) in zip(threads, places, strict=True):
