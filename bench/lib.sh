@@ -1,26 +1,19 @@
 # Shared by the bench scripts: `run NAME PORT` drives wrk at $CONC for $DURATION seconds against the
 # gateway whose pid and key are in $OUT/NAME.pid and $OUT/NAME.key, and prints req/s, the gateway's
 # CPU per request (from /proc, the process and its descendants), p50, p99 and errors. Needs KIT, OUT, CONC, DURATION.
-tree_cpu() {  # pid: CPU ticks (utime + stime) of the process and all its descendants (uvicorn's workers)
-  python3 - "$1" <<'PY'
+tree_cpu() {  # pid: CPU ticks (utime + stime + cutime + cstime) of the process and every descendant
+  KIT="$KIT" python3 - "$1" <<'PY'
 import os, sys
-root, parent, ticks = int(sys.argv[1]), {}, {}
-for entry in os.listdir("/proc"):
-    if entry.isdigit():
-        try:
-            fields = open(f"/proc/{entry}/stat").read().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        parent[int(entry)], ticks[int(entry)] = int(fields[1]), int(fields[11]) + int(fields[12])
-tree, total = {root}, 0
-changed = True  # a child's pid may be lower than its parent's: grow the tree to a fixed point
-while changed:
-    changed = False
-    for pid, ppid in parent.items():
-        if ppid in tree and pid not in tree:
-            tree.add(pid)
-            changed = True
-print(sum(ticks.get(pid, 0) for pid in tree))
+sys.path.insert(0, os.environ["KIT"])
+from procmon import tree  # the kit's process-tree walk
+total = 0
+for pid in tree(int(sys.argv[1])):
+    try:
+        data = open(f"/proc/{pid}/stat", "rb").read()
+    except OSError:
+        continue
+    total += sum(int(x) for x in data[data.rfind(b")") + 2:].split()[11:15])
+print(total)
 PY
 }
 run() {  # name port

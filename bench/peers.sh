@@ -119,31 +119,18 @@ hdrs() {  # Portkey: the provider and the mock as its custom host; its bearer go
 TARGETS=(mock tollway litellm portkey)
 GATEWAYS=(tollway litellm portkey)
 
-# CPU ticks of a process tree (utime + stime + cutime + cstime of the pid and every descendant) and
-# its memory (RSS, PSS in MiB, process count)
+# CPU ticks of a process tree: tree_cpu (bench/lib.sh); its memory (RSS, PSS in MiB, process count)
+. "$HERE/bench/lib.sh"
 cat >"$OUT/proc.py" <<'EOF'
 import json, os, sys
 sys.path.insert(0, os.environ["KIT"])
 from procmon import pss, sample, tree
-def ticks(pid):
-    t = 0
-    for p in tree(pid):
-        try:
-            data = open(f"/proc/{p}/stat", "rb").read()
-        except OSError:
-            continue
-        rest = data[data.rfind(b")") + 2:].split()
-        t += sum(int(x) for x in rest[11:15])
-    return t
-if sys.argv[1] == "ticks":
-    print(ticks(int(sys.argv[2])))
-else:  # mem NAME PID WHEN
-    pids = tree(int(sys.argv[3]))
-    rss, _, n = sample(pids)
-    print(json.dumps({"gateway": sys.argv[2], "when": sys.argv[4], "rss_mb": rss / 2**20, "pss_mb": pss(pids) / 2**20, "nprocs": n}))
+pids = tree(int(sys.argv[2]))
+rss, _, n = sample(pids)
+print(json.dumps({"gateway": sys.argv[1], "when": sys.argv[3], "rss_mb": rss / 2**20, "pss_mb": pss(pids) / 2**20, "nprocs": n}))
 EOF
-ticks() { KIT="$KIT" python3 "$OUT/proc.py" ticks "$1"; }
-mem() { KIT="$KIT" python3 "$OUT/proc.py" mem "$1" "$(pid "$1")" "$2" >>"$OUT/mem.jsonl"; }
+ticks() { tree_cpu "$1"; }
+mem() { KIT="$KIT" python3 "$OUT/proc.py" "$1" "$(pid "$1")" "$2" >>"$OUT/mem.jsonl"; }
 
 # --- every target answers 200 with the mock's content, non-stream and stream --------------------------
 MSG='[{"role":"user","content":"Say hello in one short sentence."}]'
