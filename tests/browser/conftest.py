@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from tests.e2e import conftest as e2e
 from tests.e2e.harness import GatewayProcess, fake_config
 from tests.fakes.openai_server import UPSTREAM_SECRET, FakeOpenAI
 
@@ -47,6 +48,11 @@ def _unavailable(message: str) -> None:
     pytest.skip(message)
 
 
+# the fake upstream and the check that it saw and sent only spec-conforming payloads: the e2e suite's
+fake = e2e.fake
+_no_spec_errors = e2e._no_spec_errors
+
+
 @pytest.fixture(scope="module")
 def playwright() -> Iterator[Playwright]:
     """Playwright's sync API, per module: while it runs, its event loop is the thread's running
@@ -70,24 +76,6 @@ def browser(playwright: Playwright) -> Iterator[Browser]:
     browser.close()
 
 
-@pytest.fixture(scope="session")
-def fake() -> Iterator[FakeOpenAI]:
-    server = FakeOpenAI()
-    server.start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture(autouse=True)
-def _no_spec_errors(request: pytest.FixtureRequest) -> Iterator[None]:
-    """The fake upstream, when a test used it, saw and sent only spec-conforming payloads."""
-    if "fake" not in request.fixturenames:
-        yield
-        return
-    fake: FakeOpenAI = request.getfixturevalue("fake")
-    before = len(fake.spec_errors)
-    yield
-    assert fake.spec_errors[before:] == []
 
 
 @pytest.fixture(scope="module")

@@ -34,26 +34,6 @@ SENDING, SENT, FAILED, SUPERSEDED = "sending", "sent", "failed", "superseded"
 MAX_LATENCIES = 10_000  # latencies read per model for a p99: the top 1% of 1,000,000 requests
 
 
-class AlertRule(msgspec.Struct, frozen=True, kw_only=True):
-    """A stored rule; ``webhook`` and ``secret`` are SecretBox tokens."""
-
-    id: int
-    name: str
-    kind: str
-    enabled: bool
-    filters: dict[str, Any]
-    threshold: str | None
-    minutes: int | None
-    window: int | None
-    min_requests: int | None
-    webhook: str
-    format: str
-    secret: str | None
-    debounce: int
-    created_at: float
-    updated_at: float
-
-
 class Firing(msgspec.Struct, frozen=True, kw_only=True):
     id: int
     rule_id: int
@@ -87,6 +67,14 @@ class RuleFields(msgspec.Struct, frozen=True, kw_only=True):
                 "filters": _encoder.encode(self.filters).decode(), "threshold": self.threshold,
                 "minutes": self.minutes, "window_minutes": self.window, "min_requests": self.min_requests,
                 "webhook": self.webhook, "format": self.format, "secret": self.secret, "debounce": self.debounce}
+
+
+class AlertRule(RuleFields, frozen=True, kw_only=True):
+    """A stored rule: what a save writes, its id and times; ``webhook`` and ``secret`` are SecretBox tokens."""
+
+    id: int
+    created_at: float
+    updated_at: float
 
 
 def _rule(r: Any) -> AlertRule:
