@@ -233,10 +233,6 @@ class Response:
         self._decoder = (zlib.decompressobj(16 + zlib.MAX_WBITS) if encoding in ("gzip", "x-gzip")
                          else zlib.decompressobj() if encoding == "deflate" else None)
 
-    @property
-    def at_eof(self) -> bool:
-        return self._conn.complete and not self._conn.chunks
-
     async def readany(self) -> bytes:
         conn = self._conn
         while True:
