@@ -43,17 +43,16 @@ serve() {  # name port billing(on|off) [redis url]
   pids+=($!); echo $! >"$OUT/$1.pid"
   until curl -fsS -m 2 "http://127.0.0.1:$2/healthz" >/dev/null 2>&1; do sleep 0.2; done
   if [ "$3" = on ]; then
-    admin "$2" /admin/model/save '{"name":"gpt-4o-mini","provider":"openai","price_in":0.15,"price_out":0.6}' >/dev/null
-    admin "$2" /admin/api-key/apply '{"name":"bench","balance":1000000,"rpm":100000000,"tpm":1000000000}'
+    priced_key "$2" "$ADMIN"
   else
-    admin "$2" /admin/api-key/apply '{"name":"bench"}'
-  fi | python3 -c 'import sys, json; print(json.load(sys.stdin)["api_key"])' >"$OUT/$1.key"
+    admin "$2" /admin/api-key/apply '{"name":"bench"}' | python3 -c 'import sys, json; print(json.load(sys.stdin)["api_key"])'
+  fi >"$OUT/$1.key"
 }
+. "$HERE/bench/lib.sh"  # priced_key; run NAME PORT
 serve off 4031 off
 serve on 4032 on
 if [ -n "$REDIS" ]; then serve off-redis 4034 off "$REDIS"; serve on-redis 4033 on "$REDIS"; fi
 
-. "$HERE/bench/lib.sh"  # run NAME PORT
 for r in $(seq "$ROUNDS"); do
   echo "round $r (c=$CONC, ${DURATION}s each)"
   run off 4031

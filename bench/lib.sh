@@ -1,6 +1,14 @@
 # Shared by the bench scripts: `run NAME PORT` drives wrk at $CONC for $DURATION seconds against the
 # gateway whose pid and key are in $OUT/NAME.pid and $OUT/NAME.key, and prints req/s, the gateway's
 # CPU per request (from /proc, the process and its descendants), p50, p99 and errors. Needs KIT, OUT, CONC, DURATION.
+priced_key() {  # port admin-key: prices gpt-4o-mini, prints the secret of a new key with a balance and
+  # RPM/TPM limits it never reaches (every request is authorized, counted, held, settled and billed)
+  curl -fsS "http://127.0.0.1:$1/admin/model/save" -H "Authorization: Bearer $2" \
+    -d '{"name":"gpt-4o-mini","provider":"openai","price_in":0.15,"price_out":0.6}' >/dev/null
+  curl -fsS "http://127.0.0.1:$1/admin/api-key/apply" -H "Authorization: Bearer $2" \
+    -d '{"name":"bench","balance":1000000,"rpm":100000000,"tpm":1000000000}' \
+    | python3 -c 'import sys, json; print(json.load(sys.stdin)["api_key"])'
+}
 tree_cpu() {  # pid: CPU ticks (utime + stime + cutime + cstime) of the process and every descendant
   KIT="$KIT" python3 - "$1" <<'PY'
 import os, sys

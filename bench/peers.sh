@@ -105,11 +105,8 @@ ss -ltnH "sport = :$PK_PORT" | awk '{print $4}' >"$OUT/portkey.listen"
 grep -qv '^127\.0\.0\.1:' "$OUT/portkey.listen" && die "Portkey listens beyond loopback: $(cat "$OUT/portkey.listen")"
 
 # Tollway billing on (as in bench/billing.sh): a priced model, a key with a balance and limits it never reaches
-admin() { curl -fsS "http://127.0.0.1:$TW_PORT$1" -H "Authorization: Bearer $ADMIN" -d "$2"; }
-admin /admin/model/save '{"name":"gpt-4o-mini","provider":"openai","price_in":0.15,"price_out":0.6}' >/dev/null \
-  || die "Tollway: cannot price gpt-4o-mini"
-TW_KEY=$(admin /admin/api-key/apply '{"name":"bench","balance":1000000,"rpm":100000000,"tpm":1000000000}' \
-  | python3 -c 'import sys, json; print(json.load(sys.stdin)["api_key"])') || die "Tollway: no API key"
+. "$HERE/bench/lib.sh"  # priced_key, tree_cpu
+TW_KEY=$(priced_key "$TW_PORT" "$ADMIN") && [ -n "$TW_KEY" ] || die "Tollway: cannot price gpt-4o-mini or make a key"
 
 port() { case $1 in mock) echo $MOCK_PORT ;; tollway) echo $TW_PORT ;; litellm) echo $LL_PORT ;; portkey) echo $PK_PORT ;; esac; }
 pid() { case $1 in mock) echo $MOCK_PID ;; tollway) echo $TW_PID ;; litellm) echo $LL_PID ;; portkey) echo $PK_PID ;; esac; }
@@ -120,7 +117,6 @@ TARGETS=(mock tollway litellm portkey)
 GATEWAYS=(tollway litellm portkey)
 
 # CPU ticks of a process tree: tree_cpu (bench/lib.sh); its memory (RSS, PSS in MiB, process count)
-. "$HERE/bench/lib.sh"
 cat >"$OUT/proc.py" <<'EOF'
 import json, os, sys
 sys.path.insert(0, os.environ["KIT"])

@@ -43,17 +43,13 @@ serve() {  # name port workers
     "$VENV/bin/tollway" serve --port "$2" --workers "$3" >"$OUT/$1.log" 2>&1 &
   pids+=($!); echo $! >"$OUT/$1.pid"
   until curl -fsS -m 2 "http://127.0.0.1:$2/healthz" >/dev/null 2>&1; do sleep 0.2; done
-  curl -fsS "http://127.0.0.1:$2/admin/model/save" -H "Authorization: Bearer $ADMIN" \
-    -d '{"name":"gpt-4o-mini","provider":"openai","price_in":0.15,"price_out":0.6}' >/dev/null
-  curl -fsS "http://127.0.0.1:$2/admin/api-key/apply" -H "Authorization: Bearer $ADMIN" \
-    -d '{"name":"bench","balance":1000000,"rpm":100000000,"tpm":1000000000}' \
-    | python3 -c 'import sys, json; print(json.load(sys.stdin)["api_key"])' >"$OUT/$1.key"
+  priced_key "$2" "$ADMIN" >"$OUT/$1.key"
 }
+. "$HERE/bench/lib.sh"  # priced_key; run NAME PORT (CPU of the process tree: uvicorn's supervisor and its workers)
 serve w1 4051 1
 serve w2 4052 2
 sleep 1
 
-. "$HERE/bench/lib.sh"  # run NAME PORT (CPU of the process tree: uvicorn's supervisor and its workers)
 for r in $(seq "$ROUNDS"); do
   echo "round $r (c=$CONC, ${DURATION}s each)"
   if [ $((r % 2)) = 0 ]; then run w2 4052; run w1 4051; else run w1 4051; run w2 4052; fi

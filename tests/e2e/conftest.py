@@ -3,6 +3,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 
 from tests.e2e.harness import GatewayProcess, fake_config
@@ -44,6 +45,13 @@ def fake_bedrock() -> Iterator[FakeBedrock]:
     server.start()
     yield server
     server.stop()
+
+
+@pytest.fixture
+def admin(gw: GatewayProcess) -> Iterator[httpx.Client]:
+    """An admin-key client of the module's own ``gw`` gateway."""
+    with gw.admin() as client:
+        yield client
 
 
 @pytest.fixture(autouse=True)

@@ -53,12 +53,6 @@ def gw(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GatewayProcess]:
         g.stop()
 
 
-@pytest.fixture
-def admin(gw: GatewayProcess) -> Iterator[httpx.Client]:
-    with gw.admin() as client:
-        yield client
-
-
 def _ok(r: httpx.Response) -> Any:
     assert r.status_code == 200, r.text
     return r.json()

@@ -33,12 +33,6 @@ def gw(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GatewayProcess]:
         g.stop()
 
 
-@pytest.fixture
-def admin(gw: GatewayProcess) -> Iterator[httpx.Client]:
-    with gw.admin() as client:
-        yield client
-
-
 def browser(gw: GatewayProcess) -> httpx.Client:
     """A client that keeps cookies and does not follow redirects (the tests look at them)."""
     return httpx.Client(base_url=gw.url, follow_redirects=False, timeout=30)
