@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping, Sequence
+import contextlib
+import weakref
+from collections.abc import AsyncIterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -53,6 +55,33 @@ async def new_ids(conn: AsyncConnection, table: Table, count: int) -> list[int]:
         return [int(r[0]) for r in rows]
     top = (await conn.execute(text(f"SELECT COALESCE(MAX(id), 0) FROM {table.name}"))).scalar_one()
     return list(range(int(top) + 1, int(top) + 1 + count))
+
+
+_TURNS: weakref.WeakKeyDictionary[AsyncEngine, dict[asyncio.AbstractEventLoop, asyncio.Lock]] = \
+    weakref.WeakKeyDictionary()
+
+
+@contextlib.asynccontextmanager
+async def writing(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
+    """A write transaction of the batch writers (request log, ledger, chat records, stored
+    responses). On SQLite, one process's writers take turns on an asyncio lock: the file has one
+    writer at a time, and a writer that finds it locked sleeps in SQLite's busy handler (1, 2, 5 ...
+    100 ms, however soon the lock is free): under load a native profile found the writers' threads
+    asleep there in 388 of 1,646 samples (issue 19). On PostgreSQL they write side by side.
+    Not re-entrant: nothing inside may call ``writing`` again."""
+    if engine.dialect.name != "sqlite":
+        async with engine.begin() as conn:
+            yield conn
+        return
+    loop = asyncio.get_running_loop()
+    turns = _TURNS.setdefault(engine, {})
+    lock = turns.get(loop)
+    if lock is None:
+        for stale in [other for other in turns if other.is_closed()]:
+            del turns[stale]
+        lock = turns[loop] = asyncio.Lock()
+    async with lock, engine.begin() as conn:
+        yield conn
 
 
 def create_engine(url: str) -> AsyncEngine:

@@ -22,6 +22,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from tollway.core.billing import LedgerEntry, PendingSettlement
+from tollway.store.db import insert_rows, writing
 from tollway.store.tables import api_keys, ledger, pending_settlements
 
 RECHARGE, CHARGE, REFUND = "recharge", "charge", "refund"
@@ -65,8 +66,8 @@ class LedgerRepository:
         for e in entries:
             deltas[e.key_id] += e.amount
         rows = [_ledger_row(e) for e in entries]
-        async with self.engine.begin() as conn:
-            await conn.execute(ledger.insert(), rows)
+        async with writing(self.engine) as conn:
+            await insert_rows(conn, ledger, _LEDGER_COLUMNS, rows)
             moves = [{"k": k, "delta": d} for k, d in sorted(deltas.items()) if d]  # sorted: one lock order
             if moves:
                 await conn.execute(_move, moves)
@@ -160,6 +161,9 @@ class LedgerRepository:
 
 def _asdict(e: LedgerEntry) -> dict[str, Any]:
     return {f: getattr(e, f) for f in e.__struct_fields__}
+
+
+_LEDGER_COLUMNS = ("key_id", "kind", "amount", "reserved", "month", "request_id", "model", "note", "created_at")
 
 
 def _ledger_row(e: LedgerEntry) -> dict[str, Any]:

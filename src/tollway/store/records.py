@@ -24,7 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from tollway.core.money import MICRO
 from tollway.store import changes
-from tollway.store.db import insert_rows, new_ids
+from tollway.store.db import insert_rows, new_ids, writing
 from tollway.store.tables import chat_sessions as s
 from tollway.store.tables import chat_threads as t
 from tollway.store.tables import record_settings as rs
@@ -93,7 +93,7 @@ class RecordRepository:
     async def write(self, threads: Sequence[Thread]) -> None:
         for attempt in range(3):
             try:
-                async with self.engine.begin() as conn:
+                async with writing(self.engine) as conn:
                     await self._write(conn, threads)
                 return
             except IntegrityError:  # another process made one of these sessions first: again, it exists now

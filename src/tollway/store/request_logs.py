@@ -13,7 +13,7 @@ from sqlalchemy import BigInteger, ColumnElement, Float, Integer, String, and_, 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tollway.core.request_log import RequestLog
-from tollway.store.db import insert_rows
+from tollway.store.db import insert_rows, writing
 from tollway.store.tables import request_logs
 
 _FIELDS = tuple(f for f in RequestLog.__struct_fields__)
@@ -61,7 +61,7 @@ class RequestLogRepository:
     async def insert_many(self, rows: Sequence[RequestLog]) -> None:
         if not rows:
             return
-        async with self.engine.begin() as conn:
+        async with writing(self.engine) as conn:
             await insert_rows(conn, request_logs, _FIELDS, [_clean(r) for r in rows])
 
     async def list(self, *, key_id: int | None = None, model: str | None = None,

@@ -21,6 +21,7 @@ from sqlalchemy import delete, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from tollway.store.db import writing
 from tollway.store.log_buffer import WriteBehind
 from tollway.store.tables import stored_responses as t
 
@@ -89,7 +90,7 @@ class ResponseRepository:
         self._writer.add(row)
 
     async def _insert(self, rows: Sequence[dict[str, Any]]) -> None:
-        async with self.engine.begin() as conn:
+        async with writing(self.engine) as conn:
             await conn.execute(t.insert(), list(rows))
         for row in rows:
             if self._pending.get(row["id"]) is row:
