@@ -51,13 +51,13 @@ from collections.abc import AsyncIterator, Sequence
 from typing import TYPE_CHECKING, Final
 
 import msgspec
-from yarl import URL
 
 from tollway.core.errors import InvalidRequest, RateLimited
 
-if TYPE_CHECKING:  # aiohttp is imported with the first fetch, not at start (issue 19)
+if TYPE_CHECKING:  # aiohttp and yarl are imported with the first URL to check, not at start (issue 19)
     import aiohttp
     from aiohttp.abc import AbstractResolver
+    from yarl import URL
 
     from tollway.providers.media_resolver import GuardedResolver
 
@@ -322,6 +322,8 @@ class _RequestTotal:
 
 def shown_url(url: str | URL) -> str:
     """A URL fit for an error message: without user:password, cut to MAX_SHOWN_URL characters."""
+    from yarl import URL
+
     text = str(url)
     try:
         parsed = url if isinstance(url, URL) else URL(text)
@@ -461,6 +463,8 @@ class MediaFetcher:
 
     def _check_url(self, raw: str | URL, hop: int) -> URL:
         """The URL to request, or a refusal: scheme, host, and a literal IP's address."""
+        from yarl import URL
+
         try:
             url = raw if isinstance(raw, URL) else URL(raw)
             scheme, host = url.scheme.lower(), url.host
@@ -482,6 +486,8 @@ class MediaFetcher:
         return url
 
     async def _fetch(self, raw: str, total: _RequestTotal | None) -> Media:
+        from yarl import URL
+
         session = self._get_session()
         target: str | URL = raw
         for hop in range(self.policy.max_redirects + 1):

@@ -25,7 +25,6 @@ from typing import Any, Final
 from urllib.parse import quote
 
 import msgspec
-from yarl import URL
 
 from tollway.core.catalog import Credential, EnvRequirement, ModelInfo, ProviderConfig, ProviderSpec
 from tollway.core.chat import ChatRequest, ChatResponse, StreamEvent, Usage
@@ -172,9 +171,11 @@ class BedrockProvider:
         if not key_id or not secret or not region:
             raise ProviderNotConfigured(f"{self.name} credential {credential.id!r} lacks an access key id, "
                                         "a secret access key or a region")
+        # botocore and yarl are imported by the first Bedrock call: a gateway without Bedrock never loads them
+        from yarl import URL
+
         endpoint = self.base_url or f"https://bedrock-runtime.{region}.amazonaws.com"
         url = str(URL(f"{endpoint}/model/{quote(upstream_model, safe='')}/{operation}"))
-        # botocore is imported by the first Bedrock call, not at start: a gateway without Bedrock never loads it
         from botocore.auth import SigV4Auth  # type: ignore[import-untyped]
         from botocore.awsrequest import AWSRequest  # type: ignore[import-untyped]
         from botocore.credentials import Credentials  # type: ignore[import-untyped]
