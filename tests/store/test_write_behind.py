@@ -255,3 +255,59 @@ async def test_room_waits_at_most_room_timeout() -> None:
     db.gate.set()
     await buf.close()
     assert len(db.rows) == 21
+
+
+async def test_heavy_rows_make_new_requests_wait_before_the_row_count_does() -> None:
+    """Counted in bytes (``weigh``): ten rows of 100 past ``max_bytes=500`` hold new requests
+    though the row count is far under ``high_water``; a heavy row wakes the writer early."""
+    db = FakeDb()
+    db.gate = asyncio.Event()
+    buf = buffer(db, batch=1000, high_water=10_000, weigh=lambda row: 100, max_bytes=500, interval=3600.0)
+    buf.start()
+    buf.add(0)  # 100 >= 500 // 8: the writer wakes though 1 row is far under batch
+    await asyncio.wait_for(db.entered.wait(), 1)
+    for i in range(1, 11):
+        buf.add(i)
+    assert buf.behind and buf.pending == 10
+    waiting = asyncio.create_task(buf.room())
+    await asyncio.sleep(0.05)
+    assert not waiting.done()
+    db.gate.set()
+    await asyncio.wait_for(waiting, 2)
+    await buf.close()
+    assert db.rows == list(range(11)) and buf.dropped == 0
+
+
+async def test_rows_kept_through_an_outage_stay_within_max_bytes() -> None:
+    db = FakeDb()
+    db.down_from = 1
+    sizes = {i: 100 * (i + 1) for i in range(6)}  # 100, 200, ... 600: 2,100 in all
+    buf = buffer(db, weigh=sizes.__getitem__, max_bytes=1_200)
+    for i in range(6):
+        buf.add(i)
+    with pytest.raises(OSError):
+        await buf.flush()
+    # the oldest go until the rest weigh at most 1,200: 0, 1, 2 (600) go; 3, 4, 5 (1,500) is
+    # still over, so 3 goes too: 4 and 5 (1,100) stay
+    assert buf.pending == 2 and buf.dropped == 4
+    db.down_from = None
+    buf.add(0)  # a light row after the outage: the count of what is kept is still right
+    await buf.flush()
+    assert db.rows == [4, 5, 0] and not buf.behind
+
+
+async def test_chat_recorder_counts_its_records_in_bytes() -> None:
+    from tollway.core.request_log import RequestLog
+    from tollway.records.recorder import ChatRecorder, Recording
+
+    async def write(rows: Sequence[object]) -> None:
+        return None
+
+    recorder = ChatRecorder(None, max_pending_bytes=10_000)  # type: ignore[arg-type]
+    recorder.writer.insert = write  # type: ignore[assignment]
+    recording = Recording("openai", b"x" * 3_000)
+    recording.body = b"y" * 2_000
+    row = RequestLog(id="req_1", created_at=1.0, path="/v1/chat/completions", dialect="openai", status=200)
+    recorder.add(None, row, recording)
+    recorder.add(None, row, recording)  # 2 x (3,000 + 2,000 + its row): over 10,000
+    assert recorder.writer.pending == 2 and recorder.writer._over(1)

@@ -78,16 +78,24 @@ class _Done(msgspec.Struct, frozen=True):
     recording: Any
 
 
+def _weight(done: _Done) -> int:
+    """About what a pending record keeps alive: the bytes it will read, and its log row."""
+    rec: Recording = done.recording
+    return 512 + len(rec.raw) + len(rec.body or b"") + sum(map(len, rec.frames)) + len(rec.answer or "")
+
+
 class ChatRecorder:
     def __init__(self, repo: RecordRepository, *, default: bool = True, retention: float = 90 * 86400.0,
-                 max_chars: int = 32_000, interval: float = 0.5) -> None:
+                 max_chars: int = 32_000, interval: float = 0.5, max_pending_bytes: int = 64 * 1024 * 1024) -> None:
         self.repo = repo
         self.default = default
         self.retention = retention
         self.max_chars = max_chars
         self.settings: dict[tuple[str, str], bool] = {}
+        # a record holds its request and answer until written: counted in bytes too (log_buffer)
         self.writer: WriteBehind[_Done] = WriteBehind(self._write, name="records", interval=interval, batch=200,
-                                                      max_pending=50_000)
+                                                      max_pending=50_000, weigh=_weight,
+                                                      max_bytes=max_pending_bytes)
         self._purger: asyncio.Task[None] | None = None
 
     # whether ---------------------------------------------------------------------------------

@@ -13,6 +13,12 @@ than the database takes rows under that load), ``room`` makes new requests wait 
 sustained overload answered faster than it wrote, and its memory grew by the rows it owed until
 ``max_pending`` dropped them (issue 19: 90 -> 390 MB RSS in 60 s at 3,200 req/s with chat records
 on). While the database is unreachable nothing waits: rows are kept, within ``max_pending``.
+
+Rows of very different sizes (a chat record holds the request and answer it will extract) are
+also counted in bytes when the writer is given ``weigh``: past ``max_bytes`` pending, new requests
+wait as past ``high_water``, and rows kept for an unreachable database are dropped, oldest first,
+beyond it. Counted in rows alone, 4,000 records of 300 KB agent prompts were 1.2 GB before
+anything waited, and 50,000 kept through an outage 15 GB.
 """
 
 from __future__ import annotations
@@ -41,6 +47,10 @@ def _is_connection_error(exc: Exception) -> bool:
 T = TypeVar("T")
 
 
+def _weightless(row: object) -> int:
+    return 0
+
+
 class WriteBehind(Generic[T]):
     """``close_attempts`` flushes, ``close_delay`` seconds apart, are tried on ``close`` while the
     database is unreachable (``None``: until one succeeds); rows still unwritten then are logged as
@@ -48,7 +58,8 @@ class WriteBehind(Generic[T]):
 
     def __init__(self, insert: Callable[[Sequence[T]], Awaitable[None]], *, name: str, interval: float = 0.5,
                  batch: int = 500, max_pending: int | None = 200_000, close_attempts: int | None = 3,
-                 close_delay: float = 0.2, high_water: int | None = None) -> None:
+                 close_delay: float = 0.2, high_water: int | None = None,
+                 weigh: Callable[[T], int] | None = None, max_bytes: int | None = None) -> None:
         self.insert = insert
         self.name = name
         self.interval = interval
@@ -60,6 +71,9 @@ class WriteBehind(Generic[T]):
         # told of each flush (buffer name, seconds, failed): the metrics' hook
         self.on_flush: Callable[[str, float, bool], None] | None = None
         self._rows: list[T] = []
+        self.weigh: Callable[[T], int] = weigh or _weightless
+        self.max_bytes = max_bytes if weigh is not None else None
+        self._bytes = 0  # what the pending rows weigh, with ``weigh``
         self._wake = asyncio.Event()
         self._stop = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -75,10 +89,21 @@ class WriteBehind(Generic[T]):
 
     def add(self, row: T) -> None:
         self._rows.append(row)
-        if len(self._rows) >= self.batch:
+        heavy = False
+        if self.max_bytes is not None:
+            self._bytes += self.weigh(row)
+            heavy = self._bytes >= self.max_bytes // 8
+        if len(self._rows) >= self.batch or heavy:
             self._wake.set()
-            if len(self._rows) >= self.high_water and self._task is not None:
+            if (len(self._rows) >= self.high_water or self._over(1)) and self._task is not None:
                 self._room.clear()
+
+    def _over(self, share: int) -> bool:
+        """The pending rows weigh more than ``max_bytes // share``."""
+        return self.max_bytes is not None and self._bytes > self.max_bytes // share
+
+    def _weight(self, rows: Sequence[T]) -> int:
+        return sum(map(self.weigh, rows)) if self.max_bytes is not None else 0
 
     @property
     def behind(self) -> bool:
@@ -103,10 +128,11 @@ class WriteBehind(Generic[T]):
             while self._rows:
                 rows = self._rows[: self.batch * 4]
                 del self._rows[: len(rows)]
+                self._bytes -= self._weight(rows)
                 started = time.perf_counter()
                 try:
                     await self.insert(rows)
-                    if len(self._rows) <= self.high_water // 2:
+                    if len(self._rows) <= self.high_water // 2 and not self._over(2):
                         self._room.set()
                     if self.on_flush is not None:
                         self.on_flush(self.name, time.perf_counter() - started, False)
@@ -130,13 +156,23 @@ class WriteBehind(Generic[T]):
 
     def _put_back(self, rows: list[T]) -> None:
         self._rows[:0] = rows
-        if self.max_pending is None:
-            return
-        overflow = len(self._rows) - self.max_pending
+        self._bytes += self._weight(rows)
+        overflow = len(self._rows) - self.max_pending if self.max_pending is not None else 0
         if overflow > 0:
-            del self._rows[:overflow]
-            self.dropped += overflow
-            log.error("%s: %d oldest rows dropped (more than %d pending)", self.name, overflow, self.max_pending)
+            self._drop(overflow, f"more than {self.max_pending} pending")
+        if self.max_bytes is not None and self._bytes > self.max_bytes:
+            overflow, weight = 0, self._bytes
+            while weight > self.max_bytes:
+                weight -= self.weigh(self._rows[overflow])
+                overflow += 1
+            self._drop(overflow, f"more than {self.max_bytes} bytes pending")
+
+    def _drop(self, count: int, why: str) -> None:
+        """The ``count`` oldest rows go, counted and logged."""
+        self._bytes -= self._weight(self._rows[:count])
+        del self._rows[:count]
+        self.dropped += count
+        log.error("%s: %d oldest rows dropped (%s)", self.name, count, why)
 
     async def _insert_one_by_one(self, rows: list[T]) -> None:
         """A batch the database refused (a bad row): insert row by row so one bad row cannot
