@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import operator
 import weakref
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +20,7 @@ MIGRATIONS = Path(__file__).parent / "migrations"
 SCHEMA_HEAD = "0011"
 
 
-_INSERTS: dict[tuple[str, str, tuple[str, ...]], tuple[str, tuple[str, ...]]] = {}
+_INSERTS: dict[tuple[str, str, tuple[str, ...]], tuple[str, Callable[[Mapping[str, Any]], tuple[Any, ...]]]] = {}
 
 
 async def insert_rows(conn: AsyncConnection, table: Table, columns: Sequence[str],
@@ -33,12 +34,12 @@ async def insert_rows(conn: AsyncConnection, table: Table, columns: Sequence[str
     known = _INSERTS.get(key)
     if known is None:
         compiled = insert(table).compile(dialect=conn.dialect, column_keys=list(columns))
-        known = (str(compiled), tuple(compiled.positiontup or ()))
-        if sorted(known[1]) != sorted(columns):
-            raise ValueError(f"{table.name}: the compiled insert binds {known[1]}, not {tuple(columns)}")
-        _INSERTS[key] = known
-    sql, order = known
-    await conn.exec_driver_sql(sql, [tuple(row[name] for name in order) for row in rows])
+        order = tuple(compiled.positiontup or ())
+        if sorted(order) != sorted(columns) or len(order) < 2:
+            raise ValueError(f"{table.name}: the compiled insert binds {order}, not {tuple(columns)}")
+        known = _INSERTS[key] = (str(compiled), operator.itemgetter(*order))  # a row's values in bind order
+    sql, values = known
+    await conn.exec_driver_sql(sql, [values(row) for row in rows])
 
 
 async def new_ids(conn: AsyncConnection, table: Table, count: int) -> list[int]:

@@ -37,19 +37,21 @@ def _limits() -> dict[str, tuple[str, int]]:
 _LIMITS = _limits()
 
 
+_TEXTS = tuple((name, limit) for name, (kind, limit) in _LIMITS.items() if kind == "str")
+_INTS = tuple((name, limit) for name, (kind, limit) in _LIMITS.items() if kind == "int")
+
+
 def _clean(row: RequestLog) -> dict[str, object]:
     """A row any database accepts: text without NUL and within its column's width, integers
     within their column's range. Values come partly from callers and upstreams."""
     data = msgspec.structs.asdict(row)
-    for name, (kind, limit) in _LIMITS.items():
+    for name, limit in _TEXTS:
         value = data.get(name)
-        if value is None:
-            continue
-        if kind == "str" and isinstance(value, str):
-            if "\x00" in value:
-                value = value.replace("\x00", "")
-            data[name] = value[:limit]
-        elif kind == "int" and isinstance(value, int):
+        if isinstance(value, str) and (len(value) > limit or "\x00" in value):
+            data[name] = value.replace("\x00", "")[:limit]
+    for name, limit in _INTS:
+        value = data.get(name)
+        if isinstance(value, int) and not -limit <= value <= limit:
             data[name] = max(-limit, min(value, limit))
     return data
 
