@@ -146,7 +146,8 @@ class WriteBehind(Generic[T]):
                 except BaseException:  # cancelled mid-insert: the rows go back, ahead of newer ones
                     self._put_back(rows)
                     raise
-            self._room.set()  # all written
+            self._bytes = 0  # all written (and no rounding of ``weigh`` can accumulate)
+            self._room.set()
 
     def _keep(self, rows: list[T]) -> None:
         """The database is unreachable: keep the rows for the next attempt, within bounds."""
