@@ -203,10 +203,8 @@ async def build_gateway(settings: Settings) -> Gateway:
     if gateway.metrics is not None:
         # a label only for a model the catalog lists: names clients make up fold into "other"
         gateway.metrics.known_models = lambda name: name in gateway.catalog.known
-        for buffer in (gateway.logs, gateway.billing.writer if gateway.billing else None,
-                       gateway.records.writer if gateway.records else None):
-            if buffer is not None:
-                buffer.on_flush = gateway.metrics.flushed
+        for buffer in gateway.writers:
+            buffer.on_flush = gateway.metrics.flushed
     return gateway
 
 

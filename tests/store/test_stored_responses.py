@@ -4,9 +4,11 @@ conversation, replaced only while unfinished, and gone past their retention."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from typing import Any
 
+import msgspec
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tollway.store.responses import ResponseRepository
@@ -78,3 +80,27 @@ async def test_a_kept_response_is_read_at_once_and_written_in_a_batch(engine: As
         assert await repo.delete("key:1", "k0") and await other.get("key:1", "k0") is None
     finally:
         await repo.close()
+
+
+async def test_responses_given_up_by_the_writer_are_not_served_from_memory(engine: AsyncEngine) -> None:
+    """Pending responses are bounded in bytes; one the writer gives up (over the bound through an
+    outage, or refused) leaves the pending map too: ``get`` never serves what was never stored."""
+    one = len(msgspec.json.encode(response("b0", "x" * 1_000))) + len(msgspec.json.encode([user("q")]))
+    repo = ResponseRepository(engine, interval=3600.0, max_pending_bytes=int(2.5 * (one + 256)))  # room for two
+
+    async def unreachable(rows: Any) -> None:
+        raise OSError("database unreachable")
+
+    insert, repo.writer.insert = repo.writer.insert, unreachable
+    for i in range(4):
+        repo.keep("key:1", response(f"b{i}", "x" * 1_000), [user("q")], previous_id=None, expires_at=None)
+    with contextlib.suppress(OSError):
+        await repo.writer.flush()
+    # the two oldest went (what is kept weighs at most the bound), and with them their pending copies
+    assert repo.writer.dropped == 2
+    assert await repo.get("key:1", "b0") is None and await repo.get("key:1", "b1") is None
+    assert await repo.get("key:1", "b3") is not None  # still pending
+    repo.writer.insert = insert
+    await repo.writer.flush()
+    other = ResponseRepository(engine)  # the database alone
+    assert await other.get("key:1", "b2") is not None and await other.get("key:1", "b0") is None

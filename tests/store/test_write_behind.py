@@ -311,3 +311,19 @@ async def test_chat_recorder_counts_its_records_in_bytes() -> None:
     recorder.add(None, row, recording)
     recorder.add(None, row, recording)  # 2 x (3,000 + 2,000 + its row): over 10,000
     assert recorder.writer.pending == 2 and recorder.writer._over(1)
+
+
+async def test_rows_given_up_are_handed_to_on_drop() -> None:
+    db = FakeDb()
+    gone: list[int] = []
+    db.down_from = 1
+    buf = buffer(db, max_pending=3, on_drop=gone.extend)
+    for i in range(5):
+        buf.add(i)
+    with pytest.raises(OSError):
+        await buf.flush()
+    assert gone == [0, 1]  # over max_pending, the oldest
+    db.down_from = None
+    db.refuse = {3}
+    await buf.flush()  # the batch is refused, then row by row: 3 alone is given up
+    assert gone == [0, 1, 3] and db.rows == [2, 4]

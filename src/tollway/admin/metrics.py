@@ -25,7 +25,6 @@ from tollway.auth.keys import bearer_token
 from tollway.core.errors import TollwayError
 from tollway.routing.gateway import Gateway
 from tollway.routing.responses import error_response
-from tollway.store.log_buffer import WriteBehind
 from tollway.telemetry.metrics import START, Metrics, gauge
 
 
@@ -49,18 +48,14 @@ async def live_state(request: Request, gw: Gateway) -> list[GaugeMetricFamily]:
             gauge("tollway_pool_cooling_down", "Credentials cooling down", ["provider"], cooling),
             gauge("tollway_pool_disabled", "Credentials disabled", ["provider"], disabled),
             gauge("tollway_pool_credentials", "Credentials", ["provider"], total)]
-    buffers: list[WriteBehind[object]] = [gw.logs]  # type: ignore[list-item]
     if gw.billing is not None:
-        buffers.append(gw.billing.writer)  # type: ignore[arg-type]
         holding = getattr(gw.billing.wallet, "holding", None)
         if isinstance(holding, int):
             out.append(gauge("tollway_wallet_holds", "Credit holds this process keeps alive", [], [((), holding)]))
-    if gw.records is not None:
-        buffers.append(gw.records.writer)  # type: ignore[arg-type]
     out.append(gauge("tollway_write_behind_pending", "Rows waiting to be written", ["buffer"],
-                     [((b.name,), float(b.pending)) for b in buffers]))
+                     [((b.name,), float(b.pending)) for b in gw.writers]))
     out.append(gauge("tollway_write_behind_dropped", "Rows given up (refused, or over the bound)", ["buffer"],
-                     [((b.name,), float(b.dropped)) for b in buffers]))
+                     [((b.name,), float(b.dropped)) for b in gw.writers]))
     engine = getattr(request.app.state, "tasks", None)
     if engine is not None:
         out.append(gauge("tollway_tasks_running_here", "Tasks this process runs", [], [((), len(engine.running))]))

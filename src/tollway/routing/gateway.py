@@ -187,8 +187,10 @@ class Gateway:
         self.records = records  # chat records (sessions and threads); None: nothing is recorded
         self.metrics = metrics  # Prometheus counters, updated as calls finish; None: off
         self.responses = ResponseRepository(engine)  # the Responses API's stored responses
-        self._writers: list[WriteBehind[Any]] = [w for w in (logs, billing.writer if billing else None,
-                                                             records.writer if records else None) if w is not None]
+        # every write-behind: backpressure (``room``), and the metrics' flush times and gauges
+        self.writers: tuple[WriteBehind[Any], ...] = tuple(
+            w for w in (logs, billing.writer if billing else None, records.writer if records else None,
+                        self.responses.writer) if w is not None)
         auth.set_lookup(self.keys.by_hash)
         self._builder = builder
         self._base_env = dict(base_env)
@@ -246,8 +248,8 @@ class Gateway:
 
     async def room(self) -> None:
         """Backpressure: a new request waits while a write-behind (request log, ledger, chat
-        records) is far behind (``store.log_buffer``); otherwise nothing (a flag per writer)."""
-        for writer in self._writers:
+        records, stored responses) is far behind (``store.log_buffer``); otherwise nothing (a flag per writer)."""
+        for writer in self.writers:
             if writer.behind:
                 await writer.room()
 

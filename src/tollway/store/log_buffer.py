@@ -59,7 +59,8 @@ class WriteBehind(Generic[T]):
     def __init__(self, insert: Callable[[Sequence[T]], Awaitable[None]], *, name: str, interval: float = 0.5,
                  batch: int = 500, max_pending: int | None = 200_000, close_attempts: int | None = 3,
                  close_delay: float = 0.2, high_water: int | None = None,
-                 weigh: Callable[[T], int] | None = None, max_bytes: int | None = None) -> None:
+                 weigh: Callable[[T], int] | None = None, max_bytes: int | None = None,
+                 on_drop: Callable[[Sequence[T]], None] | None = None) -> None:
         self.insert = insert
         self.name = name
         self.interval = interval
@@ -74,6 +75,7 @@ class WriteBehind(Generic[T]):
         self.weigh: Callable[[T], int] = weigh or _weightless
         self.max_bytes = max_bytes if weigh is not None else None
         self._bytes = 0  # what the pending rows weigh, with ``weigh``
+        self.on_drop = on_drop  # told of rows given up (past a bound, or refused by the database)
         self._wake = asyncio.Event()
         self._stop = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -170,10 +172,13 @@ class WriteBehind(Generic[T]):
 
     def _drop(self, count: int, why: str) -> None:
         """The ``count`` oldest rows go, counted and logged."""
-        self._bytes -= self._weight(self._rows[:count])
+        gone = self._rows[:count]
+        self._bytes -= self._weight(gone)
         del self._rows[:count]
         self.dropped += count
         log.error("%s: %d oldest rows dropped (%s)", self.name, count, why)
+        if self.on_drop is not None:
+            self.on_drop(gone)
 
     async def _insert_one_by_one(self, rows: list[T]) -> None:
         """A batch the database refused (a bad row): insert row by row so one bad row cannot
@@ -189,6 +194,8 @@ class WriteBehind(Generic[T]):
                 self.dropped += 1
                 log.error("%s row %s refused by the database: %s", self.name, getattr(row, "id", "?"),
                           type(exc).__name__)
+                if self.on_drop is not None:
+                    self.on_drop([row])
             except BaseException:
                 self._put_back(rows[i:])
                 raise

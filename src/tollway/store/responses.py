@@ -67,19 +67,27 @@ def _row(owner: str, response: dict[str, Any], inputs: list[dict[str, Any]], pre
             "input": _encoder.encode(inputs).decode(), "response": (encoded or _encoder.encode(response)).decode()}
 
 
+def _weight(row: dict[str, Any]) -> int:
+    return 256 + len(row["input"]) + len(row["response"])
+
+
 class ResponseRepository:
-    def __init__(self, engine: AsyncEngine, *, interval: float = 0.1) -> None:
+    def __init__(self, engine: AsyncEngine, *, interval: float = 0.1,
+                 max_pending_bytes: int = 64 * 1024 * 1024) -> None:
         self.engine = engine
         self.interval = interval
         self._pending: dict[str, dict[str, Any]] = {}  # kept, not yet inserted: id -> row
-        self._writer: WriteBehind[dict[str, Any]] = WriteBehind(self._insert, name="stored responses",
-                                                                interval=interval, batch=200)
+        # a pending row holds the response and its input: bounded in bytes too, and a row given up
+        # is no longer served from ``_pending`` (it was never stored)
+        self.writer: WriteBehind[dict[str, Any]] = WriteBehind(
+            self._insert, name="stored responses", interval=interval, batch=200, weigh=_weight,
+            max_bytes=max_pending_bytes, on_drop=self._forget)
 
     def start(self) -> None:
-        self._writer.start()
+        self.writer.start()
 
     async def close(self) -> None:
-        await self._writer.close()
+        await self.writer.close()
 
     def keep(self, owner: str, response: dict[str, Any], inputs: list[dict[str, Any]], *,
              previous_id: str | None, expires_at: float | None, encoded: bytes | None = None) -> None:
@@ -87,11 +95,15 @@ class ResponseRepository:
         JSON, when the caller has it already."""
         row = _row(owner, response, inputs, previous_id, expires_at, encoded)
         self._pending[row["id"]] = row
-        self._writer.add(row)
+        self.writer.add(row)
 
     async def _insert(self, rows: Sequence[dict[str, Any]]) -> None:
         async with writing(self.engine) as conn:
             await conn.execute(t.insert(), list(rows))
+        self._forget(rows)
+
+    def _forget(self, rows: Sequence[dict[str, Any]]) -> None:
+        """``rows`` left the writer (inserted, or given up): ``get`` reads them from the database now."""
         for row in rows:
             if self._pending.get(row["id"]) is row:
                 del self._pending[row["id"]]
@@ -183,7 +195,7 @@ class ResponseRepository:
 
     async def delete(self, owner: str, rid: str) -> bool:
         if rid in self._pending:  # being inserted perhaps: let it land first, then delete it
-            await self._writer.flush()
+            await self.writer.flush()
         async with self.engine.begin() as conn:
             done = await conn.execute(delete(t).where(t.c.id == rid, t.c.owner == owner))
         return bool(done.rowcount)
