@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, NoReturn
 import msgspec
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
+from starlette._utils import get_route_path
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
@@ -328,7 +329,7 @@ class LazyRoutes(BaseRoute):
 
     def matches(self, scope: Scope) -> tuple[Match, Scope]:
         if scope["type"] == "http":
-            path: str = scope["path"]
+            path = get_route_path(scope)  # under a root path too, as Starlette's own routes match
             if path == self.prefix or path.startswith(self.prefix + "/"):
                 return Match.FULL, {}
         return Match.NONE, {}

@@ -240,6 +240,32 @@ async def test_nothing_waits_while_the_database_is_unreachable() -> None:
     assert db.rows == list(range(25))
 
 
+async def test_nothing_waits_through_an_outage_however_many_rows_arrive() -> None:
+    """Once an insert found the database unreachable, rows added past the high water mark keep
+    nothing waiting until an insert goes through again; then the mark holds again."""
+    db = FakeDb()
+    db.down_from = 1
+    buf = buffer(db, batch=10, high_water=20, interval=3600.0)
+    buf.start()
+    for i in range(5):
+        buf.add(i)
+    with pytest.raises(OSError):
+        await buf.flush()
+    for i in range(5, 60):  # far past the mark while the database is away
+        buf.add(i)
+    assert not buf.behind
+    await asyncio.wait_for(buf.room(), 0.5)
+    db.down_from = None
+    await buf.flush()
+    db.gate = asyncio.Event()
+    for i in range(60, 100):  # the database is back: past the mark, new requests wait again
+        buf.add(i)
+    assert buf.behind
+    db.gate.set()
+    await buf.close()
+    assert db.rows == list(range(100))
+
+
 async def test_room_waits_at_most_room_timeout() -> None:
     db = FakeDb()
     db.gate = asyncio.Event()
@@ -289,11 +315,12 @@ async def test_rows_kept_through_an_outage_stay_within_max_bytes() -> None:
         await buf.flush()
     # the oldest go until the rest weigh at most 1,200: 0, 1, 2 (600) go; 3, 4, 5 (1,500) is
     # still over, so 3 goes too: 4 and 5 (1,100) stay
-    assert buf.pending == 2 and buf.dropped == 4
+    assert buf.pending == 2 and buf.dropped == 4 and buf.pending_bytes == 1_100
     db.down_from = None
-    buf.add(0)  # a light row after the outage: the count of what is kept is still right
+    buf.add(0)  # a light row after the outage: the weight kept is counted on from there
+    assert buf.pending_bytes == 1_200
     await buf.flush()
-    assert db.rows == [4, 5, 0] and not buf.behind
+    assert db.rows == [4, 5, 0] and buf.pending_bytes == 0
 
 
 async def test_chat_recorder_counts_its_records_in_bytes() -> None:

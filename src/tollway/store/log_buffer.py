@@ -12,7 +12,8 @@ than the database takes rows under that load), ``room`` makes new requests wait 
 ``room_timeout`` each) until the writer is back under half of it. Without it a gateway under
 sustained overload answered faster than it wrote, and its memory grew by the rows it owed until
 ``max_pending`` dropped them (issue 19: 90 -> 390 MB RSS in 60 s at 3,200 req/s with chat records
-on). While the database is unreachable nothing waits: rows are kept, within ``max_pending``.
+on). While the database is unreachable nothing waits: rows are kept, within ``max_pending``
+(and ``max_bytes``), until an insert goes through again.
 
 Rows of very different sizes (a chat record holds the request and answer it will extract) are
 also counted in bytes when the writer is given ``weigh``: past ``max_bytes`` pending, new requests
@@ -76,6 +77,7 @@ class WriteBehind(Generic[T]):
         self.max_bytes = max_bytes if weigh is not None else None
         self._bytes = 0  # what the pending rows weigh, with ``weigh``
         self.on_drop = on_drop  # told of rows given up (past a bound, or refused by the database)
+        self._away = False  # the last insert found the database unreachable: nothing waits for it
         self._wake = asyncio.Event()
         self._stop = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -97,7 +99,8 @@ class WriteBehind(Generic[T]):
             heavy = self._bytes >= self.max_bytes // 8
         if len(self._rows) >= self.batch or heavy:
             self._wake.set()
-            if (len(self._rows) >= self.high_water or self._over(1)) and self._task is not None:
+            if (len(self._rows) >= self.high_water or self._over(1)) and self._task is not None \
+                    and not self._away:
                 self._room.clear()
 
     def _over(self, share: int) -> bool:
@@ -123,6 +126,11 @@ class WriteBehind(Generic[T]):
     def pending(self) -> int:
         return len(self._rows)
 
+    @property
+    def pending_bytes(self) -> int:
+        """What the pending rows weigh (0 without ``weigh``)."""
+        return self._bytes
+
     async def flush(self) -> None:
         """Insert every pending row. Raises the connection error when the database is unreachable;
         the rows not written are pending again, in their order, also when the flush is cancelled."""
@@ -134,6 +142,7 @@ class WriteBehind(Generic[T]):
                 started = time.perf_counter()
                 try:
                     await self.insert(rows)
+                    self._away = False
                     if len(self._rows) <= self.high_water // 2 and not self._over(2):
                         self._room.set()
                     if self.on_flush is not None:
@@ -144,6 +153,7 @@ class WriteBehind(Generic[T]):
                     if _is_connection_error(exc):
                         self._keep(rows)
                         raise
+                    self._away = False  # it answered: it refused a row
                     await self._insert_one_by_one(rows)
                 except BaseException:  # cancelled mid-insert: the rows go back, ahead of newer ones
                     self._put_back(rows)
@@ -154,7 +164,8 @@ class WriteBehind(Generic[T]):
     def _keep(self, rows: list[T]) -> None:
         """The database is unreachable: keep the rows for the next attempt, within bounds."""
         log.warning("%s insert failed (database unreachable); %d rows kept for retry", self.name, len(rows))
-        self._room.set()  # nothing waits on a database that is away: max_pending bounds what is kept
+        self._away = True  # until an insert succeeds, nothing waits: max_pending and max_bytes bound what is kept
+        self._room.set()
         self._put_back(rows)
 
     def _put_back(self, rows: list[T]) -> None:
