@@ -163,12 +163,11 @@ def _asdict(e: LedgerEntry) -> dict[str, Any]:
     return {f: getattr(e, f) for f in e.__struct_fields__}
 
 
-_LEDGER_COLUMNS = ("key_id", "kind", "amount", "reserved", "month", "request_id", "model", "note", "created_at")
+_LEDGER_COLUMNS = tuple(f for f in LedgerEntry.__struct_fields__ if f != "id")  # the database gives the id
 
 
 def _ledger_row(e: LedgerEntry) -> dict[str, Any]:
-    return {"key_id": e.key_id, "kind": e.kind, "amount": e.amount, "reserved": e.reserved, "month": e.month,
-            "request_id": e.request_id, "model": e.model, "note": e.note, "created_at": e.created_at}
+    return {f: getattr(e, f) for f in _LEDGER_COLUMNS}
 
 
 def _pending_row(p: PendingSettlement) -> dict[str, Any]:

@@ -17,28 +17,14 @@ from tollway.store.db import insert_rows, writing
 from tollway.store.tables import request_logs
 
 _FIELDS = tuple(f for f in RequestLog.__struct_fields__)
-_INT_MAX = {Integer: 2**31 - 1, BigInteger: 2**63 - 1}
+_INT_MAX: dict[type, int] = {Integer: 2**31 - 1, BigInteger: 2**63 - 1}
 GROUPS = ("key", "model", "day", "hour")  # what ``usage`` can group by
 ORDERS = ("cost", "requests", "tokens", "errors")  # what ``usage`` can order its groups by, largest first
 
 
-def _limits() -> dict[str, tuple[str, int]]:
-    """Per column: ("str", max length) or ("int", max value), from the table definition."""
-    out: dict[str, tuple[str, int]] = {}
-    for col in request_logs.columns:
-        kind = type(col.type)
-        if isinstance(col.type, String):
-            out[col.name] = ("str", col.type.length or 1_000_000)
-        elif kind in _INT_MAX:
-            out[col.name] = ("int", _INT_MAX[kind])
-    return out
-
-
-_LIMITS = _limits()
-
-
-_TEXTS = tuple((name, limit) for name, (kind, limit) in _LIMITS.items() if kind == "str")
-_INTS = tuple((name, limit) for name, (kind, limit) in _LIMITS.items() if kind == "int")
+# from the table definition: (column, max length) of each text column, (column, max value) of each integer one
+_TEXTS = tuple((c.name, c.type.length or 1_000_000) for c in request_logs.columns if isinstance(c.type, String))
+_INTS = tuple((c.name, _INT_MAX[type(c.type)]) for c in request_logs.columns if type(c.type) in _INT_MAX)
 
 
 def _clean(row: RequestLog) -> dict[str, object]:
