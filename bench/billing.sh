@@ -26,10 +26,8 @@ pids=()
 cleanup() { [ ${#pids[@]} -gt 0 ] && python3 "$KIT/killtree.py" "${pids[@]}" >/dev/null 2>&1; }
 trap cleanup EXIT
 
-MOCK_QUIET=1 MOCK_PORT=18096 node "$KIT/mock_upstream.js" >"$OUT/mock.log" 2>&1 & pids+=($!)
-export OPENAI_API_KEY=sk-mock OPENAI_BASE_URL=http://127.0.0.1:18096/v1 TOLLWAY_ADMIN_KEY=$ADMIN
-export TOLLWAY_MAX_INFLIGHT_PER_CREDENTIAL=100000
-echo '{"model":"gpt-4o-mini","max_tokens":64,"messages":[{"role":"user","content":"Say hello."}]}' >"$OUT/body.json"
+. "$HERE/bench/lib.sh"  # start_mock, wait_ready, priced_key; run NAME PORT
+start_mock 18096
 
 admin() {  # port path json
   curl -fsS "http://127.0.0.1:$1$2" -H "Authorization: Bearer $ADMIN" -d "$3"
@@ -41,14 +39,13 @@ serve() {  # name port billing(on|off) [redis url]
   env $off_env TOLLWAY_DATA_DIR="$data" TOLLWAY_BILLING="$3" TOLLWAY_REDIS_URL="${4:-}" TOLLWAY_REDIS_PREFIX="bench$RANDOM:" \
     "$VENV/bin/tollway" serve --port "$2" >"$OUT/$1.log" 2>&1 &
   pids+=($!); echo $! >"$OUT/$1.pid"
-  until curl -fsS -m 2 "http://127.0.0.1:$2/healthz" >/dev/null 2>&1; do sleep 0.2; done
+  wait_ready "$2"
   if [ "$3" = on ]; then
     priced_key "$2" "$ADMIN"
   else
     admin "$2" /admin/api-key/apply '{"name":"bench"}' | python3 -c 'import sys, json; print(json.load(sys.stdin)["api_key"])'
   fi >"$OUT/$1.key"
 }
-. "$HERE/bench/lib.sh"  # priced_key; run NAME PORT
 serve off 4031 off
 serve on 4032 on
 if [ -n "$REDIS" ]; then serve off-redis 4034 off "$REDIS"; serve on-redis 4033 on "$REDIS"; fi

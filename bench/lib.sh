@@ -1,6 +1,18 @@
-# Shared by the bench scripts: `run NAME PORT` drives wrk at $CONC for $DURATION seconds against the
-# gateway whose pid and key are in $OUT/NAME.pid and $OUT/NAME.key, and prints req/s, the gateway's
-# CPU per request (from /proc, the process and its descendants), p50, p99 and errors. Needs KIT, OUT, CONC, DURATION.
+# Shared by the bench scripts: `start_mock PORT` (the kit's mock, the upstream environment and
+# $OUT/body.json), `wait_ready PORT`, `priced_key PORT ADMIN`, `tree_cpu PID`, and `run NAME PORT`: wrk at
+# $CONC for $DURATION seconds against the gateway whose pid and key are in $OUT/NAME.pid and
+# $OUT/NAME.key, printing req/s, the gateway's CPU per request (from /proc, the process and its
+# descendants), p50, p99 and errors. Needs KIT, OUT, CONC, DURATION (and pids, ADMIN for start_mock).
+start_mock() {  # port: the kit's mock there (its pid added to $pids), the gateways' upstream and admin
+  # key in the environment, no per-credential cap, and the chat body every run posts in $OUT/body.json
+  MOCK_QUIET=1 MOCK_PORT=$1 node "$KIT/mock_upstream.js" >"$OUT/mock.log" 2>&1 & pids+=($!)
+  export OPENAI_API_KEY=sk-mock OPENAI_BASE_URL=http://127.0.0.1:$1/v1 TOLLWAY_ADMIN_KEY=$ADMIN
+  export TOLLWAY_MAX_INFLIGHT_PER_CREDENTIAL=100000
+  echo '{"model":"gpt-4o-mini","max_tokens":64,"messages":[{"role":"user","content":"Say hello."}]}' >"$OUT/body.json"
+}
+wait_ready() {  # port: until the gateway there answers /healthz
+  until curl -fsS -m 2 "http://127.0.0.1:$1/healthz" >/dev/null 2>&1; do sleep 0.2; done
+}
 priced_key() {  # port admin-key: prices gpt-4o-mini, prints the secret of a new key with a balance and
   # RPM/TPM limits it never reaches (every request is authorized, counted, held, settled and billed)
   curl -fsS "http://127.0.0.1:$1/admin/model/save" -H "Authorization: Bearer $2" \

@@ -20,24 +20,21 @@ pids=()
 cleanup() { [ ${#pids[@]} -gt 0 ] && python3 "$KIT/killtree.py" "${pids[@]}" >/dev/null 2>&1; }
 trap cleanup EXIT
 
-MOCK_QUIET=1 MOCK_PORT=18097 node "$KIT/mock_upstream.js" >"$OUT/mock.log" 2>&1 & pids+=($!)
-export OPENAI_API_KEY=sk-mock OPENAI_BASE_URL=http://127.0.0.1:18097/v1 TOLLWAY_ADMIN_KEY=$ADMIN
-export TOLLWAY_MAX_INFLIGHT_PER_CREDENTIAL=100000
-echo '{"model":"gpt-4o-mini","max_tokens":64,"messages":[{"role":"user","content":"Say hello."}]}' >"$OUT/body.json"
+. "$HERE/bench/lib.sh"  # start_mock, wait_ready; run NAME PORT
+start_mock 18097
 
 serve() {  # name port on|off
   local data extra=""; data=$(mktemp -d)
   [ "$3" = on ] && extra="$EXTRA"
   env TOLLWAY_DATA_DIR="$data" "$SETTING=$3" $extra "$VENV/bin/tollway" serve --port "$2" >"$OUT/$1.log" 2>&1 &
   pids+=($!); echo $! >"$OUT/$1.pid"; echo "$data" >"$OUT/$1.data"
-  until curl -fsS -m 2 "http://127.0.0.1:$2/healthz" >/dev/null 2>&1; do sleep 0.2; done
+  wait_ready "$2"
   curl -fsS "http://127.0.0.1:$2/admin/api-key/apply" -H "Authorization: Bearer $ADMIN" -d '{"name":"bench"}' \
     | python3 -c 'import sys, json; print(json.load(sys.stdin)["api_key"])' >"$OUT/$1.key"
 }
 serve off 4041 off
 serve on 4042 on
 
-. "$HERE/bench/lib.sh"  # run NAME PORT
 for r in $(seq "$ROUNDS"); do
   echo "round $r (c=$CONC, ${DURATION}s each)"
   if [ $((r % 2)) = 0 ]; then run on 4042; run off 4041; else run off 4041; run on 4042; fi

@@ -26,10 +26,8 @@ cleanup() {
 }
 trap cleanup EXIT
 
-MOCK_QUIET=1 MOCK_PORT=18095 node "$KIT/mock_upstream.js" >"$OUT/mock.log" 2>&1 & pids+=($!)
-export OPENAI_API_KEY=sk-mock OPENAI_BASE_URL=http://127.0.0.1:18095/v1 TOLLWAY_ADMIN_KEY=$ADMIN
-export TOLLWAY_MAX_INFLIGHT_PER_CREDENTIAL=100000
-echo '{"model":"gpt-4o-mini","max_tokens":64,"messages":[{"role":"user","content":"Say hello."}]}' >"$OUT/body.json"
+. "$HERE/bench/lib.sh"  # start_mock, wait_ready, priced_key; run NAME PORT (CPU of the process tree: uvicorn's supervisor and its workers)
+start_mock 18095
 
 serve() {  # name port workers
   local data db=""; data=$(mktemp -d)
@@ -42,10 +40,9 @@ serve() {  # name port workers
   TOLLWAY_DATABASE_URL="$db" TOLLWAY_DATA_DIR=$data TOLLWAY_REDIS_URL="$REDIS" TOLLWAY_REDIS_PREFIX="benchw$RANDOM:" \
     "$VENV/bin/tollway" serve --port "$2" --workers "$3" >"$OUT/$1.log" 2>&1 &
   pids+=($!); echo $! >"$OUT/$1.pid"
-  until curl -fsS -m 2 "http://127.0.0.1:$2/healthz" >/dev/null 2>&1; do sleep 0.2; done
+  wait_ready "$2"
   priced_key "$2" "$ADMIN" >"$OUT/$1.key"
 }
-. "$HERE/bench/lib.sh"  # priced_key; run NAME PORT (CPU of the process tree: uvicorn's supervisor and its workers)
 serve w1 4051 1
 serve w2 4052 2
 sleep 1
